@@ -1,0 +1,76 @@
+// kvrun — assembling a pipeline from a validated config (DESIGN.md "Data flow of one request"):
+// registry → matrix check → device → checkpoint → weights → cache → attention → model.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kvrun/config.hpp"
+#include "kvrun/engine.hpp"
+#include "kvrun/matrix.hpp"
+#include "kvrun/models/checkpoint.hpp"
+#include "kvrun/models/tokenizer.hpp"
+#include "kvrun/models/transformer.hpp"
+#include "kvrun/registry.hpp"
+
+namespace kvrun {
+
+// Folders of an uninstalled build (compiled in) plus the normal search path.
+std::vector<std::string> plugin_search_path(const PipelineConfig& cfg);
+std::vector<std::string> backend_search_path(const PipelineConfig& cfg);
+
+// What `kvrun check` decides without touching a device or reading weights.
+struct CheckReport {
+  std::string backend;               // "cpu" / "cuda" (what the device spec names; auto → cpu, see notes)
+  std::string weights;               // resolved weights plugin
+  std::string checkpoint_encoding;   // "" for synthetic models
+  Verdict verdict;
+  std::vector<std::string> notes;    // e.g. "device auto: on a machine with a GPU this runs on cuda"
+};
+CheckReport check_pipeline(const PipelineConfig& cfg, Registry& reg);
+
+class Pipeline {
+ public:
+  // Everything up to the weights on the device; throws Error with a category on any problem.
+  explicit Pipeline(const PipelineConfig& cfg);
+  ~Pipeline();
+
+  // Creates the cache (sized from cache.max_tokens, else memory_fraction, else `request_tokens`)
+  // for up to `max_seqs` sequences, and the attention operator.
+  void prepare(int64_t request_tokens, int max_seqs);
+
+  const PipelineConfig& config() const noexcept { return cfg_; }
+  Device& device() noexcept { return *device_; }
+  Transformer& model() noexcept { return *model_; }
+  Tokenizer& tokenizer();
+  bool has_tokenizer() const noexcept { return tokenizer_ != nullptr; }
+  const ModelConfig& model_config() const noexcept { return mcfg_; }
+  const CheckReport& report() const noexcept { return report_; }
+  const Registry& registry() const noexcept { return registry_; }
+  // Generation settings with the precedence of SPECS.md §7: config > generation_config.json > built-ins.
+  GenerationSettings generation_settings(std::optional<int> cli_max_new_tokens) const;
+
+ private:
+  PipelineConfig cfg_;
+  Registry registry_;
+  CheckReport report_;
+  ModelConfig mcfg_;
+  GenerationDefaults gen_;
+  std::shared_ptr<Device> device_;
+  std::unique_ptr<HfCheckpoint> ckpt_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::shared_ptr<WeightFormat> weights_;
+  std::unique_ptr<Transformer> model_;
+};
+
+// SPECS.md §6 perplexity protocol: documents split on the "\n<|endoftext|>\n" line, blank ones
+// dropped, each encoded and followed by the <|endoftext|> id, concatenated.
+std::vector<int32_t> perplexity_corpus(const Tokenizer& tok, const std::string& text);
+// Window starts i = 0, w, 2w, … while i + w + 1 < n; each window is ids[i .. i+w] (w predictions).
+std::vector<int64_t> perplexity_windows(int64_t n, int window);
+
+// Bytes per token of the cache plugin named in cfg, for `kvrun memory`.
+size_t cache_bytes_per_token(const Registry& reg, const std::string& cache, const ModelConfig& m);
+
+}  // namespace kvrun

@@ -1,0 +1,173 @@
+// kvrun CUDA backend — the classes behind the module entry point (internal to the module).
+//
+//   CudaAllocator  one caching pool per device on cudaMalloc, with per-category accounting and a limit
+//   CudaQueue      a CUDA stream (in-order), copies, fills, events
+//   CudaOps        the dense ops (ops.cu, matmul.cu, sample.cu) on that stream, plus a workspace
+//   CudaDevice     ties them together; created by the module's `create` (device.cpp)
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kvrun/device.hpp"
+#include "kvrun/ops.hpp"
+
+namespace kvrun::cuda {
+
+// Makes `device` current for the calling thread for the guard's lifetime (restores the previous one).
+class ScopedDevice {
+ public:
+  explicit ScopedDevice(int device);
+  ~ScopedDevice();
+  ScopedDevice(const ScopedDevice&) = delete;
+  ScopedDevice& operator=(const ScopedDevice&) = delete;
+
+ private:
+  int previous_ = -1;
+  bool switched_ = false;
+};
+
+// A caching allocator over cudaMalloc for one device.
+//   - Requests are rounded up (512 B below 1 MiB, 64 KiB above) into blocks. A freed block goes to a
+//     free list and is handed out again for a request of the same rounded size (small) or within
+//     1/8 above it (large). Frees are not stream-ordered: the backend uses one stream per device, so
+//     later work on it runs after earlier users of a recycled block; cudaFree (releasing the cache)
+//     synchronizes the device.
+//   - Accounting (MemoryStats) counts the bytes handed out per category, as requested.
+//   - The limit caps what the pool holds from CUDA (blocks in use + cached); it is checked before
+//     cudaMalloc is asked, and the cache is released first when that makes room.
+//   - When CUDA itself is out of memory, the cache is released and the request retried once.
+class CudaAllocator {
+ public:
+  CudaAllocator(int device, std::string device_name);
+  ~CudaAllocator();
+  CudaAllocator(const CudaAllocator&) = delete;
+  CudaAllocator& operator=(const CudaAllocator&) = delete;
+
+  Status allocate(size_t bytes, MemCategory cat, void** out) noexcept;
+  void deallocate(void* p, size_t bytes, MemCategory cat) noexcept;
+  MemoryStats stats() const noexcept;
+  void reset_peak() noexcept;
+  void set_limit(size_t bytes) noexcept;
+  size_t available() const noexcept;
+
+  static size_t round_size(size_t bytes) noexcept;
+
+ private:
+  struct Live {
+    size_t block = 0;  // block size (rounded)
+  };
+  void release_cache_locked();  // cudaFree every cached block
+  std::string oom_message_locked(size_t bytes, MemCategory cat, const std::string& cause) const;
+
+  int device_;
+  std::string name_;
+  mutable std::mutex mu_;
+  std::unordered_map<void*, Live> live_;   // blocks handed out
+  std::multimap<size_t, void*> cached_;    // free blocks by size
+  size_t reserved_ = 0;                    // bytes held from CUDA (live blocks + cached blocks)
+  size_t live_blocks_ = 0;                 // bytes of live blocks (rounded sizes)
+  size_t cached_bytes_ = 0;
+  MemoryStats stats_;                      // requested bytes per category; stats_.limit = the limit
+};
+
+class CudaQueue final : public Queue {
+ public:
+  explicit CudaQueue(int device);
+  ~CudaQueue() override;
+  Status copy_h2d(void* dst, const void* src, size_t bytes) noexcept override;
+  Status copy_d2h(void* dst, const void* src, size_t bytes) noexcept override;
+  Status copy_d2d(void* dst, const void* src, size_t bytes) noexcept override;
+  Status fill_bytes(void* dst, uint8_t value, size_t bytes) noexcept override;
+  Status record(Event* ev) noexcept override;
+  Status wait() noexcept override;
+  void* native_handle() const noexcept override { return stream_; }
+  cudaStream_t stream() const noexcept { return stream_; }
+
+ private:
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  std::mutex events_mu_;
+  std::vector<cudaEvent_t> events_;  // created by record(); destroyed with the queue
+};
+
+class CudaDevice;
+
+// The dense ops. Kernels run on the device's stream; nothing here synchronizes the host or
+// allocates while a CUDA graph is being captured on that stream (the workspace only grows outside
+// capture; a capture that would need more fails with a message instead).
+class CudaOps final : public Ops {
+ public:
+  explicit CudaOps(CudaDevice& dev);
+  ~CudaOps() override;
+
+  Status matmul(TensorView y, TensorView x, TensorView w, const TensorView* bias) noexcept override;
+  Status rms_norm(TensorView y, TensorView x, TensorView w, float eps) noexcept override;
+  Status add(TensorView y, TensorView a, TensorView b) noexcept override;
+  Status silu_mul(TensorView out, TensorView gate, TensorView up) noexcept override;
+  Status rope(TensorView x, const int32_t* positions, const float* bases, float base,
+              int rot_dim) noexcept override;
+  Status scale_rows(TensorView x, const float* factors) noexcept override;
+  Status embedding(TensorView out, TensorView table, const int32_t* ids) noexcept override;
+  Status gather_rows(TensorView out, TensorView x, const int32_t* rows) noexcept override;
+  Status convert(TensorView dst, TensorView src) noexcept override;
+  Status sample(int32_t* ids, TensorView logits, const SampleParams* params) noexcept override;
+
+  // M ≤ this uses the GEMV kernel (bandwidth-bound decode); larger M uses cuBLAS.
+  static constexpr int kGemvMaxRows = 8;
+
+ private:
+  cudaStream_t stream() const noexcept;
+  // Device scratch of at least `bytes` (16-byte aligned), valid until the next call. Grows only
+  // outside graph capture; inside one it fails naming `op` if the reserved size is too small.
+  void* workspace(size_t bytes, const char* op);
+  void matmul_impl(TensorView y, TensorView x, TensorView w, const TensorView* bias);
+  void sample_impl(int32_t* ids, TensorView logits, const SampleParams* params);
+
+  CudaDevice& dev_;
+  int sm_count_ = 0;
+  cublasHandle_t cublas_ = nullptr;
+  void* cublas_ws_ = nullptr;  // cuBLAS workspace (fixed size, so cuBLAS never allocates in a graph)
+  size_t cublas_ws_bytes_ = 0;
+  void* ws_ = nullptr;
+  size_t ws_bytes_ = 0;
+};
+
+class CudaDevice final : public Device {
+ public:
+  explicit CudaDevice(int index);
+  ~CudaDevice() override;
+
+  const DeviceInfo& info() const noexcept override { return info_; }
+  Status allocate(size_t bytes, MemCategory cat, void** out) noexcept override;
+  void deallocate(void* p, size_t bytes, MemCategory cat) noexcept override;
+  MemoryStats memory_stats() const noexcept override { return alloc_.stats(); }
+  void reset_peak() noexcept override { alloc_.reset_peak(); }
+  void set_memory_limit(size_t bytes) noexcept override { alloc_.set_limit(bytes); }
+  size_t available_memory() const noexcept override;
+  Queue& queue() noexcept override { return *queue_; }
+  Ops& ops() noexcept override { return *ops_; }
+
+  int index() const noexcept { return info_.index; }
+  cudaStream_t stream() const noexcept { return queue_->stream(); }
+
+ private:
+  DeviceInfo info_;
+  CudaAllocator alloc_;
+  std::unique_ptr<CudaQueue> queue_;
+  std::unique_ptr<CudaOps> ops_;  // destroyed first (it holds workspace from alloc_)
+};
+
+// Fills a DeviceInfo for device `index` (cudaGetDeviceProperties).
+DeviceInfo query_device_info(int index);
+
+}  // namespace kvrun::cuda

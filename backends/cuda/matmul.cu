@@ -1,0 +1,327 @@
+// kvrun CUDA backend — matmul: y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]).
+//
+// Two paths, chosen by M (CudaOps::kGemvMaxRows):
+//   M ≤ 8  (decode)  gemv_kernel: bandwidth-bound, streams each weight row once with 16-byte loads,
+//                    fp32 accumulation over the exact weights and fp32 activations (same numbers
+//                    as the CPU up to summation order).
+//   M > 8  (prefill) cuBLAS: bf16 weights → x rounded to bf16 in the workspace, cublasGemmEx with
+//                    fp32 accumulation; f16 weights → x rounded to f16 with a power-of-two scale per
+//                    row when its max |x| would overflow f16 (undone in the epilogue); f32 weights →
+//                    cublasSgemm (no TF32). Bias (and the f16 row scale) in one epilogue kernel.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "cuda_backend.cuh"
+#include "kernel_common.cuh"
+
+namespace kvrun::cuda {
+
+namespace {
+
+constexpr int kGemvThreads = 256;  // 8 warps per block
+constexpr int kGemvWarps = kGemvThreads / 32;
+
+// 16-byte weight load through the read-only path, not kept in L1 (weights are streamed once per
+// step; L1 is better spent on the activations that every warp re-reads).
+__device__ __forceinline__ uint4 load_weights_16b(const uint4* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+
+// The 16 bytes of weights as floats: 8 bf16, 8 f16 or 4 f32.
+template <class W>
+struct WeightVec;
+template <>
+struct WeightVec<__nv_bfloat16> {
+  static constexpr int E = 8;
+  __device__ __forceinline__ static void unpack(const uint4& q, float* f) {
+    const uint32_t u[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      f[2 * i] = __uint_as_float(u[i] << 16);
+      f[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+    }
+  }
+};
+template <>
+struct WeightVec<__half> {
+  static constexpr int E = 8;
+  __device__ __forceinline__ static void unpack(const uint4& q, float* f) {
+    const uint32_t u[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      __half2 h2 = *reinterpret_cast<const __half2*>(&u[i]);
+      float2 v = __half22float2(h2);
+      f[2 * i] = v.x;
+      f[2 * i + 1] = v.y;
+    }
+  }
+};
+template <>
+struct WeightVec<float> {
+  static constexpr int E = 4;
+  __device__ __forceinline__ static void unpack(const uint4& q, float* f) {
+    f[0] = __uint_as_float(q.x);
+    f[1] = __uint_as_float(q.y);
+    f[2] = __uint_as_float(q.z);
+    f[3] = __uint_as_float(q.w);
+  }
+};
+
+// acc[m] += Σ_e wf[e] · x[m, k + e] for m < M, reading x with float4 loads (k multiple of 4).
+template <int E, int MMAX>
+__device__ __forceinline__ void gemv_dot(float (&acc)[MMAX], const float* wf, const float* __restrict__ x, int k,
+                                         int M, int K) {
+#pragma unroll
+  for (int m = 0; m < MMAX; ++m) {
+    if (m < M) {
+      const float4* xp = reinterpret_cast<const float4*>(x + int64_t(m) * K + k);
+#pragma unroll
+      for (int j = 0; j < E / 4; ++j) {
+        const float4 xv = __ldg(xp + j);
+        acc[m] = fmaf(wf[4 * j + 0], xv.x, acc[m]);
+        acc[m] = fmaf(wf[4 * j + 1], xv.y, acc[m]);
+        acc[m] = fmaf(wf[4 * j + 2], xv.z, acc[m]);
+        acc[m] = fmaf(wf[4 * j + 3], xv.w, acc[m]);
+      }
+    }
+  }
+}
+
+// GEMV for small M:  y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]),  M ≤ MMAX ≤ 8.
+//   y: [M, N] f32, x: [M, K] f32, w: [N, K] of W (bf16/f16/f32), bias: [N] of bias_t or null.
+// Block: 8 warps handling 8/wpr weight rows n; the K range of one row is split over wpr warps
+// (wpr ∈ {1, 2, 4, 8}, chosen so small N still fills the GPU). Each lane keeps MMAX fp32
+// accumulators; warps reduce with shuffles, then the wpr partials of a row are added in a fixed
+// order through shared memory (deterministic).
+// VEC: w rows and x rows are 16-byte aligned and K is a multiple of 16/sizeof(W) → 16-byte weight
+// loads, 4 in flight per lane; otherwise one element per lane per step (any K).
+template <class W, int MMAX, bool VEC>
+__global__ void __launch_bounds__(kGemvThreads) gemv_kernel(float* __restrict__ y, const float* __restrict__ x,
+                                                            const W* __restrict__ w, const void* bias, DType bias_t,
+                                                            int M, int N, int K, int wpr) {
+  __shared__ float partial[kGemvWarps][MMAX];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int rows_per_block = kGemvWarps / wpr;
+  const int r = warp / wpr;     // weight row within the block
+  const int part = warp % wpr;  // which K slice of that row
+  const int n = blockIdx.x * rows_per_block + r;
+
+  float acc[MMAX];
+#pragma unroll
+  for (int m = 0; m < MMAX; ++m) acc[m] = 0.f;
+
+  if (n < N) {
+    const W* wr = w + int64_t(n) * K;
+    if constexpr (VEC) {
+      using WV = WeightVec<W>;
+      constexpr int E = WV::E;
+      constexpr int U = 4;  // 16-byte loads in flight per lane
+      const int nvec = K / E;
+      const int stride = 32 * wpr;
+      const uint4* wv = reinterpret_cast<const uint4*>(wr);
+      int v = part * 32 + lane;
+      for (; v + (U - 1) * stride < nvec; v += U * stride) {
+        uint4 q[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) q[u] = load_weights_16b(wv + v + u * stride);
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          float wf[E];
+          WV::unpack(q[u], wf);
+          gemv_dot<E, MMAX>(acc, wf, x, (v + u * stride) * E, M, K);
+        }
+      }
+      for (; v < nvec; v += stride) {
+        float wf[E];
+        WV::unpack(load_weights_16b(wv + v), wf);
+        gemv_dot<E, MMAX>(acc, wf, x, v * E, M, K);
+      }
+    } else {
+      for (int k = part * 32 + lane; k < K; k += 32 * wpr) {
+        const float wk = to_f32(wr[k]);
+#pragma unroll
+        for (int m = 0; m < MMAX; ++m)
+          if (m < M) acc[m] = fmaf(wk, __ldg(x + int64_t(m) * K + k), acc[m]);
+      }
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < MMAX; ++m) acc[m] = warp_sum(acc[m]);
+  if (lane == 0) {
+#pragma unroll
+    for (int m = 0; m < MMAX; ++m) partial[warp][m] = acc[m];
+  }
+  __syncthreads();
+  if (part == 0 && lane < M && n < N) {
+    float s = 0.f;
+    for (int p = 0; p < wpr; ++p) s += partial[r * wpr + p][lane];
+    if (bias) s += load_any(bias, bias_t, n);
+    y[int64_t(lane) * N + n] = s;
+  }
+}
+
+template <class W, int MMAX>
+void launch_gemv_m(cudaStream_t st, bool vec, unsigned blocks, float* y, const float* x, const W* w, const void* bias,
+                   DType bias_t, int M, int N, int K, int wpr) {
+  if (vec)
+    gemv_kernel<W, MMAX, true><<<blocks, kGemvThreads, 0, st>>>(y, x, w, bias, bias_t, M, N, K, wpr);
+  else
+    gemv_kernel<W, MMAX, false><<<blocks, kGemvThreads, 0, st>>>(y, x, w, bias, bias_t, M, N, K, wpr);
+}
+
+template <class W>
+void launch_gemv(cudaStream_t st, int sm_count, float* y, const float* x, const W* w, const void* bias, DType bias_t,
+                 int M, int N, int K) {
+  constexpr int E = 16 / int(sizeof(W));
+  const bool vec = K % E == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  // Warps per weight row: split K while the grid would not give every SM a few blocks and each
+  // warp keeps at least two 16-byte loads per lane.
+  const int units = vec ? K / E : K;
+  int wpr = 1;
+  while (wpr < kGemvWarps && int64_t(N) * wpr / kGemvWarps < 4LL * sm_count && units >= 2 * 32 * (2 * wpr)) wpr *= 2;
+  const int rows_per_block = kGemvWarps / wpr;
+  const unsigned blocks = unsigned((N + rows_per_block - 1) / rows_per_block);
+  if (M == 1)
+    launch_gemv_m<W, 1>(st, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
+  else if (M == 2)
+    launch_gemv_m<W, 2>(st, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
+  else if (M <= 4)
+    launch_gemv_m<W, 4>(st, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
+  else
+    launch_gemv_m<W, 8>(st, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
+}
+
+// xb[n] (bf16) = x[n] rounded to nearest even.  Flat over M·K.
+__global__ void f32_to_bf16_kernel(__nv_bfloat16* xb, const float* __restrict__ x, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    xb[i] = __float2bfloat16_rn(x[i]);
+}
+
+// xh[m, K] (f16) = x[m, K] · 2^-s_m, rowscale[m] = 2^s_m, with s_m > 0 only when max |x[m, :]| > 2^14
+// (then the scaled row's max lies in [2^13, 2^14): no f16 overflow, exact power-of-two scaling).
+// One block per row.
+__global__ void f32_to_f16_rowscaled_kernel(__half* xh, float* rowscale, const float* __restrict__ x, int K) {
+  __shared__ float scratch[32];
+  const int64_t m = blockIdx.x;
+  const float* xr = x + m * K;
+  float mx = 0.f;
+  for (int k = threadIdx.x; k < K; k += blockDim.x) mx = fmaxf(mx, fabsf(xr[k]));
+  // block max (reusing the shuffle pattern of block_sum)
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = mx;
+  __syncthreads();
+  mx = 0.f;
+  for (int i = 0; i < int(blockDim.x >> 5); ++i) mx = fmaxf(mx, scratch[i]);
+  int e = 0;
+  float scale = 1.f;  // multiply x by this
+  if (isfinite(mx) && mx > 16384.f) {
+    (void)frexpf(mx, &e);  // mx = f · 2^e, f ∈ [0.5, 1)
+    scale = ldexpf(1.f, 14 - e);
+  }
+  if (threadIdx.x == 0) rowscale[m] = 1.f / scale;  // exact: a power of two
+  for (int k = threadIdx.x; k < K; k += blockDim.x) xh[m * K + k] = __float2half_rn(xr[k] * scale);
+}
+
+// y[m, n] = y[m, n] · rowscale[m] (if given) + bias[n] (if given).  Flat over M·N.
+__global__ void matmul_epilogue_kernel(float* y, const float* __restrict__ rowscale, const void* bias, DType bias_t,
+                                       int64_t M, int64_t N) {
+  const int64_t total = M * N;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t m = i / N, n = i - m * N;
+    float v = y[i];
+    if (rowscale) v *= rowscale[m];
+    if (bias) v += load_any(bias, bias_t, n);
+    y[i] = v;
+  }
+}
+
+constexpr size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+}  // namespace
+
+Status CudaOps::matmul(TensorView y, TensorView x, TensorView w, const TensorView* bias) noexcept {
+  return guard([&] { matmul_impl(y, x, w, bias); });
+}
+
+void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const TensorView* bias) {
+  require_device(y, "matmul", "y");
+  require_device(x, "matmul", "x");
+  require_device(w, "matmul", "w");
+  require(x.dtype == DType::f32 && y.dtype == DType::f32, "cuda matmul: x and y must be f32");
+  require(w.rank == 2, "cuda matmul: w must be [N, K], got " + w.shape_string());
+  require(is_float_dtype(w.dtype), "cuda matmul: w dtype " + std::string(dtype_name(w.dtype)) +
+                                       " not supported (f32, f16, bf16)");
+  const int64_t M = x.rows(), K = x.cols(), N = w.shape[0];
+  require(w.shape[1] == K, "cuda matmul: x " + x.shape_string() + " and w " + w.shape_string() + " differ in K");
+  require(y.rows() == M && y.cols() == N,
+          "cuda matmul: y " + y.shape_string() + " must be [" + std::to_string(M) + ", " + std::to_string(N) + "]");
+  require(y.data != x.data, "cuda matmul: y must not alias x");
+  const void* bias_p = nullptr;
+  DType bias_t = DType::f32;
+  if (bias) {
+    require_device(*bias, "matmul", "bias");
+    require(bias->numel() == N, "cuda matmul: bias " + bias->shape_string() + " must have " + std::to_string(N) +
+                                    " elements");
+    require(is_float_dtype(bias->dtype), "cuda matmul: bias must be f32, f16 or bf16");
+    bias_p = bias->data;
+    bias_t = bias->dtype;
+  }
+  require(M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX, "cuda matmul: dimension beyond 2^31");
+  if (M == 0 || N == 0) return;
+  ScopedDevice g(dev_.index());
+  const cudaStream_t st = stream();
+  float* yp = y.as<float>();
+  const float* xp = x.as<const float>();
+  if (K == 0) {  // empty sum: y = bias (or 0)
+    KVRUN_CUDA_CHECK(cudaMemsetAsync(yp, 0, size_t(M * N) * sizeof(float), st));
+    if (bias_p) {
+      matmul_epilogue_kernel<<<grid_for(M * N, 256), 256, 0, st>>>(yp, nullptr, bias_p, bias_t, M, N);
+      KVRUN_CUDA_CHECK_LAUNCH("matmul_epilogue_kernel");
+    }
+    return;
+  }
+
+  if (M <= kGemvMaxRows) {
+    KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul w",
+        launch_gemv<W>(st, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K)));
+    KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel");
+    return;
+  }
+
+  const float one = 1.f, zero = 0.f;
+  const int m = int(M), n = int(N), k = int(K);
+  const float* rowscale = nullptr;
+  if (w.dtype == DType::f32) {
+    // Column-major view: yᵀ[N, M] = w[N, K] · xᵀ[K, M]  (w row-major [N, K] = column-major [K, N]).
+    KVRUN_CUBLAS_CHECK(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.as<const float>(), k, xp, k,
+                                   &zero, yp, n));
+  } else if (w.dtype == DType::bf16) {
+    auto* xb = static_cast<__nv_bfloat16*>(workspace(size_t(M * K) * 2, "matmul"));
+    f32_to_bf16_kernel<<<grid_for(M * K, 256), 256, 0, st>>>(xb, xp, M * K);
+    KVRUN_CUDA_CHECK_LAUNCH("f32_to_bf16_kernel");
+    KVRUN_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.data, CUDA_R_16BF, k, xb,
+                                    CUDA_R_16BF, k, &zero, yp, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  } else {  // f16
+    const size_t xh_bytes = align_up(size_t(M * K) * 2, 256);
+    auto* base = static_cast<char*>(workspace(xh_bytes + size_t(M) * sizeof(float), "matmul"));
+    auto* xh = reinterpret_cast<__half*>(base);
+    auto* rs = reinterpret_cast<float*>(base + xh_bytes);
+    f32_to_f16_rowscaled_kernel<<<unsigned(M), 256, 0, st>>>(xh, rs, xp, k);
+    KVRUN_CUDA_CHECK_LAUNCH("f32_to_f16_rowscaled_kernel");
+    KVRUN_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.data, CUDA_R_16F, k, xh,
+                                    CUDA_R_16F, k, &zero, yp, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    rowscale = rs;
+  }
+  if (bias_p || rowscale) {
+    matmul_epilogue_kernel<<<grid_for(M * N, 256), 256, 0, st>>>(yp, rowscale, bias_p, bias_t, M, N);
+    KVRUN_CUDA_CHECK_LAUNCH("matmul_epilogue_kernel");
+  }
+}
+
+}  // namespace kvrun::cuda

@@ -1,0 +1,352 @@
+// kvrun CUDA backend — CudaOps: construction, workspace, and the elementwise / row ops
+// (rms_norm, add, silu_mul, rope, scale_rows, embedding, gather_rows, convert).
+// matmul is in matmul.cu, sample in sample.cu.
+//
+// Numerics follow the CPU reference: fp32 arithmetic, IEEE division and square root (no fast-math),
+// and the products of rope/silu/rms_norm rounded one at a time where PyTorch rounds them.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "cuda_backend.cuh"
+#include "kernel_common.cuh"
+
+namespace kvrun::cuda {
+
+// ---------------------------------------------------------------------------------------------
+// CudaOps: construction and workspace
+
+CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
+  ScopedDevice guard(dev_.index());
+  KVRUN_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, dev_.index()));
+  KVRUN_CUBLAS_CHECK(cublasCreate(&cublas_));
+  KVRUN_CUBLAS_CHECK(cublasSetStream(cublas_, dev_.stream()));
+  // Plain fp32 SGEMM for f32 weights (no TF32); bf16/f16 GEMMs pick tensor cores themselves.
+  KVRUN_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
+  // A fixed cuBLAS workspace (NVIDIA recommends 32 MiB on Hopper) so cuBLAS never allocates during
+  // graph capture.
+  cublas_ws_bytes_ = size_t(32) << 20;
+  check(dev_.allocate(cublas_ws_bytes_, MemCategory::workspace, &cublas_ws_));
+  KVRUN_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_, cublas_ws_bytes_));
+}
+
+CudaOps::~CudaOps() {
+  try {
+    ScopedDevice guard(dev_.index());
+    (void)cudaStreamSynchronize(dev_.stream());
+    if (cublas_) cublasDestroy(cublas_);
+  } catch (...) {
+  }
+  if (cublas_ws_) dev_.deallocate(cublas_ws_, cublas_ws_bytes_, MemCategory::workspace);
+  if (ws_) dev_.deallocate(ws_, ws_bytes_, MemCategory::workspace);
+}
+
+cudaStream_t CudaOps::stream() const noexcept { return dev_.stream(); }
+
+void* CudaOps::workspace(size_t bytes, const char* op) {
+  if (bytes <= ws_bytes_) return ws_;
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  KVRUN_CUDA_CHECK(cudaStreamIsCapturing(stream(), &cap));
+  if (cap != cudaStreamCaptureStatusNone)
+    throw Error(ErrorKind::device,
+                std::string("cuda ") + op + ": needs " + format_bytes(bytes) + " of workspace but only " +
+                    format_bytes(ws_bytes_) +
+                    " is reserved and a CUDA graph is being captured (no allocation allowed): run the same "
+                    "step once outside capture first so the workspace grows");
+  // Grow by at least 1.5x to keep growth steps few. The old block returns to the caching pool;
+  // work still queued on the (single) stream that reads it runs before anything that reuses it.
+  size_t want = std::max(bytes, ws_bytes_ + ws_bytes_ / 2);
+  if (ws_) {
+    dev_.deallocate(ws_, ws_bytes_, MemCategory::workspace);
+    ws_ = nullptr;
+    ws_bytes_ = 0;
+  }
+  void* p = nullptr;
+  check(dev_.allocate(want, MemCategory::workspace, &p));
+  ws_ = p;
+  ws_bytes_ = want;
+  return ws_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// rms_norm
+
+// y[M, D] = x[M, D] / sqrt(mean(x²) + eps) * w[D].  One block per row; y may alias x (each
+// element is read before the reduction's barrier and written after it by the same thread).
+template <class W>
+__global__ void rms_norm_kernel(float* y, const float* x, const W* __restrict__ w, int D, float eps) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x;
+  const float* xr = x + row * D;
+  float* yr = y + row * D;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < D; i += blockDim.x) ss = __fadd_rn(ss, __fmul_rn(xr[i], xr[i]));
+  ss = block_sum(ss, scratch);
+  const float inv = 1.0f / sqrtf(ss / float(D) + eps);
+  for (int i = threadIdx.x; i < D; i += blockDim.x) yr[i] = __fmul_rn(__fmul_rn(xr[i], inv), to_f32(w[i]));
+}
+
+Status CudaOps::rms_norm(TensorView y, TensorView x, TensorView w, float eps) noexcept {
+  return guard([&] {
+    require_device(y, "rms_norm", "y");
+    require_device(x, "rms_norm", "x");
+    require_device(w, "rms_norm", "w");
+    require(x.dtype == DType::f32 && y.dtype == DType::f32, "cuda rms_norm: x and y must be f32");
+    const int64_t M = x.rows(), D = x.cols();
+    require(y.rows() == M && y.cols() == D,
+            "cuda rms_norm: y " + y.shape_string() + " does not match x " + x.shape_string());
+    require(w.numel() == D, "cuda rms_norm: w " + w.shape_string() + " must have " + std::to_string(D) + " elements");
+    if (M == 0 || D == 0) return;
+    ScopedDevice g(dev_.index());
+    const int threads = D >= 4096 ? 1024 : D >= 1024 ? 512 : 256;
+    KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda rms_norm w",
+        rms_norm_kernel<W><<<unsigned(M), threads, 0, stream()>>>(y.as<float>(), x.as<float>(),
+                                                                   w.as<const W>(), int(D), eps));
+    KVRUN_CUDA_CHECK_LAUNCH("rms_norm_kernel");
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// add, silu_mul, scale_rows
+
+// y[n] = a[n] + b[n] (flat; y may alias a or b)
+__global__ void add_kernel(float* y, const float* a, const float* b, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = a[i] + b[i];
+}
+
+Status CudaOps::add(TensorView y, TensorView a, TensorView b) noexcept {
+  return guard([&] {
+    require_device(y, "add", "y");
+    require_device(a, "add", "a");
+    require_device(b, "add", "b");
+    require(y.dtype == DType::f32 && a.dtype == DType::f32 && b.dtype == DType::f32, "cuda add: f32 only");
+    require(a.numel() == b.numel() && y.numel() == a.numel(),
+            "cuda add: shapes differ: y " + y.shape_string() + ", a " + a.shape_string() + ", b " + b.shape_string());
+    const int64_t n = y.numel();
+    if (!n) return;
+    ScopedDevice g(dev_.index());
+    add_kernel<<<grid_for(n, 256), 256, 0, stream()>>>(y.as<float>(), a.as<float>(), b.as<float>(), n);
+    KVRUN_CUDA_CHECK_LAUNCH("add_kernel");
+  });
+}
+
+// out[n] = silu(gate[n]) * up[n],  silu(g) = g / (1 + exp(-g))  (flat; out may alias gate or up)
+__global__ void silu_mul_kernel(float* out, const float* gate, const float* up, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float g = gate[i];
+    const float s = g / (1.0f + expf(-g));
+    out[i] = s * up[i];
+  }
+}
+
+Status CudaOps::silu_mul(TensorView out, TensorView gate, TensorView up) noexcept {
+  return guard([&] {
+    require_device(out, "silu_mul", "out");
+    require_device(gate, "silu_mul", "gate");
+    require_device(up, "silu_mul", "up");
+    require(out.dtype == DType::f32 && gate.dtype == DType::f32 && up.dtype == DType::f32,
+            "cuda silu_mul: f32 only");
+    require(gate.numel() == up.numel() && out.numel() == gate.numel(),
+            "cuda silu_mul: shapes differ: out " + out.shape_string() + ", gate " + gate.shape_string() + ", up " +
+                up.shape_string());
+    const int64_t n = out.numel();
+    if (!n) return;
+    ScopedDevice g(dev_.index());
+    silu_mul_kernel<<<grid_for(n, 256), 256, 0, stream()>>>(out.as<float>(), gate.as<float>(), up.as<float>(), n);
+    KVRUN_CUDA_CHECK_LAUNCH("silu_mul_kernel");
+  });
+}
+
+// x[T, C] *= factors[T]  (one block-row per token: grid.y = T)
+__global__ void scale_rows_kernel(float* x, const float* __restrict__ factors, int64_t C) {
+  const int64_t t = blockIdx.y;
+  const float f = factors[t];
+  float* xr = x + t * C;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < C; i += int64_t(gridDim.x) * blockDim.x)
+    xr[i] = xr[i] * f;
+}
+
+Status CudaOps::scale_rows(TensorView x, const float* factors) noexcept {
+  return guard([&] {
+    require_device(x, "scale_rows", "x");
+    require(x.dtype == DType::f32, "cuda scale_rows: x must be f32");
+    require(factors != nullptr, "cuda scale_rows: factors is null");
+    const int64_t T = x.rows(), C = x.cols();
+    if (!T || !C) return;
+    require(T <= 65535, "cuda scale_rows: more than 65535 rows");
+    ScopedDevice g(dev_.index());
+    dim3 grid(grid_for(C, 256, 64), unsigned(T));
+    scale_rows_kernel<<<grid, 256, 0, stream()>>>(x.as<float>(), factors, C);
+    KVRUN_CUDA_CHECK_LAUNCH("scale_rows_kernel");
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// rope
+
+// Rotary embedding (NeoX rotate-half) in place on x[T, H, D] over the first rot_dim dims.
+//   positions: [T] i32, bases: [T] f32 or null (then `base` for every token).
+// One block per token t. For i < half = rot_dim/2 (PyTorch's float32 recipe):
+//   inv_freq_i = 1 / base_t^(float(2i) / rot_dim)   (float32: the power is computed in double and
+//                                                      rounded once, i.e. the correctly rounded powf)
+//   angle_i    = float(pos_t) * inv_freq_i          (float32 product)
+//   c, s       = cos(angle_i), sin(angle_i)         (float32 results, computed in double and rounded
+//                                                      once: the correctly rounded cosf/sinf)
+//   x1' = x1·c − x2·s,  x2' = x2·c + x1·s           with x1 = x[t,h,i], x2 = x[t,h,i+half]
+// Shared memory: 2·half floats (cos, sin).
+__global__ void rope_kernel(float* x, const int32_t* __restrict__ positions, const float* __restrict__ bases,
+                            float base, int H, int D, int rot_dim) {
+  extern __shared__ float cs[];  // [half] cos, then [half] sin
+  const int half = rot_dim / 2;
+  const int64_t t = blockIdx.x;
+  const float b = bases ? bases[t] : base;
+  const float pos = float(positions[t]);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float expo = float(2 * i) / float(rot_dim);
+    const float pw = float(pow(double(b), double(expo)));
+    const float inv_freq = 1.0f / pw;
+    const float angle = __fmul_rn(pos, inv_freq);
+    double sd, cd;
+    sincos(double(angle), &sd, &cd);
+    cs[i] = float(cd);
+    cs[half + i] = float(sd);
+  }
+  __syncthreads();
+  float* xt = x + t * int64_t(H) * D;
+  for (int j = threadIdx.x; j < H * half; j += blockDim.x) {
+    const int h = j / half, i = j - h * half;
+    float* xh = xt + int64_t(h) * D;
+    const float x1 = xh[i], x2 = xh[i + half];
+    const float c = cs[i], s = cs[half + i];
+    xh[i] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+    xh[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+  }
+}
+
+Status CudaOps::rope(TensorView x, const int32_t* positions, const float* bases, float base, int rot_dim) noexcept {
+  return guard([&] {
+    require_device(x, "rope", "x");
+    require(x.dtype == DType::f32, "cuda rope: x must be f32");
+    require(x.rank == 3, "cuda rope: x must be [T, H, D], got " + x.shape_string());
+    require(positions != nullptr, "cuda rope: positions is null");
+    const int64_t T = x.shape[0], H = x.shape[1], D = x.shape[2];
+    require(rot_dim > 0 && rot_dim % 2 == 0 && rot_dim <= D,
+            "cuda rope: rot_dim " + std::to_string(rot_dim) + " must be even and in (0, " + std::to_string(D) + "]");
+    if (!T || !H) return;
+    require(bases != nullptr || base > 0.f, "cuda rope: base must be positive");
+    ScopedDevice g(dev_.index());
+    const int half = rot_dim / 2;
+    const int threads = H * half >= 512 ? 512 : 128;
+    rope_kernel<<<unsigned(T), threads, size_t(2 * half) * sizeof(float), stream()>>>(
+        x.as<float>(), positions, bases, base, int(H), int(D), rot_dim);
+    KVRUN_CUDA_CHECK_LAUNCH("rope_kernel");
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// embedding, gather_rows
+
+// out[T, D] (f32) = table[ids[t], :] (table dtype W).  grid.y = T; threads stride over D.
+template <class W>
+__global__ void embedding_kernel(float* out, const W* __restrict__ table, const int32_t* __restrict__ ids, int64_t D) {
+  const int64_t t = blockIdx.y;
+  const W* src = table + int64_t(ids[t]) * D;
+  float* dst = out + t * D;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < D; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = to_f32(src[i]);
+}
+
+Status CudaOps::embedding(TensorView out, TensorView table, const int32_t* ids) noexcept {
+  return guard([&] {
+    require_device(out, "embedding", "out");
+    require_device(table, "embedding", "table");
+    require(ids != nullptr, "cuda embedding: ids is null");
+    require(out.dtype == DType::f32, "cuda embedding: out must be f32");
+    const int64_t T = out.rows(), D = out.cols();
+    require(table.cols() == D, "cuda embedding: table " + table.shape_string() + " and out " + out.shape_string() +
+                                   " differ in width");
+    if (!T || !D) return;
+    require(T <= 65535, "cuda embedding: more than 65535 tokens in one call");
+    ScopedDevice g(dev_.index());
+    dim3 grid(grid_for(D, 256, 16), unsigned(T));
+    KVRUN_CUDA_DISPATCH_FLOAT(table.dtype, W, "cuda embedding table",
+        embedding_kernel<W><<<grid, 256, 0, stream()>>>(out.as<float>(), table.as<const W>(), ids, D));
+    KVRUN_CUDA_CHECK_LAUNCH("embedding_kernel");
+  });
+}
+
+// out[n, row_words] = x[rows[i], :] copied as words of type U (uint4, uint32_t or uint8_t).
+template <class U>
+__global__ void gather_rows_kernel(U* out, const U* __restrict__ x, const int32_t* __restrict__ rows, int64_t row_words) {
+  const int64_t r = blockIdx.y;
+  const U* src = x + int64_t(rows[r]) * row_words;
+  U* dst = out + r * row_words;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < row_words; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = src[i];
+}
+
+Status CudaOps::gather_rows(TensorView out, TensorView x, const int32_t* rows) noexcept {
+  return guard([&] {
+    require_device(out, "gather_rows", "out");
+    require_device(x, "gather_rows", "x");
+    require(rows != nullptr, "cuda gather_rows: rows is null");
+    require(out.dtype == x.dtype, "cuda gather_rows: out and x dtypes differ");
+    require(out.cols() == x.cols(), "cuda gather_rows: out " + out.shape_string() + " and x " + x.shape_string() +
+                                        " differ in width");
+    const int64_t n = out.rows();
+    const int64_t row_bytes = out.cols() * int64_t(dtype_size(out.dtype));
+    if (!n || !row_bytes) return;
+    require(n <= 65535, "cuda gather_rows: more than 65535 rows in one call");
+    ScopedDevice g(dev_.index());
+    auto aligned = [&](size_t a) {
+      return row_bytes % int64_t(a) == 0 && reinterpret_cast<uintptr_t>(out.data) % a == 0 &&
+             reinterpret_cast<uintptr_t>(x.data) % a == 0;
+    };
+    if (aligned(16)) {
+      const int64_t w = row_bytes / 16;
+      gather_rows_kernel<uint4><<<dim3(grid_for(w, 128, 16), unsigned(n)), 128, 0, stream()>>>(
+          out.as<uint4>(), x.as<const uint4>(), rows, w);
+    } else if (aligned(4)) {
+      const int64_t w = row_bytes / 4;
+      gather_rows_kernel<uint32_t><<<dim3(grid_for(w, 256, 16), unsigned(n)), 256, 0, stream()>>>(
+          out.as<uint32_t>(), x.as<const uint32_t>(), rows, w);
+    } else {
+      gather_rows_kernel<uint8_t><<<dim3(grid_for(row_bytes, 256, 16), unsigned(n)), 256, 0, stream()>>>(
+          out.as<uint8_t>(), x.as<const uint8_t>(), rows, row_bytes);
+    }
+    KVRUN_CUDA_CHECK_LAUNCH("gather_rows_kernel");
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// convert
+
+// dst[n] (D) = src[n] (S), widening exactly, narrowing with round-to-nearest-even.
+template <class D, class S>
+__global__ void convert_kernel(D* dst, const S* __restrict__ src, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = from_f32<D>(to_f32(src[i]));
+}
+
+Status CudaOps::convert(TensorView dst, TensorView src) noexcept {
+  return guard([&] {
+    require_device(dst, "convert", "dst");
+    require_device(src, "convert", "src");
+    require(dst.numel() == src.numel(),
+            "cuda convert: dst " + dst.shape_string() + " and src " + src.shape_string() + " differ in size");
+    const int64_t n = dst.numel();
+    if (!n) return;
+    ScopedDevice g(dev_.index());
+    if (dst.dtype == src.dtype) {
+      KVRUN_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice, stream()));
+      return;
+    }
+    KVRUN_CUDA_DISPATCH_FLOAT(dst.dtype, DT, "cuda convert dst",
+        KVRUN_CUDA_DISPATCH_FLOAT(src.dtype, ST, "cuda convert src",
+            convert_kernel<DT, ST><<<grid_for(n, 256), 256, 0, stream()>>>(dst.as<DT>(), src.as<const ST>(), n)));
+    KVRUN_CUDA_CHECK_LAUNCH("convert_kernel");
+  });
+}
+
+}  // namespace kvrun::cuda

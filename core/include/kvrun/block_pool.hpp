@@ -1,0 +1,163 @@
+// kvrun — host-side bookkeeping of a paged KV cache: a free list of blocks and a block table per
+// sequence. Cache plugins (ours and third parties') share it; it holds no KV data itself.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kvrun/error.hpp"
+#include "kvrun/kv.hpp"
+
+namespace kvrun {
+
+class BlockPool {
+ public:
+  BlockPool() = default;
+  BlockPool(int64_t num_blocks, int block_tokens, int max_seqs)
+      : block_tokens_(block_tokens), tables_(size_t(max_seqs)) {
+    free_.reserve(size_t(num_blocks));
+    for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(int32_t(b));
+  }
+
+  int block_tokens() const noexcept { return block_tokens_; }
+  int64_t free_blocks() const noexcept { return int64_t(free_.size()); }
+  const std::vector<int32_t>& table(int seq) const { return tables_.at(size_t(seq)); }
+
+  // Allocates the blocks the step's sequences need for their new tokens; all or nothing.
+  // On success fills `packed` with the block tables [num_seqs, max_blocks] (row s = step seq s,
+  // padded with -1) and sets max_blocks.
+  void reserve(const StepBatch& step, std::vector<int32_t>& packed, int& max_blocks) {
+    int64_t need = 0;
+    for (int i = 0; i < step.num_seqs; ++i) {
+      int seq = step.seq_ids[i];
+      if (seq < 0 || size_t(seq) >= tables_.size())
+        fail(ErrorKind::internal, "cache: sequence id " + std::to_string(seq) + " out of range [0, " +
+                                      std::to_string(tables_.size()) + ")");
+      int64_t want = (int64_t(step.past_lens[i]) + step.q_lens[i] + block_tokens_ - 1) / block_tokens_;
+      need += std::max<int64_t>(0, want - int64_t(tables_[size_t(seq)].size()));
+    }
+    if (need > free_blocks()) {
+      fail(ErrorKind::device, "KV cache full: the step needs " + std::to_string(need) + " more blocks of " +
+                                  std::to_string(block_tokens_) + " tokens but " + std::to_string(free_blocks()) +
+                                  " are free; raise cache.max_tokens (or cache.memory_fraction) or use a smaller batch");
+    }
+    max_blocks = 1;
+    for (int i = 0; i < step.num_seqs; ++i) {
+      auto& t = tables_[size_t(step.seq_ids[i])];
+      size_t want = size_t((int64_t(step.past_lens[i]) + step.q_lens[i] + block_tokens_ - 1) / block_tokens_);
+      while (t.size() < want) {
+        t.push_back(free_.back());
+        free_.pop_back();
+      }
+      max_blocks = std::max(max_blocks, int(t.size()));
+    }
+    packed.assign(size_t(step.num_seqs) * size_t(max_blocks), -1);
+    for (int i = 0; i < step.num_seqs; ++i) {
+      const auto& t = tables_[size_t(step.seq_ids[i])];
+      std::copy(t.begin(), t.end(), packed.begin() + size_t(i) * size_t(max_blocks));
+    }
+  }
+
+  void free_sequence(int seq) {
+    auto& t = tables_.at(size_t(seq));
+    for (auto it = t.rbegin(); it != t.rend(); ++it) free_.push_back(*it);
+    t.clear();
+  }
+
+ private:
+  int block_tokens_ = 16;
+  std::vector<int32_t> free_;                 // [num free] block ids
+  std::vector<std::vector<int32_t>> tables_;  // [max_seqs][blocks of that sequence]
+};
+
+}  // namespace kvrun
+
+#include "kvrun/device.hpp"
+#include "kvrun/plugin.hpp"
+
+namespace kvrun {
+
+// The shared half of a paged cache plugin: block pool, block tables on the device, reserve/free,
+// and the metadata of views. A concrete cache allocates its blocks and writes/points at them.
+class PagedCacheBase : public Cache {
+ public:
+  PagedCacheBase(const CacheParams& p, Device& dev, std::string_view layout, const char* plugin_name)
+      : p_(p), dev_(dev), layout_(layout) {
+    if (p.num_layers <= 0 || p.num_kv_heads <= 0 || p.head_dim <= 0 || p.block_tokens <= 0 || p.max_seqs <= 0)
+      fail(ErrorKind::usage, std::string(plugin_name) + ": invalid cache parameters");
+    num_blocks_ = (p.max_tokens + p.block_tokens - 1) / p.block_tokens;
+    if (num_blocks_ <= 0)
+      fail(ErrorKind::usage, std::string(plugin_name) + ": capacity must be at least one token (cache.max_tokens)");
+    pool_ = BlockPool(num_blocks_, p.block_tokens, p.max_seqs);
+  }
+
+  CacheInfo info() const noexcept override {
+    CacheInfo i;
+    i.layout = std::string(layout_);
+    i.block_tokens = p_.block_tokens;
+    i.num_blocks = num_blocks_;
+    i.capacity_tokens = num_blocks_ * p_.block_tokens;
+    i.bytes_per_token = layout_bytes_per_token(layout_, p_.num_layers, p_.num_kv_heads, p_.head_dim);
+    i.allocated_bytes = storage_bytes() + tables_.bytes();
+    return i;
+  }
+  int64_t free_blocks() const noexcept override { return pool_.free_blocks(); }
+
+  Status reserve(const StepBatch& step) noexcept override {
+    return guard([&] {
+      pool_.reserve(step, packed_, max_blocks_);
+      if (tables_.size() < packed_.size()) tables_ = Buffer<int32_t>(dev_, packed_.size() * 2, MemCategory::kv_cache);
+      tables_.upload(packed_.data(), packed_.size());
+    });
+  }
+  Status free_sequence(int seq) noexcept override {
+    return guard([&] { pool_.free_sequence(seq); });
+  }
+
+ protected:
+  // Elements of one layer's K (or V) data: [num_blocks, num_kv_heads, block_tokens, head_dim].
+  size_t layer_elems() const noexcept {
+    return size_t(num_blocks_) * size_t(p_.num_kv_heads) * size_t(p_.block_tokens) * size_t(p_.head_dim);
+  }
+  // Entries of one layer's per-token metadata: [num_blocks, num_kv_heads, block_tokens].
+  size_t layer_rows() const noexcept { return size_t(num_blocks_) * size_t(p_.num_kv_heads) * size_t(p_.block_tokens); }
+  virtual size_t storage_bytes() const noexcept = 0;
+  // A view with everything but the data pointers filled.
+  KvView base_view() const noexcept {
+    KvView v;
+    v.layout = layout_;
+    v.num_kv_heads = p_.num_kv_heads;
+    v.head_dim = p_.head_dim;
+    v.block_tokens = p_.block_tokens;
+    v.block_table = tables_.data();
+    v.max_blocks_per_seq = max_blocks_;
+    return v;
+  }
+  // Calls f(token row t, destination row index r) for every new token and KV head of the step,
+  // where r indexes [num_blocks, num_kv_heads, block_tokens] (host-side walk, CPU caches).
+  template <class F>
+  void for_each_new_row(const StepBatch& step, F&& f) const {
+    const int H = p_.num_kv_heads, bt = p_.block_tokens;
+    for (int s = 0; s < step.num_seqs; ++s) {
+      const auto& table = pool_.table(step.seq_ids[s]);
+      for (int j = 0; j < step.q_lens[s]; ++j) {
+        const int pos = step.past_lens[s] + j;
+        const size_t t = size_t(step.q_starts[s] + j);
+        for (int h = 0; h < H; ++h) f(t * size_t(H) + size_t(h), (size_t(table[size_t(pos / bt)]) * H + h) * bt + pos % bt);
+      }
+    }
+  }
+
+  CacheParams p_;
+  Device& dev_;
+  std::string_view layout_;
+  int64_t num_blocks_ = 0;
+  BlockPool pool_;
+  std::vector<int32_t> packed_;  // [num_seqs, max_blocks_] the step's block tables (host copy)
+  int max_blocks_ = 0;
+  Buffer<int32_t> tables_;       // the same in device memory
+};
+
+}  // namespace kvrun

@@ -1,0 +1,43 @@
+// kvrun — what the engine needs from a model: one forward step over a batch of sequences.
+// Architectures implement it in models/ (the engine knows no architecture).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kvrun/device.hpp"
+#include "kvrun/kv.hpp"
+#include "kvrun/plugin.hpp"
+
+namespace kvrun {
+
+struct ModelSummary {
+  std::string name;  // model directory or synthetic shape name
+  std::string arch;  // "qwen", "qwen2", "llama"
+  int32_t vocab = 0;
+  int hidden = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int64_t max_positions = 0;  // trained context length (longer runs are allowed, with a warning)
+  size_t weight_bytes = 0;    // on the device, everything the model holds (embeddings included)
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelSummary& summary() const noexcept = 0;
+  virtual Device& device() noexcept = 0;
+  virtual Cache& cache() noexcept = 0;
+  virtual int max_step_tokens() const noexcept = 0;
+  // Runs one step. tokens: [step.num_tokens] host ids packed as StepBatch describes; the model
+  // fills step's device pointers, reserves cache space (Error(device) if the cache is full) and
+  // returns logits [logit_rows.size(), vocab] f32 in device memory for the listed token rows
+  // (valid until the next forward).
+  virtual TensorView forward(const std::vector<int32_t>& tokens, StepBatch& step,
+                             const std::vector<int32_t>& logit_rows) = 0;
+};
+
+}  // namespace kvrun

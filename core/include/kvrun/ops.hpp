@@ -1,0 +1,55 @@
+// kvrun — the dense operations every backend provides (interface; implementations in backends/) (the model's recipe calls only these,
+// plus Linear/Cache/Attention from plugins). All activations are f32 in the device's memory.
+// Every method is noexcept and returns a Status (the CUDA backend is a runtime-loaded module).
+// Weight-like operands (w, table, bias) may be f32, f16 or bf16.
+#pragma once
+
+#include <cstdint>
+
+#include "kvrun/error.hpp"
+#include "kvrun/tensor.hpp"
+
+namespace kvrun {
+
+// Per-sequence sampling settings for Ops::sample.
+struct SampleParams {
+  float temperature = 0.f;  // 0 = greedy (argmax)
+  int top_k = 0;            // 0 = off
+  float top_p = 1.f;        // 1 = off
+  float min_p = 0.f;        // 0 = off
+  uint64_t seed = 0;
+  uint64_t counter = 0;     // draw index within the sequence (tokens generated so far)
+};
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+
+  // y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]). y must not alias x.
+  virtual Status matmul(TensorView y, TensorView x, TensorView w, const TensorView* bias) noexcept = 0;
+  // y[M,D] = x[M,D] / sqrt(mean(x²) + eps) * w[D]   (fp32 arithmetic; y may alias x)
+  virtual Status rms_norm(TensorView y, TensorView x, TensorView w, float eps) noexcept = 0;
+  // y = a + b, elementwise over equal shapes (y may alias a or b)
+  virtual Status add(TensorView y, TensorView a, TensorView b) noexcept = 0;
+  // out[M,F] = silu(gate[M,F]) * up[M,F]   (out may alias gate or up)
+  virtual Status silu_mul(TensorView out, TensorView gate, TensorView up) noexcept = 0;
+  // Rotary embedding, rotate-half (NeoX) style, in place on x[T, H, D] over its first rot_dim
+  // dims: for i < rot_dim/2, angle = pos[t] * base_t^(-2i/rot_dim), base_t = bases ? bases[t] : base.
+  // positions: [T] i32, bases: [T] f32 or null (device memory).
+  virtual Status rope(TensorView x, const int32_t* positions, const float* bases, float base,
+                      int rot_dim) noexcept = 0;
+  // x[T, C] *= factors[T] (row scaling; Qwen v1 logn attention). factors: [T] f32 device memory.
+  virtual Status scale_rows(TensorView x, const float* factors) noexcept = 0;
+  // out[T, D] (f32) = table[ids[t], :]; ids: [T] i32 device memory, each < table rows (checked on
+  // the host by the caller).
+  virtual Status embedding(TensorView out, TensorView table, const int32_t* ids) noexcept = 0;
+  // out[n, C] = x[rows[i], :]; rows: [n] i32 device memory.
+  virtual Status gather_rows(TensorView out, TensorView x, const int32_t* rows) noexcept = 0;
+  // Converts between float dtypes (same numel), e.g. bf16 weights to f32. dst, src on the device.
+  virtual Status convert(TensorView dst, TensorView src) noexcept = 0;
+  // Samples one id per row of logits[B, V] into ids[B] (device memory); params: [B] host array.
+  // Greedy rows take the first maximum.
+  virtual Status sample(int32_t* ids, TensorView logits, const SampleParams* params) noexcept = 0;
+};
+
+}  // namespace kvrun

@@ -1,0 +1,209 @@
+// kvrun — the plugin ABI and the three plugin interfaces: Cache, Attention, WeightFormat.
+//
+// A plugin is a shared module exporting one C symbol, KVRUN_PLUGIN_ENTRY_NAME ("kvrun_plugin_v1"),
+// that returns a PluginHeader. The host reads header->abi_version before anything else, then
+// calls header->create() for the Plugin object. Every virtual method below is noexcept and
+// reports failure as a Status: no C++ exception crosses the boundary. Objects a plugin creates
+// keep its library loaded (the registry wraps them).
+//
+// Plugins must be built with the same C++ standard library as the host (std::string and
+// std::vector appear in these interfaces), which `pkg-config kvrun-plugin` provides.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kvrun/device.hpp"
+#include "kvrun/error.hpp"
+#include "kvrun/kv.hpp"
+#include "kvrun/tensor.hpp"
+
+namespace kvrun {
+
+constexpr uint32_t kPluginAbiVersion = 1;
+#define KVRUN_PLUGIN_ENTRY kvrun_plugin_v1
+#define KVRUN_PLUGIN_ENTRY_NAME "kvrun_plugin_v1"
+#define KVRUN_PLUGIN_ENTRY_PREFIX "kvrun_plugin_v"
+
+enum class PluginKind : uint8_t { cache, attention, weights };
+const char* plugin_kind_name(PluginKind k) noexcept;  // "cache", "attention", "weights"
+
+// What a plugin declares about itself. The compatibility matrix is derived from these fields
+// alone, and the same fields choose the code path at run time.
+struct PluginInfo {
+  PluginKind kind = PluginKind::cache;
+  std::string name;         // "int8"; its full name is "<kind>.<name>", e.g. "cache.int8"
+  std::string version;      // "0.1.0"
+  std::string description;  // one line
+  std::vector<BackendKind> backends;  // backends this build of the plugin can run on
+
+  // kind == cache: the KvView layout it provides.
+  std::string provides_layout;
+  // kind == attention: the KvView layouts it reads (per backend where they differ: a layout is
+  // readable on backend b iff it is listed here and b is in `backends`).
+  std::vector<std::string> reads_layouts;
+  // kind == weights: checkpoint weight encodings it loads ("bf16", "f16", "f32", "gptq").
+  std::vector<std::string> encodings;
+
+  std::string full_name() const { return std::string(plugin_kind_name(kind)) + "." + name; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoint access (implemented in models/, used by WeightFormat plugins).
+
+struct HostTensor {
+  std::string name;
+  DType dtype = DType::f32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;  // host memory (mmap of the file), row-major, little-endian
+  size_t nbytes = 0;
+  std::string file;  // the shard it came from, for messages
+};
+
+class Checkpoint {
+ public:
+  virtual ~Checkpoint() = default;
+  virtual const std::string& directory() const noexcept = 0;
+  virtual bool has(const std::string& tensor) const noexcept = 0;
+  // Fails with ErrorKind::model naming the tensor (and the shard) when it is missing.
+  virtual Status get(const std::string& tensor, HostTensor* out) const noexcept = 0;
+  // Reads a small file of the model directory (e.g. "quantize_config.json"); *exists = false and
+  // an ok Status when it is absent.
+  virtual Status read_text(const std::string& file_name, std::string* out, bool* exists) const noexcept = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// WeightFormat: builds Linear operators y = x·Wᵀ + b from a checkpoint.
+
+class Linear {
+ public:
+  virtual ~Linear() = default;
+  // y: [M, out_features] f32, x: [M, in_features] f32, both in the device's memory.
+  virtual Status forward(TensorView y, TensorView x) noexcept = 0;
+  virtual int64_t in_features() const noexcept = 0;
+  virtual int64_t out_features() const noexcept = 0;
+  virtual size_t device_bytes() const noexcept = 0;  // weights + scales + zeros + bias on the device
+};
+
+struct LinearSpec {
+  // Checkpoint prefix, e.g. "model.layers.0.self_attn.q_proj"; the tensors are prefix + ".weight"
+  // (bf16) or ".qweight"/".qzeros"/".scales"/".g_idx" (gptq), and prefix + ".bias" if present.
+  std::string prefix;
+  int64_t in_features = 0;
+  int64_t out_features = 0;  // of this Linear (a row range of the stored tensor, see below)
+  // A fused checkpoint tensor split into several Linears (Qwen v1 c_attn = q|k|v): this Linear is
+  // output rows [out_offset, out_offset + out_features) of a stored tensor with out_total rows.
+  int64_t out_offset = 0;
+  int64_t out_total = 0;  // 0 = out_features
+  bool bias = false;      // expect a bias (missing is an error); without it a stored bias is still used
+};
+
+class WeightFormat {
+ public:
+  virtual ~WeightFormat() = default;
+  virtual Status load_linear(const Checkpoint& ckpt, const LinearSpec& spec, Device& dev,
+                             std::unique_ptr<Linear>* out) noexcept = 0;
+  // Builds a random Linear directly on the device (synthetic benchmark models).
+  virtual Status random_linear(const LinearSpec& spec, uint64_t seed, Device& dev,
+                               std::unique_ptr<Linear>* out) noexcept = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Cache: owns KV memory as a pool of fixed-size blocks per layer, with a block table per sequence.
+
+struct CacheParams {
+  int num_layers = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int block_tokens = 16;
+  int64_t max_tokens = 0;  // capacity in tokens over all sequences (rounded up to whole blocks)
+  int max_seqs = 1;        // sequence ids are 0 .. max_seqs-1
+};
+
+struct CacheInfo {
+  std::string layout;
+  int block_tokens = 0;
+  int64_t num_blocks = 0;
+  int64_t capacity_tokens = 0;
+  size_t bytes_per_token = 0;  // all layers, keys and values, scales and zero points included
+  size_t allocated_bytes = 0;  // what the cache holds on the device (from its Buffers)
+};
+
+class Cache {
+ public:
+  virtual ~Cache() = default;
+  virtual CacheInfo info() const noexcept = 0;
+  virtual int64_t free_blocks() const noexcept = 0;
+  // Makes room for the step's new tokens of every sequence (allocating blocks) and uploads the
+  // block tables. Fails with ErrorKind::device when the pool is exhausted (nothing allocated then).
+  virtual Status reserve(const StepBatch& step) noexcept = 0;
+  // Writes the step's keys and values of one layer (quantizing if the cache quantizes).
+  // k, v: [num_tokens, num_kv_heads, head_dim] f32 in the device's memory.
+  virtual Status append(int layer, const StepBatch& step, TensorView k, TensorView v) noexcept = 0;
+  virtual Status view(int layer, const StepBatch& step, KvView* out) noexcept = 0;
+  virtual Status free_sequence(int seq_id) noexcept = 0;
+};
+
+// Computes bytes per token of a layout (all layers, K and V, metadata included); used by
+// `kvrun memory` before anything is allocated. Returns 0 for a layout core does not know.
+size_t layout_bytes_per_token(std::string_view layout, int num_layers, int num_kv_heads, int head_dim);
+
+// ---------------------------------------------------------------------------------------------
+// Attention: causal attention of the step's queries against a KvView.
+
+struct AttentionParams {
+  int num_heads = 0;
+  int num_kv_heads = 0;  // GQA: query head h reads KV head h / (num_heads / num_kv_heads)
+  int head_dim = 0;
+  float scale = 0.f;     // softmax scale, usually 1/sqrt(head_dim)
+  int max_tokens_per_step = 0;  // upper bound on StepBatch::num_tokens, to size workspace once
+  int64_t max_kv_len = 0;       // upper bound on a sequence's KV length
+};
+
+class Attention {
+ public:
+  virtual ~Attention() = default;
+  // out, q: [num_tokens, num_heads, head_dim] f32. Token t of sequence s at absolute position p
+  // attends to keys 0..p of s (causal); the step's own keys are already in kv.
+  virtual Status forward(TensorView out, TensorView q, const KvView& kv, const StepBatch& step) noexcept = 0;
+  virtual size_t workspace_bytes() const noexcept = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The plugin object and its entry point.
+
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+  virtual const PluginInfo& info() const noexcept = 0;
+  virtual Status create_cache(const CacheParams&, Device&, std::unique_ptr<Cache>*) noexcept;
+  virtual Status create_attention(const AttentionParams&, Device&, std::unique_ptr<Attention>*) noexcept;
+  virtual Status create_weights(Device&, std::unique_ptr<WeightFormat>*) noexcept;
+};
+
+// Plain data, stable across ABI versions: the host reads abi_version before touching anything else.
+struct PluginHeader {
+  uint32_t abi_version;  // kPluginAbiVersion the plugin was built against
+  uint32_t reserved;
+  const char* name;              // "cache.int8", for messages before create()
+  Plugin* (*create)() noexcept;  // returns a new Plugin, or nullptr on failure
+};
+
+}  // namespace kvrun
+
+// Defines the entry symbol of a plugin: KVRUN_DEFINE_PLUGIN("cache.int8", MyPluginClass)
+#define KVRUN_DEFINE_PLUGIN(NAME, CLASS)                                                   \
+  extern "C" __attribute__((visibility("default"))) const ::kvrun::PluginHeader*          \
+  KVRUN_PLUGIN_ENTRY() noexcept {                                                          \
+    static const ::kvrun::PluginHeader header{                                             \
+        ::kvrun::kPluginAbiVersion, 0, NAME, []() noexcept -> ::kvrun::Plugin* {           \
+          try {                                                                            \
+            return new CLASS();                                                            \
+          } catch (...) {                                                                  \
+            return nullptr;                                                                \
+          }                                                                                \
+        }};                                                                                \
+    return &header;                                                                        \
+  }

@@ -1,0 +1,289 @@
+// The generation loop: chunked batched prefill, then one decode step at a time for every live
+// sequence; sampling on the device unless a repetition penalty needs the logits on the host.
+#include "kvrun/engine.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "kvrun/log.hpp"
+#include "kvrun/sampler.hpp"
+#include "kvrun/ops.hpp"
+
+namespace kvrun {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+int64_t blocks_for(int64_t tokens, int block_tokens) { return (tokens + block_tokens - 1) / block_tokens; }
+
+// Builds a StepBatch (host part) from per-sequence (seq id, past, q_len).
+StepBatch make_step(const std::vector<int>& seq_ids, const std::vector<int>& past, const std::vector<int>& qlen,
+                    const std::vector<int>& prompt_lens) {
+  StepBatch s;
+  s.prompt_lens = prompt_lens;
+  s.num_seqs = int(seq_ids.size());
+  s.seq_ids = seq_ids;
+  s.past_lens = past;
+  s.q_lens = qlen;
+  s.q_starts.assign(size_t(s.num_seqs) + 1, 0);
+  for (int i = 0; i < s.num_seqs; ++i) {
+    s.q_starts[i + 1] = s.q_starts[i] + qlen[i];
+    s.max_q_len = std::max(s.max_q_len, qlen[i]);
+    s.max_kv_len = std::max(s.max_kv_len, past[i] + qlen[i]);
+  }
+  s.num_tokens = s.q_starts.back();
+  return s;
+}
+
+// HF-style repetition penalty on one row: divide positive logits, multiply negative ones.
+void apply_repetition_penalty(float* row, const std::vector<int32_t>& history, float penalty) {
+  std::vector<int32_t> seen = history;
+  std::sort(seen.begin(), seen.end());
+  seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+  for (int32_t id : seen) row[id] = row[id] > 0 ? row[id] / penalty : row[id] * penalty;
+}
+
+}  // namespace
+
+std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32_t>>& prompts,
+                                             const GenerationSettings& st,
+                                             const std::function<std::string(int32_t)>& token_bytes,
+                                             const std::function<void(int, int32_t)>& on_token,
+                                             GenerationStats* stats) {
+  const int B = int(prompts.size());
+  Device& dev = model_.device();
+  Cache& cache = model_.cache();
+  const CacheInfo ci = cache.info();
+  const int32_t V = model_.summary().vocab;
+  const int chunk = model_.max_step_tokens();
+
+  // Refuse what can never fit, before any work.
+  int64_t prompt_blocks = 0;
+  for (int s = 0; s < B; ++s) {
+    if (prompts[s].empty()) fail(ErrorKind::usage, "prompt " + std::to_string(s) + " is empty");
+    for (int32_t id : prompts[s])
+      if (id < 0 || id >= V)
+        fail(ErrorKind::usage, "prompt " + std::to_string(s) + " has token id " + std::to_string(id) +
+                                   " outside the vocabulary [0, " + std::to_string(V) + ")");
+    prompt_blocks += blocks_for(int64_t(prompts[s].size()) + 1, ci.block_tokens);
+  }
+  if (prompt_blocks > cache.free_blocks()) {
+    int64_t total = 0;
+    for (auto& p : prompts) total += int64_t(p.size());
+    fail(ErrorKind::usage, "the prompts (" + std::to_string(total) + " tokens in " + std::to_string(B) +
+                               " sequences) do not fit in the KV cache (capacity " + std::to_string(ci.capacity_tokens) +
+                               " tokens of " + std::to_string(ci.block_tokens) +
+                               "-token blocks); raise cache.max_tokens (or cache.memory_fraction), or shorten the prompts");
+  }
+  const int64_t max_pos = model_.summary().max_positions;
+  for (int s = 0; s < B; ++s)
+    if (max_pos > 0 && int64_t(prompts[s].size()) + st.max_new_tokens > max_pos)
+      log_warn("sequence " + std::to_string(s) + " may reach " + std::to_string(prompts[s].size() + st.max_new_tokens) +
+               " tokens, past the model's trained context of " + std::to_string(max_pos));
+
+  std::vector<SequenceResult> res(static_cast<size_t>(B));
+  std::vector<int> past(static_cast<size_t>(B), 0);
+  std::vector<bool> done(static_cast<size_t>(B), false);
+  std::vector<std::string> text(static_cast<size_t>(B));
+  for (int s = 0; s < B; ++s) res[s].prompt_ids = prompts[s];
+
+  Buffer<int32_t> d_ids(dev, size_t(std::max(B, 1)), MemCategory::workspace);
+  std::vector<int32_t> h_ids(static_cast<size_t>(B));
+  std::vector<float> h_logits;
+
+  // Samples one token for each sequence in `seqs` from logits rows (same order).
+  auto sample = [&](const std::vector<int>& seqs, TensorView logits) {
+    const int n = int(seqs.size());
+    if (st.repetition_penalty != 1.f && st.temperature >= 0.f) {
+      h_logits.resize(size_t(n) * V);
+      check(dev.queue().copy_d2h(h_logits.data(), logits.data, h_logits.size() * sizeof(float)));
+      check(dev.queue().wait());
+      for (int i = 0; i < n; ++i) {
+        int s = seqs[i];
+        float* row = h_logits.data() + size_t(i) * V;
+        std::vector<int32_t> hist = res[s].prompt_ids;
+        hist.insert(hist.end(), res[s].output_ids.begin(), res[s].output_ids.end());
+        apply_repetition_penalty(row, hist, st.repetition_penalty);
+        h_ids[i] = sample_row(row, V, st.temperature, st.top_k, st.top_p, st.min_p,
+                              st.seed + 0x9e3779b97f4a7c15ull * uint64_t(s), res[s].output_ids.size());
+      }
+    } else {
+      std::vector<SampleParams> params(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        int s = seqs[i];
+        params[i] = SampleParams{st.temperature, st.top_k, st.top_p, st.min_p,
+                                 st.seed + 0x9e3779b97f4a7c15ull * uint64_t(s), uint64_t(res[s].output_ids.size())};
+      }
+      check(dev.ops().sample(d_ids.data(), logits, params.data()));
+      check(dev.queue().copy_d2h(h_ids.data(), d_ids.data(), size_t(n) * sizeof(int32_t)));
+      check(dev.queue().wait());
+    }
+    // Record, stream, and decide whether each sequence is finished.
+    for (int i = 0; i < n; ++i) {
+      int s = seqs[i];
+      int32_t id = h_ids[i];
+      res[s].output_ids.push_back(id);
+      if (on_token) on_token(s, id);
+      if (std::find(st.eos_ids.begin(), st.eos_ids.end(), id) != st.eos_ids.end()) {
+        res[s].finish_reason = "eos";
+        done[s] = true;
+        continue;
+      }
+      if (!st.stop_strings.empty() && token_bytes) {
+        std::string piece = token_bytes(id);
+        size_t before = text[s].size();
+        text[s] += piece;
+        for (const std::string& stop : st.stop_strings) {
+          if (stop.empty()) continue;
+          size_t from = before >= stop.size() ? before - stop.size() + 1 : 0;
+          size_t at = text[s].find(stop, from);
+          if (at != std::string::npos) {
+            res[s].finish_reason = "stop";
+            res[s].stop_offset = at;
+            done[s] = true;
+            break;
+          }
+        }
+        if (done[s]) continue;
+      }
+      if (int(res[s].output_ids.size()) >= st.max_new_tokens) {
+        res[s].finish_reason = "length";
+        done[s] = true;
+      }
+    }
+  };
+
+  auto t0 = Clock::now();
+  if (st.max_new_tokens <= 0) {
+    for (auto& r : res) r.finish_reason = "length";
+  }
+
+  // ---- Prefill, packing chunks of several sequences into steps of at most `chunk` tokens.
+  if (st.max_new_tokens > 0) {
+    int s = 0;
+    while (s < B) {
+      std::vector<int> ids, pst, ql, finishing;
+      std::vector<int32_t> tokens, rows;
+      int budget = chunk;
+      while (s < B && budget > 0) {
+        int remaining = int(prompts[s].size()) - past[s];
+        int take = std::min(remaining, budget);
+        ids.push_back(s);
+        pst.push_back(past[s]);
+        ql.push_back(take);
+        tokens.insert(tokens.end(), prompts[s].begin() + past[s], prompts[s].begin() + past[s] + take);
+        budget -= take;
+        if (take == remaining) {
+          rows.push_back(int32_t(tokens.size()) - 1);
+          finishing.push_back(s);
+          ++s;
+        } else {
+          break;  // this sequence continues in the next step
+        }
+      }
+      std::vector<int> plen;
+      for (int i : ids) plen.push_back(int(prompts[i].size()));
+      StepBatch step = make_step(ids, pst, ql, plen);
+      TensorView logits = model_.forward(tokens, step, rows);
+      for (size_t i = 0; i < ids.size(); ++i) past[ids[i]] += ql[i];
+      if (!finishing.empty()) sample(finishing, logits);
+    }
+  }
+  double prefill = seconds_since(t0);
+  if (stats) {
+    stats->prefill_seconds = prefill;
+    stats->first_token_seconds = prefill;
+    for (auto& p : prompts) stats->prompt_tokens += int64_t(p.size());
+  }
+
+  // ---- Decode: one token per live sequence per step.
+  auto t1 = Clock::now();
+  while (true) {
+    std::vector<int> ids, pst, ql;
+    std::vector<int32_t> tokens, rows;
+    int64_t free_blocks = cache.free_blocks();
+    for (int s = 0; s < B; ++s) {
+      if (done[s]) continue;
+      int64_t need = blocks_for(past[s] + 1, ci.block_tokens) - blocks_for(past[s], ci.block_tokens);
+      if (need > free_blocks) {
+        res[s].finish_reason = "cache_full";
+        done[s] = true;
+        continue;
+      }
+      free_blocks -= need;
+      ids.push_back(s);
+      pst.push_back(past[s]);
+      ql.push_back(1);
+      rows.push_back(int32_t(tokens.size()));
+      tokens.push_back(res[s].output_ids.back());
+    }
+    if (ids.empty()) break;
+    auto ts = Clock::now();
+    std::vector<int> plen;
+    for (int i : ids) plen.push_back(int(prompts[i].size()));
+    StepBatch step = make_step(ids, pst, ql, plen);
+    TensorView logits = model_.forward(tokens, step, rows);
+    for (int s : ids) past[s] += 1;
+    sample(ids, logits);
+    if (stats) stats->step_ms.push_back(seconds_since(ts) * 1e3);
+  }
+  if (stats) {
+    stats->decode_seconds = seconds_since(t1);
+    for (auto& r : res) stats->generated_tokens += int64_t(r.output_ids.size());
+  }
+  for (int s = 0; s < B; ++s) check(cache.free_sequence(s));
+  return res;
+}
+
+ScoreResult Engine::score(const std::vector<int32_t>& ids) {
+  Device& dev = model_.device();
+  Cache& cache = model_.cache();
+  const int32_t V = model_.summary().vocab;
+  const int n = int(ids.size());
+  if (n == 0) fail(ErrorKind::usage, "nothing to score: the id list is empty");
+  for (int32_t id : ids)
+    if (id < 0 || id >= V)
+      fail(ErrorKind::usage, "token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
+  const CacheInfo ci = cache.info();
+  if (blocks_for(n, ci.block_tokens) > cache.free_blocks())
+    fail(ErrorKind::usage, "a sequence of " + std::to_string(n) + " tokens does not fit in the KV cache (capacity " +
+                               std::to_string(ci.capacity_tokens) + " tokens); raise cache.max_tokens");
+  ScoreResult r;
+  r.argmax.resize(size_t(n));
+  r.logprob.resize(size_t(n - 1));
+  std::vector<float> h;
+  const int chunk = model_.max_step_tokens();
+  for (int p = 0; p < n; p += chunk) {
+    int q = std::min(chunk, n - p);
+    std::vector<int32_t> tokens(ids.begin() + p, ids.begin() + p + q);
+    std::vector<int32_t> rows(static_cast<size_t>(q));
+    for (int i = 0; i < q; ++i) rows[i] = i;
+    StepBatch step = make_step({0}, {p}, {q}, {n});
+    TensorView logits = model_.forward(tokens, step, rows);
+    h.resize(size_t(q) * V);
+    check(dev.queue().copy_d2h(h.data(), logits.data, h.size() * sizeof(float)));
+    check(dev.queue().wait());
+    for (int i = 0; i < q; ++i) {
+      const float* row = h.data() + size_t(i) * V;
+      int32_t best = 0;
+      double mx = row[0];
+      for (int32_t v = 1; v < V; ++v)
+        if (row[v] > row[best]) best = v;
+      mx = row[best];
+      r.argmax[p + i] = best;
+      if (p + i + 1 < n) {
+        double sum = 0;
+        for (int32_t v = 0; v < V; ++v) sum += std::exp(double(row[v]) - mx);
+        double lp = double(row[ids[p + i + 1]]) - mx - std::log(sum);
+        r.logprob[p + i] = float(lp);
+        r.nll -= lp;
+      }
+    }
+  }
+  check(cache.free_sequence(0));
+  return r;
+}
+
+}  // namespace kvrun

@@ -1,0 +1,65 @@
+// kvrun — the decoder-only transformer of Qwen (v1), Qwen2/Qwen2.5 and Llama as one recipe:
+// embedding → N × (RMSNorm → attention with RoPE over the Cache → residual → RMSNorm → SwiGLU MLP
+// → residual) → RMSNorm → lm_head. Kernels live in the backends and plugins.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kvrun/model.hpp"
+#include "kvrun/models/checkpoint.hpp"
+#include "kvrun/plugin.hpp"
+
+namespace kvrun {
+
+// A published shape with random weights (benchmarks): "qwen-7b", "qwen2.5-7b" (SPECS.md §3).
+ModelConfig synthetic_config(const std::string& name);
+
+class Transformer final : public Model {
+ public:
+  // Loads every weight of `ck` onto `dev` through `weights` (linears) and directly (embedding,
+  // norms, lm_head stay in their checkpoint dtype). Error(model) naming the tensor on mismatch.
+  Transformer(const ModelConfig& cfg, const Checkpoint& ck, std::shared_ptr<WeightFormat> weights, Device& dev,
+              std::string name);
+  // Random weights of cfg's shape, built on the device (no checkpoint).
+  Transformer(const ModelConfig& cfg, uint64_t seed, std::shared_ptr<WeightFormat> weights, Device& dev,
+              std::string name);
+  ~Transformer() override;
+
+  // Connects the KV cache and the attention operator, and sizes the step workspace.
+  void attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention> attention, int max_step_tokens);
+
+  const ModelSummary& summary() const noexcept override { return summary_; }
+  Device& device() noexcept override { return dev_; }
+  Cache& cache() noexcept override { return *cache_; }
+  int max_step_tokens() const noexcept override { return max_step_tokens_; }
+  TensorView forward(const std::vector<int32_t>& tokens, StepBatch& step,
+                     const std::vector<int32_t>& logit_rows) override;
+
+  const ModelConfig& config() const noexcept { return cfg_; }
+
+ private:
+  struct Layer;
+  struct Workspace;
+  void init_summary(std::string name);
+
+  ModelConfig cfg_;
+  Device& dev_;
+  std::shared_ptr<WeightFormat> weights_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  Buffer<uint8_t> embed_;       // [vocab, hidden] in embed_dtype_
+  DType embed_dtype_ = DType::bf16;
+  Buffer<uint8_t> final_norm_;  // [hidden] in norm_dtype_
+  DType norm_dtype_ = DType::bf16;
+  Buffer<uint8_t> lm_head_;     // [vocab, hidden] in lm_head_dtype_; empty when tied to embed_
+  DType lm_head_dtype_ = DType::bf16;
+  std::shared_ptr<Cache> cache_;
+  std::shared_ptr<Attention> attention_;
+  std::unique_ptr<Workspace> ws_;
+  int max_step_tokens_ = 0;
+  std::vector<float> ntk_base_;  // [max seqs] Qwen v1 dynamic-NTK RoPE base per cache sequence
+  ModelSummary summary_;
+};
+
+}  // namespace kvrun

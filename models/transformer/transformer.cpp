@@ -1,0 +1,432 @@
+// The forward pass of Qwen (v1), Qwen2 and Llama: a straight-line recipe over backend ops,
+// Linears from the weights plugin, the Cache and the Attention plugin.
+#include "kvrun/models/transformer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "kvrun/log.hpp"
+#include "kvrun/ops.hpp"
+
+namespace kvrun {
+
+// Checkpoint names of one layer's parts, per architecture.
+namespace {
+
+struct Names {
+  std::string embed, final_norm, lm_head;
+  std::string layer(int i) const { return layer_prefix + std::to_string(i) + "."; }
+  std::string layer_prefix;
+  std::string ln1, ln2;
+  std::string q, k, v, qkv_fused, o;
+  std::string gate, up, down;
+};
+
+Names names_for(Arch a) {
+  Names n;
+  if (a == Arch::qwen) {
+    n.embed = "transformer.wte.weight";
+    n.final_norm = "transformer.ln_f.weight";
+    n.lm_head = "lm_head.weight";
+    n.layer_prefix = "transformer.h.";
+    n.ln1 = "ln_1.weight";
+    n.ln2 = "ln_2.weight";
+    n.qkv_fused = "attn.c_attn";
+    n.o = "attn.c_proj";
+    n.gate = "mlp.w2";  // Qwen v1: w2 is the gate, w1 the up projection
+    n.up = "mlp.w1";
+    n.down = "mlp.c_proj";
+  } else {
+    n.embed = "model.embed_tokens.weight";
+    n.final_norm = "model.norm.weight";
+    n.lm_head = "lm_head.weight";
+    n.layer_prefix = "model.layers.";
+    n.ln1 = "input_layernorm.weight";
+    n.ln2 = "post_attention_layernorm.weight";
+    n.q = "self_attn.q_proj";
+    n.k = "self_attn.k_proj";
+    n.v = "self_attn.v_proj";
+    n.o = "self_attn.o_proj";
+    n.gate = "mlp.gate_proj";
+    n.up = "mlp.up_proj";
+    n.down = "mlp.down_proj";
+  }
+  return n;
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+// Copies a float tensor of the expected shape to the device, keeping its dtype.
+Buffer<uint8_t> upload(const Checkpoint& ck, const std::string& name, std::vector<int64_t> shape, Device& dev,
+                       DType* dtype) {
+  HostTensor t;
+  check(ck.get(name, &t));
+  if (t.dtype != DType::bf16 && t.dtype != DType::f16 && t.dtype != DType::f32)
+    fail(ErrorKind::model, "tensor '" + name + "' in " + t.file + " has dtype " + std::string(dtype_name(t.dtype)) +
+                               "; expected bf16, f16 or f32");
+  if (t.shape != shape)
+    fail(ErrorKind::model, "tensor '" + name + "' in " + t.file + " has shape " + shape_str(t.shape) + ", expected " +
+                               shape_str(shape) + " from config.json");
+  Buffer<uint8_t> b(dev, t.nbytes, MemCategory::weights);
+  b.upload(static_cast<const uint8_t*>(t.data), t.nbytes);
+  *dtype = t.dtype;
+  return b;
+}
+
+// Output width of a linear stored in the checkpoint (dense or GPTQ), from its tensors.
+int64_t stored_out_features(const Checkpoint& ck, const std::string& prefix) {
+  HostTensor t;
+  if (ck.has(prefix + ".weight")) {
+    check(ck.get(prefix + ".weight", &t));
+    if (t.shape.size() == 2) return t.shape[0];
+  } else if (ck.has(prefix + ".scales")) {
+    check(ck.get(prefix + ".scales", &t));
+    if (t.shape.size() == 2) return t.shape[1];
+  }
+  fail(ErrorKind::model, "cannot find the weights of linear '" + prefix + "' (expected '" + prefix + ".weight' or '" +
+                             prefix + ".qweight'/'.scales') in " + ck.directory());
+}
+
+Buffer<uint8_t> random_bf16(Device& dev, size_t n, float scale, uint64_t seed, bool ones = false) {
+  Buffer<uint8_t> b(dev, n * 2, MemCategory::weights);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> U(-scale, scale);
+  std::vector<uint16_t> chunk;
+  for (size_t i = 0; i < n; i += (1u << 20)) {
+    size_t m = std::min<size_t>(1u << 20, n - i);
+    chunk.resize(m);
+    for (auto& v : chunk) v = f32_to_bf16(ones ? 1.f : U(rng));
+    check(dev.queue().copy_h2d(b.data() + i * 2, chunk.data(), m * 2));
+    check(dev.queue().wait());
+  }
+  return b;
+}
+
+}  // namespace
+
+struct Transformer::Layer {
+  Buffer<uint8_t> ln1, ln2;  // [hidden]
+  DType ln1_dtype = DType::bf16, ln2_dtype = DType::bf16;
+  std::shared_ptr<Linear> q, k, v, o;  // q: hidden → H·D, k/v: hidden → KVH·D, o: H·D → hidden
+  std::shared_ptr<Linear> gate, up, down;  // hidden → F, hidden → F, F → hidden
+};
+
+// Activations of one step, sized for max_step_tokens rows (T).
+struct Transformer::Workspace {
+  Buffer<float> x, h;     // [T, hidden] residual stream, normalized input
+  Buffer<float> q, a;     // [T, H·D] queries, attention output
+  Buffer<float> k, v;     // [T, KVH·D]
+  Buffer<float> g, u;     // [T, F] gate, up
+  Buffer<float> sel;      // [T, hidden] rows that need logits
+  Buffer<float> logits;   // [rows, vocab], grown on demand
+  Buffer<int32_t> ids;    // [T] token ids
+  Buffer<int32_t> meta;   // q_start [S+1] | kv_len [S] | positions [T] | token_seq [T] | rows [T]
+  Buffer<float> fmeta;    // bases [T] | logn [T]
+  int max_seqs = 0;
+  std::vector<int32_t> h_meta;
+  std::vector<float> h_fmeta;
+};
+
+Transformer::~Transformer() = default;
+
+Transformer::Transformer(const ModelConfig& cfg, const Checkpoint& ck, std::shared_ptr<WeightFormat> weights,
+                         Device& dev, std::string name)
+    : cfg_(cfg), dev_(dev), weights_(std::move(weights)) {
+  const Names n = names_for(cfg.arch);
+  const int64_t hidden = cfg.hidden, H = cfg.num_heads, KVH = cfg.num_kv_heads, D = cfg.head_dim;
+  embed_ = upload(ck, n.embed, {cfg.vocab, hidden}, dev, &embed_dtype_);
+  final_norm_ = upload(ck, n.final_norm, {hidden}, dev, &norm_dtype_);
+  if (ck.has(n.lm_head)) {
+    lm_head_ = upload(ck, n.lm_head, {cfg.vocab, hidden}, dev, &lm_head_dtype_);
+  } else if (!cfg.tie_embeddings) {
+    fail(ErrorKind::model, "tensor '" + n.lm_head + "' is missing from " + ck.directory() +
+                               " and config.json does not tie the embeddings (tie_word_embeddings)");
+  }
+  auto linear = [&](const std::string& prefix, int64_t in, int64_t out, bool bias, int64_t offset = 0,
+                    int64_t total = 0) {
+    LinearSpec spec;
+    spec.prefix = prefix;
+    spec.in_features = in;
+    spec.out_features = out;
+    spec.out_offset = offset;
+    spec.out_total = total;
+    spec.bias = bias;
+    std::unique_ptr<Linear> l;
+    check(weights_->load_linear(ck, spec, dev, &l));
+    return std::shared_ptr<Linear>(std::move(l));
+  };
+  // MLP width from the tensors (some GPTQ exports pad intermediate_size).
+  const int64_t F = stored_out_features(ck, n.layer(0) + n.up);
+  cfg_.intermediate = int(F);
+  for (int i = 0; i < cfg.num_layers; ++i) {
+    auto L = std::make_unique<Layer>();
+    const std::string p = n.layer(i);
+    L->ln1 = upload(ck, p + n.ln1, {hidden}, dev, &L->ln1_dtype);
+    L->ln2 = upload(ck, p + n.ln2, {hidden}, dev, &L->ln2_dtype);
+    if (cfg.arch == Arch::qwen) {  // fused c_attn = q | k | v, with bias
+      L->q = linear(p + n.qkv_fused, hidden, H * D, true, 0, (H + 2 * KVH) * D);
+      L->k = linear(p + n.qkv_fused, hidden, KVH * D, true, H * D, (H + 2 * KVH) * D);
+      L->v = linear(p + n.qkv_fused, hidden, KVH * D, true, (H + KVH) * D, (H + 2 * KVH) * D);
+    } else {
+      L->q = linear(p + n.q, hidden, H * D, cfg.qkv_bias);
+      L->k = linear(p + n.k, hidden, KVH * D, cfg.qkv_bias);
+      L->v = linear(p + n.v, hidden, KVH * D, cfg.qkv_bias);
+    }
+    L->o = linear(p + n.o, H * D, hidden, false);
+    L->gate = linear(p + n.gate, hidden, F, false);
+    L->up = linear(p + n.up, hidden, F, false);
+    L->down = linear(p + n.down, F, hidden, false);
+    layers_.push_back(std::move(L));
+  }
+  init_summary(std::move(name));
+}
+
+Transformer::Transformer(const ModelConfig& cfg, uint64_t seed, std::shared_ptr<WeightFormat> weights, Device& dev,
+                         std::string name)
+    : cfg_(cfg), dev_(dev), weights_(std::move(weights)) {
+  const int64_t hidden = cfg.hidden, H = cfg.num_heads, KVH = cfg.num_kv_heads, D = cfg.head_dim, F = cfg.intermediate;
+  embed_ = random_bf16(dev, size_t(cfg.vocab) * hidden, 0.02f, seed);
+  final_norm_ = random_bf16(dev, size_t(hidden), 0, 0, true);
+  if (!cfg.tie_embeddings) lm_head_ = random_bf16(dev, size_t(cfg.vocab) * hidden, 0.02f, seed + 1);
+  uint64_t s = seed + 2;
+  auto linear = [&](int64_t in, int64_t out, bool bias) {
+    LinearSpec spec;
+    spec.prefix = "synthetic";
+    spec.in_features = in;
+    spec.out_features = out;
+    spec.bias = bias;
+    std::unique_ptr<Linear> l;
+    check(weights_->random_linear(spec, s++, dev, &l));
+    return std::shared_ptr<Linear>(std::move(l));
+  };
+  for (int i = 0; i < cfg.num_layers; ++i) {
+    auto L = std::make_unique<Layer>();
+    L->ln1 = random_bf16(dev, size_t(hidden), 0, 0, true);
+    L->ln2 = random_bf16(dev, size_t(hidden), 0, 0, true);
+    L->q = linear(hidden, H * D, cfg.qkv_bias);
+    L->k = linear(hidden, KVH * D, cfg.qkv_bias);
+    L->v = linear(hidden, KVH * D, cfg.qkv_bias);
+    L->o = linear(H * D, hidden, false);
+    L->gate = linear(hidden, F, false);
+    L->up = linear(hidden, F, false);
+    L->down = linear(F, hidden, false);
+    layers_.push_back(std::move(L));
+  }
+  init_summary(std::move(name));
+}
+
+void Transformer::init_summary(std::string name) {
+  summary_.name = std::move(name);
+  summary_.arch = arch_name(cfg_.arch);
+  summary_.vocab = cfg_.vocab;
+  summary_.hidden = cfg_.hidden;
+  summary_.num_layers = cfg_.num_layers;
+  summary_.num_heads = cfg_.num_heads;
+  summary_.num_kv_heads = cfg_.num_kv_heads;
+  summary_.head_dim = cfg_.head_dim;
+  summary_.max_positions = cfg_.max_positions;
+  size_t bytes = embed_.bytes() + final_norm_.bytes() + lm_head_.bytes();
+  for (const auto& L : layers_) {
+    bytes += L->ln1.bytes() + L->ln2.bytes();
+    for (const auto* l : {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down})
+      // Qwen v1's q/k/v are row ranges of one fused tensor: each Linear holds its own rows.
+      bytes += (*l)->device_bytes();
+  }
+  summary_.weight_bytes = bytes;
+}
+
+void Transformer::attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention> attention, int max_step_tokens) {
+  cache_ = std::move(cache);
+  attention_ = std::move(attention);
+  max_step_tokens_ = max_step_tokens;
+  const size_t T = size_t(max_step_tokens);
+  const size_t hidden = size_t(cfg_.hidden), HD = size_t(cfg_.num_heads) * cfg_.head_dim,
+               KVD = size_t(cfg_.num_kv_heads) * cfg_.head_dim, F = size_t(cfg_.intermediate);
+  auto w = std::make_unique<Workspace>();
+  auto f = [&](size_t n) { return Buffer<float>(dev_, n, MemCategory::workspace); };
+  w->x = f(T * hidden);
+  w->h = f(T * hidden);
+  w->q = f(T * HD);
+  w->a = f(T * HD);
+  w->k = f(T * KVD);
+  w->v = f(T * KVD);
+  w->g = f(T * F);
+  w->u = f(T * F);
+  w->sel = f(T * hidden);
+  w->ids = Buffer<int32_t>(dev_, T, MemCategory::workspace);
+  w->max_seqs = int(T);  // at most one sequence per token
+  w->meta = Buffer<int32_t>(dev_, 2 * T + 1 + 3 * T, MemCategory::workspace);
+  w->fmeta = Buffer<float>(dev_, 2 * T, MemCategory::workspace);
+  ws_ = std::move(w);
+}
+
+TensorView Transformer::forward(const std::vector<int32_t>& tokens, StepBatch& step,
+                                const std::vector<int32_t>& logit_rows) {
+  if (!cache_ || !attention_) fail(ErrorKind::internal, "model used before attach()");
+  Workspace& w = *ws_;
+  Ops& ops = dev_.ops();
+  const int T = step.num_tokens, S = step.num_seqs;
+  if (T <= 0 || T > max_step_tokens_ || int(tokens.size()) != T)
+    fail(ErrorKind::internal, "forward: step of " + std::to_string(T) + " tokens (max " +
+                                  std::to_string(max_step_tokens_) + ")");
+  const int64_t hidden = cfg_.hidden, H = cfg_.num_heads, KVH = cfg_.num_kv_heads, D = cfg_.head_dim,
+                F = cfg_.intermediate;
+  const MemSpace sp = dev_.space();
+
+  // ---- Step metadata: positions, sequence of each token, RoPE base and logn factor per token.
+  const int64_t seq_len = cfg_.seq_length > 0 ? cfg_.seq_length : 0;
+  w.h_meta.assign(size_t(2 * S + 1 + 3 * T), 0);
+  w.h_fmeta.assign(size_t(2 * T), 1.f);
+  int32_t* q_start = w.h_meta.data();
+  int32_t* kv_len = q_start + S + 1;
+  int32_t* positions = kv_len + S;
+  int32_t* token_seq = positions + T;
+  int32_t* rows = token_seq + T;
+  float* bases = w.h_fmeta.data();
+  float* logn = bases + T;
+  for (int s = 0; s < S; ++s) {
+    q_start[s + 1] = step.q_starts[s + 1];
+    kv_len[s] = step.past_lens[s] + step.q_lens[s];
+    // Qwen v1 dynamic NTK: alpha fixed per sequence at its prefill from the prompt length.
+    float base = cfg_.rope_theta;
+    if (cfg_.use_dynamic_ntk && seq_len > 0) {
+      const int seq = step.seq_ids[s];
+      if (size_t(seq) >= ntk_base_.size()) ntk_base_.resize(size_t(seq) + 1, cfg_.rope_theta);
+      if (step.past_lens[s] == 0) {
+        const double L = step.prompt_lens.empty() ? double(kv_len[s]) : double(step.prompt_lens[s]);
+        const double context = std::log2(L / double(seq_len)) + 1.0;
+        const double alpha = std::max(std::pow(2.0, std::ceil(context)) - 1.0, 1.0);
+        const double d = cfg_.rot_dim;
+        ntk_base_[size_t(seq)] = float(double(cfg_.rope_theta) * std::pow(alpha, d / (d - 2.0)));
+      }
+      base = ntk_base_[size_t(seq)];
+    }
+    for (int j = 0; j < step.q_lens[s]; ++j) {
+      const int t = step.q_starts[s] + j;
+      const int pos = step.past_lens[s] + j;
+      positions[t] = pos;
+      token_seq[t] = s;
+      bases[t] = base;
+      if (cfg_.use_logn_attn && seq_len > 0)
+        logn[t] = pos + 1 > seq_len ? float(std::log(double(pos + 1)) / std::log(double(seq_len))) : 1.f;
+    }
+  }
+  const int R = int(logit_rows.size());
+  for (int i = 0; i < R; ++i) rows[i] = logit_rows[size_t(i)];
+  w.meta.upload(w.h_meta.data(), w.h_meta.size());
+  w.fmeta.upload(w.h_fmeta.data(), w.h_fmeta.size());
+  w.ids.upload(tokens.data(), size_t(T));
+  const int32_t* d_meta = w.meta.data();
+  step.d_q_start = d_meta;
+  step.d_kv_len = d_meta + S + 1;
+  step.d_positions = d_meta + 2 * S + 1;
+  step.d_token_seq = step.d_positions + T;
+  const int32_t* d_rows = step.d_token_seq + T;
+  const float* d_bases = w.fmeta.data();
+  const float* d_logn = d_bases + T;
+  for (int32_t id : tokens)
+    if (id < 0 || id >= cfg_.vocab)
+      fail(ErrorKind::usage, "token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                                 std::to_string(cfg_.vocab) + ")");
+  check(cache_->reserve(step));
+
+  auto view = [&](void* p, DType t, std::initializer_list<int64_t> dims) { return TensorView(p, t, dims, sp); };
+  TensorView x = view(w.x.data(), DType::f32, {T, hidden});
+  TensorView h = view(w.h.data(), DType::f32, {T, hidden});
+  TensorView q = view(w.q.data(), DType::f32, {T, H * D});
+  TensorView a = view(w.a.data(), DType::f32, {T, H * D});
+  TensorView k = view(w.k.data(), DType::f32, {T, KVH * D});
+  TensorView v = view(w.v.data(), DType::f32, {T, KVH * D});
+  TensorView g = view(w.g.data(), DType::f32, {T, F});
+  TensorView u = view(w.u.data(), DType::f32, {T, F});
+
+  // x = embedding(tokens)
+  check(ops.embedding(x, view(embed_.data(), embed_dtype_, {cfg_.vocab, hidden}), w.ids.data()));
+  for (int l = 0; l < cfg_.num_layers; ++l) {
+    Layer& L = *layers_[size_t(l)];
+    // h = RMSNorm(x); q, k, v = projections of h
+    check(ops.rms_norm(h, x, view(L.ln1.data(), L.ln1_dtype, {hidden}), cfg_.norm_eps));
+    check(L.q->forward(q, h));
+    check(L.k->forward(k, h));
+    check(L.v->forward(v, h));
+    // RoPE on q and k (rotate-half over rot_dim), Qwen v1 logn scaling of q
+    TensorView q3 = view(q.data, DType::f32, {T, H, D});
+    TensorView k3 = view(k.data, DType::f32, {T, KVH, D});
+    check(ops.rope(q3, step.d_positions, d_bases, cfg_.rope_theta, cfg_.rot_dim));
+    check(ops.rope(k3, step.d_positions, d_bases, cfg_.rope_theta, cfg_.rot_dim));
+    if (cfg_.use_logn_attn) check(ops.scale_rows(q, d_logn));
+    // quantize-then-attend: keys/values go to the cache first, attention reads them back
+    check(cache_->append(l, step, view(k.data, DType::f32, {T, KVH, D}), view(v.data, DType::f32, {T, KVH, D})));
+    KvView kv;
+    check(cache_->view(l, step, &kv));
+    check(attention_->forward(view(a.data, DType::f32, {T, H, D}), q3, kv, step));
+    // x += o(a)
+    check(L.o->forward(h, a));
+    check(ops.add(x, x, h));
+    // x += down(silu(gate(h)) * up(h)), h = RMSNorm(x)
+    check(ops.rms_norm(h, x, view(L.ln2.data(), L.ln2_dtype, {hidden}), cfg_.norm_eps));
+    check(L.gate->forward(g, h));
+    check(L.up->forward(u, h));
+    check(ops.silu_mul(g, g, u));
+    check(L.down->forward(h, g));
+    check(ops.add(x, x, h));
+  }
+  if (R == 0) return TensorView(nullptr, DType::f32, {0, cfg_.vocab}, sp);
+  // logits = lm_head(RMSNorm(x[rows]))
+  TensorView sel = view(w.sel.data(), DType::f32, {R, hidden});
+  check(ops.gather_rows(sel, x, d_rows));
+  check(ops.rms_norm(sel, sel, view(final_norm_.data(), norm_dtype_, {hidden}), cfg_.norm_eps));
+  if (w.logits.size() < size_t(R) * size_t(cfg_.vocab))
+    w.logits = Buffer<float>(dev_, size_t(R) * size_t(cfg_.vocab), MemCategory::workspace);
+  TensorView logits = view(w.logits.data(), DType::f32, {R, cfg_.vocab});
+  TensorView head = lm_head_.empty() ? view(embed_.data(), embed_dtype_, {cfg_.vocab, hidden})
+                                     : view(lm_head_.data(), lm_head_dtype_, {cfg_.vocab, hidden});
+  check(ops.matmul(logits, sel, head, nullptr));
+  return logits;
+}
+
+ModelConfig synthetic_config(const std::string& name) {
+  ModelConfig c;
+  if (name == "qwen-7b") {
+    c.arch = Arch::qwen;
+    c.model_type = "qwen";
+    c.hidden = 4096;
+    c.num_layers = 32;
+    c.num_heads = 32;
+    c.num_kv_heads = 32;
+    c.head_dim = 128;
+    c.intermediate = 11008;
+    c.vocab = 151936;
+    c.qkv_bias = true;
+    c.tie_embeddings = false;
+    c.seq_length = 8192;
+    c.max_positions = 8192;
+  } else if (name == "qwen2.5-7b") {
+    c.arch = Arch::qwen2;
+    c.model_type = "qwen2";
+    c.hidden = 3584;
+    c.num_layers = 28;
+    c.num_heads = 28;
+    c.num_kv_heads = 4;
+    c.head_dim = 128;
+    c.intermediate = 18944;
+    c.vocab = 152064;
+    c.qkv_bias = true;
+    c.tie_embeddings = false;
+    c.max_positions = 32768;
+  } else {
+    fail(ErrorKind::usage, "unknown synthetic model '" + name + "'; use \"qwen-7b\" or \"qwen2.5-7b\"");
+  }
+  c.rope_theta = 10000.f;
+  c.rot_dim = c.head_dim;
+  c.norm_eps = 1e-6f;
+  c.torch_dtype = "bfloat16";
+  return c;
+}
+
+}  // namespace kvrun

@@ -1,0 +1,143 @@
+// attention.flash — tiled causal attention with an online softmax: keys and values are read in
+// tiles of kKeyTile tokens, each query row keeps a running max m, running sum l and an
+// un-normalized accumulator; the score matrix is never materialized. Reads fp16/bf16 caches only
+// (the declaration below is what the compatibility matrix reads). This CPU version is the
+// readable reference for the CUDA kernels.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "kvrun/cpu/parallel.hpp"
+#include "kvrun/kv_rows.hpp"
+#include "kvrun/plugin.hpp"
+
+namespace kvrun {
+namespace {
+
+constexpr int kQueryChunk = 16;
+constexpr int kKeyTile = 64;
+
+class FlashAttention final : public Attention {
+ public:
+  FlashAttention(const AttentionParams& p, Device& dev) : p_(p) {
+    if (!dev.is_cpu())
+      fail(ErrorKind::usage, "attention.flash: this build has no " + std::string(backend_name(dev.info().backend)) +
+                                 " code; use backend.device = \"cpu\"");
+    if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads)
+      fail(ErrorKind::usage, "attention.flash: num_heads must be a multiple of num_kv_heads");
+  }
+
+  // out, q: [num_tokens, num_heads, head_dim] f32
+  Status forward(TensorView out, TensorView q, const KvView& kv, const StepBatch& step) noexcept override {
+    return guard([&] {
+      kvrows::Layout layout;
+      if (!kvrows::layout_of(kv.layout, &layout) || layout == kvrows::Layout::u8)
+        fail(ErrorKind::usage, "attention.flash reads only paged_f16/paged_bf16 caches, not '" + std::string(kv.layout) +
+                                   "'; use attention.kind = \"naive\"");
+      const int H = p_.num_heads, G = p_.num_heads / p_.num_kv_heads, D = p_.head_dim;
+      struct Task { int s, g, q0, nq; };
+      std::vector<Task> tasks;
+      for (int s = 0; s < step.num_seqs; ++s)
+        for (int g = 0; g < p_.num_kv_heads; ++g)
+          for (int q0 = 0; q0 < step.q_lens[s]; q0 += kQueryChunk)
+            tasks.push_back({s, g, q0, std::min(kQueryChunk, step.q_lens[s] - q0)});
+      const float* qd = q.as<float>();
+      float* od = out.as<float>();
+      cpu::parallel_for(int64_t(tasks.size()), 1, [&](int64_t b, int64_t e) {
+        // Per worker: K and V tiles [kKeyTile, D], scores of one tile [rows, kKeyTile],
+        // running max m[rows], running sum l[rows].
+        thread_local std::vector<float> ktile, vtile, stile, m, l;
+        for (int64_t ti = b; ti < e; ++ti) {
+          const Task t = tasks[size_t(ti)];
+          const int past = step.past_lens[t.s];
+          const int kv_len = past + t.q0 + t.nq;
+          const int rows = t.nq * G;
+          const int32_t* table = kv.block_table + size_t(t.s) * size_t(kv.max_blocks_per_seq);
+          ktile.resize(size_t(kKeyTile) * D);
+          vtile.resize(size_t(kKeyTile) * D);
+          stile.resize(size_t(rows) * kKeyTile);
+          m.assign(size_t(rows), -std::numeric_limits<float>::infinity());
+          l.assign(size_t(rows), 0.f);
+          auto qrow = [&](int r) {
+            return qd + (size_t(step.q_starts[t.s] + t.q0 + r / G) * H + size_t(t.g * G + r % G)) * D;
+          };
+          auto orow = [&](int r) {
+            return od + (size_t(step.q_starts[t.s] + t.q0 + r / G) * H + size_t(t.g * G + r % G)) * D;
+          };
+          for (int r = 0; r < rows; ++r) std::fill_n(orow(r), D, 0.f);  // the accumulator lives in out
+          for (int j0 = 0; j0 < kv_len; j0 += kKeyTile) {
+            const int nj = std::min(kKeyTile, kv_len - j0);
+            for (int j = 0; j < nj; ++j) {
+              kvrows::read_row(kv, layout, 0, table, j0 + j, t.g, ktile.data() + size_t(j) * D);
+              kvrows::read_row(kv, layout, 1, table, j0 + j, t.g, vtile.data() + size_t(j) * D);
+            }
+            for (int r = 0; r < rows; ++r) {
+              const int pos = past + t.q0 + r / G;
+              const int valid = std::min(nj, pos - j0 + 1);  // causal: keys j0 .. pos
+              if (valid <= 0) continue;
+              float* s = stile.data() + size_t(r) * kKeyTile;
+              float tile_max = -std::numeric_limits<float>::infinity();
+              for (int j = 0; j < valid; ++j) {
+                s[j] = kvrows::dot(qrow(r), ktile.data() + size_t(j) * D, D) * p_.scale;
+                tile_max = std::max(tile_max, s[j]);
+              }
+              const float m_new = std::max(m[r], tile_max);
+              const float correction = std::exp(m[r] - m_new);  // 0 on the first tile
+              float* o = orow(r);
+              if (correction != 1.f)
+                for (int d = 0; d < D; ++d) o[d] *= correction;
+              float sum = 0.f;
+              for (int j = 0; j < valid; ++j) {
+                const float pj = std::exp(s[j] - m_new);
+                sum += pj;
+                kvrows::axpy(pj, vtile.data() + size_t(j) * D, o, D);
+              }
+              l[r] = l[r] * correction + sum;
+              m[r] = m_new;
+            }
+          }
+          for (int r = 0; r < rows; ++r) {
+            const float inv = 1.f / l[r];
+            float* o = orow(r);
+            for (int d = 0; d < D; ++d) o[d] *= inv;
+          }
+        }
+      });
+    });
+  }
+
+  size_t workspace_bytes() const noexcept override {
+    const int G = p_.num_heads / p_.num_kv_heads;
+    return size_t(cpu::num_threads()) *
+           (2 * size_t(kKeyTile) * p_.head_dim + size_t(kQueryChunk) * G * (kKeyTile + 2)) * sizeof(float);
+  }
+
+ private:
+  AttentionParams p_;
+};
+
+class FlashAttentionPlugin final : public Plugin {
+ public:
+  FlashAttentionPlugin() {
+    info_.kind = PluginKind::attention;
+    info_.name = "flash";
+    info_.version = "0.1.0";
+    info_.description = "tiled online-softmax attention (never materializes scores); fp16/bf16 caches";
+    info_.backends = {BackendKind::cpu};
+    info_.reads_layouts = {std::string(layout::paged_f16), std::string(layout::paged_bf16)};
+  }
+  const PluginInfo& info() const noexcept override { return info_; }
+  Status create_attention(const AttentionParams& p, Device& dev, std::unique_ptr<Attention>* out) noexcept override {
+    return guard([&] { *out = std::make_unique<FlashAttention>(p, dev); });
+  }
+
+ private:
+  PluginInfo info_;
+};
+
+}  // namespace
+}  // namespace kvrun
+
+KVRUN_DEFINE_PLUGIN("attention.flash", kvrun::FlashAttentionPlugin)

@@ -1,0 +1,90 @@
+// cache.int8 — paged uint8 KV blocks with one fp16 scale and one uint8 zero point per token and
+// KV head (layout paged_u8_token_head, SPECS.md §1). Quantizes on append; attention dequantizes.
+//   k_[layer], v_[layer]:            [num_blocks, num_kv_heads, block_tokens, head_dim] uint8
+//   k_scale_[layer], v_scale_[layer]: [num_blocks, num_kv_heads, block_tokens] fp16 bits
+//   k_zero_[layer], v_zero_[layer]:   [num_blocks, num_kv_heads, block_tokens] uint8
+#include <memory>
+#include <vector>
+
+#include "kvrun/block_pool.hpp"
+#include "kvrun/plugin.hpp"
+#include "quantize.hpp"
+
+namespace kvrun {
+namespace {
+
+class Int8Cache final : public PagedCacheBase {
+ public:
+  Int8Cache(const CacheParams& p, Device& dev) : PagedCacheBase(p, dev, layout::paged_u8_token_head, "cache.int8") {
+    if (!dev.is_cpu())
+      fail(ErrorKind::usage, "cache.int8: this build has no " + std::string(backend_name(dev.info().backend)) +
+                                 " code; use backend.device = \"cpu\"");
+    for (int l = 0; l < p.num_layers; ++l) {
+      for (auto* b : {&k_, &v_}) b->emplace_back(dev, layer_elems(), MemCategory::kv_cache);
+      for (auto* b : {&k_scale_, &v_scale_}) b->emplace_back(dev, layer_rows(), MemCategory::kv_cache);
+      for (auto* b : {&k_zero_, &v_zero_}) b->emplace_back(dev, layer_rows(), MemCategory::kv_cache);
+    }
+  }
+
+  // k, v: [num_tokens, num_kv_heads, head_dim] f32 — quantized row by row.
+  Status append(int layer, const StepBatch& step, TensorView k, TensorView v) noexcept override {
+    return guard([&] {
+      const int D = p_.head_dim;
+      const size_t l = size_t(layer);
+      const float* ks = k.as<float>();
+      const float* vs = v.as<float>();
+      for_each_new_row(step, [&](size_t src, size_t dst) {
+        int8kv::quantize_row(ks + src * D, D, k_.at(l).data() + dst * D, k_scale_[l].data() + dst, k_zero_[l].data() + dst);
+        int8kv::quantize_row(vs + src * D, D, v_.at(l).data() + dst * D, v_scale_[l].data() + dst, v_zero_[l].data() + dst);
+      });
+    });
+  }
+
+  Status view(int layer, const StepBatch&, KvView* out) noexcept override {
+    return guard([&] {
+      const size_t l = size_t(layer);
+      KvView v = base_view();
+      v.k = k_.at(l).data();
+      v.v = v_.at(l).data();
+      v.k_scale = k_scale_[l].data();
+      v.v_scale = v_scale_[l].data();
+      v.k_zero = k_zero_[l].data();
+      v.v_zero = v_zero_[l].data();
+      *out = v;
+    });
+  }
+
+ protected:
+  size_t storage_bytes() const noexcept override {
+    return 2 * k_.size() * (layer_elems() + layer_rows() * (sizeof(uint16_t) + sizeof(uint8_t)));
+  }
+
+ private:
+  std::vector<Buffer<uint8_t>> k_, v_;              // per layer
+  std::vector<Buffer<uint16_t>> k_scale_, v_scale_; // per layer
+  std::vector<Buffer<uint8_t>> k_zero_, v_zero_;    // per layer
+};
+
+class Int8CachePlugin final : public Plugin {
+ public:
+  Int8CachePlugin() {
+    info_.kind = PluginKind::cache;
+    info_.name = "int8";
+    info_.version = "0.1.0";
+    info_.description = "paged KV cache of uint8 blocks, per-token per-head fp16 scale and uint8 zero point";
+    info_.backends = {BackendKind::cpu};
+    info_.provides_layout = std::string(layout::paged_u8_token_head);
+  }
+  const PluginInfo& info() const noexcept override { return info_; }
+  Status create_cache(const CacheParams& p, Device& dev, std::unique_ptr<Cache>* out) noexcept override {
+    return guard([&] { *out = std::make_unique<Int8Cache>(p, dev); });
+  }
+
+ private:
+  PluginInfo info_;
+};
+
+}  // namespace
+}  // namespace kvrun
+
+KVRUN_DEFINE_PLUGIN("cache.int8", kvrun::Int8CachePlugin)

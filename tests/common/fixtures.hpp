@@ -1,0 +1,41 @@
+// Test helpers: where the fixture models are (KVRUN_FIXTURES, default ../shared/models relative to
+// the repository root) and a visible skip for tests that need something absent.
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace kvrun::test {
+
+inline std::string source_root() {
+  const char* r = std::getenv("KVRUN_SOURCE_ROOT");
+  return r ? r : KVRUN_SOURCE_ROOT_DEFAULT;
+}
+inline std::string fixtures_dir() {
+  const char* f = std::getenv("KVRUN_FIXTURES");
+  if (f && *f) return f;
+  return source_root() + "/../shared/models";
+}
+inline std::string fixture(const std::string& model) { return fixtures_dir() + "/" + model; }
+inline std::string data_dir() {
+  const char* f = std::getenv("KVRUN_DATA");
+  if (f && *f) return f;
+  return fixtures_dir() + "/../data";
+}
+inline bool have_fixture(const std::string& model) {
+  return std::filesystem::exists(fixture(model) + "/config.json");
+}
+
+}  // namespace kvrun::test
+
+// Skips the rest of a test case with a visible line (doctest has no skip-with-reason at run time).
+#define KVRUN_SKIP_UNLESS(cond, why)                                  \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      std::fprintf(stderr, "skipped: %s (%s)\n", why, __FILE__);      \
+      MESSAGE("skipped: " why);                                       \
+      return;                                                         \
+    }                                                                 \
+  } while (0)
