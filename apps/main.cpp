@@ -49,7 +49,10 @@ struct Common {
 
 void add_common(po::options_description& d, Common& c, bool needs_config) {
   d.add_options()("help,h", "show this help");
-  d.add_options()("config,c", po::value(&c.config)->required(needs_config ? true : false), "pipeline TOML file");
+  if (needs_config)
+    d.add_options()("config,c", po::value(&c.config)->required(), "pipeline TOML file");
+  else
+    d.add_options()("config,c", po::value(&c.config), "pipeline TOML file");
   d.add_options()("set", po::value(&c.sets)->composing(), "override a config key: --set cache.type=int8 (repeatable)");
   d.add_options()("json", po::bool_switch(&c.json_out), "print one JSON document on stdout");
   d.add_options()("verbose,v", po::bool_switch(&c.verbose), "debug logging on stderr");

@@ -1,5 +1,6 @@
 #include "pipeline.hpp"
 
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 

@@ -109,14 +109,14 @@ std::vector<DeviceInfo> cuda_devices(const std::vector<std::string>& search_dirs
 std::shared_ptr<Device> open_device(const DeviceRequest& req) {
   std::shared_ptr<Device> dev;
   if (req.spec == "cpu") {
-    dev = make_cpu_device(req.cpu_threads);
+    dev = cpu::make_cpu_device(req.cpu_threads);
   } else if (req.spec == "auto") {
     std::string why;
     CudaModule m = load_cuda_module(req.search_dirs, &why);
     if (m.header) dev = open_cuda(m, 0, &why);
     if (!dev) {
       log_info("backend.device = \"auto\": using the CPU (" + why + ")");
-      dev = make_cpu_device(req.cpu_threads);
+      dev = cpu::make_cpu_device(req.cpu_threads);
     }
   } else {
     BackendKind k = backend_of_spec(req.spec);

@@ -2,8 +2,9 @@
 //
 // Two paths:
 //  * small M (decode, M <= kSmallM): dot products along K straight from the weight rows (bf16/f16
-//    converted in registers), tiles of up to 4 x-rows × 3 w-rows, split over N between threads.
-//    Memory-bound on the weights: no packing, each weight byte is read once per 4 x-rows.
+//    converted in registers), tiles of MR x-rows × NR w-rows (1×8, 2×4, 3×3, 4×3; larger M in
+//    blocks of 4 over K chunks that stay in L1), split over N between threads. Memory-bound on
+//    the weights at M = 1: no packing, many weight rows streamed at once.
 //  * larger M (prefill): Goto-style blocking. Each thread owns a range of N (and of M when N is
 //    small); for each K block of kKC it packs its weight panels transposed to [k][16] f32 (this is
 //    where bf16/f16 are converted, a panel at a time), packs x blocks of kMC rows to [k][6], and
@@ -40,12 +41,12 @@ struct WF16 {
   static float scalar(T v) noexcept { return f16_to_f32(v); }
 };
 
-constexpr int64_t kSmallM = KSMALLM;   // M at or below this uses the dot-product path
+constexpr int64_t kSmallM = 40;  // M at or below this uses the dot-product path
 constexpr int64_t kDotKC = 1024;  // K chunk of the dot path when M > 4
 constexpr int64_t kMR = 6, kNR = 16;
-constexpr int64_t kKC = 256;     // K block: a packed weight micro-panel is kKC×16 f32 = 16 KiB (L1)
-constexpr int64_t kMC = 96;      // x rows per packed block: kMC×kKC f32 = 96 KiB (L2)
-constexpr int64_t kNC = 1024;    // weight rows packed at once per thread: kNC×kKC f32 = 1 MiB
+constexpr int64_t kKC = 512;     // K block: a packed weight micro-panel is kKC×16 f32 = 32 KiB (L1)
+constexpr int64_t kMC = 96;      // x rows per packed block: kMC×kKC f32 = 192 KiB (L2)
+constexpr int64_t kNC = 1024;    // weight rows packed at once per thread: kNC×kKC f32 = 2 MiB
 constexpr int64_t kSerialWork = 1 << 16;  // M·N·K below this runs on one thread
 
 // ---- small M -----------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ inline void dot_tile(int64_t K, const float* x, int64_t ldx, const typename W::T
     }
 }
 
-// Rows [n0, n1) of y for all M (<= kSmallM) rows of x, NR weight rows at a time.
+// Columns [n0, n1) of y for all MR rows of x, NR weight rows at a time.
 template <int MR, int NR, class W>
 void dot_range(int64_t n0, int64_t n1, int64_t K, const float* x, int64_t ldx, const typename W::T* w,
                int64_t ldw, float* y, int64_t ldy, bool acc) {
@@ -180,7 +181,7 @@ void gemm_small_m(int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx, 
   // Tiles MR×NR: at most 12 accumulators plus the x registers (16 ymm in all).
   auto range = [&](int64_t n0, int64_t n1) {
     switch (M) {
-      case 1: dot_range<1, NR1, W>(n0, n1, K, x, ldx, w, ldw, y, ldy, acc); break;
+      case 1: dot_range<1, 8, W>(n0, n1, K, x, ldx, w, ldw, y, ldy, acc); break;
       case 2: dot_range<2, 4, W>(n0, n1, K, x, ldx, w, ldw, y, ldy, acc); break;
       case 3: dot_range<3, 3, W>(n0, n1, K, x, ldx, w, ldw, y, ldy, acc); break;
       case 4: dot_range<4, 3, W>(n0, n1, K, x, ldx, w, ldw, y, ldy, acc); break;
@@ -189,7 +190,7 @@ void gemm_small_m(int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx, 
   };
   int64_t per_row = std::max<int64_t>(1, M * K);
   int64_t grain = std::max<int64_t>(1, (kSerialWork + per_row - 1) / per_row);
-  grain = (grain + 11) / 12 * 12;  // a multiple of every NR above
+  grain = (grain + 23) / 24 * 24;  // a multiple of every NR above
   parallel_for(N, grain, range);
 }
 

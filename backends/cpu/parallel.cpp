@@ -68,18 +68,7 @@ class Pool {
     std::lock_guard<std::mutex> lk(dispatch_);
     nt = threads();
     int64_t units = (n + grain - 1) / grain;
-    int64_t chunks = std::min<int64_t>(units, nt);
-    if (chunks <= 1) {
-      t_in_parallel = true;
-      try {
-        fn(ctx, 0, n);
-      } catch (...) {
-        t_in_parallel = false;
-        throw;
-      }
-      t_in_parallel = false;
-      return;
-    }
+    int64_t chunks = std::min<int64_t>(units, nt);  // >= 2 here: nt >= 2 and n > grain
     fn_ = fn;
     ctx_ = ctx;
     n_ = n;
@@ -118,7 +107,10 @@ class Pool {
     stop_.store(false);
     nthreads_.store(n);
     workers_.reserve(size_t(n - 1));
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this] { worker_loop(); });
+    // A worker must start from the generation current now: one read later, inside the thread,
+    // could already see the first job's generation and then wait for the next one forever.
+    const uint64_t g = gen_.load();
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, g] { worker_loop(g); });
   }
 
   void stop() {
@@ -151,9 +143,8 @@ class Pool {
     }
   }
 
-  void worker_loop() {
+  void worker_loop(uint64_t seen) {
     t_in_parallel = true;
-    uint64_t seen = gen_.load(std::memory_order_acquire);
     for (;;) {
       if (!spin_until([&] { return gen_.load(std::memory_order_acquire) != seen; })) {
         std::unique_lock<std::mutex> g(m_);

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kvrun/device.hpp"
@@ -127,8 +128,9 @@ class CudaOps final : public Ops {
 
  private:
   cudaStream_t stream() const noexcept;
-  // Device scratch of at least `bytes` (16-byte aligned), valid until the next call. Grows only
+  // Device scratch of at least `bytes` (256-byte aligned), valid until the next call. Grows only
   // outside graph capture; inside one it fails naming `op` if the reserved size is too small.
+  // A block a captured graph may use is never freed before these Ops are (graphs replay later).
   void* workspace(size_t bytes, const char* op);
   void matmul_impl(TensorView y, TensorView x, TensorView w, const TensorView* bias);
   void sample_impl(int32_t* ids, TensorView logits, const SampleParams* params);
@@ -140,6 +142,8 @@ class CudaOps final : public Ops {
   size_t cublas_ws_bytes_ = 0;
   void* ws_ = nullptr;
   size_t ws_bytes_ = 0;
+  bool ws_in_graph_ = false;                             // ws_ was handed out during a capture
+  std::vector<std::pair<void*, size_t>> retired_ws_;     // outgrown blocks captured graphs may use
 };
 
 class CudaDevice final : public Device {

@@ -5,8 +5,8 @@
 //                    fp32 accumulation over the exact weights and fp32 activations (same numbers
 //                    as the CPU up to summation order).
 //   M > 8  (prefill) cuBLAS: bf16 weights → x rounded to bf16 in the workspace, cublasGemmEx with
-//                    fp32 accumulation; f16 weights → x rounded to f16 with a power-of-two scale per
-//                    row when its max |x| would overflow f16 (undone in the epilogue); f32 weights →
+//                    fp32 accumulation; f16 weights → x rounded to f16 after scaling each row by a
+//                    power of two into the f16 range (undone in the epilogue); f32 weights →
 //                    cublasSgemm (no TF32). Bias (and the f16 row scale) in one epilogue kernel.
 #include <algorithm>
 #include <cmath>
@@ -26,7 +26,7 @@ constexpr int kGemvWarps = kGemvThreads / 32;
 // step; L1 is better spent on the activations that every warp re-reads).
 __device__ __forceinline__ uint4 load_weights_16b(const uint4* p) {
   uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
                : "l"(p));
   return r;
@@ -202,8 +202,9 @@ __global__ void f32_to_bf16_kernel(__nv_bfloat16* xb, const float* __restrict__ 
     xb[i] = __float2bfloat16_rn(x[i]);
 }
 
-// xh[m, K] (f16) = x[m, K] · 2^-s_m, rowscale[m] = 2^s_m, with s_m > 0 only when max |x[m, :]| > 2^14
-// (then the scaled row's max lies in [2^13, 2^14): no f16 overflow, exact power-of-two scaling).
+// xh[m, K] (f16) = x[m, K] · 2^-s_m, rowscale[m] = 2^s_m: each row is scaled by a power of two
+// (exact) so that its max |x| lies in [2^13, 2^14) — no f16 overflow for large activations, no
+// f16 subnormals for tiny ones. A row that is all zero or holds inf/NaN is left as is.
 // One block per row.
 __global__ void f32_to_f16_rowscaled_kernel(__half* xh, float* rowscale, const float* __restrict__ x, int K) {
   __shared__ float scratch[32];
@@ -220,9 +221,10 @@ __global__ void f32_to_f16_rowscaled_kernel(__half* xh, float* rowscale, const f
   for (int i = 0; i < int(blockDim.x >> 5); ++i) mx = fmaxf(mx, scratch[i]);
   int e = 0;
   float scale = 1.f;  // multiply x by this
-  if (isfinite(mx) && mx > 16384.f) {
+  if (isfinite(mx) && mx > 0.f) {
     (void)frexpf(mx, &e);  // mx = f · 2^e, f ∈ [0.5, 1)
-    scale = ldexpf(1.f, 14 - e);
+    // 2^±120 and its inverse are normal floats (only rows of f32 subnormals reach the clamp)
+    scale = ldexpf(1.f, min(14 - e, 120));
   }
   if (threadIdx.x == 0) rowscale[m] = 1.f / scale;  // exact: a power of two
   for (int k = threadIdx.x; k < K; k += blockDim.x) xh[m * K + k] = __float2half_rn(xr[k] * scale);

@@ -39,32 +39,40 @@ CudaOps::~CudaOps() {
   }
   if (cublas_ws_) dev_.deallocate(cublas_ws_, cublas_ws_bytes_, MemCategory::workspace);
   if (ws_) dev_.deallocate(ws_, ws_bytes_, MemCategory::workspace);
+  for (auto& [p, n] : retired_ws_) dev_.deallocate(p, n, MemCategory::workspace);
 }
 
 cudaStream_t CudaOps::stream() const noexcept { return dev_.stream(); }
 
 void* CudaOps::workspace(size_t bytes, const char* op) {
-  if (bytes <= ws_bytes_) return ws_;
   cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
   KVRUN_CUDA_CHECK(cudaStreamIsCapturing(stream(), &cap));
-  if (cap != cudaStreamCaptureStatusNone)
-    throw Error(ErrorKind::device,
-                std::string("cuda ") + op + ": needs " + format_bytes(bytes) + " of workspace but only " +
-                    format_bytes(ws_bytes_) +
-                    " is reserved and a CUDA graph is being captured (no allocation allowed): run the same "
-                    "step once outside capture first so the workspace grows");
-  // Grow by at least 1.5x to keep growth steps few. The old block returns to the caching pool;
-  // work still queued on the (single) stream that reads it runs before anything that reuses it.
-  size_t want = std::max(bytes, ws_bytes_ + ws_bytes_ / 2);
-  if (ws_) {
-    dev_.deallocate(ws_, ws_bytes_, MemCategory::workspace);
-    ws_ = nullptr;
-    ws_bytes_ = 0;
+  if (cap != cudaStreamCaptureStatusNone) {
+    if (bytes > ws_bytes_)
+      throw Error(ErrorKind::device,
+                  std::string("cuda ") + op + ": needs " + format_bytes(bytes) + " of workspace but only " +
+                      format_bytes(ws_bytes_) +
+                      " is reserved and a CUDA graph is being captured (no allocation allowed): run the same "
+                      "step once outside capture first so the workspace grows");
+    ws_in_graph_ = true;  // a graph now holds this pointer
+    return ws_;
   }
+  if (bytes <= ws_bytes_) return ws_;
+  // Grow by at least 1.5x to keep growth steps few. The old block returns to the caching pool
+  // (work still queued on the single stream that reads it runs before anything that reuses it) —
+  // unless a captured graph refers to it: then it stays allocated as long as these Ops live.
+  size_t want = std::max(bytes, ws_bytes_ + ws_bytes_ / 2);
   void* p = nullptr;
   check(dev_.allocate(want, MemCategory::workspace, &p));
+  if (ws_) {
+    if (ws_in_graph_)
+      retired_ws_.emplace_back(ws_, ws_bytes_);
+    else
+      dev_.deallocate(ws_, ws_bytes_, MemCategory::workspace);
+  }
   ws_ = p;
   ws_bytes_ = want;
+  ws_in_graph_ = false;
   return ws_;
 }
 
@@ -158,13 +166,12 @@ Status CudaOps::silu_mul(TensorView out, TensorView gate, TensorView up) noexcep
   });
 }
 
-// x[T, C] *= factors[T]  (one block-row per token: grid.y = T)
+// x[T, C] *= factors[T]  (one block per row t)
 __global__ void scale_rows_kernel(float* x, const float* __restrict__ factors, int64_t C) {
-  const int64_t t = blockIdx.y;
+  const int64_t t = blockIdx.x;
   const float f = factors[t];
   float* xr = x + t * C;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < C; i += int64_t(gridDim.x) * blockDim.x)
-    xr[i] = xr[i] * f;
+  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) xr[i] = xr[i] * f;
 }
 
 Status CudaOps::scale_rows(TensorView x, const float* factors) noexcept {
@@ -174,10 +181,9 @@ Status CudaOps::scale_rows(TensorView x, const float* factors) noexcept {
     require(factors != nullptr, "cuda scale_rows: factors is null");
     const int64_t T = x.rows(), C = x.cols();
     if (!T || !C) return;
-    require(T <= 65535, "cuda scale_rows: more than 65535 rows");
+    require(T <= INT32_MAX, "cuda scale_rows: more than 2^31 rows");
     ScopedDevice g(dev_.index());
-    dim3 grid(grid_for(C, 256, 64), unsigned(T));
-    scale_rows_kernel<<<grid, 256, 0, stream()>>>(x.as<float>(), factors, C);
+    scale_rows_kernel<<<unsigned(T), 256, 0, stream()>>>(x.as<float>(), factors, C);
     KVRUN_CUDA_CHECK_LAUNCH("scale_rows_kernel");
   });
 }
@@ -247,14 +253,13 @@ Status CudaOps::rope(TensorView x, const int32_t* positions, const float* bases,
 // ---------------------------------------------------------------------------------------------
 // embedding, gather_rows
 
-// out[T, D] (f32) = table[ids[t], :] (table dtype W).  grid.y = T; threads stride over D.
+// out[T, D] (f32) = table[ids[t], :] (table dtype W).  One block per token t; threads over D.
 template <class W>
 __global__ void embedding_kernel(float* out, const W* __restrict__ table, const int32_t* __restrict__ ids, int64_t D) {
-  const int64_t t = blockIdx.y;
+  const int64_t t = blockIdx.x;
   const W* src = table + int64_t(ids[t]) * D;
   float* dst = out + t * D;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < D; i += int64_t(gridDim.x) * blockDim.x)
-    dst[i] = to_f32(src[i]);
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) dst[i] = to_f32(src[i]);
 }
 
 Status CudaOps::embedding(TensorView out, TensorView table, const int32_t* ids) noexcept {
@@ -267,23 +272,22 @@ Status CudaOps::embedding(TensorView out, TensorView table, const int32_t* ids) 
     require(table.cols() == D, "cuda embedding: table " + table.shape_string() + " and out " + out.shape_string() +
                                    " differ in width");
     if (!T || !D) return;
-    require(T <= 65535, "cuda embedding: more than 65535 tokens in one call");
+    require(T <= INT32_MAX, "cuda embedding: more than 2^31 tokens");
     ScopedDevice g(dev_.index());
-    dim3 grid(grid_for(D, 256, 16), unsigned(T));
     KVRUN_CUDA_DISPATCH_FLOAT(table.dtype, W, "cuda embedding table",
-        embedding_kernel<W><<<grid, 256, 0, stream()>>>(out.as<float>(), table.as<const W>(), ids, D));
+        embedding_kernel<W><<<unsigned(T), 256, 0, stream()>>>(out.as<float>(), table.as<const W>(), ids, D));
     KVRUN_CUDA_CHECK_LAUNCH("embedding_kernel");
   });
 }
 
-// out[n, row_words] = x[rows[i], :] copied as words of type U (uint4, uint32_t or uint8_t).
+// out[n, row_words] = x[rows[r], :] copied as words of type U (uint4, uint32_t or uint8_t).
+// One block per output row r.
 template <class U>
 __global__ void gather_rows_kernel(U* out, const U* __restrict__ x, const int32_t* __restrict__ rows, int64_t row_words) {
-  const int64_t r = blockIdx.y;
+  const int64_t r = blockIdx.x;
   const U* src = x + int64_t(rows[r]) * row_words;
   U* dst = out + r * row_words;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < row_words; i += int64_t(gridDim.x) * blockDim.x)
-    dst[i] = src[i];
+  for (int64_t i = threadIdx.x; i < row_words; i += blockDim.x) dst[i] = src[i];
 }
 
 Status CudaOps::gather_rows(TensorView out, TensorView x, const int32_t* rows) noexcept {
@@ -297,7 +301,7 @@ Status CudaOps::gather_rows(TensorView out, TensorView x, const int32_t* rows) n
     const int64_t n = out.rows();
     const int64_t row_bytes = out.cols() * int64_t(dtype_size(out.dtype));
     if (!n || !row_bytes) return;
-    require(n <= 65535, "cuda gather_rows: more than 65535 rows in one call");
+    require(n <= INT32_MAX, "cuda gather_rows: more than 2^31 rows");
     ScopedDevice g(dev_.index());
     auto aligned = [&](size_t a) {
       return row_bytes % int64_t(a) == 0 && reinterpret_cast<uintptr_t>(out.data) % a == 0 &&
@@ -305,14 +309,14 @@ Status CudaOps::gather_rows(TensorView out, TensorView x, const int32_t* rows) n
     };
     if (aligned(16)) {
       const int64_t w = row_bytes / 16;
-      gather_rows_kernel<uint4><<<dim3(grid_for(w, 128, 16), unsigned(n)), 128, 0, stream()>>>(
+      gather_rows_kernel<uint4><<<unsigned(n), 128, 0, stream()>>>(
           out.as<uint4>(), x.as<const uint4>(), rows, w);
     } else if (aligned(4)) {
       const int64_t w = row_bytes / 4;
-      gather_rows_kernel<uint32_t><<<dim3(grid_for(w, 256, 16), unsigned(n)), 256, 0, stream()>>>(
+      gather_rows_kernel<uint32_t><<<unsigned(n), 256, 0, stream()>>>(
           out.as<uint32_t>(), x.as<const uint32_t>(), rows, w);
     } else {
-      gather_rows_kernel<uint8_t><<<dim3(grid_for(row_bytes, 256, 16), unsigned(n)), 256, 0, stream()>>>(
+      gather_rows_kernel<uint8_t><<<unsigned(n), 256, 0, stream()>>>(
           out.as<uint8_t>(), x.as<const uint8_t>(), rows, row_bytes);
     }
     KVRUN_CUDA_CHECK_LAUNCH("gather_rows_kernel");

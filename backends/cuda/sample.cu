@@ -155,6 +155,7 @@ __device__ int first_cum(const SortedRow& row, double sum, int n, double thr, Pi
     double incl, agg;
     __syncthreads();  // sh.scan and sh.first are free again
     if (threadIdx.x == 0) sh.first = INT_MAX;
+    __syncthreads();
     PickScan(sh.scan).InclusiveSum(v, incl, agg);
     const double cum = carry + incl;
     const bool hit = i < n && (STRICT ? thr < cum : cum >= thr);
@@ -263,7 +264,8 @@ void CudaOps::sample_impl(int32_t* ids, TensorView logits, const SampleParams* p
   }
 
   const int64_t R = int64_t(sampled.size());
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(R, kMaxSortItems / V));
+  // rows per sort (grid.y of sample_keys_kernel ≤ 65535)
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>({R, kMaxSortItems / V, int64_t(65535)}));
   const int64_t chunk_items = chunk * V;
   require(chunk_items <= INT32_MAX, "cuda sample: vocabulary too large for one sort");
 

@@ -17,7 +17,7 @@ int32_t sample_row(const float* logits, int32_t vocab, float temperature, int to
     return best;
   }
   // Candidates ordered by (logit desc, id asc): deterministic, and the order device samplers use.
-  std::vector<int32_t> idx(size_t(vocab));
+  std::vector<int32_t> idx(static_cast<size_t>(vocab));
   std::iota(idx.begin(), idx.end(), 0);
   auto before = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
   size_t keep = size_t(vocab);

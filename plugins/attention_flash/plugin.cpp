@@ -2,7 +2,8 @@
 // tiles of kKeyTile tokens, each query row keeps a running max m, running sum l and an
 // un-normalized accumulator; the score matrix is never materialized. Reads fp16/bf16 caches only
 // (the declaration below is what the compatibility matrix reads). This CPU version is the
-// readable reference for the CUDA kernels.
+// readable reference for the CUDA kernels (attention_flash_cuda.cu, used on a CUDA device in builds
+// with KVRUN_WITH_CUDA: tensor cores, head_dim 64 and 128, split-K for short query batches).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -12,6 +13,9 @@
 #include "kvrun/cpu/parallel.hpp"
 #include "kvrun/kv_rows.hpp"
 #include "kvrun/plugin.hpp"
+#ifdef KVRUN_WITH_CUDA
+#include "attention_flash_cuda.hpp"
+#endif
 
 namespace kvrun {
 namespace {
@@ -21,17 +25,29 @@ constexpr int kKeyTile = 64;
 
 class FlashAttention final : public Attention {
  public:
-  FlashAttention(const AttentionParams& p, Device& dev) : p_(p) {
-    if (!dev.is_cpu())
-      fail(ErrorKind::usage, "attention.flash: this build has no " + std::string(backend_name(dev.info().backend)) +
+  FlashAttention(const AttentionParams& p, Device& dev) : p_(p), dev_(dev) {
+    const BackendKind b = dev.info().backend;
+#ifdef KVRUN_WITH_CUDA
+    const bool supported = b == BackendKind::cpu || b == BackendKind::cuda;
+#else
+    const bool supported = b == BackendKind::cpu;
+#endif
+    if (!supported)
+      fail(ErrorKind::usage, "attention.flash: this build has no " + std::string(backend_name(b)) +
                                  " code; use backend.device = \"cpu\"");
     if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads)
       fail(ErrorKind::usage, "attention.flash: num_heads must be a multiple of num_kv_heads");
+#ifdef KVRUN_WITH_CUDA
+    if (b == BackendKind::cuda) init_cuda();
+#endif
   }
 
   // out, q: [num_tokens, num_heads, head_dim] f32
   Status forward(TensorView out, TensorView q, const KvView& kv, const StepBatch& step) noexcept override {
     return guard([&] {
+#ifdef KVRUN_WITH_CUDA
+      if (dev_.info().backend == BackendKind::cuda) return forward_cuda(out, q, kv, step);
+#endif
       kvrows::Layout layout;
       if (!kvrows::layout_of(kv.layout, &layout) || layout == kvrows::Layout::u8)
         fail(ErrorKind::usage, "attention.flash reads only paged_f16/paged_bf16 caches, not '" + std::string(kv.layout) +
@@ -109,13 +125,79 @@ class FlashAttention final : public Attention {
   }
 
   size_t workspace_bytes() const noexcept override {
+#ifdef KVRUN_WITH_CUDA
+    if (dev_.info().backend == BackendKind::cuda) return partial_o_.bytes() + partial_ml_.bytes();
+#endif
     const int G = p_.num_heads / p_.num_kv_heads;
     return size_t(cpu::num_threads()) *
            (2 * size_t(kKeyTile) * p_.head_dim + size_t(kQueryChunk) * G * (kKeyTile + 2)) * sizeof(float);
   }
 
  private:
+#ifdef KVRUN_WITH_CUDA
+  void init_cuda() {
+    namespace fc = attention_flash_cuda;
+    if (!fc::supports_head_dim(p_.head_dim))
+      fail(ErrorKind::usage, "attention.flash: the CUDA kernels are built for head_dim 64 and 128, not " +
+                                 std::to_string(p_.head_dim) + "; use attention.kind = \"naive\"");
+    if (p_.max_tokens_per_step <= 0)
+      fail(ErrorKind::usage, "attention.flash: on CUDA the workspace is sized at creation; set "
+                             "AttentionParams::max_tokens_per_step");
+    // Split-K partial results: kMaxSplits parts of up to kSplitTokens tokens' rows.
+    partial_rows_ = int64_t(fc::kMaxSplits) * p_.num_heads * std::min(p_.max_tokens_per_step, fc::kSplitTokens);
+    partial_o_ = Buffer<float>(dev_, size_t(partial_rows_) * size_t(p_.head_dim), MemCategory::workspace);
+    partial_ml_ = Buffer<float>(dev_, size_t(partial_rows_) * 2, MemCategory::workspace);
+    num_sms_ = fc::prepare(dev_.info().index);
+  }
+
+  // out, q: [num_tokens, num_heads, head_dim] f32 in device memory.
+  void forward_cuda(TensorView out, TensorView q, const KvView& kv, const StepBatch& step) {
+    namespace fc = attention_flash_cuda;
+    fc::Args a;
+    if (kv.layout == layout::paged_f16) a.bf16 = false;
+    else if (kv.layout == layout::paged_bf16) a.bf16 = true;
+    else fail(ErrorKind::usage, "attention.flash reads only paged_f16/paged_bf16 caches, not '" + std::string(kv.layout) +
+                                    "'; use attention.kind = \"naive\"");
+    const int64_t n = int64_t(step.num_tokens) * p_.num_heads * p_.head_dim;
+    if (q.dtype != DType::f32 || out.dtype != DType::f32 || q.numel() < n || out.numel() < n)
+      fail(ErrorKind::internal, "attention.flash: q and out must be [num_tokens, num_heads, head_dim] f32, got " +
+                                    q.shape_string() + " and " + out.shape_string());
+    if (kv.num_kv_heads != p_.num_kv_heads || kv.head_dim != p_.head_dim)
+      fail(ErrorKind::internal, "attention.flash: the KV view's heads/head_dim do not match the attention's");
+    if (step.num_tokens == 0) return;
+    if (!step.d_q_start || !step.d_kv_len)
+      fail(ErrorKind::internal, "attention.flash: the step has no device q_start/kv_len arrays");
+    a.out = out.as<float>();
+    a.q = q.as<const float>();
+    a.k = kv.k;
+    a.v = kv.v;
+    a.block_table = kv.block_table;
+    a.max_blocks = kv.max_blocks_per_seq;
+    a.block_tokens = kv.block_tokens;
+    a.q_start = step.d_q_start;
+    a.kv_len = step.d_kv_len;
+    a.num_seqs = step.num_seqs;
+    a.num_tokens = step.num_tokens;
+    a.max_q_len = step.max_q_len;
+    a.max_kv_len = step.max_kv_len;
+    a.num_heads = p_.num_heads;
+    a.num_kv_heads = p_.num_kv_heads;
+    a.head_dim = p_.head_dim;
+    a.scale = p_.scale;
+    a.partial_o = partial_o_.data();
+    a.partial_ml = partial_ml_.data();
+    a.partial_rows = partial_rows_;
+    a.num_sms = num_sms_;
+    fc::forward(a, dev_.info().index, dev_.queue().native_handle());
+  }
+
+  int64_t partial_rows_ = 0;
+  int num_sms_ = 0;
+  Buffer<float> partial_o_;   // [partial_rows_, head_dim] f32 (CUDA only)
+  Buffer<float> partial_ml_;  // [partial_rows_, 2] f32 (CUDA only)
+#endif
   AttentionParams p_;
+  Device& dev_;
 };
 
 class FlashAttentionPlugin final : public Plugin {
@@ -126,6 +208,9 @@ class FlashAttentionPlugin final : public Plugin {
     info_.version = "0.1.0";
     info_.description = "tiled online-softmax attention (never materializes scores); fp16/bf16 caches";
     info_.backends = {BackendKind::cpu};
+#ifdef KVRUN_WITH_CUDA
+    info_.backends.push_back(BackendKind::cuda);
+#endif
     info_.reads_layouts = {std::string(layout::paged_f16), std::string(layout::paged_bf16)};
   }
   const PluginInfo& info() const noexcept override { return info_; }

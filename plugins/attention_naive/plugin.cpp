@@ -2,6 +2,9 @@
 // standard KV layout (int8 rows are dequantized as they are read). Queries are processed in
 // chunks of kQueryChunk positions (times the GQA group) so the score workspace is bounded by
 // kQueryChunk · group · kv_len per worker at any prompt length.
+// On a CUDA device (builds with KVRUN_WITH_CUDA) the kernels of attention_naive_cuda.cu run
+// instead: scores of a chunk of tokens [chunk, num_heads, kv_len] in a workspace allocated once at
+// creation (at most kCudaScoreBudget bytes, at least one token's scores at max_kv_len).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -11,25 +14,43 @@
 #include "kvrun/cpu/parallel.hpp"
 #include "kvrun/kv_rows.hpp"
 #include "kvrun/plugin.hpp"
+#ifdef KVRUN_WITH_CUDA
+#include "attention_naive_cuda.hpp"
+#endif
 
 namespace kvrun {
 namespace {
 
 constexpr int kQueryChunk = 16;
+#ifdef KVRUN_WITH_CUDA
+constexpr size_t kCudaScoreBudget = size_t(64) << 20;  // bytes of scores per chunk on CUDA
+#endif
 
 class NaiveAttention final : public Attention {
  public:
-  NaiveAttention(const AttentionParams& p, Device& dev) : p_(p) {
-    if (!dev.is_cpu())
-      fail(ErrorKind::usage, "attention.naive: this build has no " + std::string(backend_name(dev.info().backend)) +
+  NaiveAttention(const AttentionParams& p, Device& dev) : p_(p), dev_(dev) {
+    const BackendKind b = dev.info().backend;
+#ifdef KVRUN_WITH_CUDA
+    const bool supported = b == BackendKind::cpu || b == BackendKind::cuda;
+#else
+    const bool supported = b == BackendKind::cpu;
+#endif
+    if (!supported)
+      fail(ErrorKind::usage, "attention.naive: this build has no " + std::string(backend_name(b)) +
                                  " code; use backend.device = \"cpu\"");
     if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads)
       fail(ErrorKind::usage, "attention.naive: num_heads must be a multiple of num_kv_heads");
+#ifdef KVRUN_WITH_CUDA
+    if (b == BackendKind::cuda) init_cuda();
+#endif
   }
 
   // out, q: [num_tokens, num_heads, head_dim] f32
   Status forward(TensorView out, TensorView q, const KvView& kv, const StepBatch& step) noexcept override {
     return guard([&] {
+#ifdef KVRUN_WITH_CUDA
+      if (dev_.info().backend == BackendKind::cuda) return forward_cuda(out, q, kv, step);
+#endif
       kvrows::Layout layout;
       if (!kvrows::layout_of(kv.layout, &layout))
         fail(ErrorKind::usage, "attention.naive cannot read KV layout '" + std::string(kv.layout) + "'");
@@ -96,13 +117,81 @@ class NaiveAttention final : public Attention {
   }
 
   size_t workspace_bytes() const noexcept override {
+#ifdef KVRUN_WITH_CUDA
+    if (dev_.info().backend == BackendKind::cuda) return scores_.bytes();
+#endif
     const int G = p_.num_heads / p_.num_kv_heads;
     return size_t(cpu::num_threads()) * (size_t(kQueryChunk) * G * size_t(p_.max_kv_len) + size_t(p_.head_dim)) *
            sizeof(float);
   }
 
  private:
+#ifdef KVRUN_WITH_CUDA
+  void init_cuda() {
+    if (p_.head_dim <= 0 || p_.head_dim > attention_naive_cuda::kMaxHeadDim)
+      fail(ErrorKind::usage, "attention.naive: the CUDA kernels support head_dim 1.." +
+                                 std::to_string(attention_naive_cuda::kMaxHeadDim) + ", not " + std::to_string(p_.head_dim));
+    if (p_.max_tokens_per_step <= 0 || p_.max_kv_len <= 0)
+      fail(ErrorKind::usage, "attention.naive: on CUDA the workspace is sized at creation; set "
+                             "AttentionParams::max_tokens_per_step and max_kv_len");
+    // Scores of one token at the longest context, times the tokens that fit the budget (at least one).
+    const size_t per_token = size_t(p_.num_heads) * size_t(p_.max_kv_len);
+    const size_t tokens = std::clamp<size_t>(kCudaScoreBudget / sizeof(float) / per_token, 1, size_t(p_.max_tokens_per_step));
+    scores_ = Buffer<float>(dev_, tokens * per_token, MemCategory::workspace);
+    attention_naive_cuda::prepare(dev_.info().index, p_.num_heads, p_.num_kv_heads, p_.head_dim);
+  }
+
+  // out, q: [num_tokens, num_heads, head_dim] f32 in device memory.
+  void forward_cuda(TensorView out, TensorView q, const KvView& kv, const StepBatch& step) {
+    namespace nc = attention_naive_cuda;
+    nc::Args a;
+    if (kv.layout == layout::paged_f16) a.layout = nc::KvLayout::f16;
+    else if (kv.layout == layout::paged_bf16) a.layout = nc::KvLayout::bf16;
+    else if (kv.layout == layout::paged_u8_token_head) a.layout = nc::KvLayout::u8;
+    else fail(ErrorKind::usage, "attention.naive cannot read KV layout '" + std::string(kv.layout) + "'");
+    const int64_t n = int64_t(step.num_tokens) * p_.num_heads * p_.head_dim;
+    if (q.dtype != DType::f32 || out.dtype != DType::f32 || q.numel() < n || out.numel() < n)
+      fail(ErrorKind::internal, "attention.naive: q and out must be [num_tokens, num_heads, head_dim] f32, got " +
+                                    q.shape_string() + " and " + out.shape_string());
+    if (kv.num_kv_heads != p_.num_kv_heads || kv.head_dim != p_.head_dim)
+      fail(ErrorKind::internal, "attention.naive: the KV view's heads/head_dim do not match the attention's");
+    if (a.layout == nc::KvLayout::u8 && (!kv.k_scale || !kv.v_scale || !kv.k_zero || !kv.v_zero))
+      fail(ErrorKind::internal, "attention.naive: paged_u8_token_head view without scales/zero points");
+    if (step.num_tokens == 0) return;
+    if (!step.d_q_start || !step.d_kv_len || !step.d_token_seq)
+      fail(ErrorKind::internal, "attention.naive: the step has no device q_start/kv_len/token_seq arrays");
+    if (int64_t(step.max_kv_len) > p_.max_kv_len)
+      fail(ErrorKind::usage, "attention.naive: the step's kv length " + std::to_string(step.max_kv_len) +
+                                 " exceeds AttentionParams::max_kv_len " + std::to_string(p_.max_kv_len));
+    a.out = out.as<float>();
+    a.q = q.as<const float>();
+    a.k = kv.k;
+    a.v = kv.v;
+    a.k_scale = kv.k_scale;
+    a.v_scale = kv.v_scale;
+    a.k_zero = kv.k_zero;
+    a.v_zero = kv.v_zero;
+    a.block_table = kv.block_table;
+    a.max_blocks = kv.max_blocks_per_seq;
+    a.block_tokens = kv.block_tokens;
+    a.q_start = step.d_q_start;
+    a.kv_len = step.d_kv_len;
+    a.token_seq = step.d_token_seq;
+    a.num_tokens = step.num_tokens;
+    a.num_heads = p_.num_heads;
+    a.num_kv_heads = p_.num_kv_heads;
+    a.head_dim = p_.head_dim;
+    a.max_kv_len = step.max_kv_len;
+    a.scale = p_.scale;
+    a.scores = scores_.data();
+    a.scores_capacity = scores_.size();
+    nc::forward(a, dev_.info().index, dev_.queue().native_handle());
+  }
+
+  Buffer<float> scores_;  // [tokens per chunk, num_heads, max_kv_len] f32 (CUDA only)
+#endif
   AttentionParams p_;
+  Device& dev_;
 };
 
 class NaiveAttentionPlugin final : public Plugin {
@@ -113,6 +202,9 @@ class NaiveAttentionPlugin final : public Plugin {
     info_.version = "0.1.0";
     info_.description = "materialized scores in query chunks; reads fp16, bf16 and int8 (dequantized on the fly) caches";
     info_.backends = {BackendKind::cpu};
+#ifdef KVRUN_WITH_CUDA
+    info_.backends.push_back(BackendKind::cuda);
+#endif
     info_.reads_layouts = {std::string(layout::paged_f16), std::string(layout::paged_bf16),
                            std::string(layout::paged_u8_token_head)};
   }

@@ -1,10 +1,15 @@
 // cache.fp16 — paged fp16 KV blocks (layout paged_f16).
 //   k_[layer], v_[layer]: [num_blocks, num_kv_heads, block_tokens, head_dim] fp16 bits
+// On a CUDA device (builds with KVRUN_WITH_CUDA) the blocks live in device memory and append runs
+// the kernel of cache_fp16_cuda.cu; the CPU code below is the reference it matches bit for bit.
 #include <memory>
 #include <vector>
 
 #include "kvrun/block_pool.hpp"
 #include "kvrun/plugin.hpp"
+#ifdef KVRUN_WITH_CUDA
+#include "cache_fp16_cuda.hpp"
+#endif
 
 namespace kvrun {
 namespace {
@@ -12,18 +17,30 @@ namespace {
 class Fp16Cache final : public PagedCacheBase {
  public:
   Fp16Cache(const CacheParams& p, Device& dev) : PagedCacheBase(p, dev, layout::paged_f16, "cache.fp16") {
-    if (!dev.is_cpu())
-      fail(ErrorKind::usage, "cache.fp16: this build has no " + std::string(backend_name(dev.info().backend)) +
+    const BackendKind b = dev.info().backend;
+#ifdef KVRUN_WITH_CUDA
+    const bool supported = b == BackendKind::cpu || b == BackendKind::cuda;
+#else
+    const bool supported = b == BackendKind::cpu;
+#endif
+    if (!supported)
+      fail(ErrorKind::usage, "cache.fp16: this build has no " + std::string(backend_name(b)) +
                                  " code; use backend.device = \"cpu\"");
     for (int l = 0; l < p.num_layers; ++l) {
       k_.emplace_back(dev, layer_elems(), MemCategory::kv_cache);
       v_.emplace_back(dev, layer_elems(), MemCategory::kv_cache);
     }
+#ifdef KVRUN_WITH_CUDA
+    if (b == BackendKind::cuda) cache_fp16_cuda::prepare(dev.info().index);
+#endif
   }
 
   // k, v: [num_tokens, num_kv_heads, head_dim] f32
   Status append(int layer, const StepBatch& step, TensorView k, TensorView v) noexcept override {
     return guard([&] {
+#ifdef KVRUN_WITH_CUDA
+      if (dev_.info().backend == BackendKind::cuda) return append_cuda(layer, step, k, v);
+#endif
       const size_t D = size_t(p_.head_dim);
       uint16_t* kd = k_.at(size_t(layer)).data();
       uint16_t* vd = v_.at(size_t(layer)).data();
@@ -47,6 +64,36 @@ class Fp16Cache final : public PagedCacheBase {
     });
   }
 
+ private:
+#ifdef KVRUN_WITH_CUDA
+  // k, v: [num_tokens, num_kv_heads, head_dim] f32 in device memory; token -> (sequence, position)
+  // from the step's device arrays, block ids from the table reserve() uploaded.
+  void append_cuda(int layer, const StepBatch& step, TensorView k, TensorView v) {
+    const int64_t n = int64_t(step.num_tokens) * p_.num_kv_heads * p_.head_dim;
+    if (k.dtype != DType::f32 || v.dtype != DType::f32 || k.numel() < n || v.numel() < n)
+      fail(ErrorKind::internal, "cache.fp16: append expects k and v of [num_tokens, num_kv_heads, head_dim] f32, got " +
+                                    k.shape_string() + " and " + v.shape_string());
+    if (step.num_tokens > 0 && (!step.d_token_seq || !step.d_positions))
+      fail(ErrorKind::internal, "cache.fp16: the step has no device token_seq/positions arrays");
+    if (step.num_tokens > 0 && (max_blocks_ <= 0 || packed_.size() < size_t(step.num_seqs) * size_t(max_blocks_)))
+      fail(ErrorKind::internal, "cache.fp16: append before reserve() for this step");
+    cache_fp16_cuda::AppendArgs a;
+    a.k = k.as<const float>();
+    a.v = v.as<const float>();
+    a.k_cache = k_.at(size_t(layer)).data();
+    a.v_cache = v_.at(size_t(layer)).data();
+    a.block_table = tables_.data();
+    a.token_seq = step.d_token_seq;
+    a.positions = step.d_positions;
+    a.max_blocks = max_blocks_;
+    a.num_tokens = step.num_tokens;
+    a.num_kv_heads = p_.num_kv_heads;
+    a.head_dim = p_.head_dim;
+    a.block_tokens = p_.block_tokens;
+    cache_fp16_cuda::append(a, dev_.info().index, dev_.queue().native_handle());
+  }
+#endif
+
  protected:
   size_t storage_bytes() const noexcept override { return 2 * k_.size() * layer_elems() * sizeof(uint16_t); }
 
@@ -62,6 +109,9 @@ class Fp16CachePlugin final : public Plugin {
     info_.version = "0.1.0";
     info_.description = "paged KV cache of fp16 blocks";
     info_.backends = {BackendKind::cpu};
+#ifdef KVRUN_WITH_CUDA
+    info_.backends.push_back(BackendKind::cuda);
+#endif
     info_.provides_layout = std::string(layout::paged_f16);
   }
   const PluginInfo& info() const noexcept override { return info_; }

@@ -3,12 +3,18 @@
 //   k_[layer], v_[layer]:            [num_blocks, num_kv_heads, block_tokens, head_dim] uint8
 //   k_scale_[layer], v_scale_[layer]: [num_blocks, num_kv_heads, block_tokens] fp16 bits
 //   k_zero_[layer], v_zero_[layer]:   [num_blocks, num_kv_heads, block_tokens] uint8
+// On a CUDA device (builds with KVRUN_WITH_CUDA) the blocks live in device memory and append runs
+// the kernel of cache_int8_cuda.cu, which shares quantize.hpp with the CPU code below (the
+// reference): codes, scales and zero points are bit-identical.
 #include <memory>
 #include <vector>
 
 #include "kvrun/block_pool.hpp"
 #include "kvrun/plugin.hpp"
 #include "quantize.hpp"
+#ifdef KVRUN_WITH_CUDA
+#include "cache_int8_cuda.hpp"
+#endif
 
 namespace kvrun {
 namespace {
@@ -16,19 +22,31 @@ namespace {
 class Int8Cache final : public PagedCacheBase {
  public:
   Int8Cache(const CacheParams& p, Device& dev) : PagedCacheBase(p, dev, layout::paged_u8_token_head, "cache.int8") {
-    if (!dev.is_cpu())
-      fail(ErrorKind::usage, "cache.int8: this build has no " + std::string(backend_name(dev.info().backend)) +
+    const BackendKind b = dev.info().backend;
+#ifdef KVRUN_WITH_CUDA
+    const bool supported = b == BackendKind::cpu || b == BackendKind::cuda;
+#else
+    const bool supported = b == BackendKind::cpu;
+#endif
+    if (!supported)
+      fail(ErrorKind::usage, "cache.int8: this build has no " + std::string(backend_name(b)) +
                                  " code; use backend.device = \"cpu\"");
     for (int l = 0; l < p.num_layers; ++l) {
       for (auto* b : {&k_, &v_}) b->emplace_back(dev, layer_elems(), MemCategory::kv_cache);
       for (auto* b : {&k_scale_, &v_scale_}) b->emplace_back(dev, layer_rows(), MemCategory::kv_cache);
       for (auto* b : {&k_zero_, &v_zero_}) b->emplace_back(dev, layer_rows(), MemCategory::kv_cache);
     }
+#ifdef KVRUN_WITH_CUDA
+    if (b == BackendKind::cuda) cache_int8_cuda::prepare(dev.info().index);
+#endif
   }
 
   // k, v: [num_tokens, num_kv_heads, head_dim] f32 — quantized row by row.
   Status append(int layer, const StepBatch& step, TensorView k, TensorView v) noexcept override {
     return guard([&] {
+#ifdef KVRUN_WITH_CUDA
+      if (dev_.info().backend == BackendKind::cuda) return append_cuda(layer, step, k, v);
+#endif
       const int D = p_.head_dim;
       const size_t l = size_t(layer);
       const float* ks = k.as<float>();
@@ -54,6 +72,41 @@ class Int8Cache final : public PagedCacheBase {
     });
   }
 
+ private:
+#ifdef KVRUN_WITH_CUDA
+  // k, v: [num_tokens, num_kv_heads, head_dim] f32 in device memory; token -> (sequence, position)
+  // from the step's device arrays, block ids from the table reserve() uploaded.
+  void append_cuda(int layer, const StepBatch& step, TensorView k, TensorView v) {
+    const int64_t n = int64_t(step.num_tokens) * p_.num_kv_heads * p_.head_dim;
+    if (k.dtype != DType::f32 || v.dtype != DType::f32 || k.numel() < n || v.numel() < n)
+      fail(ErrorKind::internal, "cache.int8: append expects k and v of [num_tokens, num_kv_heads, head_dim] f32, got " +
+                                    k.shape_string() + " and " + v.shape_string());
+    if (step.num_tokens > 0 && (!step.d_token_seq || !step.d_positions))
+      fail(ErrorKind::internal, "cache.int8: the step has no device token_seq/positions arrays");
+    if (step.num_tokens > 0 && (max_blocks_ <= 0 || packed_.size() < size_t(step.num_seqs) * size_t(max_blocks_)))
+      fail(ErrorKind::internal, "cache.int8: append before reserve() for this step");
+    const size_t l = size_t(layer);
+    cache_int8_cuda::AppendArgs a;
+    a.k = k.as<const float>();
+    a.v = v.as<const float>();
+    a.k_cache = k_.at(l).data();
+    a.v_cache = v_.at(l).data();
+    a.k_scale = k_scale_[l].data();
+    a.v_scale = v_scale_[l].data();
+    a.k_zero = k_zero_[l].data();
+    a.v_zero = v_zero_[l].data();
+    a.block_table = tables_.data();
+    a.token_seq = step.d_token_seq;
+    a.positions = step.d_positions;
+    a.max_blocks = max_blocks_;
+    a.num_tokens = step.num_tokens;
+    a.num_kv_heads = p_.num_kv_heads;
+    a.head_dim = p_.head_dim;
+    a.block_tokens = p_.block_tokens;
+    cache_int8_cuda::append(a, dev_.info().index, dev_.queue().native_handle());
+  }
+#endif
+
  protected:
   size_t storage_bytes() const noexcept override {
     return 2 * k_.size() * (layer_elems() + layer_rows() * (sizeof(uint16_t) + sizeof(uint8_t)));
@@ -73,6 +126,9 @@ class Int8CachePlugin final : public Plugin {
     info_.version = "0.1.0";
     info_.description = "paged KV cache of uint8 blocks, per-token per-head fp16 scale and uint8 zero point";
     info_.backends = {BackendKind::cpu};
+#ifdef KVRUN_WITH_CUDA
+    info_.backends.push_back(BackendKind::cuda);
+#endif
     info_.provides_layout = std::string(layout::paged_u8_token_head);
   }
   const PluginInfo& info() const noexcept override { return info_; }

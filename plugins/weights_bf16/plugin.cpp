@@ -85,7 +85,7 @@ class Bf16Weights final : public WeightFormat {
         if (!is_float(b.dtype) || b.shape.size() != 1 || b.shape[0] != total)
           fail(ErrorKind::model, "tensor '" + bname + "' in " + b.file + " has shape " + shape_str(b.shape) + " dtype " +
                                      std::string(dtype_name(b.dtype)) + ", expected [" + std::to_string(total) + "] float");
-        std::vector<float> bias(size_t(spec.out_features));
+        std::vector<float> bias(static_cast<size_t>(spec.out_features));
         for (size_t i = 0; i < bias.size(); ++i) bias[i] = to_f32(b.data, b.dtype, size_t(spec.out_offset) + i);
         lin->set_bias(bias);
       } else if (spec.bias) {

@@ -1,22 +1,13 @@
-// weights.gptq — AutoGPTQ / GPTQModel checkpoints (SPECS.md §2). The descriptor is real (the
-// matrix uses it); the loader arrives with the GPTQ issue and until then refuses clearly.
+// weights.gptq — AutoGPTQ / GPTQModel checkpoints (SPECS.md §2): int2/3/4/8, v1 and v2 zero
+// points, act-order. The weights stay packed on the device and are dequantized on the fly
+// (gptq_cpu.cpp; gptq_cuda.cu when built with CUDA).
 #include <memory>
 
+#include "gptq.hpp"
 #include "kvrun/plugin.hpp"
 
 namespace kvrun {
 namespace {
-
-class GptqWeights final : public WeightFormat {
- public:
-  Status load_linear(const Checkpoint&, const LinearSpec& spec, Device&, std::unique_ptr<Linear>*) noexcept override {
-    return {ErrorKind::usage, "weights.gptq: loading GPTQ tensors ('" + spec.prefix +
-                                  ".qweight') is not implemented in this build yet"};
-  }
-  Status random_linear(const LinearSpec&, uint64_t, Device&, std::unique_ptr<Linear>*) noexcept override {
-    return {ErrorKind::usage, "weights.gptq: synthetic GPTQ weights are not implemented in this build yet"};
-  }
-};
 
 class GptqWeightsPlugin final : public Plugin {
  public:
@@ -26,11 +17,14 @@ class GptqWeightsPlugin final : public Plugin {
     info_.version = "0.1.0";
     info_.description = "GPTQ int2/4/8 weights (AutoGPTQ/GPTQModel, v1 and v2, act-order), dequantized on the fly";
     info_.backends = {BackendKind::cpu};
+#if KVRUN_GPTQ_CUDA
+    info_.backends.push_back(BackendKind::cuda);
+#endif
     info_.encodings = {"gptq"};
   }
   const PluginInfo& info() const noexcept override { return info_; }
   Status create_weights(Device&, std::unique_ptr<WeightFormat>* out) noexcept override {
-    return guard([&] { *out = std::make_unique<GptqWeights>(); });
+    return guard([&] { *out = gptq::make_weight_format(); });
   }
 
  private:

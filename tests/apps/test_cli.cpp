@@ -25,7 +25,7 @@ struct Run {
 };
 
 // Runs kvrun with the arguments (a shell-quoted string) from the repository root.
-Run kvrun(const std::string& args, const std::string& stdin_text = "") {
+Run run_kvrun(const std::string& args, const std::string& stdin_text = "") {
   static int n = 0;
   const std::string base = (fs::temp_directory_path() / ("kvrun_cli_" + std::to_string(getpid()) + "_" + std::to_string(n++))).string();
   std::string cmd = "cd '" + kvrun::test::source_root() + "' && ";
@@ -73,7 +73,7 @@ std::string cfg_for(const fs::path& model_dir, const std::string& extra = "") {
 }  // namespace
 
 TEST_CASE("plugins --json lists the six plugins with kind, version and capabilities") {
-  Run r = kvrun("plugins --json");
+  Run r = run_kvrun("plugins --json");
   REQUIRE(r.code == 0);
   json j = json::parse(r.out);
   std::set<std::string> names;
@@ -89,7 +89,7 @@ TEST_CASE("plugins --json lists the six plugins with kind, version and capabilit
 }
 
 TEST_CASE("matrix marks flash × int8 invalid with the reason") {
-  Run r = kvrun("matrix");
+  Run r = run_kvrun("matrix");
   REQUIRE(r.code == 0);
   std::istringstream in(r.out);
   std::string line;
@@ -101,7 +101,7 @@ TEST_CASE("matrix marks flash × int8 invalid with the reason") {
       CHECK(contains(line, "naive"));
     }
   CHECK(seen);
-  json j = json::parse(kvrun("matrix --json").out);
+  json j = json::parse(run_kvrun("matrix --json").out);
   CHECK(j["matrix"].size() >= 12);
 }
 
@@ -109,7 +109,7 @@ TEST_CASE("check: every valid example config passes; flash+int8 fails naming bot
   KVRUN_SKIP_UNLESS(kvrun::test::have_fixture("tiny-qwen2"), "fixture models missing");
   for (const auto& e : fs::directory_iterator(kvrun::test::source_root() + "/configs")) {
     const std::string name = e.path().filename().string();
-    Run r = kvrun("check -c configs/" + name);
+    Run r = run_kvrun("check -c configs/" + name);
     INFO(name << ": " << r.err);
     if (name.rfind("invalid-", 0) == 0) {
       CHECK(r.code == 2);
@@ -117,38 +117,38 @@ TEST_CASE("check: every valid example config passes; flash+int8 fails naming bot
       CHECK(r.code == 0);
     }
   }
-  Run bad = kvrun("check -c configs/invalid-flash-int8.toml");
+  Run bad = run_kvrun("check -c configs/invalid-flash-int8.toml");
   CHECK(bad.code == 2);
   CHECK(contains(bad.err, "flash"));
   CHECK(contains(bad.err, "int8"));
   // --set applies before the check
-  Run ov = kvrun("check -c configs/qwen2-fp16-flash.toml --set cache.type=int8 --json");
+  Run ov = run_kvrun("check -c configs/qwen2-fp16-flash.toml --set cache.type=int8 --json");
   CHECK(ov.code == 2);
   CHECK(json::parse(ov.out)["valid"] == false);
   // a CUDA pipeline can be checked without a GPU: the verdict comes from declarations
-  Run cu = kvrun("check -c configs/qwen2-fp16-naive.toml --set backend.device=cuda --json");
+  Run cu = run_kvrun("check -c configs/qwen2-fp16-naive.toml --set backend.device=cuda --json");
   CHECK(json::parse(cu.out)["backend"] == "cuda");
 }
 
 TEST_CASE("config errors exit 2 with file, line and key") {
   fs::path p = fs::temp_directory_path() / "kvrun_cli_bad.toml";
   std::ofstream(p) << "[model]\npath = \"x\"\n[cache]\ntypo = 3\n";
-  Run r = kvrun("check -c " + p.string());
+  Run r = run_kvrun("check -c " + p.string());
   CHECK(r.code == 2);
   CHECK(contains(r.err, "kvrun_cli_bad.toml:4"));
   CHECK(contains(r.err, "cache.typo"));
-  Run r2 = kvrun("check -c /nonexistent.toml");
+  Run r2 = run_kvrun("check -c /nonexistent.toml");
   CHECK(r2.code == 2);
-  Run r3 = kvrun("frobnicate");
+  Run r3 = run_kvrun("frobnicate");
   CHECK(r3.code == 2);
-  Run r4 = kvrun("generate -c configs/qwen2-fp16-naive.toml");
+  Run r4 = run_kvrun("generate -c configs/qwen2-fp16-naive.toml");
   CHECK(r4.code == 2);
   CHECK(contains(r4.err, "--prompt"));
 }
 
 TEST_CASE("generate --json has the documented shape and is deterministic when greedy") {
   KVRUN_SKIP_UNLESS(kvrun::test::have_fixture("tiny-qwen2"), "fixture models missing");
-  Run r = kvrun("generate -c configs/qwen2-fp16-naive.toml --set backend.device=cpu --prompt 'def main():' "
+  Run r = run_kvrun("generate -c configs/qwen2-fp16-naive.toml --set backend.device=cpu --prompt 'def main():' "
                 "--max-new-tokens 12 --json");
   REQUIRE(r.code == 0);
   json j = json::parse(r.out);
@@ -160,13 +160,13 @@ TEST_CASE("generate --json has the documented shape and is deterministic when gr
   CHECK((res["finish_reason"] == "length" || res["finish_reason"] == "eos"));
   CHECK(j["stats"]["memory"]["weights_bytes"].get<size_t>() > 0);
   CHECK(j["stats"]["memory"]["kv_cache_bytes"].get<size_t>() > 0);
-  Run again = kvrun("generate -c configs/qwen2-fp16-naive.toml --set backend.device=cpu --prompt 'def main():' "
+  Run again = run_kvrun("generate -c configs/qwen2-fp16-naive.toml --set backend.device=cpu --prompt 'def main():' "
                     "--max-new-tokens 12 --json");
   CHECK(json::parse(again.out)["results"][0]["output_ids"] == res["output_ids"]);
   // several prompts as one batch
   fs::path pf = fs::temp_directory_path() / "kvrun_cli_prompts.jsonl";
   std::ofstream(pf) << "\"import os\\n\"\n\"class A:\\n    def\"\n";
-  Run b = kvrun("generate -c configs/qwen2-int8-naive.toml --set backend.device=cpu --prompts-file " + pf.string() +
+  Run b = run_kvrun("generate -c configs/qwen2-int8-naive.toml --set backend.device=cpu --prompts-file " + pf.string() +
                 " --max-new-tokens 5 --json");
   REQUIRE(b.code == 0);
   CHECK(json::parse(b.out)["results"].size() == 2);
@@ -180,14 +180,14 @@ TEST_CASE("bad checkpoints and inputs fail clearly with the right exit code") {
     fs::remove(d / "model-00002-of-00004.safetensors");
     fs::copy_file(kvrun::test::fixture("tiny-qwen2") + "/model-00002-of-00004.safetensors", d / "model-00002-of-00004.safetensors");
     fs::resize_file(d / "model-00002-of-00004.safetensors", 1000000);
-    Run r = kvrun("generate -c " + cfg_for(d) + gen);
+    Run r = run_kvrun("generate -c " + cfg_for(d) + gen);
     CHECK(r.code == 3);
     CHECK(contains(r.err, "model-00002-of-00004.safetensors"));
   }
   SUBCASE("missing tokenizer") {
     fs::path d = model_copy("tiny-qwen2", "notok");
     fs::remove(d / "tokenizer.json");
-    Run r = kvrun("generate -c " + cfg_for(d) + " --prompt hi --max-new-tokens 2");
+    Run r = run_kvrun("generate -c " + cfg_for(d) + " --prompt hi --max-new-tokens 2");
     CHECK(r.code == 3);
     CHECK(contains(r.err, "tokenizer.json"));
     CHECK(contains(r.err, "qwen.tiktoken"));
@@ -199,7 +199,7 @@ TEST_CASE("bad checkpoints and inputs fail clearly with the right exit code") {
     fs::copy_file(kvrun::test::fixture("tiny-qwen2") + "/config.json", d / "config.json");
     fs::copy_file(kvrun::test::fixture("tiny-qwen2") + "/tokenizer.json", d / "tokenizer.json");
     std::ofstream(d / "pytorch_model.bin") << "not really a pickle";
-    Run r = kvrun("generate -c " + cfg_for(d) + gen);
+    Run r = run_kvrun("generate -c " + cfg_for(d) + gen);
     CHECK(r.code == 3);
     CHECK(contains(r.err, ".bin"));
     CHECK(contains(r.err, "safetensors"));
@@ -211,7 +211,7 @@ TEST_CASE("bad checkpoints and inputs fail clearly with the right exit code") {
     c["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}};
     fs::remove(d / "config.json");
     std::ofstream(d / "config.json") << c.dump();
-    Run r = kvrun("check -c " + cfg_for(d));
+    Run r = run_kvrun("check -c " + cfg_for(d));
     CHECK(r.code == 3);
     CHECK(contains(r.err, "rope_scaling"));
   }
@@ -222,25 +222,25 @@ TEST_CASE("bad checkpoints and inputs fail clearly with the right exit code") {
     idx["weight_map"].erase("model.layers.3.mlp.up_proj.weight");
     fs::remove(d / "model.safetensors.index.json");
     std::ofstream(d / "model.safetensors.index.json") << idx.dump();
-    Run r = kvrun("generate -c " + cfg_for(d) + gen);
+    Run r = run_kvrun("generate -c " + cfg_for(d) + gen);
     CHECK(r.code == 3);
     CHECK(contains(r.err, "model.layers.3.mlp.up_proj"));
   }
   SUBCASE("prompt longer than the cache") {
     std::string ids = "1";
     for (int i = 0; i < 100; ++i) ids += ",2";
-    Run r = kvrun("generate -c configs/qwen2-fp16-naive.toml --set backend.device=cpu --set cache.max_tokens=32 --prompt-ids " +
+    Run r = run_kvrun("generate -c configs/qwen2-fp16-naive.toml --set backend.device=cpu --set cache.max_tokens=32 --prompt-ids " +
                   ids + " --max-new-tokens 2");
     CHECK(r.code == 2);
     CHECK(contains(r.err, "cache.max_tokens"));
   }
   SUBCASE("token id outside the vocabulary") {
-    Run r = kvrun("score -c configs/qwen2-fp16-naive.toml --set backend.device=cpu --prompt-ids 1,999999");
+    Run r = run_kvrun("score -c configs/qwen2-fp16-naive.toml --set backend.device=cpu --prompt-ids 1,999999");
     CHECK(r.code == 2);
     CHECK(contains(r.err, "999999"));
   }
   SUBCASE("CUDA asked for where there is none or no CUDA build") {
-    Run r = kvrun("generate -c configs/qwen2-fp16-naive.toml --set backend.device=cuda:7" + gen);
+    Run r = run_kvrun("generate -c configs/qwen2-fp16-naive.toml --set backend.device=cuda:7" + gen);
     CHECK((r.code == 4 || r.code == 2));
     CHECK(contains(r.err, "cuda"));
   }

@@ -102,7 +102,7 @@ TEST_CASE("unknown plugin names list what is available") {
 }
 
 TEST_CASE("objects keep their plugin library loaded after the registry is gone") {
-  auto dev = make_cpu_device(1);
+  auto dev = cpu::make_cpu_device(1);
   std::shared_ptr<Cache> cache;
   {
     Registry r = shipped();

@@ -169,9 +169,28 @@ void full_model_suite(const std::string& model, size_t expected_windows) {
     int same = 0;
     for (int b = 0; b < 4; ++b)
       for (int t = 0; t < 48; ++t) same += out[b][t] == ref.greedy[b * 80 + 32 + t];
-    std::printf("%s int8/naive: greedy tokens equal to the fp16 reference: %d/192 (%.1f %%)\n", model.c_str(), same,
+    std::printf("%s int8/naive: greedy tokens equal to the fp16 output: %d/192 (%.1f %%)\n", model.c_str(), same,
                 100.0 * same / 192);
-    CHECK(same >= 0.9 * 192);
+    // Greedy decoding is chaotic: one flipped token changes the rest of its sequence. Below 90 %,
+    // every first divergence must be a near-tie under the fp16 pipeline (the int8 cache may only
+    // flip tokens the fp16 model itself barely prefers).
+    if (same < 0.9 * 192) {
+      Pipeline fp16(cpu_config(model, "fp16", "naive"));
+      fp16.prepare(4 * 128, 4);
+      Engine e16(fp16.model());
+      for (int b = 0; b < 4; ++b) {
+        int k = 0;
+        while (k < 48 && out[b][k] == ref.greedy[b * 80 + 32 + k]) ++k;
+        if (k == 48) continue;
+        std::vector<int32_t> ids(ref.greedy.begin() + b * 80, ref.greedy.begin() + b * 80 + 32 + k + 1);
+        const float lp_fp16_choice = e16.score(ids).logprob.back();
+        ids.back() = out[b][k];
+        const float lp_int8_choice = e16.score(ids).logprob.back();
+        std::printf("%s int8/naive: prompt %d diverges at token %d; fp16 log-probs of the two choices %.4f vs %.4f\n",
+                    model.c_str(), b, k, lp_fp16_choice, lp_int8_choice);
+        CHECK(std::fabs(lp_fp16_choice - lp_int8_choice) < 0.05f);
+      }
+    }
   }
 }
 

@@ -1,0 +1,447 @@
+// attention.flash — CUDA kernels: causal attention over paged fp16/bf16 KV blocks with tensor
+// cores (mma.sync m16n8k16, fp16 or bf16 inputs, fp32 accumulation) and an online softmax; the
+// score matrix is never materialized.
+//
+// Work decomposition. For one sequence s and KV head g the query rows are (query i, head of the
+// group) pairs, r = i · G + (h − g·G), so the G query heads that share a KV head share every K/V
+// tile. A block of 4 warps owns kBM = 64 such rows (16 per warp) and walks the keys in tiles of
+// kBN = 64 tokens, gathered from the paged blocks through the block table with cp.async into
+// shared memory (K of the next tile streams in while P·V of the current tile runs). Per tile and
+// warp: S = Q·Kᵀ (Q fragments stay in registers for the whole block, converted from f32 once),
+// causal mask, running max m / sum l per row, O = O·correction + P·V with P converted to the
+// element type in registers (the accumulator layout of S is the A-operand layout of P·V).
+//
+// Split-K (decode, short query batches): when the step has too few blocks to fill the device the
+// keys of each block are split into gridDim.z parts; each writes an unnormalized partial O with
+// its m and l to the workspace and combine_kernel merges them. The split ranges are computed on
+// the device from kv_len, so a captured graph stays correct when the lengths change.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "attention_flash_cuda.hpp"
+#include "kvrun/error.hpp"
+
+namespace kvrun::attention_flash_cuda {
+namespace {
+
+constexpr int kBM = 64;             // query rows per block
+constexpr int kBN = 64;             // keys per tile
+constexpr int kWarps = kBM / 16;    // one m16 row slab per warp
+constexpr int kThreads = kWarps * 32;
+constexpr int kMinSplitKeys = 256;  // a split part covers at least this many keys
+constexpr float kLog2e = 1.4426950408889634f;
+
+void check_cuda(cudaError_t err, const char* what) {
+  if (err != cudaSuccess)
+    fail(ErrorKind::device, std::string("attention.flash (CUDA): ") + what + ": " + cudaGetErrorName(err) + " (" +
+                                cudaGetErrorString(err) + ")");
+}
+
+// Makes `device` current for the launches of one call and restores the previous one.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    check_cuda(cudaGetDevice(&prev_), "cudaGetDevice");
+    if (prev_ != device) check_cuda(cudaSetDevice(device), "cudaSetDevice");
+    changed_ = prev_ != device;
+  }
+  ~DeviceScope() {
+    if (changed_) (void)cudaSetDevice(prev_);
+  }
+
+ private:
+  int prev_ = 0;
+  bool changed_ = false;
+};
+
+struct Params {
+  float* out;                 // [num_tokens, H, D] f32
+  const float* q;             // [num_tokens, H, D] f32
+  const uint16_t* k;          // [num_blocks, Hkv, bt, D] fp16/bf16 bits
+  const uint16_t* v;          // [num_blocks, Hkv, bt, D] fp16/bf16 bits
+  const int32_t* table;       // [num_seqs, max_blocks]
+  const int32_t* q_start;     // [num_seqs + 1]
+  const int32_t* kv_len;      // [num_seqs]
+  float* partial_o;           // [splits, num_tokens, H, D] f32 (splits > 1)
+  float* partial_ml;          // [splits, num_tokens, H, 2] f32 (splits > 1)
+  int max_blocks, bt, num_tokens, H, Hkv;
+  float scale_log2;           // softmax scale · log2(e): scores are kept in the exp2 domain
+};
+
+// ---- PTX wrappers -------------------------------------------------------------------------------
+
+// d[16x8] += a[16x16] · b[16x8]; a row-major, b column-major (= rows of Kᵀ / columns of V), f32 accumulators.
+template <bool kBf16>
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (kBf16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// Two f32 values as one register of two 16-bit elements (lo in the low half), round to nearest even.
+template <bool kBf16>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  uint32_t u;
+  if constexpr (kBf16) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    memcpy(&u, &v, 4);
+  } else {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    memcpy(&u, &v, 4);
+  }
+  return u;
+}
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Gathers keys (or values) j0 .. j0 + kBN − 1 of KV head g into tile[kBN, D + 8]; rows at or past
+// j_end are zero (so 0 · garbage never reaches the accumulators).
+template <int D>
+__device__ __forceinline__ void load_tile(uint16_t* __restrict__ tile,          // [kBN, D + 8] shared
+                                          const uint16_t* __restrict__ src,     // [num_blocks, Hkv, bt, D]
+                                          const int32_t* __restrict__ trow,     // [max_blocks] this sequence
+                                          int bt, int Hkv, int g, int j0, int j_end) {
+  constexpr int kStride = D + 8;
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  for (int c = threadIdx.x; c < kBN * kChunks; c += kThreads) {
+    const int r = c / kChunks, cc = c % kChunks, j = j0 + r;
+    uint16_t* dst = tile + r * kStride + cc * 8;
+    if (j < j_end) {
+      const int64_t row = (int64_t(trow[j / bt]) * Hkv + g) * bt + j % bt;
+      cp_async16(dst, src + row * D + cc * 8);
+    } else {
+      *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    }
+  }
+}
+
+// ---- The attention kernel -----------------------------------------------------------------------
+
+// grid (ceil(max_q_len · G / kBM), num_seqs · Hkv, splits), kThreads threads.
+// blockIdx.x: row tile; blockIdx.y: s · Hkv + g; blockIdx.z: split part.
+template <int D, bool kBf16>
+__global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
+  static_assert(D % 16 == 0 && D <= 256, "head_dim must be a multiple of 16");
+  constexpr int kStride = D + 8;  // shared row stride in elements: 16-byte aligned, conflict-free fragments
+  constexpr int kKT = D / 16;     // k-steps of Q·Kᵀ
+  constexpr int kDT = D / 8;      // n-tiles of O
+  __shared__ __align__(16) uint16_t ks[kBN * kStride];  // K tile [kBN, D + 8]
+  __shared__ __align__(16) uint16_t vs[kBN * kStride];  // V tile [kBN, D + 8]
+
+  const int H = p.H, Hkv = p.Hkv, G = H / Hkv;
+  const int s = blockIdx.y / Hkv, g = blockIdx.y % Hkv;
+  const int qs = p.q_start[s], ql = p.q_start[s + 1] - qs;
+  const int past = p.kv_len[s] - ql;
+  const int nrows = ql * G;
+  const int row0 = blockIdx.x * kBM;
+  if (row0 >= nrows) return;  // whole block: this sequence has fewer query rows
+
+  // Keys this block needs (causal: up to its last row's position), and this split's part of them
+  // in whole tiles.
+  const int kv_end = past + (min(row0 + kBM, nrows) - 1) / G + 1;
+  const int nsplit = gridDim.z;
+  const int tiles = (kv_end + kBN - 1) / kBN;
+  const int tiles_per_split = (tiles + nsplit - 1) / nsplit;
+  const int j_begin = blockIdx.z * tiles_per_split * kBN;
+  const int j_end = min(kv_end, j_begin + tiles_per_split * kBN);
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int gid = lane >> 2, tig = lane & 3;  // mma fragment coordinates
+  // This thread's two rows: gid and gid + 8 of the warp's slab.
+  bool valid[2];
+  int pos[2], tok[2], head[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int r = row0 + warp * 16 + gid + 8 * i;
+    valid[i] = r < nrows;
+    pos[i] = valid[i] ? past + r / G : -1;  // -1: every key masked
+    tok[i] = qs + (valid[i] ? r / G : 0);
+    head[i] = g * G + (valid[i] ? r % G : 0);
+  }
+  const bool warp_active = row0 + warp * 16 < nrows;
+
+  float m[2] = {-INFINITY, -INFINITY};  // running max (exp2 domain)
+  float l[2] = {0.f, 0.f};              // running sum of this thread's columns
+  float o[kDT][4];                      // O accumulators: [n-tile][c0..c3]
+#pragma unroll
+  for (int dt = 0; dt < kDT; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+
+  if (j_begin < j_end) {
+    // Q fragments (A operand, row-major 16x16 per k-step): qa[kk][0] row gid cols 2·tig..+1,
+    // [1] row gid+8, [2] row gid cols 8+2·tig..+1, [3] row gid+8 cols 8+2·tig..+1.
+    uint32_t qa[kKT][4];
+#pragma unroll
+    for (int kk = 0; kk < kKT; ++kk) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        if (valid[i]) {
+          const float* qrow = p.q + (int64_t(tok[i]) * H + head[i]) * D + kk * 16 + tig * 2;
+          const float2 x0 = *reinterpret_cast<const float2*>(qrow);
+          const float2 x1 = *reinterpret_cast<const float2*>(qrow + 8);
+          qa[kk][i] = pack2<kBf16>(x0.x, x0.y);
+          qa[kk][2 + i] = pack2<kBf16>(x1.x, x1.y);
+        } else {
+          qa[kk][i] = qa[kk][2 + i] = 0u;
+        }
+      }
+    }
+
+    const int32_t* trow = p.table + int64_t(s) * p.max_blocks;
+    load_tile<D>(ks, p.k, trow, p.bt, Hkv, g, j_begin, j_end);
+    cp_async_commit();
+    for (int j0 = j_begin; j0 < j_end; j0 += kBN) {
+      load_tile<D>(vs, p.v, trow, p.bt, Hkv, g, j0, j_end);
+      cp_async_commit();
+      cp_async_wait<1>();  // K of this tile has landed (V may be in flight)
+      __syncthreads();
+
+      uint32_t pa[kBN / 16][4];  // P as A fragments, one per 16-key k-step of P·V
+      if (warp_active) {
+        float sc[kBN / 8][4];  // S accumulators [key n-tile][c0..c3]
+#pragma unroll
+        for (int nt = 0; nt < kBN / 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < kKT; ++kk) {
+#pragma unroll
+          for (int nt = 0; nt < kBN / 8; ++nt) {
+            // B = Kᵀ (16 dims x 8 keys), column-major = K rows: b0 dims 2·tig..+1, b1 dims 8+2·tig..+1 of key gid.
+            const uint16_t* kr = ks + (nt * 8 + gid) * kStride + kk * 16 + tig * 2;
+            mma16816<kBf16>(sc[nt], qa[kk], *reinterpret_cast<const uint32_t*>(kr),
+                            *reinterpret_cast<const uint32_t*>(kr + 8));
+          }
+        }
+        // Mask (causal, and this split's range) and the tile's row max; c0,c1 are row gid, c2,c3 row gid+8.
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < kBN / 8; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int i = e >> 1;
+            const int key = j0 + nt * 8 + tig * 2 + (e & 1);
+            const float x = (key < j_end && key <= pos[i]) ? sc[nt][e] * p.scale_log2 : -INFINITY;
+            sc[nt][e] = x;
+            mx[i] = fmaxf(mx[i], x);
+          }
+        }
+        float m_use[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          // The 4 threads of a quad hold the same two rows.
+          mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+          mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+          const float m_new = fmaxf(m[i], mx[i]);
+          m_use[i] = m_new == -INFINITY ? 0.f : m_new;  // a fully masked row stays all zero
+          const float corr = exp2f(m[i] - m_use[i]);     // 0 on the first tile
+          m[i] = m_new;
+          l[i] *= corr;
+#pragma unroll
+          for (int dt = 0; dt < kDT; ++dt) {
+            o[dt][2 * i] *= corr;
+            o[dt][2 * i + 1] *= corr;
+          }
+        }
+#pragma unroll
+        for (int nt = 0; nt < kBN / 8; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float pe = exp2f(sc[nt][e] - m_use[e >> 1]);
+            sc[nt][e] = pe;
+            l[e >> 1] += pe;
+          }
+        }
+        // The C layout of n-tiles 2·kk and 2·kk+1 is the A layout of keys 16·kk .. 16·kk+15.
+#pragma unroll
+        for (int kk = 0; kk < kBN / 16; ++kk) {
+          pa[kk][0] = pack2<kBf16>(sc[2 * kk][0], sc[2 * kk][1]);
+          pa[kk][1] = pack2<kBf16>(sc[2 * kk][2], sc[2 * kk][3]);
+          pa[kk][2] = pack2<kBf16>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+          pa[kk][3] = pack2<kBf16>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+        }
+      }
+
+      cp_async_wait<0>();  // V of this tile has landed
+      __syncthreads();     // ... and every warp is done with the K tile
+      if (j0 + kBN < j_end) {
+        load_tile<D>(ks, p.k, trow, p.bt, Hkv, g, j0 + kBN, j_end);  // next K streams in during P·V
+        cp_async_commit();
+      }
+      if (warp_active) {
+#pragma unroll
+        for (int kk = 0; kk < kBN / 16; ++kk) {
+#pragma unroll
+          for (int dt = 0; dt < kDT; ++dt) {
+            // B = V (16 keys x 8 dims), column-major: b0 keys 16·kk+2·tig..+1, b1 keys +8, dim 8·dt+gid.
+            const uint16_t* vr = vs + (kk * 16 + tig * 2) * kStride + dt * 8 + gid;
+            const uint32_t b0 = uint32_t(vr[0]) | (uint32_t(vr[kStride]) << 16);
+            const uint32_t b1 = uint32_t(vr[8 * kStride]) | (uint32_t(vr[9 * kStride]) << 16);
+            mma16816<kBf16>(o[dt], pa[kk], b0, b1);
+          }
+        }
+      }
+      __syncthreads();  // every warp is done with the V tile
+    }
+  }
+
+  // Row sums over the quad; then the normalized output, or the partial result of this split.
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    if (!valid[i]) continue;
+    const int64_t row = int64_t(tok[i]) * H + head[i];
+    if (nsplit == 1) {
+      const float inv = 1.f / l[i];
+      float* orow = p.out + row * D + tig * 2;
+#pragma unroll
+      for (int dt = 0; dt < kDT; ++dt)
+        *reinterpret_cast<float2*>(orow + dt * 8) = make_float2(o[dt][2 * i] * inv, o[dt][2 * i + 1] * inv);
+    } else {
+      const int64_t prow = int64_t(blockIdx.z) * p.num_tokens * H + row;
+      float* orow = p.partial_o + prow * D + tig * 2;
+#pragma unroll
+      for (int dt = 0; dt < kDT; ++dt)
+        *reinterpret_cast<float2*>(orow + dt * 8) = make_float2(o[dt][2 * i], o[dt][2 * i + 1]);
+      if (tig == 0) {
+        p.partial_ml[prow * 2] = m[i];
+        p.partial_ml[prow * 2 + 1] = l[i];
+      }
+    }
+  }
+}
+
+// grid num_tokens · H, blockDim D: merges the split parts of one (token, head) row.
+__global__ void combine_kernel(float* __restrict__ out,               // [num_tokens, H, D] f32
+                               const float* __restrict__ partial_o,   // [splits, num_tokens · H, D] f32
+                               const float* __restrict__ partial_ml,  // [splits, num_tokens · H, 2] f32
+                               int splits, int64_t rows, int D) {
+  const int64_t row = blockIdx.x;
+  float M = -INFINITY;
+  for (int z = 0; z < splits; ++z) M = fmaxf(M, partial_ml[(z * rows + row) * 2]);
+  float L = 0.f;
+  for (int z = 0; z < splits; ++z) {
+    const float lz = partial_ml[(z * rows + row) * 2 + 1];
+    if (lz > 0.f) L += lz * exp2f(partial_ml[(z * rows + row) * 2] - M);
+  }
+  const float inv = 1.f / L;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float acc = 0.f;
+    for (int z = 0; z < splits; ++z) {
+      const float lz = partial_ml[(z * rows + row) * 2 + 1];
+      if (lz > 0.f) acc += partial_o[(z * rows + row) * D + d] * exp2f(partial_ml[(z * rows + row) * 2] - M);
+    }
+    out[row * D + d] = acc * inv;
+  }
+}
+
+template <int D>
+void launch_flash(const Params& p, dim3 grid, bool bf16, cudaStream_t stream) {
+  if (bf16) flash_kernel<D, true><<<grid, kThreads, 0, stream>>>(p);
+  else flash_kernel<D, false><<<grid, kThreads, 0, stream>>>(p);
+  check_cuda(cudaGetLastError(), "launch of flash_kernel");
+}
+
+template <int D>
+void load_kernels() {
+  cudaFuncAttributes attr;
+  check_cuda(cudaFuncGetAttributes(&attr, flash_kernel<D, false>), "loading flash_kernel (fp16)");
+  check_cuda(cudaFuncGetAttributes(&attr, flash_kernel<D, true>), "loading flash_kernel (bf16)");
+}
+
+}  // namespace
+
+bool supports_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
+
+int prepare(int device) {
+  DeviceScope scope(device);
+  load_kernels<64>();
+  load_kernels<128>();
+  cudaFuncAttributes attr;
+  check_cuda(cudaFuncGetAttributes(&attr, combine_kernel), "loading combine_kernel");
+  int sms = 0;
+  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+             "cudaDeviceGetAttribute(MultiProcessorCount)");
+  return sms;
+}
+
+void forward(const Args& a, int device, void* stream) {
+  if (a.num_tokens == 0) return;
+  const int H = a.num_heads, Hkv = a.num_kv_heads, G = H / Hkv;
+  if (int64_t(a.num_seqs) * Hkv > 65535)
+    fail(ErrorKind::usage, "attention.flash (CUDA): num_seqs · num_kv_heads = " +
+                               std::to_string(int64_t(a.num_seqs) * Hkv) + " exceeds the grid limit 65535");
+  const int64_t row_tiles = (int64_t(a.max_q_len) * G + kBM - 1) / kBM;
+  const int64_t blocks = row_tiles * a.num_seqs * Hkv;
+  const int64_t rows = int64_t(a.num_tokens) * H;  // (token, head) rows of the output
+
+  // Split the keys when the step alone cannot fill the device (about two blocks per SM), each
+  // part at least kMinSplitKeys long, within kMaxSplits and the partial-result workspace.
+  int splits = 1;
+  const int64_t target = 2 * int64_t(std::max(a.num_sms, 1));
+  if (blocks < target && a.max_kv_len >= 2 * kMinSplitKeys) {
+    int64_t want = (target + blocks - 1) / blocks;
+    want = std::min<int64_t>(want, a.max_kv_len / kMinSplitKeys);
+    want = std::min<int64_t>(want, kMaxSplits);
+    want = std::min<int64_t>(want, a.partial_rows / rows);
+    splits = int(std::max<int64_t>(want, 1));
+  }
+
+  Params p;
+  p.out = a.out;
+  p.q = a.q;
+  p.k = static_cast<const uint16_t*>(a.k);
+  p.v = static_cast<const uint16_t*>(a.v);
+  p.table = a.block_table;
+  p.q_start = a.q_start;
+  p.kv_len = a.kv_len;
+  p.partial_o = a.partial_o;
+  p.partial_ml = a.partial_ml;
+  p.max_blocks = a.max_blocks;
+  p.bt = a.block_tokens;
+  p.num_tokens = a.num_tokens;
+  p.H = H;
+  p.Hkv = Hkv;
+  p.scale_log2 = a.scale * kLog2e;
+
+  DeviceScope scope(device);
+  const auto st = static_cast<cudaStream_t>(stream);
+  const dim3 grid(unsigned(row_tiles), unsigned(a.num_seqs * Hkv), unsigned(splits));
+  // The one place where the run-time head_dim becomes a template constant.
+  switch (a.head_dim) {
+    case 64: launch_flash<64>(p, grid, a.bf16, st); break;
+    case 128: launch_flash<128>(p, grid, a.bf16, st); break;
+    default:
+      fail(ErrorKind::usage, "attention.flash (CUDA): head_dim " + std::to_string(a.head_dim) +
+                                 " is not supported (built for 64 and 128); use attention.kind = \"naive\"");
+  }
+  if (splits > 1) {
+    combine_kernel<<<unsigned(rows), unsigned(a.head_dim), 0, st>>>(a.out, a.partial_o, a.partial_ml, splits, rows,
+                                                                   a.head_dim);
+    check_cuda(cudaGetLastError(), "launch of combine_kernel");
+  }
+}
+
+}  // namespace kvrun::attention_flash_cuda

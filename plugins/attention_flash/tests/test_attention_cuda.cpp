@@ -1,0 +1,658 @@
+// attention.naive and attention.flash on CUDA against attention.naive on the CPU (the reference),
+// on identical paged KV data and queries:
+//   naive CUDA vs naive CPU: relative L2 error <= 1e-4 (fp32 arithmetic on both; only summation
+//     order differs) for paged_f16, paged_bf16 and paged_u8_token_head;
+//   flash CUDA vs naive CPU: relative L2 error <= 2e-3 for paged_f16 (Q and P rounded to fp16 for
+//     the tensor cores, fp32 accumulation) and <= 1e-2 for paged_bf16 (Q and P rounded to bf16,
+//     8-bit significand).
+// Shapes: kv lengths 1 … 4096 (decode and prefill, around tile and block edges), a ragged batch
+// (q_lens {1, 7, 300}, pasts {0, 100, 3000}), decode batches that take the split-K path, GQA 4:1
+// and 1:1, head_dim 64 and 128 (and 80 for naive). KV slots that no sequence owns hold NaN bits, so
+// a kernel reading past a sequence's length fails; outputs are poisoned with NaN before each call,
+// so a row it forgot to write fails. The workspace must not change size or grow during forward.
+// The last cases run the attentions over the views of cache.fp16 / cache.int8 on both devices, and
+// replay a decode step (append + flash with split-K + naive) from a CUDA graph.
+//
+// Without a CUDA device every case prints "skipped: no CUDA device" and returns.
+#include <doctest/doctest.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "fixtures.hpp"
+#include "kvrun/cpu/cpu.hpp"
+#include "kvrun/device.hpp"
+#include "kvrun/registry.hpp"
+#include "kvrun/select.hpp"
+
+using namespace kvrun;
+
+namespace {
+
+constexpr double kTolNaive = 1e-4;
+constexpr double kTolFlashF16 = 2e-3;
+constexpr double kTolFlashBf16 = 1e-2;
+constexpr int64_t kMaxKv = 4224;      // AttentionParams::max_kv_len of the attentions under test
+constexpr int kMaxStepTokens = 512;   // AttentionParams::max_tokens_per_step
+
+std::vector<std::string> cuda_dirs() { return {std::string(KVRUN_BUILD_ROOT) + "/backends/cuda"}; }
+
+std::vector<std::string> plugin_dirs() {
+  std::vector<std::string> out;
+  std::stringstream ss(KVRUN_BUILD_PLUGIN_DIRS);
+  for (std::string d; std::getline(ss, d, ':');)
+    if (!d.empty()) out.push_back(d);
+  return out;
+}
+
+// cuda:0, opened once; null when the machine has no usable CUDA device.
+std::shared_ptr<Device> gpu() {
+  static std::shared_ptr<Device> dev = [] {
+    std::string why;
+    if (cuda_devices(cuda_dirs(), &why).empty()) {
+      std::fprintf(stderr, "test_attention_cuda: no CUDA device: %s\n", why.c_str());
+      return std::shared_ptr<Device>();
+    }
+    DeviceRequest req;
+    req.spec = "cuda:0";
+    req.search_dirs = cuda_dirs();
+    return open_device(req);
+  }();
+  return dev;
+}
+
+std::shared_ptr<Device> cpu_dev() {
+  static std::shared_ptr<Device> dev = cpu::make_cpu_device(0);
+  return dev;
+}
+
+const Registry& registry() {
+  static Registry reg = [] {
+    Registry r;
+    r.load_path(plugin_dirs());
+    return r;
+  }();
+  return reg;
+}
+
+// A step over sequences 0..n-1 with its device arrays in `dev`'s memory.
+struct DeviceStep {
+  StepBatch step;
+  Buffer<int32_t> q_start, kv_len, positions, token_seq;
+
+  DeviceStep(Device& dev, const std::vector<int>& q_lens, const std::vector<int>& pasts,
+             std::vector<int> seqs = {}) {
+    StepBatch& s = step;
+    s.num_seqs = int(q_lens.size());
+    if (seqs.empty()) {
+      seqs.resize(q_lens.size());
+      std::iota(seqs.begin(), seqs.end(), 0);
+    }
+    s.seq_ids = seqs;
+    s.q_lens = q_lens;
+    s.past_lens = pasts;
+    s.q_starts = {0};
+    std::vector<int32_t> kvl, pos, tseq;
+    for (int i = 0; i < s.num_seqs; ++i) {
+      s.q_starts.push_back(s.q_starts.back() + q_lens[size_t(i)]);
+      kvl.push_back(pasts[size_t(i)] + q_lens[size_t(i)]);
+      s.prompt_lens.push_back(kvl.back());
+      s.max_q_len = std::max(s.max_q_len, q_lens[size_t(i)]);
+      s.max_kv_len = std::max(s.max_kv_len, kvl.back());
+      for (int j = 0; j < q_lens[size_t(i)]; ++j) {
+        pos.push_back(pasts[size_t(i)] + j);
+        tseq.push_back(i);
+      }
+    }
+    s.num_tokens = s.q_starts.back();
+    auto up = [&](Buffer<int32_t>& b, const std::vector<int32_t>& v) {
+      b = Buffer<int32_t>(dev, std::max<size_t>(v.size(), 1), MemCategory::weights);
+      b.upload(v.data(), v.size());
+    };
+    up(q_start, std::vector<int32_t>(s.q_starts.begin(), s.q_starts.end()));
+    up(kv_len, kvl);
+    up(positions, pos);
+    up(token_seq, tseq);
+    s.d_q_start = q_start.data();
+    s.d_kv_len = kv_len.data();
+    s.d_positions = positions.data();
+    s.d_token_seq = token_seq.data();
+  }
+};
+
+enum class Lay { f16, bf16, u8 };
+const char* lay_name(Lay l) { return l == Lay::f16 ? "paged_f16" : l == Lay::bf16 ? "paged_bf16" : "paged_u8_token_head"; }
+
+// Paged KV built by the test: blocks in shuffled order, slots no sequence owns hold NaN bits.
+struct HostKv {
+  Lay lay = Lay::f16;
+  int Hkv = 0, D = 0, bt = 0, num_blocks = 0, max_blocks = 0;
+  std::vector<int32_t> table;       // [num_seqs, max_blocks]
+  std::vector<uint16_t> k16, v16;   // [num_blocks, Hkv, bt, D] fp16/bf16 bits
+  std::vector<uint8_t> k8, v8;      // [num_blocks, Hkv, bt, D] codes
+  std::vector<uint16_t> ks, vs;     // [num_blocks, Hkv, bt] fp16 bits
+  std::vector<uint8_t> kz, vz;      // [num_blocks, Hkv, bt]
+};
+
+HostKv make_kv(Lay lay, int Hkv, int D, int bt, const std::vector<int>& kv_lens, std::mt19937& rng) {
+  HostKv kv;
+  kv.lay = lay;
+  kv.Hkv = Hkv;
+  kv.D = D;
+  kv.bt = bt;
+  std::vector<int> nblk;
+  for (int l : kv_lens) nblk.push_back((l + bt - 1) / bt);
+  kv.max_blocks = std::max(1, *std::max_element(nblk.begin(), nblk.end()));
+  kv.num_blocks = std::accumulate(nblk.begin(), nblk.end(), 0) + 3;  // spare blocks stay NaN
+  std::vector<int32_t> ids(size_t(kv.num_blocks));
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng);
+  kv.table.assign(kv_lens.size() * size_t(kv.max_blocks), -1);
+  size_t next = 0;
+  for (size_t s = 0; s < kv_lens.size(); ++s)
+    for (int b = 0; b < nblk[s]; ++b) kv.table[s * size_t(kv.max_blocks) + size_t(b)] = ids[next++];
+  const size_t rows = size_t(kv.num_blocks) * size_t(Hkv) * size_t(bt), n = rows * size_t(D);
+  const uint16_t nan16 = 0x7e00;  // NaN in fp16; as bf16 bits 0x7e00 is a large finite value, so use 0x7fc0 there
+  std::normal_distribution<float> N(0.f, 1.f);
+  std::uniform_int_distribution<int> code(0, 255), zero(100, 155);
+  std::uniform_real_distribution<float> scale(0.005f, 0.02f);
+  if (lay == Lay::u8) {
+    kv.k8.assign(n, 0xCD);
+    kv.v8.assign(n, 0xCD);
+    kv.ks.assign(rows, nan16);
+    kv.vs.assign(rows, nan16);
+    kv.kz.assign(rows, 0xCD);
+    kv.vz.assign(rows, 0xCD);
+  } else {
+    const uint16_t nanb = lay == Lay::f16 ? nan16 : uint16_t(0x7fc0);
+    kv.k16.assign(n, nanb);
+    kv.v16.assign(n, nanb);
+  }
+  for (size_t s = 0; s < kv_lens.size(); ++s) {
+    for (int pos = 0; pos < kv_lens[s]; ++pos) {
+      const int32_t block = kv.table[s * size_t(kv.max_blocks) + size_t(pos / bt)];
+      for (int h = 0; h < Hkv; ++h) {
+        const size_t r = (size_t(block) * size_t(Hkv) + size_t(h)) * size_t(bt) + size_t(pos % bt);
+        for (int d = 0; d < D; ++d) {
+          const size_t e = r * size_t(D) + size_t(d);
+          switch (lay) {
+            case Lay::f16: kv.k16[e] = f32_to_f16(N(rng)); kv.v16[e] = f32_to_f16(N(rng)); break;
+            case Lay::bf16: kv.k16[e] = f32_to_bf16(N(rng)); kv.v16[e] = f32_to_bf16(N(rng)); break;
+            case Lay::u8: kv.k8[e] = uint8_t(code(rng)); kv.v8[e] = uint8_t(code(rng)); break;
+          }
+        }
+        if (lay == Lay::u8) {
+          kv.ks[r] = f32_to_f16(scale(rng));
+          kv.vs[r] = f32_to_f16(scale(rng));
+          kv.kz[r] = uint8_t(zero(rng));
+          kv.vz[r] = uint8_t(zero(rng));
+        }
+      }
+    }
+  }
+  return kv;
+}
+
+KvView base_view(const HostKv& kv) {
+  KvView v;
+  v.layout = lay_name(kv.lay);
+  v.num_kv_heads = kv.Hkv;
+  v.head_dim = kv.D;
+  v.block_tokens = kv.bt;
+  v.max_blocks_per_seq = kv.max_blocks;
+  return v;
+}
+
+KvView host_view(const HostKv& kv) {
+  KvView v = base_view(kv);
+  v.block_table = kv.table.data();
+  if (kv.lay == Lay::u8) {
+    v.k = kv.k8.data();
+    v.v = kv.v8.data();
+    v.k_scale = kv.ks.data();
+    v.v_scale = kv.vs.data();
+    v.k_zero = kv.kz.data();
+    v.v_zero = kv.vz.data();
+  } else {
+    v.k = kv.k16.data();
+    v.v = kv.v16.data();
+  }
+  return v;
+}
+
+// The same KV in a device's memory.
+struct DeviceKv {
+  Buffer<uint16_t> k16, v16, ks, vs;
+  Buffer<uint8_t> k8, v8, kz, vz;
+  Buffer<int32_t> table;
+  KvView view;
+
+  DeviceKv(Device& dev, const HostKv& kv) {
+    auto up = [&](auto& buf, const auto& host) {
+      using T = typename std::decay_t<decltype(host)>::value_type;
+      buf = Buffer<T>(dev, host.size(), MemCategory::kv_cache);
+      buf.upload(host.data(), host.size());
+    };
+    up(table, kv.table);
+    view = base_view(kv);
+    view.block_table = table.data();
+    if (kv.lay == Lay::u8) {
+      up(k8, kv.k8);
+      up(v8, kv.v8);
+      up(ks, kv.ks);
+      up(vs, kv.vs);
+      up(kz, kv.kz);
+      up(vz, kv.vz);
+      view.k = k8.data();
+      view.v = v8.data();
+      view.k_scale = ks.data();
+      view.v_scale = vs.data();
+      view.k_zero = kz.data();
+      view.v_zero = vz.data();
+    } else {
+      up(k16, kv.k16);
+      up(v16, kv.v16);
+      view.k = k16.data();
+      view.v = v16.data();
+    }
+  }
+};
+
+// out = attention(q) on the CPU (host memory) with a NaN-poisoned output.
+std::vector<float> run_cpu(Attention& att, const std::vector<float>& q, const KvView& kv, const DeviceStep& s,
+                           int H, int D) {
+  std::vector<float> qc = q, out(q.size(), std::numeric_limits<float>::quiet_NaN());
+  const int64_t T = s.step.num_tokens;
+  check(att.forward(TensorView(out.data(), DType::f32, {T, H, D}), TensorView(qc.data(), DType::f32, {T, H, D}), kv,
+                    s.step));
+  return out;
+}
+
+// out = attention(q) on the GPU; the output buffer is poisoned with all bits set (NaN) first.
+// Checks that forward leaves the workspace (size and device memory) as it was.
+std::vector<float> run_gpu(Device& G, Attention& att, const std::vector<float>& q, const KvView& kv,
+                           const DeviceStep& s, int H, int D) {
+  const int64_t T = s.step.num_tokens;
+  Buffer<float> gq(G, q.size(), MemCategory::weights), gout(G, q.size(), MemCategory::weights);
+  gq.upload(q.data(), q.size());
+  check(G.queue().fill_bytes(gout.data(), 0xFF, gout.bytes()));
+  check(G.queue().wait());
+  const size_t ws = att.workspace_bytes();
+  const MemoryStats before = G.memory_stats();
+  check(att.forward(gout.view(DType::f32, {T, H, D}), gq.view(DType::f32, {T, H, D}), kv, s.step));
+  check(G.queue().wait());
+  const MemoryStats after = G.memory_stats();
+  CHECK(att.workspace_bytes() == ws);
+  for (int c = 0; c < kMemCategories; ++c) CHECK(after.current[c] == before.current[c]);
+  CHECK(after.peak[int(MemCategory::workspace)] == before.peak[int(MemCategory::workspace)]);
+  CHECK(after.peak_total == before.peak_total);
+  return gout.to_host();
+}
+
+// Relative L2 error of `got` against `ref`; every element of `got` must be finite.
+double rel_l2(const std::vector<float>& got, const std::vector<float>& ref) {
+  REQUIRE(got.size() == ref.size());
+  double num = 0, den = 0;
+  size_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i]) || !std::isfinite(ref[i])) {
+      ++bad;
+      continue;
+    }
+    num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  CHECK_MESSAGE(bad == 0, bad << " of " << got.size() << " outputs are not finite");
+  return bad ? std::numeric_limits<double>::infinity() : std::sqrt(num / std::max(den, 1e-30));
+}
+
+std::vector<float> random_q(std::mt19937& rng, size_t n, float stdev) {
+  std::normal_distribution<float> N(0.f, stdev);
+  std::vector<float> q(n);
+  for (auto& x : q) x = N(rng);
+  return q;
+}
+
+struct Config {
+  int H, Hkv, D;
+};
+
+struct Shape {
+  std::vector<int> q_lens, pasts;
+};
+
+std::vector<Shape> shapes() {
+  std::vector<Shape> out;
+  for (int kv : {1, 2, 15, 16, 17, 63, 64, 65, 127, 129, 255, 256, 511, 512, 1000, 2047, 4096})
+    out.push_back({{1}, {kv - 1}});  // decode of one sequence (split-K from 512 keys)
+  for (int n : {1, 17, 64, 65, 200, 1024}) out.push_back({{n}, {0}});  // prefill
+  out.push_back({{1, 7, 300}, {0, 100, 3000}});                          // ragged
+  out.push_back({{1, 1, 1, 1}, {0, 63, 1000, 4095}});                    // decode batch, empty split parts
+  out.push_back({{4, 2}, {4000, 10}});                                   // a few queries per sequence
+  out.push_back({{129}, {2000}});                                        // prefill continued
+  return out;
+}
+
+std::string shape_string(const Shape& s) {
+  std::ostringstream os;
+  os << "q_lens {";
+  for (size_t i = 0; i < s.q_lens.size(); ++i) os << (i ? ", " : "") << s.q_lens[i];
+  os << "} pasts {";
+  for (size_t i = 0; i < s.pasts.size(); ++i) os << (i ? ", " : "") << s.pasts[i];
+  os << "}";
+  return os.str();
+}
+
+AttentionParams params(const Config& c, int max_step_tokens = kMaxStepTokens) {
+  AttentionParams p;
+  p.num_heads = c.H;
+  p.num_kv_heads = c.Hkv;
+  p.head_dim = c.D;
+  p.scale = 1.f / std::sqrt(float(c.D));
+  p.max_tokens_per_step = max_step_tokens;
+  p.max_kv_len = kMaxKv;
+  return p;
+}
+
+// Runs every shape of one configuration and layout through naive CPU (reference), naive CUDA
+// (also with a workspace of two tokens, so the step is processed in many chunks) and, for
+// fp16/bf16 with head_dim 64/128, flash CUDA.
+void run_config(const Config& c, Lay lay) {
+  Device& G = *gpu();
+  Device& C = *cpu_dev();
+  const AttentionParams p = params(c);
+  std::shared_ptr<Attention> ref = registry().create_attention("naive", p, C);
+  std::shared_ptr<Attention> naive = registry().create_attention("naive", p, G);
+  std::shared_ptr<Attention> naive_small = registry().create_attention("naive", params(c, 2), G);
+  const bool flash_ok = lay != Lay::u8 && (c.D == 64 || c.D == 128);
+  std::shared_ptr<Attention> flash = flash_ok ? registry().create_attention("flash", p, G) : nullptr;
+  CHECK(naive->workspace_bytes() > 0);
+  CHECK(naive_small->workspace_bytes() < naive->workspace_bytes());
+  if (flash) CHECK(flash->workspace_bytes() > 0);
+  std::mt19937 rng(uint32_t(c.H * 1000 + c.Hkv * 100 + c.D + int(lay)));
+  for (const Shape& sh : shapes()) {
+    INFO("H=" << c.H << " Hkv=" << c.Hkv << " D=" << c.D << " " << lay_name(lay) << " " << shape_string(sh));
+    std::vector<int> kv_lens;
+    for (size_t i = 0; i < sh.q_lens.size(); ++i) kv_lens.push_back(sh.q_lens[i] + sh.pasts[i]);
+    const int bt = sh.q_lens.size() == 1 && sh.q_lens[0] == 200 ? 32 : 16;  // one shape with 32-token blocks
+    const HostKv hkv = make_kv(lay, c.Hkv, c.D, bt, kv_lens, rng);
+    const DeviceKv dkv(G, hkv);
+    const DeviceStep cs(C, sh.q_lens, sh.pasts), gs(G, sh.q_lens, sh.pasts);
+    const float q_std = sh.q_lens.size() == 3 ? 3.f : 1.f;  // peakier softmax for the ragged batch
+    const std::vector<float> q = random_q(rng, size_t(cs.step.num_tokens) * size_t(c.H) * size_t(c.D), q_std);
+    const std::vector<float> want = run_cpu(*ref, q, host_view(hkv), cs, c.H, c.D);
+    {
+      const double e = rel_l2(run_gpu(G, *naive, q, dkv.view, gs, c.H, c.D), want);
+      INFO("naive CUDA rel L2 " << e);
+      CHECK(e <= kTolNaive);
+    }
+    if (sh.q_lens.size() == 3 || (sh.q_lens.size() == 1 && sh.q_lens[0] == 1024)) {
+      const double e = rel_l2(run_gpu(G, *naive_small, q, dkv.view, gs, c.H, c.D), want);
+      INFO("naive CUDA (2-token chunks) rel L2 " << e);
+      CHECK(e <= kTolNaive);
+    }
+    if (flash) {
+      const double e = rel_l2(run_gpu(G, *flash, q, dkv.view, gs, c.H, c.D), want);
+      const double tol = lay == Lay::f16 ? kTolFlashF16 : kTolFlashBf16;
+      INFO("flash CUDA rel L2 " << e << " (tolerance " << tol << ")");
+      CHECK(e <= tol);
+    }
+  }
+}
+
+#define NEED_GPU() KVRUN_SKIP_UNLESS(gpu() != nullptr, "no CUDA device")
+
+// The CUDA runtime graph API, taken from the copy the backend module loaded (this test does not
+// link CUDA; the plugins link their own static runtime, whose launches are captured all the same
+// because capture is a property of the stream).
+struct CudaGraphApi {
+  using BeginFn = int (*)(void* stream, int mode);
+  using EndFn = int (*)(void* stream, void** graph);
+  using InstFn = int (*)(void** exec, void* graph, unsigned long long flags);
+  using LaunchFn = int (*)(void* exec, void* stream);
+  using DestroyFn = int (*)(void*);
+  BeginFn begin = nullptr;
+  EndFn end = nullptr;
+  InstFn instantiate = nullptr;
+  LaunchFn launch = nullptr;
+  DestroyFn exec_destroy = nullptr;
+  DestroyFn graph_destroy = nullptr;
+  bool ok() const { return begin && end && instantiate && launch && exec_destroy && graph_destroy; }
+};
+
+CudaGraphApi cuda_graph_api() {
+  CudaGraphApi api;
+  void* h = nullptr;
+  for (const char* name : {"libcudart.so.13", "libcudart.so.12", "libcudart.so"}) {
+    h = dlopen(name, RTLD_NOW | RTLD_NOLOAD);  // only the instance already in the process
+    if (h) break;
+  }
+  if (!h) return api;
+  api.begin = reinterpret_cast<CudaGraphApi::BeginFn>(dlsym(h, "cudaStreamBeginCapture"));
+  api.end = reinterpret_cast<CudaGraphApi::EndFn>(dlsym(h, "cudaStreamEndCapture"));
+  api.instantiate = reinterpret_cast<CudaGraphApi::InstFn>(dlsym(h, "cudaGraphInstantiate"));
+  api.launch = reinterpret_cast<CudaGraphApi::LaunchFn>(dlsym(h, "cudaGraphLaunch"));
+  api.exec_destroy = reinterpret_cast<CudaGraphApi::DestroyFn>(dlsym(h, "cudaGraphExecDestroy"));
+  api.graph_destroy = reinterpret_cast<CudaGraphApi::DestroyFn>(dlsym(h, "cudaGraphDestroy"));
+  return api;
+}
+
+}  // namespace
+
+TEST_CASE("attention plugins declare the cuda backend") {
+  for (const char* name : {"naive", "flash"}) {
+    const LoadedPlugin* lp = registry().find(PluginKind::attention, name);
+    REQUIRE(lp != nullptr);
+    INFO(lp->info.full_name());
+    CHECK(std::find(lp->info.backends.begin(), lp->info.backends.end(), BackendKind::cuda) != lp->info.backends.end());
+  }
+}
+
+TEST_CASE("attention on CUDA, GQA 4:1, head_dim 128") {
+  NEED_GPU();
+  for (Lay lay : {Lay::f16, Lay::bf16, Lay::u8}) run_config({8, 2, 128}, lay);
+}
+
+TEST_CASE("attention on CUDA, MHA 1:1, head_dim 64") {
+  NEED_GPU();
+  for (Lay lay : {Lay::f16, Lay::bf16, Lay::u8}) run_config({4, 4, 64}, lay);
+}
+
+TEST_CASE("attention on CUDA, GQA 4:1, head_dim 64") {
+  NEED_GPU();
+  for (Lay lay : {Lay::f16, Lay::bf16, Lay::u8}) run_config({8, 2, 64}, lay);
+}
+
+TEST_CASE("attention on CUDA, MHA 1:1, head_dim 128") {
+  NEED_GPU();
+  for (Lay lay : {Lay::f16, Lay::u8}) run_config({4, 4, 128}, lay);
+}
+
+TEST_CASE("attention.naive on CUDA, GQA 3:1, head_dim 80") {
+  NEED_GPU();
+  for (Lay lay : {Lay::f16, Lay::u8}) run_config({6, 2, 80}, lay);
+}
+
+TEST_CASE("attention on CUDA refuses what it cannot do, clearly") {
+  NEED_GPU();
+  Device& G = *gpu();
+  {
+    AttentionParams p = params({8, 2, 96});
+    try {
+      registry().create_attention("flash", p, G);
+      FAIL("attention.flash accepted head_dim 96 on CUDA");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::usage);
+      CHECK(std::string(e.what()).find("head_dim") != std::string::npos);
+    }
+  }
+  std::mt19937 rng(5);
+  const Config c{4, 2, 64};
+  const HostKv hkv = make_kv(Lay::u8, c.Hkv, c.D, 16, {10}, rng);
+  const DeviceKv dkv(G, hkv);
+  const DeviceStep gs(G, {10}, {0});
+  Buffer<float> q(G, size_t(10 * 4 * 64), MemCategory::weights), out(G, size_t(10 * 4 * 64), MemCategory::weights);
+  {
+    std::shared_ptr<Attention> flash = registry().create_attention("flash", params(c), G);
+    const Status st = flash->forward(out.view(DType::f32, {10, 4, 64}), q.view(DType::f32, {10, 4, 64}), dkv.view, gs.step);
+    CHECK(st.kind == ErrorKind::usage);
+    CHECK(st.message.find("paged_u8_token_head") != std::string::npos);
+  }
+  {
+    AttentionParams p = params(c);
+    p.max_kv_len = 8;  // the step has 10 keys
+    std::shared_ptr<Attention> naive = registry().create_attention("naive", p, G);
+    const Status st = naive->forward(out.view(DType::f32, {10, 4, 64}), q.view(DType::f32, {10, 4, 64}), dkv.view, gs.step);
+    CHECK(st.kind == ErrorKind::usage);
+    CHECK(st.message.find("max_kv_len") != std::string::npos);
+  }
+}
+
+// End to end: cache plugins on both devices fed the same keys and values (prefill, then decode),
+// attention over their views.
+TEST_CASE("attention on CUDA over cache.fp16 and cache.int8 views") {
+  NEED_GPU();
+  Device& G = *gpu();
+  Device& C = *cpu_dev();
+  const Config c{8, 2, 128};
+  for (const char* kind : {"fp16", "int8"}) {
+    INFO("cache." << kind);
+    CacheParams cp;
+    cp.num_layers = 1;
+    cp.num_kv_heads = c.Hkv;
+    cp.head_dim = c.D;
+    cp.block_tokens = 16;
+    cp.max_tokens = 4096;
+    cp.max_seqs = 3;
+    std::shared_ptr<Cache> gcache = registry().create_cache(kind, cp, G);
+    std::shared_ptr<Cache> ccache = registry().create_cache(kind, cp, C);
+    const AttentionParams p = params(c);
+    std::shared_ptr<Attention> ref = registry().create_attention("naive", p, C);
+    std::shared_ptr<Attention> naive = registry().create_attention("naive", p, G);
+    std::shared_ptr<Attention> flash = std::string(kind) == "fp16" ? registry().create_attention("flash", p, G) : nullptr;
+    std::mt19937 rng(99);
+    const std::vector<Shape> steps = {{{300, 5, 200}, {0, 0, 0}}, {{1, 1, 1}, {300, 5, 200}}, {{3, 1, 1}, {301, 6, 201}}};
+    for (const Shape& sh : steps) {
+      INFO(shape_string(sh));
+      const DeviceStep gs(G, sh.q_lens, sh.pasts), cs(C, sh.q_lens, sh.pasts);
+      check(gcache->reserve(gs.step));
+      check(ccache->reserve(cs.step));
+      const int64_t T = gs.step.num_tokens;
+      const std::vector<float> k = random_q(rng, size_t(T) * size_t(c.Hkv) * size_t(c.D), 1.f);
+      const std::vector<float> v = random_q(rng, size_t(T) * size_t(c.Hkv) * size_t(c.D), 1.f);
+      Buffer<float> gk(G, k.size(), MemCategory::weights), gv(G, v.size(), MemCategory::weights);
+      gk.upload(k.data(), k.size());
+      gv.upload(v.data(), v.size());
+      std::vector<float> ck = k, cv = v;
+      check(gcache->append(0, gs.step, gk.view(DType::f32, {T, c.Hkv, c.D}), gv.view(DType::f32, {T, c.Hkv, c.D})));
+      check(ccache->append(0, cs.step, TensorView(ck.data(), DType::f32, {T, c.Hkv, c.D}),
+                           TensorView(cv.data(), DType::f32, {T, c.Hkv, c.D})));
+      KvView gview, cview;
+      check(gcache->view(0, gs.step, &gview));
+      check(ccache->view(0, cs.step, &cview));
+      const std::vector<float> q = random_q(rng, size_t(T) * size_t(c.H) * size_t(c.D), 1.f);
+      const std::vector<float> want = run_cpu(*ref, q, cview, cs, c.H, c.D);
+      {
+        const double e = rel_l2(run_gpu(G, *naive, q, gview, gs, c.H, c.D), want);
+        INFO("naive CUDA rel L2 " << e);
+        CHECK(e <= kTolNaive);
+      }
+      if (flash) {
+        const double e = rel_l2(run_gpu(G, *flash, q, gview, gs, c.H, c.D), want);
+        INFO("flash CUDA rel L2 " << e);
+        CHECK(e <= kTolFlashF16);
+      }
+    }
+  }
+}
+
+TEST_CASE("cache append and attention replay from a CUDA graph bit-identically") {
+  NEED_GPU();
+  const CudaGraphApi api = cuda_graph_api();
+  KVRUN_SKIP_UNLESS(api.ok(), "libcudart graph API not found in the process");
+  Device& G = *gpu();
+  const Config c{8, 2, 128};
+  CacheParams cp;
+  cp.num_layers = 1;
+  cp.num_kv_heads = c.Hkv;
+  cp.head_dim = c.D;
+  cp.block_tokens = 16;
+  cp.max_tokens = 4096;
+  cp.max_seqs = 3;
+  std::shared_ptr<Cache> cache = registry().create_cache("fp16", cp, G);
+  const AttentionParams p = params(c, 4096);
+  std::shared_ptr<Attention> naive = registry().create_attention("naive", p, G);
+  std::shared_ptr<Attention> flash = registry().create_attention("flash", p, G);
+  std::mt19937 rng(7);
+  auto append_random = [&](const DeviceStep& s) {
+    const int64_t T = s.step.num_tokens;
+    const std::vector<float> k = random_q(rng, size_t(T) * size_t(c.Hkv) * size_t(c.D), 1.f);
+    const std::vector<float> v = random_q(rng, size_t(T) * size_t(c.Hkv) * size_t(c.D), 1.f);
+    Buffer<float> gk(G, k.size(), MemCategory::weights), gv(G, v.size(), MemCategory::weights);
+    gk.upload(k.data(), k.size());
+    gv.upload(v.data(), v.size());
+    check(cache->append(0, s.step, gk.view(DType::f32, {T, c.Hkv, c.D}), gv.view(DType::f32, {T, c.Hkv, c.D})));
+    check(G.queue().wait());
+  };
+  const DeviceStep prefill(G, {200, 5, 3000}, {0, 0, 0});
+  check(cache->reserve(prefill.step));
+  append_random(prefill);
+  // The decode step (flash takes the split-K path at 3001 keys: 6 blocks on a whole GPU).
+  const DeviceStep dec(G, {1, 1, 1}, {200, 5, 3000});
+  check(cache->reserve(dec.step));
+  const int64_t T = 3;
+  const std::vector<float> kh = random_q(rng, size_t(T * c.Hkv * c.D), 1.f), vh = random_q(rng, size_t(T * c.Hkv * c.D), 1.f);
+  const std::vector<float> qh = random_q(rng, size_t(T * c.H * c.D), 1.f);
+  Buffer<float> k(G, kh.size(), MemCategory::weights), v(G, vh.size(), MemCategory::weights),
+      q(G, qh.size(), MemCategory::weights), out_f(G, qh.size(), MemCategory::weights),
+      out_n(G, qh.size(), MemCategory::weights);
+  k.upload(kh.data(), kh.size());
+  v.upload(vh.data(), vh.size());
+  q.upload(qh.data(), qh.size());
+  auto step = [&] {
+    check(cache->append(0, dec.step, k.view(DType::f32, {T, c.Hkv, c.D}), v.view(DType::f32, {T, c.Hkv, c.D})));
+    KvView kv;
+    check(cache->view(0, dec.step, &kv));
+    check(flash->forward(out_f.view(DType::f32, {T, c.H, c.D}), q.view(DType::f32, {T, c.H, c.D}), kv, dec.step));
+    check(naive->forward(out_n.view(DType::f32, {T, c.H, c.D}), q.view(DType::f32, {T, c.H, c.D}), kv, dec.step));
+  };
+  auto poison = [&] {
+    check(G.queue().fill_bytes(out_f.data(), 0xFF, out_f.bytes()));
+    check(G.queue().fill_bytes(out_n.data(), 0xFF, out_n.bytes()));
+  };
+  poison();
+  step();
+  const std::vector<float> f_eager = out_f.to_host(), n_eager = out_n.to_host();
+  CHECK(rel_l2(f_eager, n_eager) <= kTolFlashF16);
+  poison();
+  check(G.queue().wait());
+  void* stream = G.queue().native_handle();
+  REQUIRE(api.begin(stream, 0 /* cudaStreamCaptureModeGlobal: an allocation or host sync would fail */) == 0);
+  step();
+  void* graph = nullptr;
+  REQUIRE(api.end(stream, &graph) == 0);
+  void* exec = nullptr;
+  REQUIRE(api.instantiate(&exec, graph, 0) == 0);
+  for (int rep = 0; rep < 3; ++rep) {
+    poison();
+    REQUIRE(api.launch(exec, stream) == 0);
+    check(G.queue().wait());
+    const std::vector<float> f = out_f.to_host(), n = out_n.to_host();
+    CHECK(std::memcmp(f.data(), f_eager.data(), f.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(n.data(), n_eager.data(), n.size() * sizeof(float)) == 0);
+  }
+  api.exec_destroy(exec);
+  api.graph_destroy(graph);
+}

@@ -1,0 +1,83 @@
+// cache.fp16 — CUDA append kernel: one warp per (token, KV head) row converts head_dim f32 values
+// to fp16 (round to nearest even, the same kvrun::f32_to_f16 as the CPU code, so the blocks are
+// bit-identical) and stores them at the token's slot of its sequence's paged block.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "cache_fp16_cuda.hpp"
+#include "kvrun/dtype.hpp"
+#include "kvrun/error.hpp"
+
+namespace kvrun::cache_fp16_cuda {
+namespace {
+
+constexpr int kWarpsPerBlock = 4;
+
+void check_cuda(cudaError_t err, const char* what) {
+  if (err != cudaSuccess)
+    fail(ErrorKind::device, std::string("cache.fp16 (CUDA): ") + what + ": " + cudaGetErrorName(err) + " (" +
+                                cudaGetErrorString(err) + ")");
+}
+
+// Makes `device` current for the launches of one call and restores the previous one.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    check_cuda(cudaGetDevice(&prev_), "cudaGetDevice");
+    if (prev_ != device) check_cuda(cudaSetDevice(device), "cudaSetDevice");
+    changed_ = prev_ != device;
+  }
+  ~DeviceScope() {
+    if (changed_) (void)cudaSetDevice(prev_);
+  }
+
+ private:
+  int prev_ = 0;
+  bool changed_ = false;
+};
+
+// grid: ceil(num_tokens * num_kv_heads / kWarpsPerBlock) blocks of kWarpsPerBlock warps.
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
+              const float* __restrict__ v,          // [num_tokens, H, D] f32
+              uint16_t* __restrict__ k_cache,       // [num_blocks, H, bt, D] fp16 bits
+              uint16_t* __restrict__ v_cache,       // [num_blocks, H, bt, D] fp16 bits
+              const int32_t* __restrict__ table,    // [num_seqs, max_blocks]
+              const int32_t* __restrict__ token_seq,  // [num_tokens]
+              const int32_t* __restrict__ positions,  // [num_tokens]
+              int max_blocks, int num_tokens, int H, int D, int bt) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);  // token * H + head
+  if (row >= int64_t(num_tokens) * H) return;
+  const int t = int(row / H), h = int(row % H);
+  const int s = token_seq[t], pos = positions[t];
+  const int32_t block = table[int64_t(s) * max_blocks + pos / bt];
+  const int64_t dst = ((int64_t(block) * H + h) * bt + pos % bt) * D;
+  const int64_t src = row * D;
+  for (int d = lane; d < D; d += 32) {
+    k_cache[dst + d] = f32_to_f16(k[src + d]);
+    v_cache[dst + d] = f32_to_f16(v[src + d]);
+  }
+}
+
+}  // namespace
+
+void prepare(int device) {
+  DeviceScope scope(device);
+  cudaFuncAttributes attr;
+  check_cuda(cudaFuncGetAttributes(&attr, append_kernel), "loading the append kernel");
+}
+
+void append(const AppendArgs& a, int device, void* stream) {
+  if (a.num_tokens == 0) return;
+  DeviceScope scope(device);
+  const int64_t rows = int64_t(a.num_tokens) * a.num_kv_heads;
+  const unsigned blocks = unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  append_kernel<<<blocks, kWarpsPerBlock * 32, 0, static_cast<cudaStream_t>(stream)>>>(
+      a.k, a.v, a.k_cache, a.v_cache, a.block_table, a.token_seq, a.positions, a.max_blocks, a.num_tokens,
+      a.num_kv_heads, a.head_dim, a.block_tokens);
+  check_cuda(cudaGetLastError(), "launch of append_kernel");
+}
+
+}  // namespace kvrun::cache_fp16_cuda

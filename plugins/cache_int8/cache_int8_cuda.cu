@@ -1,0 +1,116 @@
+// cache.int8 — CUDA quantize-on-write: one warp per (token, KV head) row. The lanes find the row's
+// range [lo, hi] (a warp reduction with the same comparisons as int8kv::range_update: min/max are
+// exact and order-independent), then every lane calls the shared int8kv::row_params and
+// int8kv::quantize_value of quantize.hpp, so codes, scales and zero points are bit-identical to
+// the CPU's int8kv::quantize_row. This file is compiled with -fmad=false and without fast-math
+// (IEEE division, no contraction), see meson.build.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "cache_int8_cuda.hpp"
+#include "kvrun/dtype.hpp"
+#include "kvrun/error.hpp"
+#include "quantize.hpp"
+
+#if defined(__CUDA_ARCH__) && (defined(__USE_FAST_MATH__) || defined(__CUDA_FTZ))
+#error "cache_int8_cuda.cu must be compiled without fast-math and without flush-to-zero (exact SPECS arithmetic)"
+#endif
+
+namespace kvrun::cache_int8_cuda {
+namespace {
+
+constexpr int kWarpsPerBlock = 4;
+
+void check_cuda(cudaError_t err, const char* what) {
+  if (err != cudaSuccess)
+    fail(ErrorKind::device, std::string("cache.int8 (CUDA): ") + what + ": " + cudaGetErrorName(err) + " (" +
+                                cudaGetErrorString(err) + ")");
+}
+
+// Makes `device` current for the launches of one call and restores the previous one.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    check_cuda(cudaGetDevice(&prev_), "cudaGetDevice");
+    if (prev_ != device) check_cuda(cudaSetDevice(device), "cudaSetDevice");
+    changed_ = prev_ != device;
+  }
+  ~DeviceScope() {
+    if (changed_) (void)cudaSetDevice(prev_);
+  }
+
+ private:
+  int prev_ = 0;
+  bool changed_ = false;
+};
+
+// Quantizes one row x[D] (all 32 lanes of the warp call it) into q[D], *scale, *zero.
+__device__ void quantize_row_warp(const float* __restrict__ x,  // [D] f32
+                                  int D, int lane,
+                                  uint8_t* __restrict__ q,       // [D] codes
+                                  uint16_t* __restrict__ scale,  // [1] fp16 bits
+                                  uint8_t* __restrict__ zero) {  // [1]
+  float lo = 0.f, hi = 0.f;  // the range always holds 0
+  for (int d = lane; d < D; d += 32) int8kv::range_update(x[d], &lo, &hi);
+  for (int off = 16; off > 0; off >>= 1) {
+    const float olo = __shfl_xor_sync(0xffffffffu, lo, off);
+    const float ohi = __shfl_xor_sync(0xffffffffu, hi, off);
+    int8kv::range_update(olo, &lo, &hi);
+    int8kv::range_update(ohi, &lo, &hi);
+  }
+  float s, z;
+  uint16_t s_bits;
+  int8kv::row_params(lo, hi, &s, &s_bits, &z);
+  for (int d = lane; d < D; d += 32) q[d] = int8kv::quantize_value(x[d], s, z);
+  if (lane == 0) {
+    *scale = s_bits;
+    *zero = uint8_t(z);
+  }
+}
+
+// grid: ceil(num_tokens * num_kv_heads / kWarpsPerBlock) blocks of kWarpsPerBlock warps.
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
+              const float* __restrict__ v,          // [num_tokens, H, D] f32
+              uint8_t* __restrict__ k_cache,        // [num_blocks, H, bt, D] codes
+              uint8_t* __restrict__ v_cache,        // [num_blocks, H, bt, D] codes
+              uint16_t* __restrict__ k_scale,       // [num_blocks, H, bt] fp16 bits
+              uint16_t* __restrict__ v_scale,       // [num_blocks, H, bt] fp16 bits
+              uint8_t* __restrict__ k_zero,         // [num_blocks, H, bt]
+              uint8_t* __restrict__ v_zero,         // [num_blocks, H, bt]
+              const int32_t* __restrict__ table,    // [num_seqs, max_blocks]
+              const int32_t* __restrict__ token_seq,  // [num_tokens]
+              const int32_t* __restrict__ positions,  // [num_tokens]
+              int max_blocks, int num_tokens, int H, int D, int bt) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);  // token * H + head
+  if (row >= int64_t(num_tokens) * H) return;  // whole warp leaves together
+  const int t = int(row / H), h = int(row % H);
+  const int s = token_seq[t], pos = positions[t];
+  const int32_t block = table[int64_t(s) * max_blocks + pos / bt];
+  const int64_t r = (int64_t(block) * H + h) * bt + pos % bt;  // metadata row
+  quantize_row_warp(k + row * D, D, lane, k_cache + r * D, k_scale + r, k_zero + r);
+  quantize_row_warp(v + row * D, D, lane, v_cache + r * D, v_scale + r, v_zero + r);
+}
+
+}  // namespace
+
+void prepare(int device) {
+  DeviceScope scope(device);
+  cudaFuncAttributes attr;
+  check_cuda(cudaFuncGetAttributes(&attr, append_kernel), "loading the append kernel");
+}
+
+void append(const AppendArgs& a, int device, void* stream) {
+  if (a.num_tokens == 0) return;
+  DeviceScope scope(device);
+  const int64_t rows = int64_t(a.num_tokens) * a.num_kv_heads;
+  const unsigned blocks = unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  append_kernel<<<blocks, kWarpsPerBlock * 32, 0, static_cast<cudaStream_t>(stream)>>>(
+      a.k, a.v, a.k_cache, a.v_cache, a.k_scale, a.v_scale, a.k_zero, a.v_zero, a.block_table, a.token_seq,
+      a.positions, a.max_blocks, a.num_tokens, a.num_kv_heads, a.head_dim, a.block_tokens);
+  check_cuda(cudaGetLastError(), "launch of append_kernel");
+}
+
+}  // namespace kvrun::cache_int8_cuda

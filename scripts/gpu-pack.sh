@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Prepares what a run on the GPU machine needs and cannot find there (see docs/GPU.md):
+#   build-cuda/   this tree built here with -Dcuda=enabled (sm_80 + sm_90)
+#   .carry/lib/   shared libraries the GPU machine lacks (toml++, utf8proc)
+#   .fixtures/    copies of the fixture models named on the command line (../shared does not travel)
+# Usage: scripts/gpu-pack.sh [model ...]      e.g. scripts/gpu-pack.sh tiny-qwen2 tiny-qwen1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/cuda/bin:$PATH
+[ -f build-cuda/build.ninja ] || meson setup build-cuda -Dcuda=enabled
+ninja -C build-cuda
+mkdir -p .carry/lib
+for lib in libtomlplusplus.so.3 libutf8proc.so.2; do
+  cp -L "/usr/lib/x86_64-linux-gnu/$lib" .carry/lib/
+done
+rm -rf .fixtures && mkdir -p .fixtures/models .fixtures/data
+for m in "$@"; do cp -r "../shared/models/$m" .fixtures/models/; done
+cp ../shared/data/pystdlib-valid.txt .fixtures/data/
+du -sh build-cuda .carry .fixtures

@@ -1,0 +1,828 @@
+// The CUDA backend against the CPU backend: every op on random inputs, with the tolerance stated
+// at each check; memory accounting, the limit and the out-of-memory message; a decode step
+// captured in a CUDA graph. Outputs are poisoned (all bits set: NaN for floats, -1 for ids) before
+// each op, so an element the kernel forgot to write fails the comparison.
+//
+// Without a CUDA device every case prints "skipped: no CUDA device" and returns.
+#include <doctest/doctest.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iterator>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fixtures.hpp"
+#include "kvrun/cpu/cpu.hpp"
+#include "kvrun/device.hpp"
+#include "kvrun/ops.hpp"
+#include "kvrun/sampler.hpp"
+#include "kvrun/select.hpp"
+
+using namespace kvrun;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Devices
+
+std::vector<std::string> cuda_dirs() { return {std::string(KVRUN_BUILD_ROOT) + "/backends/cuda"}; }
+
+// cuda:0, opened once; null when the machine has no usable CUDA device (the module must exist:
+// it is built whenever this test is).
+std::shared_ptr<Device> gpu() {
+  static std::shared_ptr<Device> dev = [] {
+    const std::string module = cuda_dirs()[0] + "/kvrun_backend_cuda.so";
+    REQUIRE_MESSAGE(std::filesystem::exists(module), "the CUDA backend module was not built: " << module);
+    std::string why;
+    std::vector<DeviceInfo> devs = cuda_devices(cuda_dirs(), &why);
+    if (devs.empty()) {
+      std::fprintf(stderr, "test_cuda_ops: no CUDA device: %s\n", why.c_str());
+      return std::shared_ptr<Device>();
+    }
+    DeviceRequest req;
+    req.spec = "cuda:0";
+    req.search_dirs = cuda_dirs();
+    return open_device(req);
+  }();
+  return dev;
+}
+
+std::shared_ptr<Device> cpu_dev() {
+  static std::shared_ptr<Device> dev = cpu::make_cpu_device(0);
+  return dev;
+}
+
+#define NEED_GPU()                                             \
+  std::shared_ptr<Device> g_dev = gpu();                       \
+  KVRUN_SKIP_UNLESS(g_dev != nullptr, "no CUDA device");       \
+  Device& G = *g_dev;                                          \
+  Ops& gops = G.ops();                                         \
+  Ops& cops = cpu_dev()->ops();                                    \
+  (void)gops;                                                  \
+  (void)cops
+
+// ---------------------------------------------------------------------------------------------
+// Host data in any float dtype
+
+std::vector<uint8_t> encode(const std::vector<float>& v, DType t) {
+  std::vector<uint8_t> out(v.size() * dtype_size(t));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (t == DType::f32) {
+      std::memcpy(out.data() + 4 * i, &v[i], 4);
+    } else {
+      uint16_t h = t == DType::bf16 ? f32_to_bf16(v[i]) : f32_to_f16(v[i]);
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+  }
+  return out;
+}
+
+std::vector<float> decode(const std::vector<uint8_t>& b, DType t) {
+  std::vector<float> out(b.size() / dtype_size(t));
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (t == DType::f32) {
+      std::memcpy(&out[i], b.data() + 4 * i, 4);
+    } else {
+      uint16_t h;
+      std::memcpy(&h, b.data() + 2 * i, 2);
+      out[i] = t == DType::bf16 ? bf16_to_f32(h) : f16_to_f32(h);
+    }
+  }
+  return out;
+}
+
+std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+template <class T>
+Buffer<T> to_gpu(Device& dev, const std::vector<T>& v) {
+  Buffer<T> b(dev, v.size(), MemCategory::workspace);
+  b.upload(v.data(), v.size());
+  return b;
+}
+
+template <class T>
+void poison(Device& dev, Buffer<T>& b) {
+  check(dev.queue().fill_bytes(b.data(), 0xFF, b.bytes()));
+}
+
+template <class T>
+TensorView hview(std::vector<T>& v, DType t, std::initializer_list<int64_t> dims) {
+  return TensorView(v.data(), t, dims, MemSpace::host);
+}
+
+struct Diff {
+  double rel_l2 = 0;   // ||got − ref|| / ||ref||
+  double max_abs = 0;  // max |got − ref|
+  size_t nonfinite = 0;  // elements of got that are NaN/inf where ref is finite (unwritten: NaN)
+};
+
+Diff diff(const std::vector<float>& got, const std::vector<float>& ref) {
+  REQUIRE(got.size() == ref.size());
+  Diff d;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i]) && std::isfinite(ref[i])) {
+      ++d.nonfinite;
+      continue;
+    }
+    double e = double(got[i]) - double(ref[i]);
+    num += e * e;
+    den += double(ref[i]) * ref[i];
+    d.max_abs = std::max(d.max_abs, std::fabs(e));
+  }
+  d.rel_l2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  return d;
+}
+
+std::string show(const Diff& d) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "rel_l2 %.3g, max_abs %.3g, non-finite %zu", d.rel_l2, d.max_abs, d.nonfinite);
+  return buf;
+}
+
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CUDA runtime for the graph test, taken from the copy the backend module already loaded
+// (the test itself does not link CUDA).
+
+struct CudaGraphApi {
+  using BeginFn = int (*)(void* stream, int mode);
+  using EndFn = int (*)(void* stream, void** graph);
+  using InstFn = int (*)(void** exec, void* graph, unsigned long long flags);
+  using LaunchFn = int (*)(void* exec, void* stream);
+  using DestroyFn = int (*)(void*);
+  BeginFn begin = nullptr;
+  EndFn end = nullptr;
+  InstFn instantiate = nullptr;
+  LaunchFn launch = nullptr;
+  DestroyFn exec_destroy = nullptr;
+  DestroyFn graph_destroy = nullptr;
+  bool ok() const { return begin && end && instantiate && launch && exec_destroy && graph_destroy; }
+};
+
+CudaGraphApi cuda_graph_api() {
+  CudaGraphApi api;
+  void* h = nullptr;
+  for (const char* name : {"libcudart.so.13", "libcudart.so.12", "libcudart.so"}) {
+    h = dlopen(name, RTLD_NOW | RTLD_NOLOAD);  // only the instance already in the process
+    if (h) break;
+  }
+  if (!h) return api;
+  api.begin = reinterpret_cast<CudaGraphApi::BeginFn>(dlsym(h, "cudaStreamBeginCapture"));
+  api.end = reinterpret_cast<CudaGraphApi::EndFn>(dlsym(h, "cudaStreamEndCapture"));
+  api.instantiate = reinterpret_cast<CudaGraphApi::InstFn>(dlsym(h, "cudaGraphInstantiate"));
+  api.launch = reinterpret_cast<CudaGraphApi::LaunchFn>(dlsym(h, "cudaGraphLaunch"));
+  api.exec_destroy = reinterpret_cast<CudaGraphApi::DestroyFn>(dlsym(h, "cudaGraphExecDestroy"));
+  api.graph_destroy = reinterpret_cast<CudaGraphApi::DestroyFn>(dlsym(h, "cudaGraphDestroy"));
+  return api;
+}
+
+}  // namespace
+
+// =============================================================================================
+
+TEST_CASE("cuda: device info") {
+  NEED_GPU();
+  const DeviceInfo& info = G.info();
+  MESSAGE("device: " << info.name << " — " << info.description);
+  CHECK(info.backend == BackendKind::cuda);
+  CHECK(info.name == "cuda:0");
+  CHECK(info.index == 0);
+  CHECK(info.total_memory > 0);
+  CHECK(info.cc_major >= 8);  // built for sm_80 and sm_90
+  CHECK(info.description.find("sm_" + std::to_string(info.cc_major) + std::to_string(info.cc_minor)) !=
+        std::string::npos);
+  CHECK(G.space() == MemSpace::device);
+  CHECK(G.queue().native_handle() != nullptr);
+}
+
+TEST_CASE("cuda: queue copies, fills and events") {
+  NEED_GPU();
+  std::vector<float> h = randn(1000, 1);
+  Buffer<float> a(G, 1000, MemCategory::workspace), b(G, 1000, MemCategory::workspace);
+  a.upload(h.data(), h.size());
+  check(G.queue().copy_d2d(b.data(), a.data(), a.bytes()));
+  Event ev;
+  check(G.queue().record(&ev));
+  CHECK(ev.handle != nullptr);
+  check(G.queue().record(&ev));  // the same Event records again
+  CHECK(bitwise_equal(b.to_host(), h));
+  check(G.queue().fill_bytes(b.data(), 0, b.bytes()));
+  std::vector<float> z = b.to_host();
+  CHECK(std::all_of(z.begin(), z.end(), [](float v) { return v == 0.f; }));
+  // copy_d2h leaves the data valid on return
+  std::vector<float> part(10, -1.f);
+  check(G.queue().copy_d2h(part.data(), a.data() + 500, 10 * sizeof(float)));
+  CHECK(std::equal(part.begin(), part.end(), h.begin() + 500));
+}
+
+TEST_CASE("cuda: memory accounting per category, peaks, limit and out-of-memory message") {
+  NEED_GPU();
+  G.set_memory_limit(0);
+  const MemoryStats s0 = G.memory_stats();
+  const size_t base_total = s0.current[0] + s0.current[1] + s0.current[2];
+  {
+    // Accounting counts the bytes asked for (not the rounded blocks).
+    Buffer<uint8_t> w(G, 10'000'001, MemCategory::weights);
+    Buffer<uint8_t> kv(G, 20'000'000, MemCategory::kv_cache);
+    Buffer<uint8_t> ws(G, 5'000'003, MemCategory::workspace);
+    MemoryStats s = G.memory_stats();
+    CHECK(s.current[0] == s0.current[0] + 10'000'001);
+    CHECK(s.current[1] == s0.current[1] + 20'000'000);
+    CHECK(s.current[2] == s0.current[2] + 5'000'003);
+    CHECK(s.peak[1] >= s.current[1]);
+    CHECK(s.peak_total >= base_total + 35'000'004);
+    { Buffer<uint8_t> tmp(G, 1000, MemCategory::kv_cache); }
+    CHECK(G.memory_stats().current[1] == s0.current[1] + 20'000'000);
+  }
+  MemoryStats s1 = G.memory_stats();
+  for (int c = 0; c < kMemCategories; ++c) CHECK(s1.current[c] == s0.current[c]);
+  CHECK(s1.peak_total >= base_total + 35'000'004);  // the peak stays
+  G.reset_peak();
+  MemoryStats s2 = G.memory_stats();
+  CHECK(s2.peak_total == base_total);
+  for (int c = 0; c < kMemCategories; ++c) CHECK(s2.peak[c] == s2.current[c]);
+
+  // The limit caps what the pool holds; it is checked before CUDA is asked.
+  const size_t mib = size_t(1) << 20;
+  const size_t limit = base_total + 64 * mib + mib;  // + slack for block rounding of what is held
+  G.set_memory_limit(limit);
+  CHECK(G.memory_stats().limit == limit);
+  CHECK(G.available_memory() <= limit);
+  {
+    Buffer<uint8_t> a(G, 32 * mib, MemCategory::weights);  // fits
+    void* p = nullptr;
+    Status st = G.allocate(48 * mib, MemCategory::kv_cache, &p);  // 32 + 48 > 64
+    CHECK(p == nullptr);
+    CHECK(st.kind == ErrorKind::device);
+    MESSAGE("limit OOM message: " << st.message);
+    CHECK(st.message.find("cuda:0: out of memory allocating 48.00 MiB for kv_cache") == 0);
+    CHECK(st.message.find("held: weights") != std::string::npos);
+    CHECK(st.message.find("kv_cache") != std::string::npos);
+    CHECK(st.message.find("workspace") != std::string::npos);
+    CHECK(st.message.find("limit " + format_bytes(limit)) != std::string::npos);
+    CHECK(st.message.find("raise backend.memory_limit") != std::string::npos);
+    // and through Buffer: an Error of kind device
+    bool threw = false;
+    try {
+      Buffer<uint8_t> b(G, 48 * mib, MemCategory::kv_cache);
+    } catch (const Error& e) {
+      threw = true;
+      CHECK(e.kind() == ErrorKind::device);
+    }
+    CHECK(threw);
+    Buffer<uint8_t> c(G, 16 * mib, MemCategory::kv_cache);  // still fits
+  }
+  G.set_memory_limit(0);
+
+  // Beyond the device itself: CUDA's own out-of-memory becomes the same kind of message.
+  void* p = nullptr;
+  Status st = G.allocate(G.info().total_memory * 2, MemCategory::kv_cache, &p);
+  CHECK(p == nullptr);
+  CHECK(st.kind == ErrorKind::device);
+  MESSAGE("device OOM message: " << st.message);
+  CHECK(st.message.find("cuda:0: out of memory allocating") == 0);
+  CHECK(st.message.find("for kv_cache") != std::string::npos);
+  // The device still works afterwards.
+  Buffer<float> ok(G, 1000, MemCategory::workspace);
+  check(G.queue().fill_bytes(ok.data(), 0, ok.bytes()));
+  check(G.queue().wait());
+}
+
+// ---------------------------------------------------------------------------------------------
+// matmul
+
+namespace {
+
+// One matmul on both backends; returns (gpu, cpu) results.
+void run_matmul(Device& G, Ops& gops, Ops& cops, int64_t M, int64_t N, int64_t K, DType wt, bool with_bias, DType bt,
+                uint64_t seed, const std::vector<float>* x_override, std::vector<float>* got, std::vector<float>* ref) {
+  std::vector<float> x = x_override ? *x_override : randn(size_t(M * K), seed);
+  std::vector<uint8_t> w = encode(randn(size_t(N * K), seed + 1, 1.f / std::sqrt(float(K))), wt);
+  std::vector<uint8_t> b = encode(randn(size_t(N), seed + 2), bt);
+  std::vector<float> yc(size_t(M * N), NAN);
+
+  TensorView cb = hview(b, bt, {N});
+  check(cops.matmul(hview(yc, DType::f32, {M, N}), hview(x, DType::f32, {M, K}), hview(w, wt, {N, K}),
+                    with_bias ? &cb : nullptr));
+
+  Buffer<float> dx = to_gpu(G, x);
+  Buffer<uint8_t> dw = to_gpu(G, w);
+  Buffer<uint8_t> db = to_gpu(G, b);
+  Buffer<float> dy(G, size_t(M * N), MemCategory::workspace);
+  poison(G, dy);
+  TensorView gb = db.view(bt, {N});
+  check(gops.matmul(dy.view(DType::f32, {M, N}), dx.view(DType::f32, {M, K}), dw.view(wt, {N, K}),
+                    with_bias ? &gb : nullptr));
+  *got = dy.to_host();
+  *ref = yc;
+}
+
+}  // namespace
+
+TEST_CASE("cuda: matmul vs CPU, every weight dtype, GEMV (M ≤ 8) and cuBLAS (M > 8) paths") {
+  NEED_GPU();
+  // Tolerances (relative L2 error of y against the CPU backend with the same weights):
+  //   M ≤ 8  GEMV: fp32 activations × exact weights, fp32 accumulation → ≤ 1e-5 (order of sums only)
+  //   M > 8  f32 weights: cuBLAS SGEMM (no TF32) → ≤ 1e-5
+  //   M > 8  bf16/f16 weights: activations rounded to bf16/f16 for the tensor-core GEMM → ≤ 1e-2
+  struct Shape {
+    int64_t N, K;
+  };
+  const Shape shapes[] = {{37, 53},     // odd N and K: scalar GEMV path
+                          {129, 200},   // K multiple of 8: vector loads
+                          {8, 4096},    // few rows: K split over warps
+                          {1000, 1027}, // odd K, wider
+                          {515, 256}};
+  uint64_t seed = 100;
+  for (DType wt : {DType::bf16, DType::f16, DType::f32}) {
+    for (int64_t M : {1, 2, 7, 64, 300}) {
+      for (const Shape& s : shapes) {
+        for (int bias = 0; bias < 2; ++bias) {
+          const DType bt = bias && s.N % 2 ? DType::bf16 : DType::f32;  // a bf16 bias too
+          std::vector<float> got, ref;
+          run_matmul(G, gops, cops, M, s.N, s.K, wt, bias != 0, bt, seed += 10, nullptr, &got, &ref);
+          const double tol = (M <= 8 || wt == DType::f32) ? 1e-5 : 1e-2;
+          Diff d = diff(got, ref);
+          INFO("w " << dtype_name(wt) << ", M " << M << ", N " << s.N << ", K " << s.K << ", bias "
+                    << (bias ? dtype_name(bt) : "none") << ": " << show(d) << " (tolerance rel_l2 ≤ " << tol << ")");
+          CHECK(d.nonfinite == 0);
+          CHECK(d.rel_l2 <= tol);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda: matmul with f16 weights keeps activations beyond the f16 range (per-row scaling)") {
+  NEED_GPU();
+  // One row of x far beyond 65504 (and a row of tiny values): the f16 cuBLAS path scales rows by a
+  // power of two, so y stays finite and within the bf16/f16 tolerance (rel_l2 ≤ 1e-2 per row).
+  const int64_t M = 16, N = 64, K = 256;
+  std::vector<float> x = randn(size_t(M * K), 7);
+  for (int64_t k = 0; k < K; ++k) x[size_t(3 * K + k)] *= 1e6f;
+  for (int64_t k = 0; k < K; ++k) x[size_t(5 * K + k)] *= 1e-6f;
+  std::vector<float> got, ref;
+  run_matmul(G, gops, cops, M, N, K, DType::f16, true, DType::f16, 8, &x, &got, &ref);
+  for (int64_t m = 0; m < M; ++m) {
+    std::vector<float> g(got.begin() + m * N, got.begin() + (m + 1) * N), r(ref.begin() + m * N, ref.begin() + (m + 1) * N);
+    Diff d = diff(g, r);
+    INFO("row " << m << ": " << show(d));
+    CHECK(d.nonfinite == 0);
+    CHECK(d.rel_l2 <= 1e-2);
+  }
+}
+
+TEST_CASE("cuda: matmul GEMV reads exactly the given rows of a sliced x") {
+  NEED_GPU();
+  // x is a view starting at row 3 of a larger buffer (not 16-byte aligned when K·4 is not):
+  // both the vector and the scalar paths must give the CPU result (rel_l2 ≤ 1e-5).
+  for (int64_t K : {64, 60, 61}) {
+    const int64_t rows = 8, M = 3, N = 77;
+    std::vector<float> xa = randn(size_t(rows * K), 21);
+    std::vector<uint8_t> w = encode(randn(size_t(N * K), 22), DType::bf16);
+    std::vector<float> xs(xa.begin() + 3 * K, xa.begin() + (3 + M) * K);
+    std::vector<float> yc(size_t(M * N));
+    check(cops.matmul(hview(yc, DType::f32, {M, N}), hview(xs, DType::f32, {M, K}), hview(w, DType::bf16, {N, K}),
+                      nullptr));
+    Buffer<float> dx = to_gpu(G, xa);
+    Buffer<uint8_t> dw = to_gpu(G, w);
+    Buffer<float> dy(G, size_t(M * N), MemCategory::workspace);
+    poison(G, dy);
+    check(gops.matmul(dy.view(DType::f32, {M, N}), dx.view(DType::f32, {rows, K}).slice_rows(3, M),
+                      dw.view(DType::bf16, {N, K}), nullptr));
+    Diff d = diff(dy.to_host(), yc);
+    INFO("K " << K << ": " << show(d));
+    CHECK(d.nonfinite == 0);
+    CHECK(d.rel_l2 <= 1e-5);
+  }
+}
+
+TEST_CASE("cuda: matmul rejects mismatched shapes with a message") {
+  NEED_GPU();
+  Buffer<float> x(G, 12, MemCategory::workspace), y(G, 12, MemCategory::workspace), w(G, 12, MemCategory::workspace);
+  Status st = gops.matmul(y.view(DType::f32, {3, 4}), x.view(DType::f32, {3, 4}), w.view(DType::f32, {4, 3}), nullptr);
+  CHECK_FALSE(st.ok());
+  MESSAGE(st.message);
+  CHECK(st.message.find("K") != std::string::npos);
+  // a host view is refused, not dereferenced
+  std::vector<float> hx(12);
+  st = gops.matmul(y.view(DType::f32, {3, 4}), hview(hx, DType::f32, {3, 4}), w.view(DType::f32, {4, 3}), nullptr);
+  CHECK_FALSE(st.ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// rms_norm, add, silu_mul, scale_rows
+
+TEST_CASE("cuda: rms_norm vs CPU (f32/bf16/f16 weight; in place too)") {
+  NEED_GPU();
+  // Tolerance: |Δ| ≤ 1e-5 · (1 + |ref|) per element (fp32 sums in a different order).
+  for (DType wt : {DType::f32, DType::bf16, DType::f16}) {
+    for (int64_t D : {64, 1001, 4096}) {
+      const int64_t M = 5;
+      std::vector<float> x = randn(size_t(M * D), 31, 3.f);
+      std::vector<uint8_t> w = encode(randn(size_t(D), 32), wt);
+      std::vector<float> yc(size_t(M * D));
+      check(cops.rms_norm(hview(yc, DType::f32, {M, D}), hview(x, DType::f32, {M, D}), hview(w, wt, {D}), 1e-6f));
+      Buffer<float> dx = to_gpu(G, x);
+      Buffer<uint8_t> dw = to_gpu(G, w);
+      Buffer<float> dy(G, size_t(M * D), MemCategory::workspace);
+      poison(G, dy);
+      check(gops.rms_norm(dy.view(DType::f32, {M, D}), dx.view(DType::f32, {M, D}), dw.view(wt, {D}), 1e-6f));
+      std::vector<float> got = dy.to_host();
+      // in place: y aliases x
+      check(gops.rms_norm(dx.view(DType::f32, {M, D}), dx.view(DType::f32, {M, D}), dw.view(wt, {D}), 1e-6f));
+      std::vector<float> got_inplace = dx.to_host();
+      INFO("w " << dtype_name(wt) << ", D " << D << ": " << show(diff(got, yc)));
+      size_t bad = 0;
+      for (size_t i = 0; i < yc.size(); ++i)
+        if (!(std::fabs(got[i] - yc[i]) <= 1e-5f * (1.f + std::fabs(yc[i])))) ++bad;
+      CHECK(bad == 0);
+      CHECK(bitwise_equal(got, got_inplace));
+    }
+  }
+}
+
+TEST_CASE("cuda: add, silu_mul, scale_rows vs CPU") {
+  NEED_GPU();
+  const int64_t T = 7, C = 1003;
+  std::vector<float> a = randn(size_t(T * C), 41, 4.f), b = randn(size_t(T * C), 42, 4.f);
+  std::vector<float> f = randn(size_t(T), 43);
+  Buffer<float> da = to_gpu(G, a), db = to_gpu(G, b), dfac = to_gpu(G, f);
+  Buffer<float> dy(G, size_t(T * C), MemCategory::workspace);
+
+  // add: exact (one IEEE addition)
+  std::vector<float> yc(size_t(T * C));
+  check(cops.add(hview(yc, DType::f32, {T, C}), hview(a, DType::f32, {T, C}), hview(b, DType::f32, {T, C})));
+  poison(G, dy);
+  check(gops.add(dy.view(DType::f32, {T, C}), da.view(DType::f32, {T, C}), db.view(DType::f32, {T, C})));
+  CHECK(bitwise_equal(dy.to_host(), yc));
+
+  // silu_mul: |Δ| ≤ 1e-6 · (1 + |ref|) (expf may differ in the last bits)
+  check(cops.silu_mul(hview(yc, DType::f32, {T, C}), hview(a, DType::f32, {T, C}), hview(b, DType::f32, {T, C})));
+  poison(G, dy);
+  check(gops.silu_mul(dy.view(DType::f32, {T, C}), da.view(DType::f32, {T, C}), db.view(DType::f32, {T, C})));
+  std::vector<float> got = dy.to_host();
+  size_t bad = 0;
+  for (size_t i = 0; i < yc.size(); ++i)
+    if (!(std::fabs(got[i] - yc[i]) <= 1e-6f * (1.f + std::fabs(yc[i])))) ++bad;
+  INFO("silu_mul: " << show(diff(got, yc)));
+  CHECK(bad == 0);
+  // in place (out aliases gate)
+  Buffer<float> dg = to_gpu(G, a);
+  check(gops.silu_mul(dg.view(DType::f32, {T, C}), dg.view(DType::f32, {T, C}), db.view(DType::f32, {T, C})));
+  CHECK(bitwise_equal(dg.to_host(), got));
+
+  // scale_rows: exact (one multiplication), in place
+  std::vector<float> xc = a;
+  check(cops.scale_rows(hview(xc, DType::f32, {T, C}), f.data()));
+  check(gops.scale_rows(da.view(DType::f32, {T, C}), dfac.data()));
+  CHECK(bitwise_equal(da.to_host(), xc));
+}
+
+// ---------------------------------------------------------------------------------------------
+// rope
+
+namespace {
+
+// PyTorch's float32 recipe (HF rotary embedding), written out independently of both backends.
+void rope_reference(std::vector<float>& x, int64_t T, int64_t H, int64_t D, const std::vector<int32_t>& pos,
+                    const std::vector<float>* bases, float base, int rot) {
+  const int half = rot / 2;
+  for (int64_t t = 0; t < T; ++t) {
+    const float b = bases ? (*bases)[size_t(t)] : base;
+    for (int i = 0; i < half; ++i) {
+      const float inv = 1.0f / std::pow(b, float(2 * i) / float(rot));
+      const float ang = float(pos[size_t(t)]) * inv;
+      const float c = std::cos(ang), s = std::sin(ang);
+      for (int64_t h = 0; h < H; ++h) {
+        float* xh = x.data() + (t * H + h) * D;
+        const float x1 = xh[i], x2 = xh[i + half];
+        xh[i] = x1 * c - x2 * s;
+        xh[i + half] = x2 * c + x1 * s;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cuda: rope vs CPU and the PyTorch float32 recipe, positions up to 8192, per-token bases") {
+  NEED_GPU();
+  // Tolerances: max |Δ| ≤ 1e-5 for positions < 64 and ≤ 1e-3 up to 8192 (inputs ~N(0,1)): at
+  // position p an inv_freq one float ulp apart (pow rounding) moves the angle by p·ulp ≈ 5e-4.
+  // Dimensions past rot_dim must be untouched (exact).
+  const int64_t H = 4, D = 128;
+  std::vector<int32_t> pos = {0, 1, 2, 7, 31, 63, 100, 511, 1000, 2047, 4095, 4096, 6000, 8000, 8191, 8192};
+  const int64_t T = int64_t(pos.size());
+  std::vector<float> bases(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) bases[size_t(t)] = t % 3 == 0 ? 10000.f : t % 3 == 1 ? 1e6f : 35000.5f;
+  Buffer<int32_t> dpos = to_gpu(G, pos);
+  Buffer<float> dbases = to_gpu(G, bases);
+  for (int rot : {128, 64}) {
+    for (int per_token = 0; per_token < 2; ++per_token) {
+      const float base = per_token ? 0.f : 10000.f;
+      const std::vector<float>* bp = per_token ? &bases : nullptr;
+      std::vector<float> x = randn(size_t(T * H * D), 51);
+      std::vector<float> xc = x, xr = x;
+      check(cops.rope(hview(xc, DType::f32, {T, H, D}), pos.data(), bp ? bp->data() : nullptr, per_token ? 1.f : base,
+                      rot));
+      rope_reference(xr, T, H, D, pos, bp, base, rot);
+      Buffer<float> dx = to_gpu(G, x);
+      check(gops.rope(dx.view(DType::f32, {T, H, D}), dpos.data(), per_token ? dbases.data() : nullptr,
+                      per_token ? 1.f : base, rot));
+      std::vector<float> got = dx.to_host();
+      for (const auto* ref : {&xc, &xr}) {
+        double max_near = 0, max_far = 0;
+        size_t untouched_bad = 0, nonfinite = 0;
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t h = 0; h < H; ++h)
+            for (int64_t d = 0; d < D; ++d) {
+              const size_t i = size_t((t * H + h) * D + d);
+              if (!std::isfinite(got[i])) ++nonfinite;
+              const double e = std::fabs(double(got[i]) - double((*ref)[i]));
+              if (d >= rot) {
+                if (got[i] != x[i]) ++untouched_bad;
+              } else if (pos[size_t(t)] < 64) {
+                max_near = std::max(max_near, e);
+              } else {
+                max_far = std::max(max_far, e);
+              }
+            }
+        INFO("rot " << rot << (per_token ? ", per-token bases" : ", base 10000") << ", vs "
+                    << (ref == &xc ? "CPU backend" : "PyTorch recipe") << ": max |Δ| " << max_near
+                    << " (pos < 64), " << max_far << " (pos ≥ 64)");
+        CHECK(nonfinite == 0);
+        CHECK(untouched_bad == 0);
+        CHECK(max_near <= 1e-5);
+        CHECK(max_far <= 1e-3);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// embedding, gather_rows, convert
+
+TEST_CASE("cuda: embedding vs CPU (exact), every table dtype") {
+  NEED_GPU();
+  const int64_t V = 1000, D = 77;
+  std::vector<int32_t> ids = {0, 999, 5, 5, 123, 998, 1, 500, 0};
+  const int64_t T = int64_t(ids.size());
+  Buffer<int32_t> dids = to_gpu(G, ids);
+  for (DType t : {DType::f32, DType::bf16, DType::f16}) {
+    std::vector<uint8_t> table = encode(randn(size_t(V * D), 61), t);
+    std::vector<float> oc(size_t(T * D));
+    check(cops.embedding(hview(oc, DType::f32, {T, D}), hview(table, t, {V, D}), ids.data()));
+    Buffer<uint8_t> dt = to_gpu(G, table);
+    Buffer<float> dout(G, size_t(T * D), MemCategory::workspace);
+    poison(G, dout);
+    check(gops.embedding(dout.view(DType::f32, {T, D}), dt.view(t, {V, D}), dids.data()));
+    INFO("table " << dtype_name(t));
+    CHECK(bitwise_equal(dout.to_host(), oc));
+  }
+}
+
+TEST_CASE("cuda: gather_rows vs CPU and a host copy (exact; 16-byte, 4-byte and byte-wise rows)") {
+  NEED_GPU();
+  std::vector<int32_t> rows = {3, 0, 49, 3, 17, 48, 1};
+  const int64_t n = int64_t(rows.size()), R = 50;
+  Buffer<int32_t> drows = to_gpu(G, rows);
+  struct Case {
+    DType t;
+    int64_t C;
+  };
+  for (Case c : {Case{DType::f32, 64}, Case{DType::f32, 33}, Case{DType::bf16, 3}}) {
+    std::vector<uint8_t> x = encode(randn(size_t(R * c.C), 71), c.t);
+    const size_t row_bytes = size_t(c.C) * dtype_size(c.t);
+    std::vector<uint8_t> oc(size_t(n) * row_bytes);
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(oc.data() + size_t(i) * row_bytes, x.data() + size_t(rows[size_t(i)]) * row_bytes, row_bytes);
+    if (c.t == DType::f32) {  // the CPU backend agrees (activations are f32)
+      std::vector<uint8_t> cpu_out(oc.size());
+      check(cops.gather_rows(hview(cpu_out, c.t, {n, c.C}), hview(x, c.t, {R, c.C}), rows.data()));
+      CHECK(cpu_out == oc);
+    }
+    Buffer<uint8_t> dx = to_gpu(G, x);
+    Buffer<uint8_t> dout(G, oc.size(), MemCategory::workspace);
+    poison(G, dout);
+    check(gops.gather_rows(dout.view(c.t, {n, c.C}), dx.view(c.t, {R, c.C}), drows.data()));
+    INFO(dtype_name(c.t) << " rows of " << c.C);
+    CHECK(dout.to_host() == oc);
+  }
+}
+
+TEST_CASE("cuda: convert between f32, bf16 and f16 vs CPU and dtype.hpp (bitwise)") {
+  NEED_GPU();
+  std::vector<float> v = randn(4099, 81, 10.f);
+  // edge values: ties, subnormals, overflow to inf in f16, signed zero, infinities
+  const float extra[] = {0.f, -0.f, 1.f + 1.f / 256.f, 65504.f, 65520.f, 1e5f, -1e5f, 6e-8f, 3e-8f, 1e-40f,
+                         3.0e38f, -3.0e38f, INFINITY, -INFINITY, 1.00390625f, -2.0078125f};
+  v.insert(v.end(), std::begin(extra), std::end(extra));
+  const int64_t n = int64_t(v.size());
+  for (DType from : {DType::f32, DType::bf16, DType::f16}) {
+    std::vector<uint8_t> src = encode(v, from);
+    Buffer<uint8_t> dsrc = to_gpu(G, src);
+    for (DType to : {DType::f32, DType::bf16, DType::f16}) {
+      std::vector<uint8_t> expect = encode(decode(src, from), to);  // dtype.hpp conversions
+      std::vector<uint8_t> oc(size_t(n) * dtype_size(to));
+      check(cops.convert(hview(oc, to, {n}), hview(src, from, {n})));
+      Buffer<uint8_t> dout(G, oc.size(), MemCategory::workspace);
+      poison(G, dout);
+      check(gops.convert(dout.view(to, {n}), dsrc.view(from, {n})));
+      std::vector<uint8_t> got = dout.to_host();
+      INFO(dtype_name(from) << " → " << dtype_name(to));
+      CHECK(got == expect);
+      CHECK(got == oc);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sample
+
+TEST_CASE("cuda: greedy sample == CPU argmax (first maximum)") {
+  NEED_GPU();
+  const int64_t B = 5, V = 151936;
+  std::vector<float> logits = randn(size_t(B * V), 91, 3.f);
+  // row 0: a tie for the maximum → the first one; row 1: maximum at the last id; row 2: all equal;
+  // row 3: -inf everywhere but one; row 4: plain random.
+  logits[size_t(0 * V + 100)] = 50.f;
+  logits[size_t(0 * V + 90000)] = 50.f;
+  logits[size_t(1 * V + V - 1)] = 60.f;
+  std::fill(logits.begin() + 2 * V, logits.begin() + 3 * V, 0.25f);
+  std::fill(logits.begin() + 3 * V, logits.begin() + 4 * V, -INFINITY);
+  logits[size_t(3 * V + 7)] = -1e30f;
+  std::vector<SampleParams> params(static_cast<size_t>(B));  // temperature 0 = greedy
+  std::vector<int32_t> ic(static_cast<size_t>(B), -1);
+  check(cops.sample(ic.data(), hview(logits, DType::f32, {B, V}), params.data()));
+  Buffer<float> dl = to_gpu(G, logits);
+  Buffer<int32_t> dids(G, size_t(B), MemCategory::workspace);
+  poison(G, dids);
+  check(gops.sample(dids.data(), dl.view(DType::f32, {B, V}), params.data()));
+  std::vector<int32_t> got = dids.to_host();
+  CHECK(got == ic);
+  CHECK(got[0] == 100);
+  CHECK(got[1] == V - 1);
+  CHECK(got[2] == 0);
+  CHECK(got[3] == 7);
+  for (int64_t b = 0; b < B; ++b)
+    CHECK(got[size_t(b)] == sample_row(logits.data() + b * V, int32_t(V), 0.f, 0, 1.f, 0.f, 0, 0));
+}
+
+TEST_CASE("cuda: seeded top-k / top-p / min-p sampling == CPU on the same logits") {
+  NEED_GPU();
+  // Exact equality of ids is expected: both sides sort by (logit desc, id asc), compute the
+  // softmax and cumulative sums in double and use the same uniform01(seed, counter) draw.
+  struct Setting {
+    float temperature;
+    int top_k;
+    float top_p;
+    float min_p;
+  };
+  const Setting settings[] = {
+      {0.7f, 50, 1.f, 0.f},   {1.0f, 0, 0.9f, 0.f},  {1.3f, 0, 0.95f, 0.05f}, {0.8f, 20, 0.5f, 0.f},
+      {0.f, 0, 1.f, 0.f},     {1.0f, 1, 1.f, 0.f},   {1.0f, 0, 1.f, 0.f},     {2.0f, 0, 1.f, 0.2f},
+      {0.5f, 40, 0.8f, 0.1f}, {1.0f, 0, 0.f, 0.f}};
+  const int64_t B = int64_t(std::size(settings));
+  for (int64_t V : {int64_t(32000), int64_t(151936)}) {
+    std::vector<float> logits = randn(size_t(B * V), 101 + V, 2.5f);
+    // three exact ties at the top (above every random logit), to exercise the id order
+    for (int64_t b = 0; b < B; ++b) {
+      logits[size_t(b * V + 11)] = 16.f;
+      logits[size_t(b * V + 12)] = 16.f;
+      logits[size_t(b * V + V - 3)] = 16.f;
+    }
+    Buffer<float> dl = to_gpu(G, logits);
+    Buffer<int32_t> dids(G, size_t(B), MemCategory::workspace);
+    size_t compared = 0, mismatches = 0;
+    for (uint64_t counter = 0; counter < 40; ++counter) {
+      std::vector<SampleParams> params(static_cast<size_t>(B));
+      for (int64_t b = 0; b < B; ++b) {
+        const Setting& s = settings[b];
+        params[size_t(b)] = SampleParams{s.temperature, s.top_k, s.top_p, s.min_p, uint64_t(1234 + b), counter};
+      }
+      std::vector<int32_t> ic(static_cast<size_t>(B), -1);
+      check(cops.sample(ic.data(), hview(logits, DType::f32, {B, V}), params.data()));
+      poison(G, dids);
+      check(gops.sample(dids.data(), dl.view(DType::f32, {B, V}), params.data()));
+      std::vector<int32_t> got = dids.to_host();
+      for (int64_t b = 0; b < B; ++b) {
+        const SampleParams& p = params[size_t(b)];
+        const int32_t host = sample_row(logits.data() + b * V, int32_t(V), p.temperature, p.top_k, p.top_p, p.min_p,
+                                        p.seed, p.counter);
+        ++compared;
+        if (got[size_t(b)] != ic[size_t(b)] || got[size_t(b)] != host) {
+          ++mismatches;
+          MESSAGE("V " << V << " row " << b << " counter " << counter << ": cuda " << got[size_t(b)] << ", cpu ops "
+                       << ic[size_t(b)] << ", sample_row " << host);
+        }
+      }
+    }
+    INFO("V " << V << ": " << mismatches << " of " << compared << " draws differ");
+    CHECK(mismatches == 0);
+  }
+}
+
+TEST_CASE("cuda: sampling a large batch (several sort chunks) == CPU") {
+  NEED_GPU();
+  // 40 rows × 151936 candidates exceed one radix-sort chunk (2^22 items): rows are sorted in
+  // chunks; ids must still equal the CPU's. Mixed greedy and sampled rows.
+  const int64_t B = 40, V = 151936;
+  std::vector<float> logits = randn(size_t(B * V), 202, 3.f);
+  std::vector<SampleParams> params(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b)
+    params[size_t(b)] = b % 5 == 0 ? SampleParams{} : SampleParams{0.9f, int(b % 3 == 0 ? 100 : 0), 0.92f, 0.f,
+                                                                     uint64_t(77 + b), uint64_t(b * 3)};
+  std::vector<int32_t> ic(static_cast<size_t>(B), -1);
+  check(cops.sample(ic.data(), hview(logits, DType::f32, {B, V}), params.data()));
+  Buffer<float> dl = to_gpu(G, logits);
+  Buffer<int32_t> dids(G, size_t(B), MemCategory::workspace);
+  poison(G, dids);
+  check(gops.sample(dids.data(), dl.view(DType::f32, {B, V}), params.data()));
+  CHECK(dids.to_host() == ic);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CUDA graph capture
+
+TEST_CASE("cuda: a decode step captured in a CUDA graph replays bit-identically") {
+  NEED_GPU();
+  CudaGraphApi api = cuda_graph_api();
+  KVRUN_SKIP_UNLESS(api.ok(), "libcudart graph API not found in the process");
+  // One token through rms_norm → matmul (GEMV, M = 1) → rope → silu_mul → add → matmul (cuBLAS,
+  // M = 16) → greedy sample: run eagerly, then capture (global mode: any allocation or host sync
+  // inside an op would break the capture) and replay; results must match bit for bit.
+  const int64_t K = 512, N = 1024, H = 8, D = 128, M2 = 16, V = 4096;
+  std::vector<float> x = randn(size_t(K), 301);
+  std::vector<uint8_t> wn = encode(randn(size_t(K), 302), DType::bf16);
+  std::vector<uint8_t> w1 = encode(randn(size_t(N * K), 303, 0.05f), DType::bf16);
+  std::vector<uint8_t> w2 = encode(randn(size_t(V * K), 304, 0.05f), DType::bf16);
+  std::vector<float> xb = randn(size_t(M2 * K), 305);
+  std::vector<int32_t> pos = {4321};
+  Buffer<float> dx = to_gpu(G, x), dxb = to_gpu(G, xb);
+  Buffer<uint8_t> dwn = to_gpu(G, wn), dw1 = to_gpu(G, w1), dw2 = to_gpu(G, w2);
+  Buffer<int32_t> dpos = to_gpu(G, pos);
+  Buffer<float> h(G, size_t(K), MemCategory::workspace), q(G, size_t(N), MemCategory::workspace),
+      r(G, size_t(N), MemCategory::workspace), logits(G, size_t(M2 * V), MemCategory::workspace);
+  Buffer<int32_t> ids(G, size_t(M2), MemCategory::workspace);
+  std::vector<SampleParams> params(static_cast<size_t>(M2));  // greedy: nothing uploaded, capturable
+
+  auto step = [&] {
+    check(gops.rms_norm(h.view(DType::f32, {1, K}), dx.view(DType::f32, {1, K}), dwn.view(DType::bf16, {K}), 1e-6f));
+    check(gops.matmul(q.view(DType::f32, {1, N}), h.view(DType::f32, {1, K}), dw1.view(DType::bf16, {N, K}), nullptr));
+    check(gops.rope(q.view(DType::f32, {1, H, D}), dpos.data(), nullptr, 10000.f, int(D)));
+    check(gops.silu_mul(r.view(DType::f32, {1, N}), q.view(DType::f32, {1, N}), q.view(DType::f32, {1, N})));
+    check(gops.add(r.view(DType::f32, {1, N}), r.view(DType::f32, {1, N}), q.view(DType::f32, {1, N})));
+    check(gops.matmul(logits.view(DType::f32, {M2, V}), dxb.view(DType::f32, {M2, K}), dw2.view(DType::bf16, {V, K}),
+                      nullptr));
+    check(gops.sample(ids.data(), logits.view(DType::f32, {M2, V}), params.data()));
+  };
+  auto poison_all = [&] {
+    poison(G, h);
+    poison(G, q);
+    poison(G, r);
+    poison(G, logits);
+    poison(G, ids);
+  };
+
+  step();  // eager (also grows the workspace outside capture)
+  const std::vector<float> r_eager = r.to_host(), l_eager = logits.to_host();
+  const std::vector<int32_t> ids_eager = ids.to_host();
+
+  poison_all();
+  check(G.queue().wait());
+  void* stream = G.queue().native_handle();
+  REQUIRE(api.begin(stream, 0 /* cudaStreamCaptureModeGlobal */) == 0);
+  step();
+  void* graph = nullptr;
+  REQUIRE(api.end(stream, &graph) == 0);
+  void* exec = nullptr;
+  REQUIRE(api.instantiate(&exec, graph, 0) == 0);
+  for (int rep = 0; rep < 3; ++rep) {
+    poison_all();
+    REQUIRE(api.launch(exec, stream) == 0);
+    check(G.queue().wait());
+    CHECK(bitwise_equal(r.to_host(), r_eager));
+    CHECK(bitwise_equal(logits.to_host(), l_eager));
+    CHECK(ids.to_host() == ids_eager);
+  }
+  api.exec_destroy(exec);
+  api.graph_destroy(graph);
+}
