@@ -140,7 +140,7 @@ void Pipeline::prepare(int64_t request_tokens, int max_seqs) {
   ap.max_tokens_per_step = cfg_.max_step_tokens;
   ap.max_kv_len = cache->info().capacity_tokens;
   auto attention = registry_.create_attention(cfg_.attention_kind, ap, *device_);
-  model_->attach(std::move(cache), std::move(attention), cfg_.max_step_tokens);
+  model_->attach(std::move(cache), std::move(attention), cfg_.max_step_tokens, cfg_.graphs);
 }
 
 GenerationSettings Pipeline::generation_settings(std::optional<int> cli_max_new_tokens) const {

@@ -14,6 +14,7 @@
 #include "kvrun/cpu/parallel.hpp"
 #include "kvrun/cpu/simd.hpp"
 #include "kvrun/ops.hpp"
+#include "kvrun/random.hpp"
 #include "kvrun/sampler.hpp"
 
 namespace kvrun::cpu {
@@ -393,6 +394,27 @@ class CpuOps final : public Ops {
             const int64_t m = std::min<int64_t>(256, i1 - i);
             to_f32(sp + size_t(i) * ss, st, tmp, m);
             from_f32(tmp, dp + size_t(i) * ds, dt, m);
+          }
+        }
+      });
+    });
+  }
+
+  Status fill_random(TensorView dst, float scale, uint64_t seed) noexcept override {
+    return guard([&] {
+      const int64_t n = dst.numel();
+      void* d = dst.data;
+      const DType t = dst.dtype;
+      parallel_for(n, 1 << 14, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          const uint64_t u = uint64_t(i);
+          switch (t) {
+            case DType::f32: static_cast<float*>(d)[i] = random_uniform(seed, u, scale); break;
+            case DType::bf16: static_cast<uint16_t*>(d)[i] = f32_to_bf16(random_uniform(seed, u, scale)); break;
+            case DType::f16: static_cast<uint16_t*>(d)[i] = f32_to_f16(random_uniform(seed, u, scale)); break;
+            case DType::i32: static_cast<uint32_t*>(d)[i] = uint32_t(random_bits(seed, u)); break;
+            case DType::i8:
+            case DType::u8: static_cast<uint8_t*>(d)[i] = uint8_t(random_bits(seed, u)); break;
           }
         }
       });

@@ -93,6 +93,11 @@ class CudaQueue final : public Queue {
   Status wait() noexcept override;
   void* native_handle() const noexcept override { return stream_; }
   cudaStream_t stream() const noexcept { return stream_; }
+  bool supports_graphs() const noexcept override { return true; }
+  Status capture_begin() noexcept override;
+  Status capture_end(void** graph) noexcept override;
+  Status graph_launch(void* graph) noexcept override;
+  void graph_destroy(void* graph) noexcept override;
 
  private:
   int device_;
@@ -121,6 +126,7 @@ class CudaOps final : public Ops {
   Status embedding(TensorView out, TensorView table, const int32_t* ids) noexcept override;
   Status gather_rows(TensorView out, TensorView x, const int32_t* rows) noexcept override;
   Status convert(TensorView dst, TensorView src) noexcept override;
+  Status fill_random(TensorView dst, float scale, uint64_t seed) noexcept override;
   Status sample(int32_t* ids, TensorView logits, const SampleParams* params) noexcept override;
 
   // M ≤ this uses the GEMV kernel (bandwidth-bound decode); larger M uses cuBLAS.

@@ -331,6 +331,38 @@ Status CudaQueue::wait() noexcept {
   });
 }
 
+Status CudaQueue::capture_begin() noexcept {
+  return guard([&] {
+    ScopedDevice g(device_);
+    KVRUN_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  });
+}
+
+Status CudaQueue::capture_end(void** graph) noexcept {
+  *graph = nullptr;
+  return guard([&] {
+    ScopedDevice g(device_);
+    cudaGraph_t g_raw = nullptr;
+    KVRUN_CUDA_CHECK(cudaStreamEndCapture(stream_, &g_raw));
+    cudaGraphExec_t exec = nullptr;
+    cudaError_t e = cudaGraphInstantiate(&exec, g_raw, 0);
+    cudaGraphDestroy(g_raw);
+    KVRUN_CUDA_CHECK(e);
+    *graph = exec;
+  });
+}
+
+Status CudaQueue::graph_launch(void* graph) noexcept {
+  return guard([&] {
+    ScopedDevice g(device_);
+    KVRUN_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), stream_));
+  });
+}
+
+void CudaQueue::graph_destroy(void* graph) noexcept {
+  if (graph) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph));
+}
+
 // ---------------------------------------------------------------------------------------------
 // CudaDevice
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cuda_backend.cuh"
+#include "kvrun/random.hpp"
 #include "kernel_common.cuh"
 
 namespace kvrun::cuda {
@@ -111,6 +112,34 @@ Status CudaOps::rms_norm(TensorView y, TensorView x, TensorView w, float eps) no
         rms_norm_kernel<W><<<unsigned(M), threads, 0, stream()>>>(y.as<float>(), x.as<float>(),
                                                                    w.as<const W>(), int(D), eps));
     KVRUN_CUDA_CHECK_LAUNCH("rms_norm_kernel");
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// fill_random: element i = f(seed, i), the same function as the CPU backend (kvrun/random.hpp)
+
+// dst: [n] elements of dtype t
+__global__ void fill_random_kernel(void* dst, DType t, int64_t n, float scale, uint64_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const uint64_t u = uint64_t(i);
+    switch (t) {
+      case DType::f32: static_cast<float*>(dst)[i] = random_uniform(seed, u, scale); break;
+      case DType::bf16: static_cast<uint16_t*>(dst)[i] = f32_to_bf16(random_uniform(seed, u, scale)); break;
+      case DType::f16: static_cast<uint16_t*>(dst)[i] = f32_to_f16(random_uniform(seed, u, scale)); break;
+      case DType::i32: static_cast<uint32_t*>(dst)[i] = uint32_t(random_bits(seed, u)); break;
+      default: static_cast<uint8_t*>(dst)[i] = uint8_t(random_bits(seed, u)); break;
+    }
+  }
+}
+
+Status CudaOps::fill_random(TensorView dst, float scale, uint64_t seed) noexcept {
+  return guard([&] {
+    require_device(dst, "fill_random", "dst");
+    const int64_t n = dst.numel();
+    if (!n) return;
+    ScopedDevice g(dev_.index());
+    fill_random_kernel<<<grid_for(n, 256), 256, 0, stream()>>>(dst.data, dst.dtype, n, scale, seed);
+    KVRUN_CUDA_CHECK_LAUNCH("fill_random_kernel");
   });
 }
 

@@ -66,11 +66,10 @@ Verdict check_combination(const Registry& reg, const Combination& c) {
     v.ok = false;
     std::vector<std::string> other_attn, other_cache;
     for (const LoadedPlugin& p : reg.plugins()) {
-      if (p.info.kind == PluginKind::attention && reads(p.info, kv->info.provides_layout) &&
-          has_backend(p.info, c.backend))
+      // alternatives by layout alone (backend problems are reported as reasons of their own)
+      if (p.info.kind == PluginKind::attention && reads(p.info, kv->info.provides_layout))
         other_attn.push_back("attention.kind = \"" + p.info.name + "\"");
-      if (p.info.kind == PluginKind::cache && reads(at->info, p.info.provides_layout) &&
-          has_backend(p.info, c.backend))
+      if (p.info.kind == PluginKind::cache && reads(at->info, p.info.provides_layout))
         other_cache.push_back("cache.type = \"" + p.info.name + "\"");
     }
     std::vector<std::string> alts = other_attn;

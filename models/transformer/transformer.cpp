@@ -132,7 +132,9 @@ struct Transformer::Workspace {
   std::vector<float> h_fmeta;
 };
 
-Transformer::~Transformer() = default;
+Transformer::~Transformer() {
+  for (auto& [key, g] : graphs_) dev_.queue().graph_destroy(g);
+}
 
 Transformer::Transformer(const ModelConfig& cfg, const Checkpoint& ck, std::shared_ptr<WeightFormat> weights,
                          Device& dev, std::string name)
@@ -240,7 +242,12 @@ void Transformer::init_summary(std::string name) {
   summary_.weight_bytes = bytes;
 }
 
-void Transformer::attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention> attention, int max_step_tokens) {
+void Transformer::attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention> attention, int max_step_tokens,
+                         bool use_graphs) {
+  for (auto& [key, g] : graphs_) dev_.queue().graph_destroy(g);
+  graphs_.clear();
+  seen_shapes_.clear();
+  use_graphs_ = use_graphs && dev_.queue().supports_graphs();
   cache_ = std::move(cache);
   attention_ = std::move(attention);
   max_step_tokens_ = max_step_tokens;
@@ -269,13 +276,10 @@ TensorView Transformer::forward(const std::vector<int32_t>& tokens, StepBatch& s
                                 const std::vector<int32_t>& logit_rows) {
   if (!cache_ || !attention_) fail(ErrorKind::internal, "model used before attach()");
   Workspace& w = *ws_;
-  Ops& ops = dev_.ops();
   const int T = step.num_tokens, S = step.num_seqs;
   if (T <= 0 || T > max_step_tokens_ || int(tokens.size()) != T)
     fail(ErrorKind::internal, "forward: step of " + std::to_string(T) + " tokens (max " +
                                   std::to_string(max_step_tokens_) + ")");
-  const int64_t hidden = cfg_.hidden, H = cfg_.num_heads, KVH = cfg_.num_kv_heads, D = cfg_.head_dim,
-                F = cfg_.intermediate;
   const MemSpace sp = dev_.space();
 
   // ---- Step metadata: positions, sequence of each token, RoPE base and logn factor per token.
@@ -334,7 +338,60 @@ TensorView Transformer::forward(const std::vector<int32_t>& tokens, StepBatch& s
       fail(ErrorKind::usage, "token id " + std::to_string(id) + " is outside the vocabulary [0, " +
                                  std::to_string(cfg_.vocab) + ")");
   check(cache_->reserve(step));
+  if (w.logits.size() < size_t(R) * size_t(cfg_.vocab))
+    w.logits = Buffer<float>(dev_, size_t(R) * size_t(cfg_.vocab), MemCategory::workspace);
+  const TensorView logits(w.logits.data(), DType::f32, {R, cfg_.vocab}, sp);
 
+  bool decode = use_graphs_ && R == S;
+  for (int s = 0; s < S && decode; ++s) decode = step.q_lens[s] == 1;
+  if (!decode) {
+    compute(step, R, d_bases, d_logn, d_rows);
+    return logits;
+  }
+  // Decode: replay a graph captured for this shape. The kv length is rounded up to a power of two
+  // (an upper bound is all attention needs), so a shape is re-captured only log2(L) times.
+  int64_t bucket = 64;
+  while (bucket < step.max_kv_len) bucket *= 2;
+  step.max_kv_len = int(std::min<int64_t>(bucket, cache_->info().capacity_tokens));
+  KvView kv0;
+  check(cache_->view(0, step, &kv0));
+  const std::array<int64_t, 5> key{S, R, step.max_kv_len, int64_t(reinterpret_cast<intptr_t>(kv0.block_table)),
+                                   kv0.max_blocks_per_seq};
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    if (!seen_shapes_.count(key)) {  // first time: run eagerly so every workspace reaches its size
+      seen_shapes_.insert(key);
+      compute(step, R, d_bases, d_logn, d_rows);
+      return logits;
+    }
+    Queue& q = dev_.queue();
+    check(q.capture_begin());
+    try {
+      compute(step, R, d_bases, d_logn, d_rows);
+    } catch (...) {
+      void* broken = nullptr;
+      q.capture_end(&broken);
+      q.graph_destroy(broken);
+      throw;
+    }
+    void* g = nullptr;
+    check(q.capture_end(&g));
+    it = graphs_.emplace(key, g).first;
+    ++graph_captures_;
+  }
+  check(dev_.queue().graph_launch(it->second));
+  ++graph_replays_;
+  return logits;
+}
+
+void Transformer::compute(const StepBatch& step, int R, const float* d_bases, const float* d_logn,
+                          const int32_t* d_rows) {
+  Workspace& w = *ws_;
+  Ops& ops = dev_.ops();
+  const int T = step.num_tokens;
+  const int64_t hidden = cfg_.hidden, H = cfg_.num_heads, KVH = cfg_.num_kv_heads, D = cfg_.head_dim,
+                F = cfg_.intermediate;
+  const MemSpace sp = dev_.space();
   auto view = [&](void* p, DType t, std::initializer_list<int64_t> dims) { return TensorView(p, t, dims, sp); };
   TensorView x = view(w.x.data(), DType::f32, {T, hidden});
   TensorView h = view(w.h.data(), DType::f32, {T, hidden});
@@ -376,18 +433,15 @@ TensorView Transformer::forward(const std::vector<int32_t>& tokens, StepBatch& s
     check(L.down->forward(h, g));
     check(ops.add(x, x, h));
   }
-  if (R == 0) return TensorView(nullptr, DType::f32, {0, cfg_.vocab}, sp);
+  if (R == 0) return;
   // logits = lm_head(RMSNorm(x[rows]))
   TensorView sel = view(w.sel.data(), DType::f32, {R, hidden});
   check(ops.gather_rows(sel, x, d_rows));
   check(ops.rms_norm(sel, sel, view(final_norm_.data(), norm_dtype_, {hidden}), cfg_.norm_eps));
-  if (w.logits.size() < size_t(R) * size_t(cfg_.vocab))
-    w.logits = Buffer<float>(dev_, size_t(R) * size_t(cfg_.vocab), MemCategory::workspace);
   TensorView logits = view(w.logits.data(), DType::f32, {R, cfg_.vocab});
   TensorView head = lm_head_.empty() ? view(embed_.data(), embed_dtype_, {cfg_.vocab, hidden})
                                      : view(lm_head_.data(), lm_head_dtype_, {cfg_.vocab, hidden});
   check(ops.matmul(logits, sel, head, nullptr));
-  return logits;
 }
 
 ModelConfig synthetic_config(const std::string& name) {

@@ -146,10 +146,18 @@ std::unique_ptr<GptqLinearBase> make_cpu_linear(Device& dev, const Layout& lay);
 // go through the CPU GEMM.
 int64_t cpu_small_m() noexcept;
 
-// An empty Linear for dev's backend (arrays allocated, not filled).
-std::unique_ptr<GptqLinearBase> new_linear(Device& dev, const Layout& lay);
+// State a backend shares between the Linears of one WeightFormat (CUDA: the f16 workspace of the
+// large-M path and the gathered activations). Created on the first Linear that needs it.
+struct BackendScratch {
+  virtual ~BackendScratch() = default;
+};
+
+// An empty Linear for dev's backend (arrays allocated, not filled). scratch: the WeightFormat's
+// shared state (null: the Linear gets a private one).
+std::unique_ptr<GptqLinearBase> new_linear(Device& dev, const Layout& lay,
+                                           std::shared_ptr<BackendScratch>* scratch = nullptr);
 // Builds the Linear for dev's backend and uploads p into it.
-std::unique_ptr<Linear> make_linear(Device& dev, const Packed& p);
+std::unique_ptr<Linear> make_linear(Device& dev, const Packed& p, std::shared_ptr<BackendScratch>* scratch = nullptr);
 
 // A WeightFormat for GPTQ checkpoints (the plugin's create_weights returns one).
 std::unique_ptr<WeightFormat> make_weight_format();

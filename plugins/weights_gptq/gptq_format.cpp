@@ -131,7 +131,7 @@ class GptqWeights final : public WeightFormat {
         fail(ErrorKind::model, "tensor '" + p + ".bias' is missing from the checkpoint in " + ck.directory() +
                                    " (this architecture has a bias here)");
       }
-      *out = make_linear(dev, pack_linear(t, s, spec));
+      *out = make_linear(dev, pack_linear(t, s, spec), &scratch_);
     });
   }
 
@@ -150,7 +150,7 @@ class GptqWeights final : public WeightFormat {
       lay.N = N;
       lay.groups = (K + 127) / 128;
       lay.bias = spec.bias;
-      auto lin = new_linear(dev, lay);
+      auto lin = new_linear(dev, lay, &scratch_);
       std::mt19937_64 rng(seed);
       const int64_t rows = lay.words_rows();  // K / 8
       const int64_t chunk_rows = std::max<int64_t>(1, (int64_t(1) << 20) / N);
@@ -185,26 +185,32 @@ class GptqWeights final : public WeightFormat {
       *out = std::move(lin);
     });
   }
+
+ private:
+  std::shared_ptr<BackendScratch> scratch_;  // shared by this format's Linears (one device, one queue)
 };
 
 }  // namespace
 
-std::unique_ptr<GptqLinearBase> new_linear(Device& dev, const Layout& lay) {
+std::unique_ptr<GptqLinearBase> new_linear(Device& dev, const Layout& lay, std::shared_ptr<BackendScratch>* scratch) {
   switch (dev.info().backend) {
     case BackendKind::cpu: return make_cpu_linear(dev, lay);
-    case BackendKind::cuda:
+    case BackendKind::cuda: {
 #if KVRUN_GPTQ_CUDA
-      return make_cuda_linear(dev, lay);
+      std::shared_ptr<BackendScratch> own;
+      return make_cuda_linear(dev, lay, scratch ? *scratch : own);
 #else
+      (void)scratch;
       fail(ErrorKind::usage, "weights.gptq was built without CUDA support; it runs on the cpu backend only "
                              "(rebuild kvrun with -Dcuda=enabled)");
 #endif
+    }
   }
   fail(ErrorKind::internal, "weights.gptq: unknown backend");
 }
 
-std::unique_ptr<Linear> make_linear(Device& dev, const Packed& p) {
-  auto lin = new_linear(dev, p.lay);
+std::unique_ptr<Linear> make_linear(Device& dev, const Packed& p, std::shared_ptr<BackendScratch>* scratch) {
+  auto lin = new_linear(dev, p.lay, scratch);
   lin->upload(p);
   lin->on_uploaded();
   return lin;

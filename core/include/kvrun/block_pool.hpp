@@ -26,37 +26,39 @@ class BlockPool {
   const std::vector<int32_t>& table(int seq) const { return tables_.at(size_t(seq)); }
 
   // Allocates the blocks the step's sequences need for their new tokens; all or nothing.
-  // On success fills `packed` with the block tables [num_seqs, max_blocks] (row s = step seq s,
-  // padded with -1) and sets max_blocks.
-  void reserve(const StepBatch& step, std::vector<int32_t>& packed, int& max_blocks) {
+  // Returns the largest block count of the step's sequences.
+  int allocate(const StepBatch& step) {
     int64_t need = 0;
     for (int i = 0; i < step.num_seqs; ++i) {
       int seq = step.seq_ids[i];
       if (seq < 0 || size_t(seq) >= tables_.size())
         fail(ErrorKind::internal, "cache: sequence id " + std::to_string(seq) + " out of range [0, " +
                                       std::to_string(tables_.size()) + ")");
-      int64_t want = (int64_t(step.past_lens[i]) + step.q_lens[i] + block_tokens_ - 1) / block_tokens_;
-      need += std::max<int64_t>(0, want - int64_t(tables_[size_t(seq)].size()));
+      need += std::max<int64_t>(0, blocks_for(step, i) - int64_t(tables_[size_t(seq)].size()));
     }
     if (need > free_blocks()) {
       fail(ErrorKind::device, "KV cache full: the step needs " + std::to_string(need) + " more blocks of " +
                                   std::to_string(block_tokens_) + " tokens but " + std::to_string(free_blocks()) +
                                   " are free; raise cache.max_tokens (or cache.memory_fraction) or use a smaller batch");
     }
-    max_blocks = 1;
+    int most = 1;
     for (int i = 0; i < step.num_seqs; ++i) {
       auto& t = tables_[size_t(step.seq_ids[i])];
-      size_t want = size_t((int64_t(step.past_lens[i]) + step.q_lens[i] + block_tokens_ - 1) / block_tokens_);
-      while (t.size() < want) {
+      while (int64_t(t.size()) < blocks_for(step, i)) {
         t.push_back(free_.back());
         free_.pop_back();
       }
-      max_blocks = std::max(max_blocks, int(t.size()));
+      most = std::max(most, int(t.size()));
     }
-    packed.assign(size_t(step.num_seqs) * size_t(max_blocks), -1);
+    return most;
+  }
+
+  // packed [num_seqs, stride]: row s = the block table of the step's sequence s, padded with -1.
+  void pack(const StepBatch& step, int stride, std::vector<int32_t>& packed) const {
+    packed.assign(size_t(step.num_seqs) * size_t(stride), -1);
     for (int i = 0; i < step.num_seqs; ++i) {
       const auto& t = tables_[size_t(step.seq_ids[i])];
-      std::copy(t.begin(), t.end(), packed.begin() + size_t(i) * size_t(max_blocks));
+      std::copy(t.begin(), t.end(), packed.begin() + size_t(i) * size_t(stride));
     }
   }
 
@@ -67,6 +69,9 @@ class BlockPool {
   }
 
  private:
+  int64_t blocks_for(const StepBatch& step, int i) const {
+    return (int64_t(step.past_lens[i]) + step.q_lens[i] + block_tokens_ - 1) / block_tokens_;
+  }
   int block_tokens_ = 16;
   std::vector<int32_t> free_;                 // [num free] block ids
   std::vector<std::vector<int32_t>> tables_;  // [max_seqs][blocks of that sequence]
@@ -107,7 +112,10 @@ class PagedCacheBase : public Cache {
 
   Status reserve(const StepBatch& step) noexcept override {
     return guard([&] {
-      pool_.reserve(step, packed_, max_blocks_);
+      // The table stride only grows, in powers of two, so it rarely changes (CUDA graphs bake it in).
+      const int most = pool_.allocate(step);
+      while (max_blocks_ < most) max_blocks_ = max_blocks_ ? 2 * max_blocks_ : 1;
+      pool_.pack(step, max_blocks_, packed_);
       if (tables_.size() < packed_.size()) tables_ = Buffer<int32_t>(dev_, packed_.size() * 2, MemCategory::kv_cache);
       tables_.upload(packed_.data(), packed_.size());
     });

@@ -26,6 +26,7 @@ struct PipelineConfig {
   size_t memory_limit = 0;      // bytes kvrun may take on the device, 0 = no cap
   std::string memory_limit_text;
   int max_step_tokens = 1024;   // prefill is processed in chunks of at most this many tokens
+  bool graphs = true;           // replay decode steps as CUDA graphs where the device has them
 
   // [weights]
   std::string weights_format = "auto";  // "auto" = from the checkpoint; else a weights plugin name

@@ -60,6 +60,18 @@ class Queue {
   virtual Status record(Event* ev) noexcept = 0;
   virtual Status wait() noexcept = 0;                // blocks the host until all work is done
   virtual void* native_handle() const noexcept = 0;  // cudaStream_t on CUDA, nullptr on CPU
+
+  // Graphs (CUDA graphs): the work issued between capture_begin() and capture_end() is recorded
+  // instead of run, and graph_launch() replays it (same kernels, same pointers) without per-launch
+  // host overhead. Queues without graphs report false and refuse the calls.
+  virtual bool supports_graphs() const noexcept { return false; }
+  virtual Status capture_begin() noexcept { return {ErrorKind::internal, "this queue has no graphs"}; }
+  virtual Status capture_end(void** graph) noexcept {
+    *graph = nullptr;
+    return {ErrorKind::internal, "this queue has no graphs"};
+  }
+  virtual Status graph_launch(void* graph) noexcept { return {ErrorKind::internal, "this queue has no graphs"}; }
+  virtual void graph_destroy(void* graph) noexcept {}
 };
 
 class Device {

@@ -47,6 +47,10 @@ class Ops {
   virtual Status gather_rows(TensorView out, TensorView x, const int32_t* rows) noexcept = 0;
   // Converts between float dtypes (same numel), e.g. bf16 weights to f32. dst, src on the device.
   virtual Status convert(TensorView dst, TensorView src) noexcept = 0;
+  // Fills dst with seeded pseudo-random values (synthetic models): float dtypes uniform in
+  // [-scale, scale], integer dtypes uniform random bits. Same (seed, dst size, dtype) → same values
+  // on every backend.
+  virtual Status fill_random(TensorView dst, float scale, uint64_t seed) noexcept = 0;
   // Samples one id per row of logits[B, V] into ids[B] (device memory); params: [B] host array.
   // Greedy rows take the first maximum.
   virtual Status sample(int32_t* ids, TensorView logits, const SampleParams* params) noexcept = 0;

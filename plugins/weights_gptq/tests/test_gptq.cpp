@@ -10,6 +10,7 @@
 #include "fixtures.hpp"
 #include "gptq.hpp"
 #include "kvrun/config.hpp"
+#include "kvrun/cpu/parallel.hpp"
 #include "kvrun/engine.hpp"
 #include "kvrun/models/checkpoint.hpp"
 #include "kvrun/registry.hpp"
@@ -177,7 +178,7 @@ TEST_CASE("CPU Linear: x·W + bias against a double reference") {
       auto lin = gptq::make_linear(dev, p);
       CHECK(lin->in_features() == c.K);
       CHECK(lin->out_features() == n);
-      for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 17, 64, 130}) {
+      for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 64, 130}) {
         INFO(describe(c) << " slice " << slice << " M=" << M);
         const auto x = random_x(M, c.K, seed * 31 + uint64_t(M));
         const double e = rel_error(run(*lin, x, M), reference_matmul(s, x, M, off, n));
@@ -187,6 +188,26 @@ TEST_CASE("CPU Linear: x·W + bias against a double reference") {
     }
   }
   std::printf("CPU Linear vs double reference: worst max|dy|/max|y| = %.3g (limit 1e-5)\n", worst);
+}
+
+TEST_CASE("CPU Linear: other thread counts split the work the same way") {
+  Device& dev = cpu_device();
+  const std::vector<Config> cs = {{4, 512, 200, 128, true, false, true, true}, {8, 256, 36, 64, false, false, true, false}};
+  for (int threads : {1, 3, 5}) {
+    cpu::set_num_threads(threads);
+    for (const Config& c : cs) {
+      const Synthetic s = make_synthetic(c, 7);
+      MemCheckpoint ck;
+      s.store(ck, "layer.proj");
+      auto lin = gptq::make_linear(dev, gptq::pack_linear(raw_of(ck, "layer.proj", c.bias), settings_of(c), spec_of(c)));
+      for (int64_t M : {1, 6, 40, 100}) {
+        INFO(describe(c) << " threads " << threads << " M=" << M);
+        const auto x = random_x(M, c.K, uint64_t(M));
+        CHECK(rel_error(run(*lin, x, M), reference_matmul(s, x, M, 0, c.N)) <= 1e-5);
+      }
+    }
+  }
+  cpu::set_num_threads(0);
 }
 
 TEST_CASE("CPU Linear: a Qwen-sized layer, decode and prefill paths agree with the reference") {

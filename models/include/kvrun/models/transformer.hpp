@@ -3,7 +3,10 @@
 // → residual) → RMSNorm → lm_head. Kernels live in the backends and plugins.
 #pragma once
 
+#include <array>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -27,8 +30,14 @@ class Transformer final : public Model {
               std::string name);
   ~Transformer() override;
 
-  // Connects the KV cache and the attention operator, and sizes the step workspace.
-  void attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention> attention, int max_step_tokens);
+  // Connects the KV cache and the attention operator, and sizes the step workspace. With
+  // use_graphs and a queue that has graphs, decode steps (every q_len = 1) are captured once per
+  // shape and replayed.
+  void attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention> attention, int max_step_tokens,
+              bool use_graphs = true);
+  // Decode steps replayed from a graph / captured so far (for reports and tests).
+  int64_t graph_replays() const noexcept { return graph_replays_; }
+  int64_t graph_captures() const noexcept { return graph_captures_; }
 
   const ModelSummary& summary() const noexcept override { return summary_; }
   Device& device() noexcept override { return dev_; }
@@ -43,6 +52,8 @@ class Transformer final : public Model {
   struct Layer;
   struct Workspace;
   void init_summary(std::string name);
+  // The device work of one step (no host synchronization, no allocation): capturable.
+  void compute(const StepBatch& step, int R, const float* d_bases, const float* d_logn, const int32_t* d_rows);
 
   ModelConfig cfg_;
   Device& dev_;
@@ -60,6 +71,11 @@ class Transformer final : public Model {
   int max_step_tokens_ = 0;
   std::vector<float> ntk_base_;  // [max seqs] Qwen v1 dynamic-NTK RoPE base per cache sequence
   ModelSummary summary_;
+  // Decode graphs by shape: (sequences, logit rows, kv-length bucket, block table address, stride).
+  bool use_graphs_ = false;
+  std::map<std::array<int64_t, 5>, void*> graphs_;
+  std::set<std::array<int64_t, 5>> seen_shapes_;  // shapes run once eagerly (workspaces sized)
+  int64_t graph_replays_ = 0, graph_captures_ = 0;
 };
 
 }  // namespace kvrun

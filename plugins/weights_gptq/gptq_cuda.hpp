@@ -1,0 +1,20 @@
+// weights.gptq — the CUDA Linear (gptq_cuda.cu; built only when kvrun is built with CUDA).
+#pragma once
+
+#include <memory>
+
+#include "gptq.hpp"
+
+namespace kvrun::gptq {
+
+// A Linear whose packed arrays live in the CUDA device's memory. `scratch` is the WeightFormat's
+// shared CUDA workspace (created here when null): every Linear of one format runs on the same
+// stream, so they share one f16 dequantization buffer and one activation-gather buffer.
+std::unique_ptr<GptqLinearBase> make_cuda_linear(Device& dev, const Layout& lay,
+                                                 std::shared_ptr<BackendScratch>& scratch);
+
+// M at or below this runs the fused dequant-GEMV kernel; above it the layer is dequantized to f16
+// and multiplied by the backend's GEMM (cuBLAS, tensor cores).
+constexpr int64_t kCudaFusedMaxM = 8;
+
+}  // namespace kvrun::gptq
