@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 
 #include "kvrun/log.hpp"
 #include "kvrun/ops.hpp"
@@ -92,17 +91,15 @@ int64_t stored_out_features(const Checkpoint& ck, const std::string& prefix) {
                              prefix + ".qweight'/'.scales') in " + ck.directory());
 }
 
+// A bf16 tensor of n values filled on the device: uniform in [-scale, scale), or all ones.
 Buffer<uint8_t> random_bf16(Device& dev, size_t n, float scale, uint64_t seed, bool ones = false) {
   Buffer<uint8_t> b(dev, n * 2, MemCategory::weights);
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> U(-scale, scale);
-  std::vector<uint16_t> chunk;
-  for (size_t i = 0; i < n; i += (1u << 20)) {
-    size_t m = std::min<size_t>(1u << 20, n - i);
-    chunk.resize(m);
-    for (auto& v : chunk) v = f32_to_bf16(ones ? 1.f : U(rng));
-    check(dev.queue().copy_h2d(b.data() + i * 2, chunk.data(), m * 2));
-    check(dev.queue().wait());
+  TensorView v(b.data(), DType::bf16, {int64_t(n)}, dev.space());
+  if (ones) {
+    std::vector<uint16_t> host(n, f32_to_bf16(1.f));
+    b.upload(reinterpret_cast<const uint8_t*>(host.data()), n * 2);
+  } else {
+    check(dev.ops().fill_random(v, scale, seed));
   }
   return b;
 }
@@ -240,6 +237,8 @@ void Transformer::init_summary(std::string name) {
       bytes += (*l)->device_bytes();
   }
   summary_.weight_bytes = bytes;
+  summary_.embedding_bytes = embed_.bytes();
+  summary_.step_weight_bytes = lm_head_.empty() ? bytes : bytes - embed_.bytes();
 }
 
 void Transformer::attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention> attention, int max_step_tokens,

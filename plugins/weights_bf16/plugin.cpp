@@ -1,7 +1,7 @@
 // weights.bf16 — unquantized checkpoints (bf16, also fp16 and fp32 tensors). The weight stays in
 // its checkpoint dtype on the device; Linear::forward is the backend's matmul (x · Wᵀ + b).
 #include <memory>
-#include <random>
+#include <cmath>
 #include <vector>
 
 #include "kvrun/ops.hpp"
@@ -100,21 +100,11 @@ class Bf16Weights final : public WeightFormat {
   Status random_linear(const LinearSpec& spec, uint64_t seed, Device& dev,
                        std::unique_ptr<Linear>* out) noexcept override {
     return guard([&] {
-      // Values ~ U(-a, a) with a = 1/sqrt(in): activations keep their scale through the stack.
+      // Values ~ U(-a, a) with a = 1/sqrt(in), generated on the device: activations keep their
+      // scale through the stack, and a 7B-shaped model needs no host time.
       auto lin = std::make_unique<DenseLinear>(dev, DType::bf16, spec.out_features, spec.in_features);
-      std::mt19937_64 rng(seed);
-      const float a = 1.f / std::sqrt(float(spec.in_features));
-      std::uniform_real_distribution<float> U(-a, a);
-      const size_t rows_per_chunk = 256;
-      std::vector<uint16_t> chunk;
-      for (int64_t r0 = 0; r0 < spec.out_features; r0 += int64_t(rows_per_chunk)) {
-        const size_t nr = size_t(std::min<int64_t>(int64_t(rows_per_chunk), spec.out_features - r0));
-        chunk.resize(nr * size_t(spec.in_features));
-        for (auto& v : chunk) v = f32_to_bf16(U(rng));
-        check(dev.queue().copy_h2d(lin->weight().data() + size_t(r0) * size_t(spec.in_features) * 2, chunk.data(),
-                                   chunk.size() * 2));
-        check(dev.queue().wait());
-      }
+      TensorView w(lin->weight().data(), DType::bf16, {spec.out_features, spec.in_features}, dev.space());
+      check(dev.ops().fill_random(w, 1.f / std::sqrt(float(spec.in_features)), seed));
       if (spec.bias) lin->set_bias(std::vector<float>(size_t(spec.out_features), 0.f));
       *out = std::move(lin);
     });

@@ -23,6 +23,10 @@ struct ModelSummary {
   int head_dim = 0;
   int64_t max_positions = 0;  // trained context length (longer runs are allowed, with a warning)
   size_t weight_bytes = 0;    // on the device, everything the model holds (embeddings included)
+  size_t embedding_bytes = 0; // the embedding table (only one row per token is read per step)
+  // Bytes every decode step must read: all linears, norms and the lm_head (the embedding table
+  // again when the lm_head is tied to it), not the embedding lookup itself.
+  size_t step_weight_bytes = 0;
 };
 
 class Model {
