@@ -143,6 +143,11 @@ void Pipeline::prepare(int64_t request_tokens, int max_seqs) {
   model_->attach(std::move(cache), std::move(attention), cfg_.max_step_tokens, cfg_.graphs);
 }
 
+void Pipeline::release() {
+  check(device_->queue().wait());
+  model_->detach();
+}
+
 GenerationSettings Pipeline::generation_settings(std::optional<int> cli_max_new_tokens) const {
   GenerationSettings s;
   // built-ins < generation_config.json < TOML/--set < command-line flags

@@ -39,6 +39,9 @@ class Pipeline {
   // Creates the cache (sized from cache.max_tokens, else memory_fraction, else `request_tokens`)
   // for up to `max_seqs` sequences, and the attention operator.
   void prepare(int64_t request_tokens, int max_seqs);
+  // Waits for the queue, then drops what prepare() made (cache, attention, step workspace), so
+  // their device memory is free before the next prepare(); the model needs prepare() again.
+  void release();
 
   const PipelineConfig& config() const noexcept { return cfg_; }
   Device& device() noexcept { return *device_; }

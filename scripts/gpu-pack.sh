@@ -10,10 +10,13 @@ export PATH=/usr/local/cuda/bin:$PATH
 [ -f build-cuda/build.ninja ] || meson setup build-cuda -Dcuda=enabled
 ninja -C build-cuda
 mkdir -p .carry/lib
+# Only the linked outputs travel (objects stay here): shared objects, executables.
+(cd build-cuda && find . -type f \( -name '*.so' -o -perm -u+x \) ! -path '*.p/*' ! -path './meson-*' -print0 |
+  tar --null -czf ../.carry/build-cuda.tgz -T -)
 for lib in libtomlplusplus.so.3 libutf8proc.so.2; do
   cp -L "/usr/lib/x86_64-linux-gnu/$lib" .carry/lib/
 done
 rm -rf .fixtures && mkdir -p .fixtures/models .fixtures/data
 for m in "$@"; do cp -r "../shared/models/$m" .fixtures/models/; done
 cp ../shared/data/pystdlib-valid.txt .fixtures/data/
-du -sh build-cuda .carry .fixtures
+du -sh .carry .fixtures

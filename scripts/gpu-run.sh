@@ -7,6 +7,9 @@ root=$(pwd)
 if [ "$root" != /work/main ]; then
   mkdir -p /work && rm -rf /work/main && ln -s "$root" /work/main
 fi
+if [ -f .carry/build-cuda.tgz ]; then
+  mkdir -p build-cuda && tar -xzf .carry/build-cuda.tgz -C build-cuda
+fi
 export LD_LIBRARY_PATH="$root/.carry/lib:${LD_LIBRARY_PATH:-}"
 export KVRUN_FIXTURES="$root/.fixtures/models" KVRUN_DATA="$root/.fixtures/data"
 export KVRUN_SOURCE_ROOT=/work/main

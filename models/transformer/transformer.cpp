@@ -241,11 +241,18 @@ void Transformer::init_summary(std::string name) {
   summary_.step_weight_bytes = lm_head_.empty() ? bytes : bytes - embed_.bytes();
 }
 
-void Transformer::attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention> attention, int max_step_tokens,
-                         bool use_graphs) {
+void Transformer::detach() {
   for (auto& [key, g] : graphs_) dev_.queue().graph_destroy(g);
   graphs_.clear();
   seen_shapes_.clear();
+  ws_.reset();
+  attention_.reset();
+  cache_.reset();
+}
+
+void Transformer::attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention> attention, int max_step_tokens,
+                         bool use_graphs) {
+  detach();
   use_graphs_ = use_graphs && dev_.queue().supports_graphs();
   cache_ = std::move(cache);
   attention_ = std::move(attention);

@@ -65,6 +65,7 @@ struct Layout {
   int64_t groups = 0;  // rows of scales/zeros
   bool permuted = false;  // perm present: forward gathers x[:, perm]
   bool bias = false;
+  double w_max = 0;       // bound on |W|: max of |scale|·max(zero, 2^bits − 1 − zero)
   int64_t units() const noexcept { return Kp / unit_rows(bits); }
   int64_t words_rows() const noexcept { return units() * unit_words(bits); }  // rows of qweight
 };

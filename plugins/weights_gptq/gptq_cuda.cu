@@ -6,11 +6,13 @@
 //    x·(q − z) in fp32 per group and scales at every group change; the slices are summed through
 //    shared memory (deterministic, no atomics). Every packed byte is read once per step.
 //  * larger M (prefill): dequant_kernel expands the layer once per call to an f16 copy Wᵀ [N, Kp]
-//    in a workspace shared by the format's Linears (through a shared-memory transpose so both the
-//    word reads and the f16 writes are coalesced), then the backend's GEMM (Ops::matmul: cuBLAS on
-//    tensor cores with fp32 accumulation) multiplies it. W and x are rounded to f16 there.
+//    (bf16 for a layer whose |W| could exceed the f16 range) in a workspace shared by the format's
+//    Linears, through a shared-memory transpose so both the word reads and the f16 writes are
+//    coalesced; then the backend's GEMM (Ops::matmul: cuBLAS on tensor cores with fp32
+//    accumulation) multiplies it. W and x are rounded to f16 (bf16) there.
 //  * act-order: the rows were sorted by group at load (gptq_pack.cpp); gather_kernel builds
 //    x[:, perm] (0 for padding rows) first, and both paths work in the sorted order.
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -161,12 +163,26 @@ __global__ void __launch_bounds__(32 * kSlices)
   }
 }
 
-// wt[n, r] (f16, row stride Kp) = scale · (q − zero) for every stored row r, through a 32-unit ×
-// 32-column shared-memory tile: word reads coalesced along n, f16 writes coalesced along k.
-template <int BITS>
+// Two dequantized weights as one 4-byte store of the workspace type.
+template <class T>
+struct Pair;
+template <>
+struct Pair<__half> {
+  using V = __half2;
+  __device__ __forceinline__ static V make(float a, float b) { return __floats2half2_rn(a, b); }
+};
+template <>
+struct Pair<__nv_bfloat16> {
+  using V = __nv_bfloat162;
+  __device__ __forceinline__ static V make(float a, float b) { return __floats2bfloat162_rn(a, b); }
+};
+
+// wt[n, r] (T = f16 or bf16, row stride Kp) = scale · (q − zero) for every stored row r, through
+// a 32-unit × 32-column shared-memory tile: word reads coalesced along n, writes along k.
+template <int BITS, class T>
 __global__ void __launch_bounds__(256) dequant_kernel(const uint32_t* __restrict__ qw, const uint16_t* __restrict__ sc,
                                                       const uint8_t* __restrict__ zp, const int32_t* __restrict__ ug,
-                                                      __half* __restrict__ wt, int64_t N, int64_t units, int64_t Kp) {
+                                                      T* __restrict__ wt, int64_t N, int64_t units, int64_t Kp) {
   constexpr int R = unit_rows(BITS), UW = unit_words(BITS);
   __shared__ uint32_t tile[32][UW][33];
   const int tx = threadIdx.x, ty = threadIdx.y;  // 32 × 8
@@ -188,10 +204,10 @@ __global__ void __launch_bounds__(256) dequant_kernel(const uint32_t* __restrict
     uint32_t w[UW];
 #pragma unroll
     for (int i = 0; i < UW; ++i) w[i] = tile[tx][i][c];
-    __half2* out = reinterpret_cast<__half2*>(wt + n * Kp + u * R);
+    auto* out = reinterpret_cast<typename Pair<T>::V*>(wt + n * Kp + u * R);
 #pragma unroll
     for (int j = 0; j < R; j += 2)
-      out[j / 2] = __floats2half2_rn(s * (float(code_of<BITS>(w, j)) - z), s * (float(code_of<BITS>(w, j + 1)) - z));
+      out[j / 2] = Pair<T>::make(s * (float(code_of<BITS>(w, j)) - z), s * (float(code_of<BITS>(w, j + 1)) - z));
   }
 }
 
@@ -210,7 +226,7 @@ __global__ void gather_kernel(const float* __restrict__ x, int64_t K, const int3
 struct CudaScratch final : BackendScratch {
   explicit CudaScratch(Device& d) : dev(d) {}
   Device& dev;
-  Buffer<uint16_t> wt;  // f16 Wᵀ of the largest Linear, [N, Kp]
+  Buffer<uint16_t> wt;  // f16/bf16 Wᵀ of the largest Linear, [N, Kp]
   Buffer<float> xg;     // gathered activations, grown on demand
 
   void reserve_wt(size_t n) {
@@ -293,31 +309,34 @@ class CudaLinear final : public GptqLinearBase {
         GPTQ_CUDA_LAUNCHED("gemv_kernel");
         return;
       }
-      // Large M: Wᵀ in f16 (stored row order), then the backend's GEMM.
-      __half* wt = reinterpret_cast<__half*>(scratch_->wt.data());
-      const dim3 grid(unsigned((N + 31) / 32), unsigned((lay_.units() + 31) / 32)), block(32, 8);
-      switch (lay_.bits) {
-#define GPTQ_DEQUANT(BITS)                                                                                          \
-  case BITS:                                                                                                        \
-    dequant_kernel<BITS><<<grid, block, 0, st>>>(qweight.data(), scales.data(), zeros.data(), unit_group.data(), wt, \
-                                                 N, lay_.units(), Kp);                                              \
-    break;
-        GPTQ_DEQUANT(2)
-        GPTQ_DEQUANT(3)
-        GPTQ_DEQUANT(4)
-        GPTQ_DEQUANT(8)
-#undef GPTQ_DEQUANT
-        default: fail(ErrorKind::internal, "weights.gptq (CUDA): unsupported bit width " + std::to_string(lay_.bits));
-      }
-      GPTQ_CUDA_LAUNCHED("dequant_kernel");
+      // Large M: Wᵀ in f16 (bf16 where |W| could pass the f16 range), stored row order, then the
+      // backend's GEMM.
+      const bool f16 = lay_.w_max < 65504.0;
+      if (f16) dequant<__half>(st);
+      else dequant<__nv_bfloat16>(st);
       TensorView xv(const_cast<float*>(X), DType::f32, {M, Kp}, MemSpace::device);
-      TensorView wv(wt, DType::f16, {N, Kp}, MemSpace::device);
+      TensorView wv(scratch_->wt.data(), f16 ? DType::f16 : DType::bf16, {N, Kp}, MemSpace::device);
       TensorView bv(bias.data(), DType::f32, {N}, MemSpace::device);
       check(dev_.ops().matmul(y, xv, wv, bias.empty() ? nullptr : &bv));
     });
   }
 
  private:
+  template <class T>
+  void dequant(cudaStream_t st) {
+    T* wt = reinterpret_cast<T*>(scratch_->wt.data());
+    const int64_t N = lay_.N, U = lay_.units();
+    const dim3 grid(unsigned((N + 31) / 32), unsigned((U + 31) / 32)), block(32, 8);
+    switch (lay_.bits) {
+      case 2: dequant_kernel<2, T><<<grid, block, 0, st>>>(qweight.data(), scales.data(), zeros.data(), unit_group.data(), wt, N, U, lay_.Kp); break;
+      case 3: dequant_kernel<3, T><<<grid, block, 0, st>>>(qweight.data(), scales.data(), zeros.data(), unit_group.data(), wt, N, U, lay_.Kp); break;
+      case 4: dequant_kernel<4, T><<<grid, block, 0, st>>>(qweight.data(), scales.data(), zeros.data(), unit_group.data(), wt, N, U, lay_.Kp); break;
+      case 8: dequant_kernel<8, T><<<grid, block, 0, st>>>(qweight.data(), scales.data(), zeros.data(), unit_group.data(), wt, N, U, lay_.Kp); break;
+      default: fail(ErrorKind::internal, "weights.gptq (CUDA): unsupported bit width " + std::to_string(lay_.bits));
+    }
+    GPTQ_CUDA_LAUNCHED("dequant_kernel");
+  }
+
   std::shared_ptr<CudaScratch> scratch_;
 };
 

@@ -150,6 +150,7 @@ class GptqWeights final : public WeightFormat {
       lay.N = N;
       lay.groups = (K + 127) / 128;
       lay.bias = spec.bias;
+      lay.w_max = 1.25 * (1.0 / std::sqrt(double(K))) / 8.0 * 8.0;  // largest scale · largest |q − 8|
       auto lin = new_linear(dev, lay, &scratch_);
       std::mt19937_64 rng(seed);
       const int64_t rows = lay.words_rows();  // K / 8

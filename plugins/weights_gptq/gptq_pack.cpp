@@ -1,5 +1,6 @@
 // weights.gptq — checking the tensors of a quantized linear and building its packed form.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 
@@ -107,6 +108,10 @@ Packed pack_linear(const RawTensors& t, const Settings& s, const LinearSpec& spe
       p.zeros[size_t(g * N + n)] = uint8_t(s.v2() ? stored : (stored + 1u) & mask);
     }
     std::memcpy(&p.scales[size_t(g * N)], sc + g * Nt + off, size_t(N) * 2);
+    for (int64_t n = 0; n < N; ++n) {
+      const double z = p.zeros[size_t(g * N + n)];
+      L.w_max = std::max(L.w_max, std::fabs(double(f16_to_f32(p.scales[size_t(g * N + n)]))) * std::max(z, double(mask) - z));
+    }
   }
   if (t.has_bias) {
     p.bias.resize(size_t(N));

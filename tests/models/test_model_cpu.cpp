@@ -1,4 +1,4 @@
-// End to end on the CPU against the Hugging Face transformers references of the fixtures
+// End to end (CPU, or CUDA when built as test_model_cuda) against the Hugging Face transformers references of the fixtures
 // (SPECS.md §6): argmax agreement, log-prob deltas, greedy continuations, windowed perplexity,
 // naive vs flash attention, and the int8 KV cache against fp16.
 #include <doctest/doctest.h>
@@ -13,6 +13,7 @@
 #include "kvrun/config.hpp"
 #include "kvrun/engine.hpp"
 #include "kvrun/models/checkpoint.hpp"
+#include "kvrun/select.hpp"
 #include "pipeline.hpp"
 
 using namespace kvrun;
@@ -48,8 +49,20 @@ Reference load_reference(const std::string& model) {
   return r;
 }
 
+#ifndef KVRUN_TEST_DEVICE
+#define KVRUN_TEST_DEVICE "cpu"
+#endif
+// The suite runs on the CPU (test_model_cpu) and on cuda:0 (test_model_cuda, skipped without one).
+const std::string kDevice = KVRUN_TEST_DEVICE;
+
+bool device_available() {
+  if (kDevice == "cpu") return true;
+  std::string why;
+  return !cuda_devices(backend_search_path(PipelineConfig{}), &why).empty();
+}
+
 PipelineConfig cpu_config(const std::string& model, const std::string& cache, const std::string& attention) {
-  return parse_config("[model]\npath = \"" + test::fixture(model) + "\"\n[backend]\ndevice = \"cpu\"\n[cache]\ntype = \"" +
+  return parse_config("[model]\npath = \"" + test::fixture(model) + "\"\n[backend]\ndevice = \"" + kDevice + "\"\n[cache]\ntype = \"" +
                           cache + "\"\n[attention]\nkind = \"" + attention + "\"\n",
                       model + "-" + cache + "-" + attention);
 }
@@ -130,6 +143,7 @@ double ref_ppl(const Reference& ref, int k) {
 }
 
 void full_model_suite(const std::string& model, size_t expected_windows) {
+  KVRUN_SKIP_UNLESS(device_available(), "no CUDA device");
   KVRUN_SKIP_UNLESS(test::have_fixture(model), "fixture model missing (set KVRUN_FIXTURES)");
   const Reference ref = load_reference(model);
   CHECK(ref.window_nll.size() == expected_windows);
@@ -196,5 +210,5 @@ void full_model_suite(const std::string& model, size_t expected_windows) {
 
 }  // namespace
 
-TEST_CASE("tiny-qwen2 on the CPU matches transformers") { full_model_suite("tiny-qwen2", 650); }
-TEST_CASE("tiny-qwen1 on the CPU matches transformers") { full_model_suite("tiny-qwen1", 673); }
+TEST_CASE("tiny-qwen2 matches transformers") { full_model_suite("tiny-qwen2", 650); }
+TEST_CASE("tiny-qwen1 matches transformers") { full_model_suite("tiny-qwen1", 673); }

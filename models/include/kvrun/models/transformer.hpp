@@ -35,6 +35,9 @@ class Transformer final : public Model {
   // shape and replayed.
   void attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention> attention, int max_step_tokens,
               bool use_graphs = true);
+  // Drops the cache, the attention operator, the step workspace and the captured graphs (their
+  // memory is returned), e.g. between benchmark rows; forward() needs attach() again.
+  void detach();
   // Decode steps replayed from a graph / captured so far (for reports and tests).
   int64_t graph_replays() const noexcept { return graph_replays_; }
   int64_t graph_captures() const noexcept { return graph_captures_; }

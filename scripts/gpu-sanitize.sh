@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# compute-sanitizer memcheck over the CUDA kernel suites (run through scripts/gpu-run.sh).
+set -uo pipefail
+out=${OUT:-gpu-logs}
+mkdir -p "$out"
+status=0
+for t in "$@"; do
+  compute-sanitizer --tool memcheck --leak-check none --error-exitcode 9 build-cuda/tests/$t > "$out/sanitize-$t.log" 2>&1
+  rc=$?
+  echo "== memcheck $t rc=$rc: $(grep -E 'ERROR SUMMARY' "$out/sanitize-$t.log" | tail -1)"
+  [ $rc -ne 0 ] && status=1 && grep -m5 -E "Invalid|ERROR" "$out/sanitize-$t.log"
+done
+exit $status
