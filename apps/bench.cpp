@@ -9,8 +9,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -275,6 +278,7 @@ struct Sweep {
   ModelSummary model;
   Bandwidth bw;
   int prompt_tokens = 0;
+  std::vector<int> batches, new_tokens;
   uint64_t seed = 0;
   GenerationSettings settings;
   std::string warmup;  // "", "done (N tokens)", or why it failed
@@ -302,6 +306,8 @@ json sweep_json(const Sweep& s) {
                     {"samples_bytes_per_second", s.bw.samples},
                     {"method", "device-to-device copy through the device queue; (bytes read + bytes written) / time, median"}};
   j["prompt_tokens"] = s.prompt_tokens;
+  j["batches"] = s.batches;
+  j["new_tokens"] = s.new_tokens;
   j["prompt_seed"] = s.seed;
   j["generation"] = {{"temperature", s.settings.temperature},
                      {"top_k", s.settings.top_k},
@@ -397,8 +403,8 @@ bool on_path(const std::string& program) {
   std::stringstream ss(path);
   std::string dir;
   while (std::getline(ss, dir, ':')) {
-    if (dir.empty()) dir = ".";
-    if (access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+    const std::string file = (dir.empty() ? std::string(".") : dir) + "/" + program;
+    if (access(file.c_str(), X_OK) == 0) return true;
   }
   return false;
 }
@@ -410,6 +416,15 @@ std::string gp_quote(const std::string& s) {  // a gnuplot single-quoted string
     out += c;
   }
   return out + "'";
+}
+
+std::string gp_dquote(const std::string& s) {  // a gnuplot double-quoted string, taken literally
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '\\' || c == '"') out += '\\';
+    out += c;
+  }
+  return out + "\"";
 }
 
 // Returns "" on success, else why the plot was not written.
@@ -452,14 +467,15 @@ std::string write_plot(const std::string& path, const Sweep& s, const std::vecto
   g += "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { set terminal pngcairo size 1000,900 } else { set terminal png size 1000,900 }\n";
   g += "set output " + gp_quote(path) + "\n";
   g += "$data << EOD\n" + data + "EOD\n";
-  g += "set multiplot layout 2,1 title " +
-       gp_quote("kvrun bench: weights." + s.weights + " + cache." + s.cfg.cache_type + " + attention." +
-                s.cfg.attention_kind + " on " + s.device_description +
-                (s.cfg.memory_limit ? ", limit " + s.cfg.memory_limit_text : std::string()) + "; prompt " +
-                std::to_string(s.prompt_tokens) + " tokens" +
-                (by_batch && news.size() == 1 ? ", " + std::to_string(news[0]) + " new" : std::string()) +
-                (!by_batch && batches.size() == 1 ? ", batch " + std::to_string(batches[0]) : std::string())) +
-       "\n";
+  // Title: the pipeline and device, then the run's shape (a gnuplot double-quoted string: "\n" breaks).
+  const std::string line1 = "kvrun bench: weights." + s.weights + " + cache." + s.cfg.cache_type + " + attention." +
+                            s.cfg.attention_kind + " on " + s.device_name;
+  const std::string line2 =
+      s.device_description + (s.cfg.memory_limit ? ", memory limit " + s.cfg.memory_limit_text : std::string()) +
+      ", prompt " + std::to_string(s.prompt_tokens) + " tokens" +
+      (by_batch && news.size() == 1 ? ", " + std::to_string(news[0]) + " new tokens" : std::string()) +
+      (!by_batch && batches.size() == 1 ? ", batch " + std::to_string(batches[0]) : std::string());
+  g += "set multiplot layout 2,1 title " + gp_dquote(line1) + ".\"\\n\"." + gp_dquote(line2) + "\n";
   g += "set grid\nset key left top\n";
   if (xmax >= 8 * xmin) g += "set logscale x 2\n";
   g += "set xrange [" + std::to_string(xmin) + "*0.9:" + std::to_string(xmax) + "*1.1]\n";
@@ -469,11 +485,11 @@ std::string write_plot(const std::string& path, const Sweep& s, const std::vecto
     if (series.size() == 1) return gp_quote(what);
     return gp_quote(what + (by_batch ? " (new " : " (batch ") + std::to_string(sv) + ")");
   };
-  g += "set ylabel 'tokens/s'\nplot ";
+  g += "set ylabel 'tokens/s'\nset yrange [0:*]\nplot ";
   for (size_t i = 0; i < used_series.size(); ++i)
     g += std::string(i ? ", " : "") + "$data index " + std::to_string(i) + " using 1:2 with linespoints lw 2 pt 7 title " +
          title("tokens/s", used_series[i]);
-  g += "\nset ylabel 'peak device memory (GiB)'\nset yrange [0:*]\nplot ";
+  g += "\nset ylabel 'peak device memory (GiB)'\nset yrange [0:*]\nset offsets 0, 0, graph 0.4, 0\nset key left top maxrows 4\nplot ";
   for (size_t i = 0; i < used_series.size(); ++i) {
     const std::string idx = "$data index " + std::to_string(i);
     g += std::string(i ? ", " : "") + idx + " using 1:3 with linespoints lw 2 pt 7 title " + title("peak total", used_series[i]) +
@@ -608,6 +624,8 @@ int cmd_bench(int argc, char** argv) {
   Sweep s;
   s.cfg = config_from(c);
   s.prompt_tokens = prompt_tokens;
+  s.batches = batches;
+  s.new_tokens = news;
   s.seed = seed;
   Pipeline pipe(s.cfg);
   Device& dev = pipe.device();

@@ -11,11 +11,11 @@ suites=("$@")
 status=0
 for t in "${suites[@]}"; do
   [ -x "$b/$t" ] || { echo "== $t: not built"; continue; }
-  start=$(date +%s.%N)
+  start=$SECONDS
   "$b/$t" > "$out/$t.log" 2>&1
   rc=$?
-  printf '== %-32s rc=%d  %.1fs  %s\n' "$t" $rc "$(echo "$(date +%s.%N) - $start" | bc)" "$(grep -E 'test cases:' "$out/$t.log" | tail -1)"
-  grep -E "ERROR|skipped|^tiny|figure|agreement|ppl|greedy" "$out/$t.log" | head -40
+  printf '== %-32s rc=%d  %ds  %s\n' "$t" $rc $((SECONDS - start)) "$(grep -E 'test cases:' "$out/$t.log" | tail -1)"
+  grep -E -A3 "ERROR|skipped|^tiny|agreement|ppl|greedy" "$out/$t.log" | grep -v "^--$" | head -${LINES_PER_SUITE:-40}
   [ $rc -ne 0 ] && status=1
 done
 exit $status

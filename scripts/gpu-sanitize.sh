@@ -5,7 +5,7 @@ out=${OUT:-gpu-logs}
 mkdir -p "$out"
 status=0
 for t in "$@"; do
-  compute-sanitizer --tool memcheck --leak-check none --error-exitcode 9 build-cuda/tests/$t > "$out/sanitize-$t.log" 2>&1
+  compute-sanitizer --tool memcheck --error-exitcode 9 build-cuda/tests/$t > "$out/sanitize-$t.log" 2>&1
   rc=$?
   echo "== memcheck $t rc=$rc: $(grep -E 'ERROR SUMMARY' "$out/sanitize-$t.log" | tail -1)"
   [ $rc -ne 0 ] && status=1 && grep -m5 -E "Invalid|ERROR" "$out/sanitize-$t.log"

@@ -15,7 +15,7 @@ class GptqWeightsPlugin final : public Plugin {
     info_.kind = PluginKind::weights;
     info_.name = "gptq";
     info_.version = "0.1.0";
-    info_.description = "GPTQ int2/4/8 weights (AutoGPTQ/GPTQModel, v1 and v2, act-order), dequantized on the fly";
+    info_.description = "GPTQ int2/3/4/8 weights (AutoGPTQ/GPTQModel, v1 and v2, act-order), dequantized on the fly";
     info_.backends = {BackendKind::cpu};
 #if KVRUN_GPTQ_CUDA
     info_.backends.push_back(BackendKind::cuda);

@@ -89,7 +89,8 @@ void check_scores(Pipeline& pipe, const Reference& ref, const std::string& label
   std::printf("%s: argmax agreement %.2f %% (%d/%d), max |dlogprob| %.5f\n", label.c_str(), 100 * agreement, agree,
               total, max_dlp);
   CHECK(agreement >= 0.99);
-  CHECK(max_dlp < 0.05);
+  // fp32 activations on the CPU; on CUDA prefill GEMMs round activations to bf16 (tensor cores)
+  CHECK(max_dlp < (kDevice == "cpu" ? 0.05 : 0.1));
 }
 
 // Greedy continuation of each reference prompt (32 ids) for 48 tokens, the 4 prompts as one batch.
