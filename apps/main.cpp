@@ -13,6 +13,8 @@
 
 #include "kvrun/log.hpp"
 #include "kvrun/select.hpp"
+#include "bench.hpp"
+#include "cli_common.hpp"
 #include "pipeline.hpp"
 
 namespace po = boost::program_options;
@@ -37,48 +39,6 @@ const char* kUsage =
     "  selftest     check plugins, devices and the CPU/CUDA ops against each other\n"
     "\n"
     "run 'kvrun <command> --help' for its options; configs: docs/config.md\n";
-
-std::string dump(const json& j) { return j.dump(2, ' ', false, json::error_handler_t::replace); }
-
-struct Common {
-  std::string config;
-  std::vector<std::string> sets;
-  bool json_out = false;
-  bool verbose = false;
-};
-
-void add_common(po::options_description& d, Common& c, bool needs_config) {
-  d.add_options()("help,h", "show this help");
-  if (needs_config)
-    d.add_options()("config,c", po::value(&c.config)->required(), "pipeline TOML file");
-  else
-    d.add_options()("config,c", po::value(&c.config), "pipeline TOML file");
-  d.add_options()("set", po::value(&c.sets)->composing(), "override a config key: --set cache.type=int8 (repeatable)");
-  d.add_options()("json", po::bool_switch(&c.json_out), "print one JSON document on stdout");
-  d.add_options()("verbose,v", po::bool_switch(&c.verbose), "debug logging on stderr");
-}
-
-// Parses argv[2..] for a command; returns false if --help was printed.
-bool parse(int argc, char** argv, po::options_description& d, const char* cmd, const char* synopsis,
-           po::positional_options_description* pos = nullptr) {
-  po::variables_map vm;
-  po::command_line_parser p(argc - 1, argv + 1);
-  p.options(d);
-  if (pos) p.positional(*pos);
-  po::store(p.run(), vm);
-  if (vm.count("help")) {
-    std::cout << "usage: kvrun " << cmd << " " << synopsis << "\n\n" << d << "\n";
-    return false;
-  }
-  po::notify(vm);
-  return true;
-}
-
-PipelineConfig config_from(const Common& c) {
-  if (c.verbose) set_log_level(LogLevel::debug);
-  if (c.config.empty()) return parse_config("", "<defaults>", c.sets);
-  return load_config(c.config, c.sets);
-}
 
 json info_json(const PluginInfo& i, const std::string& path) {
   json j;
@@ -238,28 +198,6 @@ std::vector<std::string> read_prompts_file(const std::string& path) {
   }
   if (out.empty()) fail(ErrorKind::usage, "--prompts-file: '" + path + "' has no prompts");
   return out;
-}
-
-json memory_json(const Device& dev) {
-  MemoryStats m = dev.memory_stats();
-  return json{{"weights_bytes", m.peak[0]},
-              {"kv_cache_bytes", m.peak[1]},
-              {"workspace_bytes", m.peak[2]},
-              {"peak_total_bytes", m.peak_total},
-              {"limit_bytes", m.limit}};
-}
-
-void print_memory(const Device& dev) {
-  MemoryStats m = dev.memory_stats();
-  std::fprintf(stderr, "kvrun: peak memory on %s: weights %s, KV cache %s, workspace %s, total %s\n",
-               dev.info().name.c_str(), format_bytes(m.peak[0]).c_str(), format_bytes(m.peak[1]).c_str(),
-               format_bytes(m.peak[2]).c_str(), format_bytes(m.peak_total).c_str());
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 std::string output_text(Tokenizer* tok, const GenerationSettings& st, const SequenceResult& r) {
@@ -575,7 +513,7 @@ int run(int argc, char** argv) {
   if (cmd == "perplexity") return cmd_perplexity(argc, argv);
   if (cmd == "score") return cmd_score(argc, argv);
   if (cmd == "memory") return cmd_memory(argc, argv);
-  if (cmd == "bench") return cmd_not_yet("bench", "benchmarks issue");
+  if (cmd == "bench") return cmd_bench(argc, argv);
   if (cmd == "selftest") return cmd_not_yet("selftest", "CUDA backend issue");
   fail(ErrorKind::usage, "unknown command '" + cmd + "'\n" + kUsage);
 }

@@ -34,6 +34,11 @@ constexpr int kBN = 64;             // keys per tile
 constexpr int kWarps = kBM / 16;    // one m16 row slab per warp
 constexpr int kThreads = kWarps * 32;
 constexpr int kMinSplitKeys = 256;  // a split part covers at least this many keys
+// Split-K is off: on the H200 the split path gave wrong results (relative error ~1e11 against the
+// CPU reference) for decode steps over long caches (kv 2046..4095) in test_attention_cuda, while
+// the unsplit path passes. Until that is found, every step runs unsplit (correct, slower for long
+// single-sequence decode). Re-enable here to debug it.
+constexpr bool kEnableSplitK = false;
 constexpr float kLog2e = 1.4426950408889634f;
 
 void check_cuda(cudaError_t err, const char* what) {
@@ -401,7 +406,7 @@ void forward(const Args& a, int device, void* stream) {
   // part at least kMinSplitKeys long, within kMaxSplits and the partial-result workspace.
   int splits = 1;
   const int64_t target = 2 * int64_t(std::max(a.num_sms, 1));
-  if (blocks < target && a.max_kv_len >= 2 * kMinSplitKeys) {
+  if (kEnableSplitK && blocks < target && a.max_kv_len >= 2 * kMinSplitKeys) {
     int64_t want = (target + blocks - 1) / blocks;
     want = std::min<int64_t>(want, a.max_kv_len / kMinSplitKeys);
     want = std::min<int64_t>(want, kMaxSplits);
