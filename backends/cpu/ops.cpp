@@ -1,4 +1,4 @@
-// kvrun — the CPU implementation of Ops (backends/include/kvrun/ops.hpp): AVX2 kernels on host
+// kvrun — the CPU implementation of Ops (core/include/kvrun/ops.hpp): AVX2 kernels on host
 // memory, split over the worker pool. Every entry point validates its operands first and reports
 // a bad call as Status{internal, "<op>: <what> <shapes>"}.
 #include <algorithm>

@@ -16,7 +16,7 @@
 
 namespace kvrun {
 
-class Ops;  // the dense operations of a backend: backends/include/kvrun/ops.hpp
+class Ops;  // the dense operations of a backend: core/include/kvrun/ops.hpp
 
 enum class BackendKind : uint8_t { cpu, cuda };
 const char* backend_name(BackendKind k) noexcept;  // "cpu", "cuda"

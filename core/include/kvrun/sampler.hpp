@@ -7,7 +7,7 @@
 
 namespace kvrun {
 
-struct SampleParams;  // backends/include/kvrun/ops.hpp
+struct SampleParams;  // core/include/kvrun/ops.hpp
 
 // SplitMix64-based uniform in [0, 1): deterministic per (seed, counter), identical on every backend.
 inline double uniform01(uint64_t seed, uint64_t counter) {
