@@ -96,7 +96,7 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
   // Samples one token for each sequence in `seqs` from logits rows (same order).
   auto sample = [&](const std::vector<int>& seqs, TensorView logits) {
     const int n = int(seqs.size());
-    if (st.repetition_penalty != 1.f && st.temperature >= 0.f) {
+    if (st.repetition_penalty != 1.f) {  // the penalty needs the logits on the host
       h_logits.resize(size_t(n) * V);
       check(dev.queue().copy_d2h(h_logits.data(), logits.data, h_logits.size() * sizeof(float)));
       check(dev.queue().wait());
