@@ -101,9 +101,7 @@ __global__ void __launch_bounds__(32 * kSlices)
     gemv_kernel(const uint32_t* __restrict__ qw, const uint16_t* __restrict__ sc, const uint8_t* __restrict__ zp,
                 const int32_t* __restrict__ ug, const float* __restrict__ bias, const float* __restrict__ x,
                 int64_t ldx, float* __restrict__ y, int M, int64_t N, int64_t units) {
-  // B units loaded ahead per lane: 16 one-word units keep 64 bytes in flight per lane, enough
-  // for the weight stream to approach the memory bandwidth (4 gave ~16 % of it on an H200).
-  constexpr int R = unit_rows(BITS), UW = unit_words(BITS), B = UW == 1 ? 16 : 4;
+  constexpr int R = unit_rows(BITS), UW = unit_words(BITS), B = 4;  // B units loaded ahead
   __shared__ float red[kSlices][MB][32];
   const int lane = threadIdx.x, slice = threadIdx.y;
   const int64_t n = int64_t(blockIdx.x) * 32 + lane;
