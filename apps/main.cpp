@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "kvrun/log.hpp"
+#include "kvrun/ops.hpp"
 #include "kvrun/select.hpp"
 #include "bench.hpp"
 #include "cli_common.hpp"
@@ -495,8 +496,77 @@ int cmd_memory(int argc, char** argv) {
   return 0;
 }
 
-int cmd_not_yet(const char* cmd, const char* issue) {
-  fail(ErrorKind::internal, std::string("kvrun ") + cmd + " is not available in this build yet (" + issue + ")");
+// Plugins load, the matrix is derived, and every device computes the same matmul / RMSNorm as
+// the CPU on seeded random data (a quick installation check; the test suites go much further).
+int cmd_selftest(int argc, char** argv) {
+  Common c;
+  po::options_description d("options");
+  add_common(d, c, false);
+  if (!parse(argc, argv, d, "selftest", "[-c CONFIG] [--json]")) return 0;
+  PipelineConfig cfg = config_from(c);
+  json report;
+  bool ok = true;
+  Registry reg;
+  reg.load_path(plugin_search_path(cfg));
+  report["plugins"] = reg.plugins().size();
+  report["plugin_problems"] = reg.problems().size();
+  int valid = 0;
+  for (const auto& e : full_matrix(reg)) valid += e.verdict.ok;
+  report["valid_combinations"] = valid;
+  if (reg.plugins().size() < 6) ok = false;
+
+  auto cpu = open_device(DeviceRequest{"cpu", cfg.threads, 0, {}});
+  std::string why;
+  std::vector<DeviceInfo> gpus = cuda_devices(backend_search_path(cfg), &why);
+  report["cuda"] = gpus.empty() ? json(why) : json(gpus.size());
+  // y[3, 32] = x[3, 64] · w[32, 64]ᵀ and RMSNorm of x, on a device; results copied to the host.
+  auto run = [](Device& dev, std::vector<float>* y, std::vector<float>* nrm) {
+    Buffer<float> x(dev, 3 * 64, MemCategory::workspace), out(dev, 3 * 32, MemCategory::workspace),
+        n(dev, 3 * 64, MemCategory::workspace);
+    Buffer<uint16_t> w(dev, 32 * 64, MemCategory::workspace), g(dev, 64, MemCategory::workspace);
+    TensorView xv = x.view(DType::f32, {3, 64}), wv = w.view(DType::bf16, {32, 64}), gv = g.view(DType::bf16, {64});
+    check(dev.ops().fill_random(xv, 1.f, 11));
+    check(dev.ops().fill_random(wv, 0.125f, 12));
+    check(dev.ops().fill_random(gv, 1.f, 13));
+    check(dev.ops().matmul(out.view(DType::f32, {3, 32}), xv, wv, nullptr));
+    check(dev.ops().rms_norm(n.view(DType::f32, {3, 64}), xv, gv, 1e-6f));
+    *y = out.to_host();
+    *nrm = n.to_host();
+  };
+  std::vector<float> y_ref, n_ref;
+  run(*cpu, &y_ref, &n_ref);
+  report["devices"] = json::array();
+  report["devices"].push_back({{"name", "cpu"}, {"ok", true}});
+  for (const DeviceInfo& gi : gpus) {
+    json entry{{"name", gi.name}, {"description", gi.description}};
+    try {
+      auto dev = open_device(DeviceRequest{gi.name, 0, 0, backend_search_path(cfg)});
+      std::vector<float> y, nrm;
+      run(*dev, &y, &nrm);
+      double err = 0;
+      for (size_t i = 0; i < y.size(); ++i) err = std::max(err, double(std::fabs(y[i] - y_ref[i])));
+      for (size_t i = 0; i < nrm.size(); ++i) err = std::max(err, double(std::fabs(nrm[i] - n_ref[i])));
+      entry["max_abs_diff_vs_cpu"] = err;
+      entry["ok"] = err < 1e-4;
+    } catch (const Error& e) {
+      entry["ok"] = false;
+      entry["error"] = e.what();
+    }
+    ok = ok && entry["ok"].get<bool>();
+    report["devices"].push_back(entry);
+  }
+  report["ok"] = ok;
+  if (c.json_out) {
+    std::cout << dump(report) << "\n";
+  } else {
+    std::printf("plugins: %zu loaded, %zu refused; %d valid combinations\n", reg.plugins().size(), reg.problems().size(), valid);
+    for (const auto& dv : report["devices"])
+      std::printf("%-8s %s%s\n", dv["name"].get<std::string>().c_str(), dv["ok"].get<bool>() ? "ok" : "FAILED",
+                  dv.contains("max_abs_diff_vs_cpu") ? (" (max |diff| vs cpu " + std::to_string(dv["max_abs_diff_vs_cpu"].get<double>()) + ")").c_str() : "");
+    if (gpus.empty()) std::printf("cuda     none (%s)\n", why.c_str());
+    std::printf("%s\n", ok ? "selftest passed" : "selftest FAILED");
+  }
+  return ok ? 0 : 1;
 }
 
 int run(int argc, char** argv) {
@@ -514,7 +584,7 @@ int run(int argc, char** argv) {
   if (cmd == "score") return cmd_score(argc, argv);
   if (cmd == "memory") return cmd_memory(argc, argv);
   if (cmd == "bench") return cmd_bench(argc, argv);
-  if (cmd == "selftest") return cmd_not_yet("selftest", "CUDA backend issue");
+  if (cmd == "selftest") return cmd_selftest(argc, argv);
   fail(ErrorKind::usage, "unknown command '" + cmd + "'\n" + kUsage);
 }
 

@@ -131,6 +131,15 @@ TEST_CASE("check: every valid example config passes; flash+int8 fails naming bot
   CHECK(json::parse(cu.out)["backend"] == "cuda");
 }
 
+TEST_CASE("selftest passes and reports every device") {
+  Run r = run_kvrun("selftest --json");
+  REQUIRE(r.code == 0);
+  json j = json::parse(r.out);
+  CHECK(j["ok"] == true);
+  CHECK(j["plugins"].get<int>() >= 6);
+  CHECK(j["devices"][0]["name"] == "cpu");
+}
+
 TEST_CASE("config errors exit 2 with file, line and key") {
   fs::path p = fs::temp_directory_path() / "kvrun_cli_bad.toml";
   std::ofstream(p) << "[model]\npath = \"x\"\n[cache]\ntypo = 3\n";
