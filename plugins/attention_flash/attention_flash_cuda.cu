@@ -23,6 +23,7 @@
 #include <cstring>
 #include <string>
 
+#include "kvrun/cuda_plugin.cuh"
 #include "attention_flash_cuda.hpp"
 #include "kvrun/error.hpp"
 
@@ -41,27 +42,10 @@ constexpr int kMinSplitKeys = 256;  // a split part covers at least this many ke
 constexpr bool kEnableSplitK = false;
 constexpr float kLog2e = 1.4426950408889634f;
 
-void check_cuda(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    fail(ErrorKind::device, std::string("attention.flash (CUDA): ") + what + ": " + cudaGetErrorName(err) + " (" +
-                                cudaGetErrorString(err) + ")");
-}
-
-// Makes `device` current for the launches of one call and restores the previous one.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    check_cuda(cudaGetDevice(&prev_), "cudaGetDevice");
-    if (prev_ != device) check_cuda(cudaSetDevice(device), "cudaSetDevice");
-    changed_ = prev_ != device;
-  }
-  ~DeviceScope() {
-    if (changed_) (void)cudaSetDevice(prev_);
-  }
-
- private:
-  int prev_ = 0;
-  bool changed_ = false;
+constexpr const char* kWho = "attention.flash";
+void check_cuda(cudaError_t err, const char* what) { cuda_plugin::check(err, kWho, what); }
+struct DeviceScope : cuda_plugin::DeviceScope {
+  explicit DeviceScope(int device) : cuda_plugin::DeviceScope(device, kWho) {}
 };
 
 struct Params {

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <string>
 
+#include "kvrun/cuda_plugin.cuh"
 #include "attention_naive_cuda.hpp"
 #include "kvrun/dtype.hpp"
 #include "kvrun/error.hpp"
@@ -27,27 +28,10 @@ constexpr int kSoftmaxThreads = 256;
 constexpr int kPvThreads = 256;
 constexpr int kPvWarps = kPvThreads / 32;
 
-void check_cuda(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    fail(ErrorKind::device, std::string("attention.naive (CUDA): ") + what + ": " + cudaGetErrorName(err) + " (" +
-                                cudaGetErrorString(err) + ")");
-}
-
-// Makes `device` current for the launches of one call and restores the previous one.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    check_cuda(cudaGetDevice(&prev_), "cudaGetDevice");
-    if (prev_ != device) check_cuda(cudaSetDevice(device), "cudaSetDevice");
-    changed_ = prev_ != device;
-  }
-  ~DeviceScope() {
-    if (changed_) (void)cudaSetDevice(prev_);
-  }
-
- private:
-  int prev_ = 0;
-  bool changed_ = false;
+constexpr const char* kWho = "attention.naive";
+void check_cuda(cudaError_t err, const char* what) { cuda_plugin::check(err, kWho, what); }
+struct DeviceScope : cuda_plugin::DeviceScope {
+  explicit DeviceScope(int device) : cuda_plugin::DeviceScope(device, kWho) {}
 };
 
 // The paged KV of one layer as the kernels see it.

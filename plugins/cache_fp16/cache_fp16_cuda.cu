@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "kvrun/cuda_plugin.cuh"
 #include "cache_fp16_cuda.hpp"
 #include "kvrun/dtype.hpp"
 #include "kvrun/error.hpp"
@@ -14,27 +15,10 @@ namespace {
 
 constexpr int kWarpsPerBlock = 4;
 
-void check_cuda(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    fail(ErrorKind::device, std::string("cache.fp16 (CUDA): ") + what + ": " + cudaGetErrorName(err) + " (" +
-                                cudaGetErrorString(err) + ")");
-}
-
-// Makes `device` current for the launches of one call and restores the previous one.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    check_cuda(cudaGetDevice(&prev_), "cudaGetDevice");
-    if (prev_ != device) check_cuda(cudaSetDevice(device), "cudaSetDevice");
-    changed_ = prev_ != device;
-  }
-  ~DeviceScope() {
-    if (changed_) (void)cudaSetDevice(prev_);
-  }
-
- private:
-  int prev_ = 0;
-  bool changed_ = false;
+constexpr const char* kWho = "cache.fp16";
+void check_cuda(cudaError_t err, const char* what) { cuda_plugin::check(err, kWho, what); }
+struct DeviceScope : cuda_plugin::DeviceScope {
+  explicit DeviceScope(int device) : cuda_plugin::DeviceScope(device, kWho) {}
 };
 
 // grid: ceil(num_tokens * num_kv_heads / kWarpsPerBlock) blocks of kWarpsPerBlock warps.

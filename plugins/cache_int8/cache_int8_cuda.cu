@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "kvrun/cuda_plugin.cuh"
 #include "cache_int8_cuda.hpp"
 #include "kvrun/dtype.hpp"
 #include "kvrun/error.hpp"
@@ -22,27 +23,10 @@ namespace {
 
 constexpr int kWarpsPerBlock = 4;
 
-void check_cuda(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    fail(ErrorKind::device, std::string("cache.int8 (CUDA): ") + what + ": " + cudaGetErrorName(err) + " (" +
-                                cudaGetErrorString(err) + ")");
-}
-
-// Makes `device` current for the launches of one call and restores the previous one.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    check_cuda(cudaGetDevice(&prev_), "cudaGetDevice");
-    if (prev_ != device) check_cuda(cudaSetDevice(device), "cudaSetDevice");
-    changed_ = prev_ != device;
-  }
-  ~DeviceScope() {
-    if (changed_) (void)cudaSetDevice(prev_);
-  }
-
- private:
-  int prev_ = 0;
-  bool changed_ = false;
+constexpr const char* kWho = "cache.int8";
+void check_cuda(cudaError_t err, const char* what) { cuda_plugin::check(err, kWho, what); }
+struct DeviceScope : cuda_plugin::DeviceScope {
+  explicit DeviceScope(int device) : cuda_plugin::DeviceScope(device, kWho) {}
 };
 
 // Quantizes one row x[D] (all 32 lanes of the warp call it) into q[D], *scale, *zero.

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kvrun/cuda_plugin.cuh"
 #include "gptq_cuda.hpp"
 #include "kvrun/ops.hpp"
 
@@ -35,24 +36,8 @@ void cuda_check(cudaError_t e, const char* what, int line) {
 #define GPTQ_CUDA_LAUNCHED(name) cuda_check(cudaGetLastError(), "launch of " name, __LINE__)
 
 // Makes dev current for this thread's CUDA runtime (this module links its own static cudart).
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    GPTQ_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (previous_ != device) {
-      GPTQ_CUDA_CHECK(cudaSetDevice(device));
-      switched_ = true;
-    }
-  }
-  ~DeviceGuard() {
-    if (switched_) (void)cudaSetDevice(previous_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
-  bool switched_ = false;
+struct DeviceGuard : cuda_plugin::DeviceScope {
+  explicit DeviceGuard(int device) : cuda_plugin::DeviceScope(device, "weights.gptq") {}
 };
 
 // ---- device code -------------------------------------------------------------------------------
