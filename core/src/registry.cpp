@@ -44,6 +44,17 @@ std::string kind_label(PluginKind k) {
   return "plugin";
 }
 
+// Objects are created only on backends the plugin declares (the same declaration the matrix reads).
+void require_backend(const LoadedPlugin& lp, const Device& dev) {
+  const BackendKind b = dev.info().backend;
+  const auto& bs = lp.info.backends;
+  if (std::find(bs.begin(), bs.end(), b) != bs.end()) return;
+  std::string runs;
+  for (BackendKind k : bs) runs += (runs.empty() ? "" : ", ") + std::string(backend_name(k));
+  fail(ErrorKind::usage, lp.info.full_name() + ": this build has no " + backend_name(b) + " code (it runs on: " +
+                             (runs.empty() ? "nothing" : runs) + "); use backend.device = \"cpu\"");
+}
+
 }  // namespace
 
 std::vector<std::string> Registry::search_path(const std::vector<std::string>& config_paths,
@@ -159,6 +170,7 @@ const LoadedPlugin& Registry::get(PluginKind kind, const std::string& name) cons
 
 std::shared_ptr<Cache> Registry::create_cache(const std::string& name, const CacheParams& p, Device& dev) const {
   const LoadedPlugin& lp = get(PluginKind::cache, name);
+  require_backend(lp, dev);
   std::unique_ptr<Cache> obj;
   check(lp.plugin->create_cache(p, dev, &obj));
   return adopt(lp.plugin, std::move(obj));
@@ -167,6 +179,7 @@ std::shared_ptr<Cache> Registry::create_cache(const std::string& name, const Cac
 std::shared_ptr<Attention> Registry::create_attention(const std::string& name, const AttentionParams& p,
                                                       Device& dev) const {
   const LoadedPlugin& lp = get(PluginKind::attention, name);
+  require_backend(lp, dev);
   std::unique_ptr<Attention> obj;
   check(lp.plugin->create_attention(p, dev, &obj));
   return adopt(lp.plugin, std::move(obj));
@@ -174,6 +187,7 @@ std::shared_ptr<Attention> Registry::create_attention(const std::string& name, c
 
 std::shared_ptr<WeightFormat> Registry::create_weights(const std::string& name, Device& dev) const {
   const LoadedPlugin& lp = get(PluginKind::weights, name);
+  require_backend(lp, dev);
   std::unique_ptr<WeightFormat> obj;
   check(lp.plugin->create_weights(dev, &obj));
   return adopt(lp.plugin, std::move(obj));

@@ -26,19 +26,11 @@ constexpr int kKeyTile = 64;
 class FlashAttention final : public Attention {
  public:
   FlashAttention(const AttentionParams& p, Device& dev) : p_(p), dev_(dev) {
-    const BackendKind b = dev.info().backend;
-#ifdef KVRUN_WITH_CUDA
-    const bool supported = b == BackendKind::cpu || b == BackendKind::cuda;
-#else
-    const bool supported = b == BackendKind::cpu;
-#endif
-    if (!supported)
-      fail(ErrorKind::usage, "attention.flash: this build has no " + std::string(backend_name(b)) +
-                                 " code; use backend.device = \"cpu\"");
+    // Created only on a declared backend (Registry::create_* checks).
     if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads)
       fail(ErrorKind::usage, "attention.flash: num_heads must be a multiple of num_kv_heads");
 #ifdef KVRUN_WITH_CUDA
-    if (b == BackendKind::cuda) init_cuda();
+    if (dev.info().backend == BackendKind::cuda) init_cuda();
 #endif
   }
 

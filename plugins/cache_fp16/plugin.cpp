@@ -17,21 +17,13 @@ namespace {
 class Fp16Cache final : public PagedCacheBase {
  public:
   Fp16Cache(const CacheParams& p, Device& dev) : PagedCacheBase(p, dev, layout::paged_f16, "cache.fp16") {
-    const BackendKind b = dev.info().backend;
-#ifdef KVRUN_WITH_CUDA
-    const bool supported = b == BackendKind::cpu || b == BackendKind::cuda;
-#else
-    const bool supported = b == BackendKind::cpu;
-#endif
-    if (!supported)
-      fail(ErrorKind::usage, "cache.fp16: this build has no " + std::string(backend_name(b)) +
-                                 " code; use backend.device = \"cpu\"");
+    // Created only on a declared backend (Registry::create_* checks).
     for (int l = 0; l < p.num_layers; ++l) {
       k_.emplace_back(dev, layer_elems(), MemCategory::kv_cache);
       v_.emplace_back(dev, layer_elems(), MemCategory::kv_cache);
     }
 #ifdef KVRUN_WITH_CUDA
-    if (b == BackendKind::cuda) cache_fp16_cuda::prepare(dev.info().index);
+    if (dev.info().backend == BackendKind::cuda) cache_fp16_cuda::prepare(dev.info().index);
 #endif
   }
 
@@ -69,14 +61,7 @@ class Fp16Cache final : public PagedCacheBase {
   // k, v: [num_tokens, num_kv_heads, head_dim] f32 in device memory; token -> (sequence, position)
   // from the step's device arrays, block ids from the table reserve() uploaded.
   void append_cuda(int layer, const StepBatch& step, TensorView k, TensorView v) {
-    const int64_t n = int64_t(step.num_tokens) * p_.num_kv_heads * p_.head_dim;
-    if (k.dtype != DType::f32 || v.dtype != DType::f32 || k.numel() < n || v.numel() < n)
-      fail(ErrorKind::internal, "cache.fp16: append expects k and v of [num_tokens, num_kv_heads, head_dim] f32, got " +
-                                    k.shape_string() + " and " + v.shape_string());
-    if (step.num_tokens > 0 && (!step.d_token_seq || !step.d_positions))
-      fail(ErrorKind::internal, "cache.fp16: the step has no device token_seq/positions arrays");
-    if (step.num_tokens > 0 && (max_blocks_ <= 0 || packed_.size() < size_t(step.num_seqs) * size_t(max_blocks_)))
-      fail(ErrorKind::internal, "cache.fp16: append before reserve() for this step");
+    check_append(step, k, v);
     cache_fp16_cuda::AppendArgs a;
     a.k = k.as<const float>();
     a.v = v.as<const float>();

@@ -22,22 +22,14 @@ namespace {
 class Int8Cache final : public PagedCacheBase {
  public:
   Int8Cache(const CacheParams& p, Device& dev) : PagedCacheBase(p, dev, layout::paged_u8_token_head, "cache.int8") {
-    const BackendKind b = dev.info().backend;
-#ifdef KVRUN_WITH_CUDA
-    const bool supported = b == BackendKind::cpu || b == BackendKind::cuda;
-#else
-    const bool supported = b == BackendKind::cpu;
-#endif
-    if (!supported)
-      fail(ErrorKind::usage, "cache.int8: this build has no " + std::string(backend_name(b)) +
-                                 " code; use backend.device = \"cpu\"");
+    // Created only on a declared backend (Registry::create_* checks).
     for (int l = 0; l < p.num_layers; ++l) {
       for (auto* b : {&k_, &v_}) b->emplace_back(dev, layer_elems(), MemCategory::kv_cache);
       for (auto* b : {&k_scale_, &v_scale_}) b->emplace_back(dev, layer_rows(), MemCategory::kv_cache);
       for (auto* b : {&k_zero_, &v_zero_}) b->emplace_back(dev, layer_rows(), MemCategory::kv_cache);
     }
 #ifdef KVRUN_WITH_CUDA
-    if (b == BackendKind::cuda) cache_int8_cuda::prepare(dev.info().index);
+    if (dev.info().backend == BackendKind::cuda) cache_int8_cuda::prepare(dev.info().index);
 #endif
   }
 
@@ -77,14 +69,7 @@ class Int8Cache final : public PagedCacheBase {
   // k, v: [num_tokens, num_kv_heads, head_dim] f32 in device memory; token -> (sequence, position)
   // from the step's device arrays, block ids from the table reserve() uploaded.
   void append_cuda(int layer, const StepBatch& step, TensorView k, TensorView v) {
-    const int64_t n = int64_t(step.num_tokens) * p_.num_kv_heads * p_.head_dim;
-    if (k.dtype != DType::f32 || v.dtype != DType::f32 || k.numel() < n || v.numel() < n)
-      fail(ErrorKind::internal, "cache.int8: append expects k and v of [num_tokens, num_kv_heads, head_dim] f32, got " +
-                                    k.shape_string() + " and " + v.shape_string());
-    if (step.num_tokens > 0 && (!step.d_token_seq || !step.d_positions))
-      fail(ErrorKind::internal, "cache.int8: the step has no device token_seq/positions arrays");
-    if (step.num_tokens > 0 && (max_blocks_ <= 0 || packed_.size() < size_t(step.num_seqs) * size_t(max_blocks_)))
-      fail(ErrorKind::internal, "cache.int8: append before reserve() for this step");
+    check_append(step, k, v);
     const size_t l = size_t(layer);
     cache_int8_cuda::AppendArgs a;
     a.k = k.as<const float>();

@@ -89,7 +89,7 @@ namespace kvrun {
 class PagedCacheBase : public Cache {
  public:
   PagedCacheBase(const CacheParams& p, Device& dev, std::string_view layout, const char* plugin_name)
-      : p_(p), dev_(dev), layout_(layout) {
+      : p_(p), dev_(dev), layout_(layout), name_(plugin_name) {
     if (p.num_layers <= 0 || p.num_kv_heads <= 0 || p.head_dim <= 0 || p.block_tokens <= 0 || p.max_seqs <= 0)
       fail(ErrorKind::usage, std::string(plugin_name) + ": invalid cache parameters");
     num_blocks_ = (p.max_tokens + p.block_tokens - 1) / p.block_tokens;
@@ -143,6 +143,18 @@ class PagedCacheBase : public Cache {
     v.max_blocks_per_seq = max_blocks_;
     return v;
   }
+  // Checks the arguments of append() for a device-side walk: k, v [num_tokens, num_kv_heads,
+  // head_dim] f32, the step's device token arrays, and reserve() done for this step.
+  void check_append(const StepBatch& step, TensorView k, TensorView v) const {
+    const int64_t n = int64_t(step.num_tokens) * p_.num_kv_heads * p_.head_dim;
+    if (k.dtype != DType::f32 || v.dtype != DType::f32 || k.numel() < n || v.numel() < n)
+      fail(ErrorKind::internal, name_ + ": append expects k and v of [num_tokens, num_kv_heads, head_dim] f32, got " +
+                                    k.shape_string() + " and " + v.shape_string());
+    if (step.num_tokens > 0 && (!step.d_token_seq || !step.d_positions))
+      fail(ErrorKind::internal, name_ + ": the step has no device token_seq/positions arrays");
+    if (step.num_tokens > 0 && (max_blocks_ <= 0 || packed_.size() < size_t(step.num_seqs) * size_t(max_blocks_)))
+      fail(ErrorKind::internal, name_ + ": append before reserve() for this step");
+  }
   // Calls f(token row t, destination row index r) for every new token and KV head of the step,
   // where r indexes [num_blocks, num_kv_heads, block_tokens] (host-side walk, CPU caches).
   template <class F>
@@ -161,6 +173,7 @@ class PagedCacheBase : public Cache {
   CacheParams p_;
   Device& dev_;
   std::string_view layout_;
+  std::string name_;  // "cache.int8", for messages
   int64_t num_blocks_ = 0;
   BlockPool pool_;
   std::vector<int32_t> packed_;  // [num_seqs, max_blocks_] the step's block tables (host copy)
