@@ -29,7 +29,6 @@ std::string desc(const char* name, const TensorView& t) {
   return std::string(name) + " " + std::string(dtype_name(t.dtype)) + " " + t.shape_string();
 }
 
-bool is_float(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
 
 // A usable host operand: rank 1..4, non-negative dims, data unless empty, in host memory.
 void need_host(const char* op, const char* name, const TensorView& t) {
@@ -45,7 +44,7 @@ void need_f32(const char* op, const char* name, const TensorView& t) {
 }
 void need_float(const char* op, const char* name, const TensorView& t) {
   need_host(op, name, t);
-  if (!is_float(t.dtype)) bad(op, desc(name, t) + " must be f32, f16 or bf16");
+  if (!dtype_is_float(t.dtype)) bad(op, desc(name, t) + " must be f32, f16 or bf16");
 }
 void need_same_shape(const char* op, const char* an, const TensorView& a, const char* bn, const TensorView& b) {
   if (a.numel() != b.numel() || a.cols() != b.cols())

@@ -53,14 +53,6 @@ const StDtype* find_dtype(std::string_view s) {
   return nullptr;
 }
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  return s + "]";
-}
 
 std::string range_str(uint64_t b, uint64_t e) {
   return "[" + std::to_string(b) + ", " + std::to_string(e) + "]";
@@ -193,7 +185,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     if (__builtin_mul_overflow(numel, uint64_t(dt->bits), &bits) || bits % 8 != 0 || bits / 8 != end - begin) {
       std::string need = (bits % 8 == 0) ? std::to_string(bits / 8) + " bytes"
                                           : std::to_string(numel) + " x " + std::to_string(dt->bits) + " bits";
-      st_fail(path, where + "size mismatch: shape " + shape_str(shape) + " of " + dt_name + " needs " + need +
+      st_fail(path, where + "size mismatch: shape " + shape_string(shape) + " of " + dt_name + " needs " + need +
           " but data_offsets " + range_str(begin, end) + " hold " + std::to_string(end - begin) + " bytes" +
           redownload);
     }

@@ -54,11 +54,6 @@ Names names_for(Arch a) {
   return n;
 }
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
 
 // Copies a float tensor of the expected shape to the device, keeping its dtype.
 Buffer<uint8_t> upload(const Checkpoint& ck, const std::string& name, std::vector<int64_t> shape, Device& dev,
@@ -69,8 +64,8 @@ Buffer<uint8_t> upload(const Checkpoint& ck, const std::string& name, std::vecto
     fail(ErrorKind::model, "tensor '" + name + "' in " + t.file + " has dtype " + std::string(dtype_name(t.dtype)) +
                                "; expected bf16, f16 or f32");
   if (t.shape != shape)
-    fail(ErrorKind::model, "tensor '" + name + "' in " + t.file + " has shape " + shape_str(t.shape) + ", expected " +
-                               shape_str(shape) + " from config.json");
+    fail(ErrorKind::model, "tensor '" + name + "' in " + t.file + " has shape " + shape_string(t.shape) + ", expected " +
+                               shape_string(shape) + " from config.json");
   Buffer<uint8_t> b(dev, t.nbytes, MemCategory::weights);
   b.upload(static_cast<const uint8_t*>(t.data), t.nbytes);
   *dtype = t.dtype;

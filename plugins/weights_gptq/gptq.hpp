@@ -163,6 +163,4 @@ std::unique_ptr<Linear> make_linear(Device& dev, const Packed& p, std::shared_pt
 // A WeightFormat for GPTQ checkpoints (the plugin's create_weights returns one).
 std::unique_ptr<WeightFormat> make_weight_format();
 
-std::string shape_str(const std::vector<int64_t>& s);
-
 }  // namespace kvrun::gptq

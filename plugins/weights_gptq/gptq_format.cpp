@@ -4,6 +4,7 @@
 #include <random>
 
 #include "gptq.hpp"
+#include "kvrun/dense_linear.hpp"
 #include "kvrun/ops.hpp"
 #if KVRUN_GPTQ_CUDA
 #include "gptq_cuda.hpp"
@@ -11,88 +12,6 @@
 
 namespace kvrun::gptq {
 namespace {
-
-// An unquantized linear of a GPTQ checkpoint (e.g. a layer the export skipped): W stays in its
-// checkpoint dtype, forward is Ops::matmul (x · Wᵀ + b).
-class DenseLinear final : public Linear {
- public:
-  DenseLinear(Device& dev, DType dtype, int64_t out, int64_t in) : dev_(dev), dtype_(dtype), out_(out), in_(in) {
-    w_ = Buffer<uint8_t>(dev, size_t(out * in) * dtype_size(dtype), MemCategory::weights);
-  }
-  Buffer<uint8_t>& weight() { return w_; }
-  void set_bias(const std::vector<float>& b) {
-    bias_ = Buffer<float>(dev_, b.size(), MemCategory::weights);
-    bias_.upload(b.data(), b.size());
-  }
-  Status forward(TensorView y, TensorView x) noexcept override {
-    TensorView w(w_.data(), dtype_, {out_, in_}, dev_.space());
-    TensorView b(bias_.data(), DType::f32, {out_}, dev_.space());
-    return dev_.ops().matmul(y, x, w, bias_.empty() ? nullptr : &b);
-  }
-  int64_t in_features() const noexcept override { return in_; }
-  int64_t out_features() const noexcept override { return out_; }
-  size_t device_bytes() const noexcept override { return w_.bytes() + bias_.bytes(); }
-
- private:
-  Device& dev_;
-  DType dtype_;
-  int64_t out_, in_;
-  Buffer<uint8_t> w_;
-  Buffer<float> bias_;
-};
-
-bool is_float(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
-
-float to_f32(const void* p, DType t, size_t i) {
-  switch (t) {
-    case DType::f32: return static_cast<const float*>(p)[i];
-    case DType::f16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    default: return 0.f;
-  }
-}
-
-std::vector<float> load_bias(const Checkpoint& ck, const LinearSpec& spec, int64_t total, bool* present) {
-  const std::string bname = spec.prefix + ".bias";
-  *present = false;
-  if (!ck.has(bname)) {
-    if (spec.bias)
-      fail(ErrorKind::model, "tensor '" + bname + "' is missing from the checkpoint in " + ck.directory() +
-                                 " (this architecture has a bias here)");
-    return {};
-  }
-  HostTensor b;
-  check(ck.get(bname, &b));
-  if (!is_float(b.dtype) || b.shape.size() != 1 || b.shape[0] != total)
-    fail(ErrorKind::model, "tensor '" + bname + "' in " + b.file + " has shape " + shape_str(b.shape) + " dtype " +
-                               std::string(dtype_name(b.dtype)) + ", expected [" + std::to_string(total) + "] float");
-  std::vector<float> bias(size_t(spec.out_features));
-  for (size_t i = 0; i < bias.size(); ++i) bias[i] = to_f32(b.data, b.dtype, size_t(spec.out_offset) + i);
-  *present = true;
-  return bias;
-}
-
-std::unique_ptr<Linear> load_dense(const Checkpoint& ck, const LinearSpec& spec, Device& dev) {
-  const std::string wname = spec.prefix + ".weight";
-  HostTensor w;
-  check(ck.get(wname, &w));
-  const int64_t total = spec.out_total ? spec.out_total : spec.out_features;
-  if (!is_float(w.dtype))
-    fail(ErrorKind::model, "tensor '" + wname + "' in " + w.file + " has dtype " + std::string(dtype_name(w.dtype)) +
-                               "; an unquantized linear of a GPTQ checkpoint must be f16, bf16 or f32");
-  if (w.shape.size() != 2 || w.shape[0] != total || w.shape[1] != spec.in_features)
-    fail(ErrorKind::model, "tensor '" + wname + "' in " + w.file + " has shape " + shape_str(w.shape) + ", expected [" +
-                               std::to_string(total) + ", " + std::to_string(spec.in_features) + "]");
-  auto lin = std::make_unique<DenseLinear>(dev, w.dtype, spec.out_features, spec.in_features);
-  const size_t row_bytes = size_t(spec.in_features) * dtype_size(w.dtype);
-  lin->weight().upload(static_cast<const uint8_t*>(w.data) + size_t(spec.out_offset) * row_bytes,
-                       size_t(spec.out_features) * row_bytes);
-  bool has_bias = false;
-  std::vector<float> bias = load_bias(ck, spec, total, &has_bias);
-  if (has_bias) lin->set_bias(bias);
-  check(dev.queue().wait());
-  return lin;
-}
 
 class GptqWeights final : public WeightFormat {
  public:
@@ -102,7 +21,7 @@ class GptqWeights final : public WeightFormat {
       const std::string& p = spec.prefix;
       if (!ck.has(p + ".qweight")) {
         if (ck.has(p + ".weight")) {
-          *out = load_dense(ck, spec, dev);
+          *out = load_dense_linear(ck, spec, dev, "weights.gptq");  // a linear the export left unquantized
           return;
         }
         fail(ErrorKind::model, "linear '" + p + "' is not in the checkpoint in " + ck.directory() + ": expected '" + p +

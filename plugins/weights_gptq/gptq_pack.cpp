@@ -8,12 +8,6 @@
 
 namespace kvrun::gptq {
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
 namespace {
 
 void expect(const HostTensor& t, DType dtype, const std::vector<int64_t>& shape, const std::string& why) {
@@ -21,18 +15,15 @@ void expect(const HostTensor& t, DType dtype, const std::vector<int64_t>& shape,
     fail(ErrorKind::model, "tensor '" + t.name + "' in " + t.file + " has dtype " + std::string(dtype_name(t.dtype)) +
                                ", expected " + std::string(dtype_name(dtype)) + " (GPTQ, SPECS.md §2)");
   if (t.shape != shape)
-    fail(ErrorKind::model, "tensor '" + t.name + "' in " + t.file + " has shape " + shape_str(t.shape) +
-                               ", expected " + shape_str(shape) + " (" + why + ")");
+    fail(ErrorKind::model, "tensor '" + t.name + "' in " + t.file + " has shape " + shape_string(t.shape) +
+                               ", expected " + shape_string(shape) + " (" + why + ")");
 }
 
 float float_at(const HostTensor& t, size_t i) {
-  switch (t.dtype) {
-    case DType::f32: return static_cast<const float*>(t.data)[i];
-    case DType::f16: return f16_to_f32(static_cast<const uint16_t*>(t.data)[i]);
-    case DType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(t.data)[i]);
-    default: fail(ErrorKind::model, "tensor '" + t.name + "' in " + t.file + " has dtype " +
-                                        std::string(dtype_name(t.dtype)) + ", expected a float type");
-  }
+  if (!dtype_is_float(t.dtype))
+    fail(ErrorKind::model, "tensor '" + t.name + "' in " + t.file + " has dtype " + std::string(dtype_name(t.dtype)) +
+                               ", expected a float type");
+  return load_f32(t.data, t.dtype, i);
 }
 
 }  // namespace
@@ -83,7 +74,7 @@ Packed pack_linear(const RawTensors& t, const Settings& s, const LinearSpec& spe
                                  std::string(dtype_name(t.bias.dtype)) + ", expected f16 (or another float type)");
     if (t.bias.shape != std::vector<int64_t>{Nt})
       fail(ErrorKind::model, "tensor '" + t.bias.name + "' in " + t.bias.file + " has shape " +
-                                 shape_str(t.bias.shape) + ", expected " + shape_str({Nt}) + " (out_features)");
+                                 shape_string(t.bias.shape) + ", expected " + shape_string({Nt}) + " (out_features)");
   }
 
   Packed p;

@@ -41,6 +41,8 @@ constexpr std::string_view dtype_name(DType t) noexcept {
   return "?";
 }
 
+constexpr bool dtype_is_float(DType t) noexcept { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
+
 // Bit casts without UB (memcpy folds away).
 KVRUN_HD uint32_t f32_bits(float f) {
   uint32_t u;
@@ -108,6 +110,16 @@ KVRUN_HD uint16_t f32_to_f16(float f) {
   uint32_t rem = a & 0x1fffu;
   if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;
   return uint16_t(sign | r);
+}
+
+// Element i of an array of float dtype t, as f32 (0 for the integer dtypes).
+KVRUN_HD float load_f32(const void* p, DType t, size_t i) {
+  switch (t) {
+    case DType::f32: return static_cast<const float*>(p)[i];
+    case DType::f16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    default: return 0.f;
+  }
 }
 
 }  // namespace kvrun

@@ -5,10 +5,14 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "kvrun/dtype.hpp"
 
 namespace kvrun {
+
+// "[4, 128]"
+std::string shape_string(const std::vector<int64_t>& shape);
 
 // Where a pointer lives. Views never own memory; Buffers (device.hpp) do.
 enum class MemSpace : uint8_t { host, device };
