@@ -13,47 +13,23 @@
 #include <unistd.h>
 
 #include "fixtures.hpp"
+#include "run_kvrun.hpp"
 
 namespace fs = std::filesystem;
+namespace test = kvrun::test;
 using nlohmann::json;
 
 namespace {
 
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs kvrun with the arguments (a shell-quoted string) from the repository root; `env` is
-// prepended to the command (e.g. "PATH=/nonexistent").
-Run run_kvrun(const std::string& args, const std::string& env = "") {
-  static int n = 0;
-  const std::string base =
-      (fs::temp_directory_path() / ("kvrun_bench_" + std::to_string(getpid()) + "_" + std::to_string(n++))).string();
-  std::string cmd = "cd '" + kvrun::test::source_root() + "' && " + env + " '" KVRUN_EXE "' " + args +
-                    " </dev/null >'" + base + ".out' 2>'" + base + ".err'";
-  int status = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(base + ".out");
-  r.err = slurp(base + ".err");
-  fs::remove(base + ".out");
-  fs::remove(base + ".err");
-  return r;
-}
+using test::Run;
+using test::run_kvrun;
+using test::slurp;
 
 std::string tmp_path(const std::string& name) {
   return (fs::temp_directory_path() / ("kvrun_bench_" + std::to_string(getpid()) + "_" + name)).string();
 }
 
-bool contains(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using test::contains;
 
 const std::string kBase = "bench -c configs/qwen2-fp16-naive.toml --set backend.device=cpu --copy-size 8MiB ";
 

@@ -13,47 +13,17 @@
 #include <unistd.h>
 
 #include "fixtures.hpp"
+#include "run_kvrun.hpp"
 
 namespace fs = std::filesystem;
+namespace test = kvrun::test;
 using nlohmann::json;
 
 namespace {
 
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
-
-// Runs kvrun with the arguments (a shell-quoted string) from the repository root.
-Run run_kvrun(const std::string& args, const std::string& stdin_text = "") {
-  static int n = 0;
-  const std::string base = (fs::temp_directory_path() / ("kvrun_cli_" + std::to_string(getpid()) + "_" + std::to_string(n++))).string();
-  std::string cmd = "cd '" + kvrun::test::source_root() + "' && ";
-  if (!stdin_text.empty()) {
-    std::ofstream(base + ".in") << stdin_text;
-    cmd += "'" KVRUN_EXE "' " + args + " <'" + base + ".in'";
-  } else {
-    cmd += "'" KVRUN_EXE "' " + args + " </dev/null";
-  }
-  cmd += " >'" + base + ".out' 2>'" + base + ".err'";
-  int status = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  auto slurp = [](const std::string& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  r.out = slurp(base + ".out");
-  r.err = slurp(base + ".err");
-  fs::remove(base + ".out");
-  fs::remove(base + ".err");
-  fs::remove(base + ".in");
-  return r;
-}
-
-bool contains(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using test::Run;
+using test::contains;
+using test::run_kvrun;
 
 // A copy of a fixture model as symlinks, so single files can be replaced or damaged.
 fs::path model_copy(const std::string& model, const std::string& tag) {
