@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "devices.hpp"
 #include "fixtures.hpp"
 #include "kvrun/cpu/cpu.hpp"
 #include "kvrun/device.hpp"
@@ -32,32 +33,13 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Devices
 
-std::vector<std::string> cuda_dirs() { return {std::string(KVRUN_BUILD_ROOT) + "/backends/cuda"}; }
-
-// cuda:0, opened once; null when the machine has no usable CUDA device (the module must exist:
-// it is built whenever this test is).
+// cuda:0 or null; the CUDA backend module must exist (it is built whenever this test is).
 std::shared_ptr<Device> gpu() {
-  static std::shared_ptr<Device> dev = [] {
-    const std::string module = cuda_dirs()[0] + "/kvrun_backend_cuda.so";
-    REQUIRE_MESSAGE(std::filesystem::exists(module), "the CUDA backend module was not built: " << module);
-    std::string why;
-    std::vector<DeviceInfo> devs = cuda_devices(cuda_dirs(), &why);
-    if (devs.empty()) {
-      std::fprintf(stderr, "test_cuda_ops: no CUDA device: %s\n", why.c_str());
-      return std::shared_ptr<Device>();
-    }
-    DeviceRequest req;
-    req.spec = "cuda:0";
-    req.search_dirs = cuda_dirs();
-    return open_device(req);
-  }();
-  return dev;
+  const std::string module = test::cuda_dirs()[0] + "/kvrun_backend_cuda.so";
+  REQUIRE_MESSAGE(std::filesystem::exists(module), "the CUDA backend module was not built: " << module);
+  return test::gpu();
 }
-
-std::shared_ptr<Device> cpu_dev() {
-  static std::shared_ptr<Device> dev = cpu::make_cpu_device(0);
-  return dev;
-}
+using test::cpu_dev;
 
 #define NEED_GPU()                                             \
   std::shared_ptr<Device> g_dev = gpu();                       \

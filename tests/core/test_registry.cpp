@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "devices.hpp"
 #include "fixtures.hpp"
 #include "kvrun/cpu/cpu.hpp"
 #include "kvrun/matrix.hpp"
@@ -13,17 +14,9 @@ using namespace kvrun;
 
 namespace {
 
-std::vector<std::string> build_dirs() {
-  std::vector<std::string> v;
-  std::stringstream ss(KVRUN_BUILD_PLUGIN_DIRS);
-  std::string d;
-  while (std::getline(ss, d, ':')) v.push_back(d);
-  return v;
-}
-
 Registry shipped() {
   Registry r;
-  r.load_path(build_dirs());
+  r.load_path(test::plugin_dirs());
   return r;
 }
 

@@ -31,6 +31,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "devices.hpp"
 #include "fixtures.hpp"
 #include "kvrun/cpu/cpu.hpp"
 #include "kvrun/device.hpp"
@@ -47,45 +48,9 @@ constexpr double kTolFlashBf16 = 1e-2;
 constexpr int64_t kMaxKv = 4224;      // AttentionParams::max_kv_len of the attentions under test
 constexpr int kMaxStepTokens = 512;   // AttentionParams::max_tokens_per_step
 
-std::vector<std::string> cuda_dirs() { return {std::string(KVRUN_BUILD_ROOT) + "/backends/cuda"}; }
-
-std::vector<std::string> plugin_dirs() {
-  std::vector<std::string> out;
-  std::stringstream ss(KVRUN_BUILD_PLUGIN_DIRS);
-  for (std::string d; std::getline(ss, d, ':');)
-    if (!d.empty()) out.push_back(d);
-  return out;
-}
-
-// cuda:0, opened once; null when the machine has no usable CUDA device.
-std::shared_ptr<Device> gpu() {
-  static std::shared_ptr<Device> dev = [] {
-    std::string why;
-    if (cuda_devices(cuda_dirs(), &why).empty()) {
-      std::fprintf(stderr, "test_attention_cuda: no CUDA device: %s\n", why.c_str());
-      return std::shared_ptr<Device>();
-    }
-    DeviceRequest req;
-    req.spec = "cuda:0";
-    req.search_dirs = cuda_dirs();
-    return open_device(req);
-  }();
-  return dev;
-}
-
-std::shared_ptr<Device> cpu_dev() {
-  static std::shared_ptr<Device> dev = cpu::make_cpu_device(0);
-  return dev;
-}
-
-const Registry& registry() {
-  static Registry reg = [] {
-    Registry r;
-    r.load_path(plugin_dirs());
-    return r;
-  }();
-  return reg;
-}
+using test::cpu_dev;
+using test::gpu;
+using test::registry;
 
 // A step over sequences 0..n-1 with its device arrays in `dev`'s memory.
 struct DeviceStep {

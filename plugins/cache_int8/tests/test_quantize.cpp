@@ -9,6 +9,7 @@
 #include "kvrun/cpu/cpu.hpp"
 #include "kvrun/kv_rows.hpp"
 #include "kvrun/registry.hpp"
+#include "devices.hpp"
 #include "quantize.hpp"
 
 using namespace kvrun;
@@ -97,10 +98,7 @@ TEST_CASE("round half to even") {
 TEST_CASE("the cache stores per-token per-head rows and reads them back through the view") {
   auto dev = cpu::make_cpu_device(2);
   Registry reg;
-  std::vector<std::string> dirs;
-  std::stringstream ss(KVRUN_BUILD_PLUGIN_DIRS);
-  for (std::string d; std::getline(ss, d, ':');) dirs.push_back(d);
-  reg.load_path(dirs);
+  reg.load_path(test::plugin_dirs());
   CacheParams p;
   p.num_layers = 2;
   p.num_kv_heads = 2;

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "devices.hpp"
 #include "fixtures.hpp"
 #include "gptq.hpp"
 #include "kvrun/config.hpp"
@@ -269,10 +270,7 @@ TEST_CASE("load_linear through the WeightFormat, quantized and unquantized") {
 TEST_CASE("the built module loads a GPTQ linear") {
   Device& dev = cpu_device();
   Registry reg;
-  std::vector<std::string> dirs;
-  std::stringstream ss(KVRUN_BUILD_PLUGIN_DIRS);
-  for (std::string d; std::getline(ss, d, ':');) dirs.push_back(d);
-  reg.load_path(Registry::search_path({}, dirs));
+  reg.load_path(Registry::search_path({}, test::plugin_dirs()));
   const LoadedPlugin* lp = reg.find(PluginKind::weights, "gptq");
   REQUIRE(lp != nullptr);
   CHECK(lp->info.encodings == std::vector<std::string>{"gptq"});

@@ -17,34 +17,20 @@
 #include "fixtures.hpp"
 #include "gptq_test_util.hpp"
 #include "kvrun/registry.hpp"
+#include "devices.hpp"
 #include "kvrun/select.hpp"
 
 using namespace kvrun;
 using namespace gptq_test;
 
-namespace {
-
-std::vector<std::string> split_dirs(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string d; std::getline(ss, d, ':');)
-    if (!d.empty()) out.push_back(d);
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("CUDA Linear matches the CPU Linear") {
-  const std::vector<std::string> backend_dirs = {std::string(KVRUN_BUILD_ROOT) + "/backends/cuda"};
-  std::string why;
-  const bool have = !cuda_devices(backend_dirs, &why).empty();
-  if (!have) std::fprintf(stderr, "(no CUDA device: %s)\n", why.c_str());
-  KVRUN_SKIP_UNLESS(have, "no CUDA device");
+  std::shared_ptr<Device> gpu = test::gpu();
+  KVRUN_SKIP_UNLESS(gpu != nullptr, "no CUDA device");
 
-  auto gpu = open_device(DeviceRequest{.spec = "cuda:0", .search_dirs = backend_dirs});
   auto cpu = open_device(DeviceRequest{.spec = "cpu", .search_dirs = {}});
   Registry reg;
-  reg.load_path(Registry::search_path({}, split_dirs(KVRUN_BUILD_PLUGIN_DIRS)));
+  reg.load_path(Registry::search_path({}, test::plugin_dirs()));
   const LoadedPlugin* lp = reg.find(PluginKind::weights, "gptq");
   REQUIRE(lp != nullptr);
   const bool cuda_build = std::find(lp->info.backends.begin(), lp->info.backends.end(), BackendKind::cuda) !=
