@@ -9,6 +9,7 @@
 
 #include "devices.hpp"
 #include "fixtures.hpp"
+#include "reference.hpp"
 #include "gptq.hpp"
 #include "kvrun/config.hpp"
 #include "kvrun/cpu/parallel.hpp"
@@ -495,71 +496,11 @@ TEST_CASE("shape and dtype mismatches name the tensor, its shape and the expecte
 
 namespace {
 
-struct Reference {
-  std::vector<int32_t> input_ids;  // [4, 128]
-  std::vector<int32_t> argmax;     // [4, 128]
-  std::vector<float> next_lp;      // [4, 127]
-  std::vector<int32_t> greedy;     // [4, 80]
-  std::vector<float> window_nll;   // [n]
-};
-
-template <class T>
-std::vector<T> read(const SafetensorsFile& f, const std::string& name) {
-  const HostTensor& t = f.tensor(name);
-  std::vector<T> v(t.nbytes / sizeof(T));
-  std::memcpy(v.data(), t.data, t.nbytes);
-  return v;
-}
-
-Reference load_reference(const std::string& model) {
-  auto f = SafetensorsFile::open(test::fixture(model) + "/reference.safetensors");
-  Reference r;
-  r.input_ids = read<int32_t>(*f, "input_ids");
-  r.argmax = read<int32_t>(*f, "argmax");
-  r.next_lp = read<float>(*f, "next_token_logprob");
-  r.greedy = read<int32_t>(*f, "greedy_ids");
-  r.window_nll = read<float>(*f, "window_nll");
-  return r;
-}
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-double check_scores(Pipeline& pipe, const Reference& ref, const std::string& label, double max_dlp_limit) {
-  Engine engine(pipe.model());
-  int agree = 0, total = 0;
-  double max_dlp = 0;
-  for (int b = 0; b < 4; ++b) {
-    std::vector<int32_t> ids(ref.input_ids.begin() + b * 128, ref.input_ids.begin() + (b + 1) * 128);
-    ScoreResult r = engine.score(ids);
-    for (int t = 0; t < 128; ++t) agree += r.argmax[t] == ref.argmax[b * 128 + t], ++total;
-    for (int t = 0; t < 127; ++t)
-      max_dlp = std::max(max_dlp, double(std::fabs(r.logprob[t] - ref.next_lp[b * 127 + t])));
-  }
-  const double agreement = double(agree) / total;
-  std::printf("%s: argmax agreement %.2f %% (%d/%d), max |dlogprob| %.5f\n", label.c_str(), 100 * agreement, agree,
-              total, max_dlp);
-  CHECK(agreement >= 0.99);
-  CHECK(max_dlp < max_dlp_limit);
-  return max_dlp;
-}
-
-std::vector<std::vector<int32_t>> greedy(Pipeline& pipe, const Reference& ref) {
-  std::vector<std::vector<int32_t>> prompts;
-  for (int b = 0; b < 4; ++b) prompts.emplace_back(ref.greedy.begin() + b * 80, ref.greedy.begin() + b * 80 + 32);
-  GenerationSettings st;
-  st.max_new_tokens = 48;
-  st.temperature = 0.f;
-  Engine engine(pipe.model());
-  auto res = engine.generate(prompts, st, nullptr, nullptr, nullptr);
-  std::vector<std::vector<int32_t>> out;
-  for (auto& r : res) out.push_back(r.output_ids);
-  return out;
-}
+using test::check_scores;
+using test::greedy;
+using test::load_reference;
+using test::Reference;
+using test::slurp;
 
 // Greedy ids against transformers: the first 16 of every prompt equal, >= 90 % of all 192. With
 // `judge` (a pipeline of the same weights with the fp16 cache), a prompt that leaves the reference
@@ -594,7 +535,7 @@ void check_greedy(const std::vector<std::vector<int32_t>>& out, const Reference&
 
 double window_ppl(Pipeline& pipe, int k) {
   const std::vector<int32_t> ids =
-      perplexity_corpus(pipe.tokenizer(), read_text_file(test::data_dir() + "/pystdlib-valid.txt"));
+      perplexity_corpus(pipe.tokenizer(), slurp(test::data_dir() + "/pystdlib-valid.txt"));
   auto starts = perplexity_windows(int64_t(ids.size()), 512);
   REQUIRE(int(starts.size()) >= k);
   Engine engine(pipe.model());
