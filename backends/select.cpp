@@ -119,8 +119,7 @@ std::shared_ptr<Device> open_device(const DeviceRequest& req) {
       dev = cpu::make_cpu_device(req.cpu_threads);
     }
   } else {
-    BackendKind k = backend_of_spec(req.spec);
-    (void)k;
+    backend_of_spec(req.spec);  // refuses an unknown spec before anything is loaded
     int index = req.spec == "cuda" ? 0 : std::stoi(req.spec.substr(5));
     std::string why;
     CudaModule m = load_cuda_module(req.search_dirs, &why);

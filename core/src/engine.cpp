@@ -268,10 +268,9 @@ ScoreResult Engine::score(const std::vector<int32_t>& ids) {
     for (int i = 0; i < q; ++i) {
       const float* row = h.data() + size_t(i) * V;
       int32_t best = 0;
-      double mx = row[0];
       for (int32_t v = 1; v < V; ++v)
         if (row[v] > row[best]) best = v;
-      mx = row[best];
+      const double mx = row[best];
       r.argmax[p + i] = best;
       if (p + i + 1 < n) {
         double sum = 0;
