@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_graph.hpp"
 #include "devices.hpp"
 #include "fixtures.hpp"
 #include "kvrun/cpu/cpu.hpp"
@@ -139,41 +140,8 @@ bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-// ---------------------------------------------------------------------------------------------
-// The CUDA runtime for the graph test, taken from the copy the backend module already loaded
-// (the test itself does not link CUDA).
-
-struct CudaGraphApi {
-  using BeginFn = int (*)(void* stream, int mode);
-  using EndFn = int (*)(void* stream, void** graph);
-  using InstFn = int (*)(void** exec, void* graph, unsigned long long flags);
-  using LaunchFn = int (*)(void* exec, void* stream);
-  using DestroyFn = int (*)(void*);
-  BeginFn begin = nullptr;
-  EndFn end = nullptr;
-  InstFn instantiate = nullptr;
-  LaunchFn launch = nullptr;
-  DestroyFn exec_destroy = nullptr;
-  DestroyFn graph_destroy = nullptr;
-  bool ok() const { return begin && end && instantiate && launch && exec_destroy && graph_destroy; }
-};
-
-CudaGraphApi cuda_graph_api() {
-  CudaGraphApi api;
-  void* h = nullptr;
-  for (const char* name : {"libcudart.so.13", "libcudart.so.12", "libcudart.so"}) {
-    h = dlopen(name, RTLD_NOW | RTLD_NOLOAD);  // only the instance already in the process
-    if (h) break;
-  }
-  if (!h) return api;
-  api.begin = reinterpret_cast<CudaGraphApi::BeginFn>(dlsym(h, "cudaStreamBeginCapture"));
-  api.end = reinterpret_cast<CudaGraphApi::EndFn>(dlsym(h, "cudaStreamEndCapture"));
-  api.instantiate = reinterpret_cast<CudaGraphApi::InstFn>(dlsym(h, "cudaGraphInstantiate"));
-  api.launch = reinterpret_cast<CudaGraphApi::LaunchFn>(dlsym(h, "cudaGraphLaunch"));
-  api.exec_destroy = reinterpret_cast<CudaGraphApi::DestroyFn>(dlsym(h, "cudaGraphExecDestroy"));
-  api.graph_destroy = reinterpret_cast<CudaGraphApi::DestroyFn>(dlsym(h, "cudaGraphDestroy"));
-  return api;
-}
+using test::cuda_graph_api;
+using test::CudaGraphApi;
 
 }  // namespace
 

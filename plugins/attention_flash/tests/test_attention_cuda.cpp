@@ -31,6 +31,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cuda_graph.hpp"
 #include "devices.hpp"
 #include "fixtures.hpp"
 #include "kvrun/cpu/cpu.hpp"
@@ -379,40 +380,8 @@ void run_config(const Config& c, Lay lay) {
 
 #define NEED_GPU() KVRUN_SKIP_UNLESS(gpu() != nullptr, "no CUDA device")
 
-// The CUDA runtime graph API, taken from the copy the backend module loaded (this test does not
-// link CUDA; the plugins link their own static runtime, whose launches are captured all the same
-// because capture is a property of the stream).
-struct CudaGraphApi {
-  using BeginFn = int (*)(void* stream, int mode);
-  using EndFn = int (*)(void* stream, void** graph);
-  using InstFn = int (*)(void** exec, void* graph, unsigned long long flags);
-  using LaunchFn = int (*)(void* exec, void* stream);
-  using DestroyFn = int (*)(void*);
-  BeginFn begin = nullptr;
-  EndFn end = nullptr;
-  InstFn instantiate = nullptr;
-  LaunchFn launch = nullptr;
-  DestroyFn exec_destroy = nullptr;
-  DestroyFn graph_destroy = nullptr;
-  bool ok() const { return begin && end && instantiate && launch && exec_destroy && graph_destroy; }
-};
-
-CudaGraphApi cuda_graph_api() {
-  CudaGraphApi api;
-  void* h = nullptr;
-  for (const char* name : {"libcudart.so.13", "libcudart.so.12", "libcudart.so"}) {
-    h = dlopen(name, RTLD_NOW | RTLD_NOLOAD);  // only the instance already in the process
-    if (h) break;
-  }
-  if (!h) return api;
-  api.begin = reinterpret_cast<CudaGraphApi::BeginFn>(dlsym(h, "cudaStreamBeginCapture"));
-  api.end = reinterpret_cast<CudaGraphApi::EndFn>(dlsym(h, "cudaStreamEndCapture"));
-  api.instantiate = reinterpret_cast<CudaGraphApi::InstFn>(dlsym(h, "cudaGraphInstantiate"));
-  api.launch = reinterpret_cast<CudaGraphApi::LaunchFn>(dlsym(h, "cudaGraphLaunch"));
-  api.exec_destroy = reinterpret_cast<CudaGraphApi::DestroyFn>(dlsym(h, "cudaGraphExecDestroy"));
-  api.graph_destroy = reinterpret_cast<CudaGraphApi::DestroyFn>(dlsym(h, "cudaGraphDestroy"));
-  return api;
-}
+using test::cuda_graph_api;
+using test::CudaGraphApi;
 
 }  // namespace
 
