@@ -420,6 +420,60 @@ class CpuOps final : public Ops {
     });
   }
 
+  // The fused ops run the unfused ones on the same data: identical results by construction.
+  Status add_rms_norm(TensorView x, TensorView delta, TensorView y, TensorView w, float eps) noexcept override {
+    return guard([&] {
+      if (y.data == x.data || delta.data == x.data) bad("add_rms_norm", "y and delta must not alias x");
+      check(add(x, x, delta));
+      check(rms_norm(y, x, w, eps));
+    });
+  }
+
+  Status swiglu(TensorView out, TensorView gate_up) noexcept override {
+    return guard([&] {
+      const char* op = "swiglu";
+      need_f32(op, "out", out);
+      need_f32(op, "gate_up", gate_up);
+      const int64_t M = out.rows(), F = out.cols();
+      if (gate_up.rows() != M || gate_up.cols() != 2 * F)
+        bad(op, desc("gate_up", gate_up) + " must be [" + std::to_string(M) + ", " + std::to_string(2 * F) + "] for " +
+                    desc("out", out));
+      if (out.data == gate_up.data) bad(op, "out must not alias gate_up");
+      for (int64_t m = 0; m < M; ++m) {
+        float* row = gate_up.as<float>() + m * 2 * F;
+        check(silu_mul(TensorView(out.as<float>() + m * F, DType::f32, {F}, out.space),
+                       TensorView(row, DType::f32, {F}, out.space), TensorView(row + F, DType::f32, {F}, out.space)));
+      }
+    });
+  }
+
+  Status split_cols(TensorView src, const TensorView* dsts, int n) noexcept override {
+    return guard([&] {
+      const char* op = "split_cols";
+      need_f32(op, "src", src);
+      if (n < 1 || n > 4 || !dsts) bad(op, "1 to 4 destinations, got " + std::to_string(n));
+      const int64_t M = src.rows(), C = src.cols();
+      int64_t total = 0;
+      for (int i = 0; i < n; ++i) {
+        need_f32(op, "dst", dsts[i]);
+        if (dsts[i].rows() != M) bad(op, desc("dst", dsts[i]) + " must have " + std::to_string(M) + " rows");
+        total += dsts[i].cols();
+      }
+      if (total != C)
+        bad(op, "destination widths sum to " + std::to_string(total) + ", " + desc("src", src) + " has " +
+                    std::to_string(C) + " columns");
+      const float* sp = src.as<float>();
+      for (int64_t m = 0; m < M; ++m) {
+        int64_t off = 0;
+        for (int i = 0; i < n; ++i) {
+          const int64_t w = dsts[i].cols();
+          std::memcpy(dsts[i].as<float>() + m * w, sp + m * C + off, size_t(w) * sizeof(float));
+          off += w;
+        }
+      }
+    });
+  }
+
   Status sample(int32_t* ids, TensorView logits, const SampleParams* params) noexcept override {
     return guard([&] {
       const char* op = "sample";

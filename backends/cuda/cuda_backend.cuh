@@ -128,6 +128,9 @@ class CudaOps final : public Ops {
   Status convert(TensorView dst, TensorView src) noexcept override;
   Status fill_random(TensorView dst, float scale, uint64_t seed) noexcept override;
   Status sample(int32_t* ids, TensorView logits, const SampleParams* params) noexcept override;
+  Status add_rms_norm(TensorView x, TensorView delta, TensorView y, TensorView w, float eps) noexcept override;
+  Status swiglu(TensorView out, TensorView gate_up) noexcept override;
+  Status split_cols(TensorView src, const TensorView* dsts, int n) noexcept override;
 
   // M ≤ this uses the GEMV kernel (bandwidth-bound decode); larger M uses cuBLAS.
   static constexpr int kGemvMaxRows = 8;

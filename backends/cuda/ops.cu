@@ -115,6 +115,124 @@ Status CudaOps::rms_norm(TensorView y, TensorView x, TensorView w, float eps) no
   });
 }
 
+// x[M, D] += delta[M, D]; y[M, D] = rms_norm(x) · w[D].  One block per row. delta may alias y:
+// each thread reads delta[i] before the reduction's barrier and writes y[i] after it, for the same
+// i; x is re-read by the thread that wrote it. Same roundings as add_kernel then rms_norm_kernel.
+template <class W>
+__global__ void add_rms_norm_kernel(float* x, const float* delta, float* y, const W* __restrict__ w, int D,
+                                    float eps) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x;
+  float* xr = x + row * D;
+  const float* dr = delta + row * D;
+  float* yr = y + row * D;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < D; i += blockDim.x) {
+    const float v = __fadd_rn(xr[i], dr[i]);
+    xr[i] = v;
+    ss = __fadd_rn(ss, __fmul_rn(v, v));
+  }
+  ss = block_sum(ss, scratch);
+  const float inv = 1.0f / sqrtf(ss / float(D) + eps);
+  for (int i = threadIdx.x; i < D; i += blockDim.x) yr[i] = __fmul_rn(__fmul_rn(xr[i], inv), to_f32(w[i]));
+}
+
+Status CudaOps::add_rms_norm(TensorView x, TensorView delta, TensorView y, TensorView w, float eps) noexcept {
+  return guard([&] {
+    require_device(x, "add_rms_norm", "x");
+    require_device(delta, "add_rms_norm", "delta");
+    require_device(y, "add_rms_norm", "y");
+    require_device(w, "add_rms_norm", "w");
+    require(x.dtype == DType::f32 && delta.dtype == DType::f32 && y.dtype == DType::f32,
+            "cuda add_rms_norm: x, delta and y must be f32");
+    const int64_t M = x.rows(), D = x.cols();
+    require(y.rows() == M && y.cols() == D && delta.rows() == M && delta.cols() == D,
+            "cuda add_rms_norm: x " + x.shape_string() + ", delta " + delta.shape_string() + " and y " +
+                y.shape_string() + " must have the same shape");
+    require(y.data != x.data && delta.data != x.data, "cuda add_rms_norm: y and delta must not alias x");
+    require(w.numel() == D, "cuda add_rms_norm: w " + w.shape_string() + " must have " + std::to_string(D) +
+                                " elements");
+    if (M == 0 || D == 0) return;
+    ScopedDevice g(dev_.index());
+    const int threads = D >= 4096 ? 1024 : D >= 1024 ? 512 : 256;
+    KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda add_rms_norm w",
+        add_rms_norm_kernel<W><<<unsigned(M), threads, 0, stream()>>>(x.as<float>(), delta.as<const float>(),
+                                                                       y.as<float>(), w.as<const W>(), int(D), eps));
+    KVRUN_CUDA_CHECK_LAUNCH("add_rms_norm_kernel");
+  });
+}
+
+// out[m, f] = silu(gu[m, f]) * gu[m, F + f]  (flat over M·F; same formula as silu_mul_kernel)
+__global__ void swiglu_kernel(float* __restrict__ out, const float* __restrict__ gu, int64_t F, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t m = i / F, f = i - m * F;
+    const float g = gu[m * 2 * F + f];
+    const float s = g / (1.0f + expf(-g));
+    out[i] = __fmul_rn(s, gu[m * 2 * F + F + f]);
+  }
+}
+
+Status CudaOps::swiglu(TensorView out, TensorView gate_up) noexcept {
+  return guard([&] {
+    require_device(out, "swiglu", "out");
+    require_device(gate_up, "swiglu", "gate_up");
+    require(out.dtype == DType::f32 && gate_up.dtype == DType::f32, "cuda swiglu: f32 only");
+    const int64_t M = out.rows(), F = out.cols();
+    require(gate_up.rows() == M && gate_up.cols() == 2 * F,
+            "cuda swiglu: gate_up " + gate_up.shape_string() + " must be [" + std::to_string(M) + ", " +
+                std::to_string(2 * F) + "] for out " + out.shape_string());
+    require(out.data != gate_up.data, "cuda swiglu: out must not alias gate_up");
+    const int64_t n = M * F;
+    if (!n) return;
+    ScopedDevice g(dev_.index());
+    swiglu_kernel<<<grid_for(n, 256), 256, 0, stream()>>>(out.as<float>(), gate_up.as<const float>(), F, n);
+    KVRUN_CUDA_CHECK_LAUNCH("swiglu_kernel");
+  });
+}
+
+// dst[i][m, c - off_i] = src[m, c] for off_i ≤ c < off_i + C_i.  Flat over M·C.
+struct SplitDsts {
+  float* p[4];
+  int64_t off[5];  // column offsets, off[n] = C
+  int n;
+};
+__global__ void split_cols_kernel(const float* __restrict__ src, SplitDsts d, int64_t C, int64_t total) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t m = i / C, c = i - m * C;
+    int j = 0;
+    while (j + 1 < d.n && c >= d.off[j + 1]) ++j;
+    const int64_t w = d.off[j + 1] - d.off[j];
+    d.p[j][m * w + (c - d.off[j])] = src[i];
+  }
+}
+
+Status CudaOps::split_cols(TensorView src, const TensorView* dsts, int n) noexcept {
+  return guard([&] {
+    require_device(src, "split_cols", "src");
+    require(src.dtype == DType::f32, "cuda split_cols: f32 only");
+    require(n >= 1 && n <= 4, "cuda split_cols: 1 to 4 destinations, got " + std::to_string(n));
+    const int64_t M = src.rows(), C = src.cols();
+    SplitDsts d{};
+    d.n = n;
+    d.off[0] = 0;
+    for (int i = 0; i < n; ++i) {
+      require_device(dsts[i], "split_cols", "dst");
+      require(dsts[i].dtype == DType::f32 && dsts[i].rows() == M,
+              "cuda split_cols: destination " + std::to_string(i) + " " + dsts[i].shape_string() + " must be f32 with " +
+                  std::to_string(M) + " rows");
+      d.p[i] = dsts[i].as<float>();
+      d.off[i + 1] = d.off[i] + dsts[i].cols();
+    }
+    require(d.off[n] == C, "cuda split_cols: destination widths sum to " + std::to_string(d.off[n]) + ", src " +
+                               src.shape_string() + " has " + std::to_string(C) + " columns");
+    const int64_t total = M * C;
+    if (!total) return;
+    ScopedDevice g(dev_.index());
+    split_cols_kernel<<<grid_for(total, 256), 256, 0, stream()>>>(src.as<const float>(), d, C, total);
+    KVRUN_CUDA_CHECK_LAUNCH("split_cols_kernel");
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // fill_random: element i = f(seed, i), the same function as the CPU backend (kvrun/random.hpp)
 

@@ -104,8 +104,11 @@ Buffer<uint8_t> random_bf16(Device& dev, size_t n, float scale, uint64_t seed, b
 struct Transformer::Layer {
   Buffer<uint8_t> ln1, ln2;  // [hidden]
   DType ln1_dtype = DType::bf16, ln2_dtype = DType::bf16;
-  std::shared_ptr<Linear> q, k, v, o;  // q: hidden → H·D, k/v: hidden → KVH·D, o: H·D → hidden
-  std::shared_ptr<Linear> gate, up, down;  // hidden → F, hidden → F, F → hidden
+  // q: hidden → H·D, k/v: hidden → KVH·D, o: H·D → hidden. Where the weights come as one tensor
+  // (Qwen v1's c_attn) or are synthetic, qkv (hidden → (H + 2·KVH)·D, q | k | v) replaces q, k, v.
+  std::shared_ptr<Linear> q, k, v, qkv, o;
+  // gate/up: hidden → F, down: F → hidden; synthetic models fuse gate | up into gate_up (hidden → 2F).
+  std::shared_ptr<Linear> gate, up, gate_up, down;
 };
 
 // Activations of one step, sized for max_step_tokens rows (T).
@@ -113,7 +116,9 @@ struct Transformer::Workspace {
   Buffer<float> x, h;     // [T, hidden] residual stream, normalized input
   Buffer<float> q, a;     // [T, H·D] queries, attention output
   Buffer<float> k, v;     // [T, KVH·D]
-  Buffer<float> g, u;     // [T, F] gate, up
+  Buffer<float> g, u;     // [T, F] gate (then silu(gate)·up), up (unfused projections only)
+  Buffer<float> qkv;      // [T, (H + 2·KVH)·D] fused q | k | v projection (layers with qkv)
+  Buffer<float> gu;       // [T, 2F] fused gate | up projection (layers with gate_up)
   Buffer<float> sel;      // [T, hidden] rows that need logits
   Buffer<float> logits;   // [rows, vocab], grown on demand
   Buffer<int32_t> ids;    // [T] token ids
@@ -162,10 +167,8 @@ Transformer::Transformer(const ModelConfig& cfg, const Checkpoint& ck, std::shar
     const std::string p = n.layer(i);
     L->ln1 = upload(ck, p + n.ln1, {hidden}, dev, &L->ln1_dtype);
     L->ln2 = upload(ck, p + n.ln2, {hidden}, dev, &L->ln2_dtype);
-    if (cfg.arch == Arch::qwen) {  // fused c_attn = q | k | v, with bias
-      L->q = linear(p + n.qkv_fused, hidden, H * D, true, 0, (H + 2 * KVH) * D);
-      L->k = linear(p + n.qkv_fused, hidden, KVH * D, true, H * D, (H + 2 * KVH) * D);
-      L->v = linear(p + n.qkv_fused, hidden, KVH * D, true, (H + KVH) * D, (H + 2 * KVH) * D);
+    if (cfg.arch == Arch::qwen) {  // c_attn = q | k | v in one tensor, with bias: one Linear
+      L->qkv = linear(p + n.qkv_fused, hidden, (H + 2 * KVH) * D, true, 0, (H + 2 * KVH) * D);
     } else {
       L->q = linear(p + n.q, hidden, H * D, cfg.qkv_bias);
       L->k = linear(p + n.k, hidden, KVH * D, cfg.qkv_bias);
@@ -202,12 +205,9 @@ Transformer::Transformer(const ModelConfig& cfg, uint64_t seed, std::shared_ptr<
     auto L = std::make_unique<Layer>();
     L->ln1 = random_bf16(dev, size_t(hidden), 0, 0, true);
     L->ln2 = random_bf16(dev, size_t(hidden), 0, 0, true);
-    L->q = linear(hidden, H * D, cfg.qkv_bias);
-    L->k = linear(hidden, KVH * D, cfg.qkv_bias);
-    L->v = linear(hidden, KVH * D, cfg.qkv_bias);
+    L->qkv = linear(hidden, (H + 2 * KVH) * D, cfg.qkv_bias);
     L->o = linear(H * D, hidden, false);
-    L->gate = linear(hidden, F, false);
-    L->up = linear(hidden, F, false);
+    L->gate_up = linear(hidden, 2 * F, false);
     L->down = linear(F, hidden, false);
     layers_.push_back(std::move(L));
   }
@@ -227,9 +227,8 @@ void Transformer::init_summary(std::string name) {
   size_t bytes = embed_.bytes() + final_norm_.bytes() + lm_head_.bytes();
   for (const auto& L : layers_) {
     bytes += L->ln1.bytes() + L->ln2.bytes();
-    for (const auto* l : {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down})
-      // Qwen v1's q/k/v are row ranges of one fused tensor: each Linear holds its own rows.
-      bytes += (*l)->device_bytes();
+    for (const auto* l : {&L->q, &L->k, &L->v, &L->qkv, &L->o, &L->gate, &L->up, &L->gate_up, &L->down})
+      if (*l) bytes += (*l)->device_bytes();
   }
   summary_.weight_bytes = bytes;
   summary_.embedding_bytes = embed_.bytes();
@@ -263,8 +262,11 @@ void Transformer::attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention
   w->a = f(T * HD);
   w->k = f(T * KVD);
   w->v = f(T * KVD);
+  const Layer& L0 = *layers_.front();
   w->g = f(T * F);
-  w->u = f(T * F);
+  if (!L0.gate_up) w->u = f(T * F);
+  if (L0.qkv) w->qkv = f(T * (HD + 2 * KVD));
+  if (L0.gate_up) w->gu = f(T * 2 * F);
   w->sel = f(T * hidden);
   w->ids = Buffer<int32_t>(dev_, T, MemCategory::workspace);
   w->max_seqs = int(T);  // at most one sequence per token
@@ -407,33 +409,63 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
   check(ops.embedding(x, view(embed_.data(), embed_dtype_, {cfg_.vocab, hidden}), w.ids.data()));
   for (int l = 0; l < cfg_.num_layers; ++l) {
     Layer& L = *layers_[size_t(l)];
-    // h = RMSNorm(x); q, k, v = projections of h
-    check(ops.rms_norm(h, x, view(L.ln1.data(), L.ln1_dtype, {hidden}), cfg_.norm_eps));
-    check(L.q->forward(q, h));
-    check(L.k->forward(k, h));
-    check(L.v->forward(v, h));
+    // h = RMSNorm(x), after adding the previous layer's MLP output (in h) to x
+    const TensorView ln1 = view(L.ln1.data(), L.ln1_dtype, {hidden});
+    if (l == 0) check(ops.rms_norm(h, x, ln1, cfg_.norm_eps));
+    else check(ops.add_rms_norm(x, h, h, ln1, cfg_.norm_eps));
+    // q, k, v = projections of h. A fused projection writes q | k | v per token: one token's q, k
+    // and v are contiguous and are used in place; several tokens are split into q, k, v.
+    TensorView qt = q, kt = k, vt = v;
+    bool qk_adjacent = false;  // q and k heads contiguous: one RoPE launch over both
+    if (L.qkv) {
+      TensorView qkv = view(w.qkv.data(), DType::f32, {T, (H + 2 * KVH) * D});
+      check(L.qkv->forward(qkv, h));
+      if (T == 1) {
+        qt = view(w.qkv.data(), DType::f32, {1, H * D});
+        kt = view(w.qkv.data() + H * D, DType::f32, {1, KVH * D});
+        vt = view(w.qkv.data() + (H + KVH) * D, DType::f32, {1, KVH * D});
+        qk_adjacent = true;
+      } else {
+        const TensorView parts[3] = {q, k, v};
+        check(ops.split_cols(qkv, parts, 3));
+      }
+    } else {
+      check(L.q->forward(q, h));
+      check(L.k->forward(k, h));
+      check(L.v->forward(v, h));
+    }
     // RoPE on q and k (rotate-half over rot_dim), Qwen v1 logn scaling of q
-    TensorView q3 = view(q.data, DType::f32, {T, H, D});
-    TensorView k3 = view(k.data, DType::f32, {T, KVH, D});
-    check(ops.rope(q3, step.d_positions, d_bases, cfg_.rope_theta, cfg_.rot_dim));
-    check(ops.rope(k3, step.d_positions, d_bases, cfg_.rope_theta, cfg_.rot_dim));
-    if (cfg_.use_logn_attn) check(ops.scale_rows(q, d_logn));
+    TensorView q3 = view(qt.data, DType::f32, {T, H, D});
+    TensorView k3 = view(kt.data, DType::f32, {T, KVH, D});
+    if (qk_adjacent) {
+      check(ops.rope(view(qt.data, DType::f32, {T, H + KVH, D}), step.d_positions, d_bases, cfg_.rope_theta,
+                     cfg_.rot_dim));
+    } else {
+      check(ops.rope(q3, step.d_positions, d_bases, cfg_.rope_theta, cfg_.rot_dim));
+      check(ops.rope(k3, step.d_positions, d_bases, cfg_.rope_theta, cfg_.rot_dim));
+    }
+    if (cfg_.use_logn_attn) check(ops.scale_rows(qt, d_logn));
     // quantize-then-attend: keys/values go to the cache first, attention reads them back
-    check(cache_->append(l, step, view(k.data, DType::f32, {T, KVH, D}), view(v.data, DType::f32, {T, KVH, D})));
+    check(cache_->append(l, step, k3, view(vt.data, DType::f32, {T, KVH, D})));
     KvView kv;
     check(cache_->view(l, step, &kv));
     check(attention_->forward(view(a.data, DType::f32, {T, H, D}), q3, kv, step));
-    // x += o(a)
+    // x += o(a), h = RMSNorm(x)
     check(L.o->forward(h, a));
-    check(ops.add(x, x, h));
-    // x += down(silu(gate(h)) * up(h)), h = RMSNorm(x)
-    check(ops.rms_norm(h, x, view(L.ln2.data(), L.ln2_dtype, {hidden}), cfg_.norm_eps));
-    check(L.gate->forward(g, h));
-    check(L.up->forward(u, h));
-    check(ops.silu_mul(g, g, u));
+    check(ops.add_rms_norm(x, h, h, view(L.ln2.data(), L.ln2_dtype, {hidden}), cfg_.norm_eps));
+    // h = down(silu(gate(h)) * up(h)), added to x by the next layer's norm (or below)
+    if (L.gate_up) {
+      TensorView gu = view(w.gu.data(), DType::f32, {T, 2 * F});
+      check(L.gate_up->forward(gu, h));
+      check(ops.swiglu(g, gu));
+    } else {
+      check(L.gate->forward(g, h));
+      check(L.up->forward(u, h));
+      check(ops.silu_mul(g, g, u));
+    }
     check(L.down->forward(h, g));
-    check(ops.add(x, x, h));
   }
+  check(ops.add(x, x, h));
   if (R == 0) return;
   // logits = lm_head(RMSNorm(x[rows]))
   TensorView sel = view(w.sel.data(), DType::f32, {R, hidden});

@@ -3,7 +3,8 @@
 //   qk_kernel      scores[t, h, j] = scale · q[t, h] · k[j]   for keys j ≤ pos(t) (causal)
 //   softmax_kernel scores[t, h, 0..pos] ← softmax in fp32 (the masked tail is never read)
 //   pv_kernel      out[t, h] = Σ_j scores[t, h, j] · v[j]
-// K and V rows are read straight from the paged blocks: fp16/bf16 converted, int8 dequantized as
+// K and V rows are read straight from the paged blocks (head_dim 64/128: 16-byte loads, several
+// rows per warp; other head_dims: element loads): fp16/bf16 converted, int8 dequantized as
 // x = scale · (q − zero) in registers (never an fp16 copy of the cache). GQA: query head h reads
 // KV head h / (num_heads / num_kv_heads).
 #include <cuda_fp16.h>
@@ -208,6 +209,132 @@ pv_kernel(float* __restrict__ out,                // [num_tokens, H, D] f32
   }
 }
 
+// ---- 16-byte row access (head_dim 64 and 128) --------------------------------------------------
+// A K/V row of D elements is read as 16-byte chunks: LPK = D·size/16 lanes per row (u8: 16
+// elements a lane, fp16/bf16: 8), so a warp reads KPW = 32/LPK rows at once with full-width loads.
+
+template <KvLayout L>
+struct RowVec {
+  static constexpr int kSize = L == KvLayout::u8 ? 1 : 2;  // bytes per element
+  static constexpr int E = 16 / kSize;                     // elements per 16-byte chunk
+};
+
+// Elements c·E .. c·E + E − 1 of the row at metadata index r, as f32 (int8: scale · (q − zero)).
+template <KvLayout L, int D>
+__device__ __forceinline__ void load_chunk(const Kv& kv, int64_t r, int c, float (&x)[RowVec<L>::E]) {
+  const uint4 w = __ldg(reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(kv.data) +
+                                                       (r * D) * RowVec<L>::kSize) + c);
+  const uint32_t u[4] = {w.x, w.y, w.z, w.w};
+  if constexpr (L == KvLayout::u8) {
+    const float s = __half2float(__ushort_as_half(__ldg(kv.scale + r)));
+    const float z = float(__ldg(kv.zero + r));
+#pragma unroll
+    for (int i = 0; i < 16; ++i) x[i] = s * (float((u[i / 4] >> (8 * (i % 4))) & 0xffu) - z);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t h = (u[i / 2] >> (16 * (i % 2))) & 0xffffu;
+      if constexpr (L == KvLayout::f16) x[i] = __half2float(__ushort_as_half(uint16_t(h)));
+      else x[i] = __uint_as_float(h << 16);
+    }
+  }
+}
+
+// Same grid, block and shared memory as qk_kernel; KPW keys per warp per iteration.
+template <KvLayout L, int D>
+__global__ void __launch_bounds__(kQkThreads)
+qk_vec_kernel(float* __restrict__ scores,             // [chunk tokens, H, stride] f32
+              const float* __restrict__ q,            // [num_tokens, H, D] f32
+              Kv k,                                   // keys, [num_blocks, Hkv, bt, D]
+              const int32_t* __restrict__ table,      // [num_seqs, max_blocks]
+              const int32_t* __restrict__ q_start,    // [num_seqs + 1]
+              const int32_t* __restrict__ kv_len,     // [num_seqs]
+              const int32_t* __restrict__ token_seq,  // [num_tokens]
+              int t0, int H, int Hkv, int bt, int max_blocks, int stride, float scale) {
+  constexpr int E = RowVec<L>::E, LPK = D / E, KPW = 32 / LPK, kWarps = kQkThreads / 32;
+  extern __shared__ float q_sh[];  // [G, D]
+  const int G = H / Hkv;
+  const int tl = blockIdx.y, t = t0 + tl, g = blockIdx.z;
+  const int s = token_seq[t];
+  const int pos = token_pos(q_start, kv_len, s, t);
+  const int j_begin = blockIdx.x * kQkKeys;
+  if (j_begin > pos) return;  // whole block: causal
+  const float* qg = q + (int64_t(t) * H + int64_t(g) * G) * D;
+  for (int i = threadIdx.x; i < G * D; i += kQkThreads) q_sh[i] = qg[i];
+  __syncthreads();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int sub = lane / LPK, c = lane % LPK;  // key within the warp's group, chunk of the row
+  const int32_t* trow = table + int64_t(s) * max_blocks;
+  const int j_last = min(pos, j_begin + kQkKeys - 1);
+  for (int jj = j_begin + warp * KPW; jj <= j_last; jj += kWarps * KPW) {
+    const int j = jj + sub;
+    const bool ok = j <= j_last;
+    float x[E];
+    if (ok) {
+      load_chunk<L, D>(k, (int64_t(trow[j / bt]) * Hkv + g) * bt + j % bt, c, x);
+    } else {
+#pragma unroll
+      for (int i = 0; i < E; ++i) x[i] = 0.f;
+    }
+    for (int h = 0; h < G; ++h) {
+      const float* qh = q_sh + h * D + c * E;
+      float part = 0.f;
+#pragma unroll
+      for (int i = 0; i < E; ++i) part += qh[i] * x[i];
+#pragma unroll
+      for (int off = LPK / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
+      if (c == 0 && ok) scores[(int64_t(tl) * H + int64_t(g) * G + h) * stride + j] = part * scale;
+    }
+  }
+}
+
+// Same grid and block as pv_kernel; each warp accumulates KPW keys at once (lane = key sub ×
+// chunk), then the subs and the warps are summed.
+template <KvLayout L, int D>
+__global__ void __launch_bounds__(kPvThreads)
+pv_vec_kernel(float* __restrict__ out,                // [num_tokens, H, D] f32
+              const float* __restrict__ probs,        // [chunk tokens, H, stride] f32 (softmax rows)
+              Kv v,                                   // values, [num_blocks, Hkv, bt, D]
+              const int32_t* __restrict__ table,      // [num_seqs, max_blocks]
+              const int32_t* __restrict__ q_start,    // [num_seqs + 1]
+              const int32_t* __restrict__ kv_len,     // [num_seqs]
+              const int32_t* __restrict__ token_seq,  // [num_tokens]
+              int t0, int H, int Hkv, int bt, int max_blocks, int stride) {
+  constexpr int E = RowVec<L>::E, LPK = D / E, KPW = 32 / LPK;
+  __shared__ float part[kPvWarps * D];  // [warps, D]
+  const int tl = blockIdx.x, t = t0 + tl, h = blockIdx.y, g = h / (H / Hkv);
+  const int s = token_seq[t];
+  const int n = token_pos(q_start, kv_len, s, t) + 1;
+  const float* p = probs + (int64_t(tl) * H + h) * stride;
+  const int32_t* trow = table + int64_t(s) * max_blocks;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int sub = lane / LPK, c = lane % LPK;
+  float acc[E];
+#pragma unroll
+  for (int i = 0; i < E; ++i) acc[i] = 0.f;
+  for (int j = warp * KPW + sub; j < n; j += kPvWarps * KPW) {
+    const float pj = p[j];
+    float x[E];
+    load_chunk<L, D>(v, (int64_t(trow[j / bt]) * Hkv + g) * bt + j % bt, c, x);
+#pragma unroll
+    for (int i = 0; i < E; ++i) acc[i] = fmaf(pj, x[i], acc[i]);
+  }
+#pragma unroll
+  for (int i = 0; i < E; ++i)
+#pragma unroll
+    for (int off = 16; off >= LPK; off >>= 1) acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], off);
+  if (sub == 0) {
+#pragma unroll
+    for (int i = 0; i < E; ++i) part[warp * D + c * E + i] = acc[i];
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < D; d += kPvThreads) {
+    float o = 0.f;
+    for (int w = 0; w < kPvWarps; ++w) o += part[w * D + d];
+    out[(int64_t(t) * H + h) * D + d] = o;
+  }
+}
+
 template <KvLayout L>
 void launch_chunks(const Args& a, cudaStream_t stream) {
   const int H = a.num_heads, Hkv = a.num_kv_heads, G = H / Hkv, D = a.head_dim;
@@ -223,17 +350,36 @@ void launch_chunks(const Args& a, cudaStream_t stream) {
   const size_t qk_smem = size_t(G) * D * sizeof(float);
   for (int t0 = 0; t0 < a.num_tokens; t0 += chunk) {
     const int n = std::min(chunk, a.num_tokens - t0);
-    qk_kernel<L><<<dim3(unsigned((stride + kQkKeys - 1) / kQkKeys), unsigned(n), unsigned(Hkv)), kQkThreads, qk_smem,
-                   stream>>>(a.scores, a.q, k, a.block_table, a.q_start, a.kv_len, a.token_seq, t0, H, Hkv, D,
-                             a.block_tokens, a.max_blocks, int(stride), a.scale);
+    const dim3 qk_grid{unsigned((stride + kQkKeys - 1) / kQkKeys), unsigned(n), unsigned(Hkv)};
+    if (D == 128)
+      qk_vec_kernel<L, 128><<<qk_grid, kQkThreads, qk_smem, stream>>>(a.scores, a.q, k, a.block_table, a.q_start,
+                                                                      a.kv_len, a.token_seq, t0, H, Hkv,
+                                                                      a.block_tokens, a.max_blocks, int(stride), a.scale);
+    else if (D == 64)
+      qk_vec_kernel<L, 64><<<qk_grid, kQkThreads, qk_smem, stream>>>(a.scores, a.q, k, a.block_table, a.q_start,
+                                                                     a.kv_len, a.token_seq, t0, H, Hkv,
+                                                                     a.block_tokens, a.max_blocks, int(stride), a.scale);
+    else
+      qk_kernel<L><<<qk_grid, kQkThreads, qk_smem, stream>>>(a.scores, a.q, k, a.block_table, a.q_start, a.kv_len,
+                                                             a.token_seq, t0, H, Hkv, D, a.block_tokens, a.max_blocks,
+                                                             int(stride), a.scale);
     check_cuda(cudaGetLastError(), "launch of qk_kernel");
     softmax_kernel<<<dim3(unsigned(n), unsigned(H)), kSoftmaxThreads, 0, stream>>>(a.scores, a.q_start, a.kv_len,
                                                                                    a.token_seq, t0, H, int(stride));
     check_cuda(cudaGetLastError(), "launch of softmax_kernel");
-    pv_kernel<L><<<dim3(unsigned(n), unsigned(H)), kPvThreads, 0, stream>>>(a.out, a.scores, v, a.block_table,
-                                                                            a.q_start, a.kv_len, a.token_seq, t0, H,
-                                                                            Hkv, D, a.block_tokens, a.max_blocks,
-                                                                            int(stride));
+    const dim3 pv_grid{unsigned(n), unsigned(H)};
+    if (D == 128)
+      pv_vec_kernel<L, 128><<<pv_grid, kPvThreads, 0, stream>>>(a.out, a.scores, v, a.block_table, a.q_start,
+                                                                a.kv_len, a.token_seq, t0, H, Hkv, a.block_tokens,
+                                                                a.max_blocks, int(stride));
+    else if (D == 64)
+      pv_vec_kernel<L, 64><<<pv_grid, kPvThreads, 0, stream>>>(a.out, a.scores, v, a.block_table, a.q_start,
+                                                               a.kv_len, a.token_seq, t0, H, Hkv, a.block_tokens,
+                                                               a.max_blocks, int(stride));
+    else
+      pv_kernel<L><<<pv_grid, kPvThreads, 0, stream>>>(a.out, a.scores, v, a.block_table, a.q_start, a.kv_len,
+                                                       a.token_seq, t0, H, Hkv, D, a.block_tokens, a.max_blocks,
+                                                       int(stride));
     check_cuda(cudaGetLastError(), "launch of pv_kernel");
   }
 }
@@ -243,12 +389,19 @@ void prepare_layout(size_t qk_smem, int smem_optin) {
   cudaFuncAttributes attr;
   check_cuda(cudaFuncGetAttributes(&attr, qk_kernel<L>), "loading qk_kernel");
   check_cuda(cudaFuncGetAttributes(&attr, pv_kernel<L>), "loading pv_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, qk_vec_kernel<L, 64>), "loading qk_vec_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, qk_vec_kernel<L, 128>), "loading qk_vec_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, pv_vec_kernel<L, 64>), "loading pv_vec_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, pv_vec_kernel<L, 128>), "loading pv_vec_kernel");
   if (qk_smem > 48 * 1024) {
     if (qk_smem > size_t(smem_optin))
       fail(ErrorKind::usage, "attention.naive (CUDA): the query rows of one GQA group need " + std::to_string(qk_smem) +
                                  " bytes of shared memory, more than the device's " + std::to_string(smem_optin));
     check_cuda(cudaFuncSetAttribute(qk_kernel<L>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(qk_smem)),
                "cudaFuncSetAttribute(qk_kernel)");
+    for (auto* f : {qk_vec_kernel<L, 64>, qk_vec_kernel<L, 128>})
+      check_cuda(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, int(qk_smem)),
+                 "cudaFuncSetAttribute(qk_vec_kernel)");
   }
 }
 

@@ -1,15 +1,16 @@
 // weights.gptq — the CUDA Linear. The packed arrays stay packed in device memory.
 //
-//  * M ≤ kCudaFusedMaxM (decode): gemv_kernel. A block owns 32 output columns (one per lane, so
-//    every word load of a warp is 128 contiguous bytes of qweight) and splits K over its kSlices
-//    warps; each thread unpacks its codes in registers, subtracts the group's zero, accumulates
-//    x·(q − z) in fp32 per group and scales at every group change; the slices are summed through
-//    shared memory (deterministic, no atomics). Every packed byte is read once per step.
+//  * at load the packed arrays are transposed once so each output column's words are contiguous
+//    (layout in the device code below).
+//  * M ≤ kCudaFusedMaxM (decode): gemv_kernel. Each warp owns two output columns; its lanes read
+//    the columns' words in 16-byte chunks (every packed byte read once per step, 2 chunks per column
+//    in flight per lane), turn codes into floats with integer ops only (2^23 + q as float bits),
+//    accumulate x·(q − z) in fp32 and scale per group; warp shuffles reduce (deterministic).
 //  * larger M (prefill): dequant_kernel expands the layer once per call to an f16 copy Wᵀ [N, Kp]
 //    (bf16 for a layer whose |W| could exceed the f16 range) in a workspace shared by the format's
-//    Linears, through a shared-memory transpose so both the word reads and the f16 writes are
-//    coalesced; then the backend's GEMM (Ops::matmul: cuBLAS on tensor cores with fp32
-//    accumulation) multiplies it. W and x are rounded to f16 (bf16) there.
+//    Linears (reads and writes both contiguous along k in the transposed layout); then the
+//    backend's GEMM (Ops::matmul: cuBLAS on tensor cores with fp32 accumulation) multiplies it.
+//    W and x are rounded to f16 (bf16) there.
 //  * act-order: the rows were sorted by group at load (gptq_pack.cpp); gather_kernel builds
 //    x[:, perm] (0 for padding rows) first, and both paths work in the sorted order.
 #include <cuda_bf16.h>
@@ -41,8 +42,31 @@ struct DeviceGuard : cuda_plugin::DeviceScope {
 };
 
 // ---- device code -------------------------------------------------------------------------------
+//
+// On upload the CUDA Linear transposes the packed arrays once (on the device) so that each output
+// column n is one contiguous row:
+//   qwt [N, Wp] u32   the words of column n in stored order (Wp = words_rows rounded up to 4 so
+//                     every row starts 16-byte aligned; the padding words are 0 and never read)
+//   sct [N, groups] f16 scales, zpt [N, groups] u8 zero points.
+// Weight bytes are unchanged up to that padding (0 for K a multiple of 32).
 
-constexpr int kSlices = 16;  // warps per gemv block, each a contiguous slice of the units
+// dst[c, r] = src[r, c] for a [R, C] row-major src; dst has row stride ldd (≥ R; extra cells 0).
+template <class T>
+__global__ void transpose_kernel(const T* __restrict__ src, T* __restrict__ dst, int64_t R, int64_t C, int64_t ldd) {
+  __shared__ T tile[32][33];
+  const int64_t r0 = int64_t(blockIdx.y) * 32, c0 = int64_t(blockIdx.x) * 32;
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int64_t r = r0 + i, c = c0 + threadIdx.x;
+    tile[i][threadIdx.x] = (r < R && c < C) ? src[r * C + c] : T(0);
+  }
+  __syncthreads();
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int64_t c = c0 + i, r = r0 + threadIdx.x;
+    if (c < C && r < ldd) dst[c * ldd + r] = tile[threadIdx.x][i];
+  }
+}
+
+constexpr float kMagic = 8388608.f;  // 2^23: (0x4B000000 | c) read as a float is 2^23 + c, exactly
 
 // Code j of a unit whose words are w[0 .. unit_words) (a little-endian bit stream; 3-bit codes may
 // straddle two words). j is a compile-time constant after unrolling.
@@ -53,97 +77,160 @@ __device__ __forceinline__ uint32_t code_of(const uint32_t* w, int j) {
   if (off + BITS > 32) v |= w[wi + 1] << (32 - off);
   return v & ((1u << BITS) - 1u);
 }
+// 2^23 + code j, as a float (two integer ops, no int→float conversion).
+template <int BITS>
+__device__ __forceinline__ float magic_code(const uint32_t* w, int j) {
+  return __uint_as_float(0x4B000000u | code_of<BITS>(w, j));
+}
 
 __device__ __forceinline__ float half_bits_to_float(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
-// One unit of one column for MB x-rows (M ≤ MB of them real): part[m] += Σ_j x[m, uR + j]·(q_j − z).
+// acc[m] += Σ_j x[m, j] · (q_j − z) over one unit (R rows) whose words are w; zm = 2^23 + z, so
+// (2^23 + q) − zm = q − z exactly. x: the unit's first row of x row 0, rows ldx apart, 16-byte aligned.
 template <int BITS, int MB>
-__device__ __forceinline__ void unit_dot(const uint32_t* w, float z, const float* __restrict__ xp, int64_t ldx, int M,
-                                         float* part) {
+__device__ __forceinline__ void unit_dot(const uint32_t* w, float zm, const float* __restrict__ x, int64_t ldx, int M,
+                                         float (&acc)[MB]) {
   constexpr int R = unit_rows(BITS);
   float q[R];
 #pragma unroll
-  for (int j = 0; j < R; ++j) q[j] = float(code_of<BITS>(w, j)) - z;
+  for (int j = 0; j < R; ++j) q[j] = magic_code<BITS>(w, j) - zm;
 #pragma unroll
   for (int m = 0; m < MB; ++m) {
     if (m < M) {
-      const float4* xv = reinterpret_cast<const float4*>(xp + m * ldx);
+      const float4* xv = reinterpret_cast<const float4*>(x + m * ldx);
 #pragma unroll
       for (int j = 0; j < R; j += 4) {
         const float4 a = __ldg(xv + j / 4);
-        part[m] = fmaf(a.x, q[j], part[m]);
-        part[m] = fmaf(a.y, q[j + 1], part[m]);
-        part[m] = fmaf(a.z, q[j + 2], part[m]);
-        part[m] = fmaf(a.w, q[j + 3], part[m]);
+        acc[m] = fmaf(a.x, q[j], acc[m]);
+        acc[m] = fmaf(a.y, q[j + 1], acc[m]);
+        acc[m] = fmaf(a.z, q[j + 2], acc[m]);
+        acc[m] = fmaf(a.w, q[j + 3], acc[m]);
       }
     }
   }
 }
 
-// y[M, N] = x[M, Kp] · W + bias for M ≤ MB. x rows 16-byte aligned (ldx a multiple of 4).
+constexpr int kGemvWarps = 8;  // warps per block
+constexpr int kRowsPerWarp = 2;  // output columns per warp (x values loaded once for both)
+constexpr int kChunksAhead = 2;  // 16-byte chunks per column in flight per lane
+
+// y[M, N] = x[M, Kp] · W (+ bias) for M ≤ MB, over the transposed layout.
+//   qwt: [N, wp] u32, sct/zpt: [N, G], ug: [units] group of each unit, x: [M, ldx] f32 (16-byte
+//   aligned rows), y: [M, N] f32, bias: [N] f32 or null.
+// Each warp owns kRowsPerWarp columns n; its lanes stride over the columns' words in 16-byte
+// chunks (BITS ∈ {2, 4, 8}: one word per unit, a chunk = 4 units; BITS = 3: a chunk = one 3-word
+// unit, read as words), decode the codes in registers, accumulate x·(q − z) in fp32 per chunk and
+// scale it by the group's scale (a chunk whose units span two groups is split per unit). The warp
+// then reduces with shuffles: no shared memory, no atomics, deterministic.
 template <int BITS, int MB>
-__global__ void __launch_bounds__(32 * kSlices)
-    gemv_kernel(const uint32_t* __restrict__ qw, const uint16_t* __restrict__ sc, const uint8_t* __restrict__ zp,
-                const int32_t* __restrict__ ug, const float* __restrict__ bias, const float* __restrict__ x,
-                int64_t ldx, float* __restrict__ y, int M, int64_t N, int64_t units) {
-  constexpr int R = unit_rows(BITS), UW = unit_words(BITS), B = 4;  // B units loaded ahead
-  __shared__ float red[kSlices][MB][32];
-  const int lane = threadIdx.x, slice = threadIdx.y;
-  const int64_t n = int64_t(blockIdx.x) * 32 + lane;
-  const int64_t per = (units + kSlices - 1) / kSlices;
-  const int64_t u0 = min(units, slice * per), u1 = min(units, u0 + per);
-  float tot[MB], part[MB];
+__global__ void __launch_bounds__(32 * kGemvWarps)
+    gemv_kernel(const uint32_t* __restrict__ qwt, int64_t wp, const uint16_t* __restrict__ sct,
+                const uint8_t* __restrict__ zpt, int64_t G, const int32_t* __restrict__ ug,
+                const float* __restrict__ bias, const float* __restrict__ x, int64_t ldx, float* __restrict__ y, int M,
+                int64_t N, int64_t units) {
+  constexpr int R = unit_rows(BITS), UW = unit_words(BITS);
+  constexpr int RW = kRowsPerWarp;
+  const int lane = threadIdx.x & 31;
+  const int64_t n0 = (int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5)) * RW;
+  if (n0 >= N) return;  // whole warp leaves together
+  int64_t nr[RW];
 #pragma unroll
-  for (int m = 0; m < MB; ++m) tot[m] = part[m] = 0.f;
-  if (n < N) {
-    int32_t cur = -1;
-    float s = 0.f, z = 0.f;
-    int64_t u = u0;
-    for (; u < u1; u += B) {
-      const int nb = int(min(int64_t(B), u1 - u));
-      uint32_t w[B][UW];
-      int32_t g[B];
+  for (int r = 0; r < RW; ++r) nr[r] = min(n0 + r, N - 1);  // a missing column recomputes the last (not stored)
+  float tot[RW][MB];
 #pragma unroll
-      for (int b = 0; b < B; ++b) {
-        if (b < nb) {
-          g[b] = __ldg(ug + u + b);
+  for (int r = 0; r < RW; ++r)
 #pragma unroll
-          for (int i = 0; i < UW; ++i) w[b][i] = __ldg(qw + ((u + b) * UW + i) * N + n);
-        }
-      }
+    for (int m = 0; m < MB; ++m) tot[r][m] = 0.f;
+
+  if constexpr (UW == 1) {
+    const int64_t chunks = units / 4;  // full 4-unit chunks
+    int64_t c = lane;
+    for (; c < chunks; c += 32 * kChunksAhead) {
+      uint4 q[kChunksAhead][RW];
 #pragma unroll
-      for (int b = 0; b < B; ++b) {
-        if (b < nb) {
-          if (g[b] != cur) {
+      for (int a = 0; a < kChunksAhead; ++a)
 #pragma unroll
-            for (int m = 0; m < MB; ++m) {
-              tot[m] = fmaf(s, part[m], tot[m]);
-              part[m] = 0.f;
-            }
-            cur = g[b];
-            s = half_bits_to_float(__ldg(sc + int64_t(cur) * N + n));
-            z = float(__ldg(zp + int64_t(cur) * N + n));
+        for (int r = 0; r < RW; ++r)
+          if (c + 32 * a < chunks) q[a][r] = __ldg(reinterpret_cast<const uint4*>(qwt + nr[r] * wp) + c + 32 * a);
+#pragma unroll
+      for (int a = 0; a < kChunksAhead; ++a) {
+        const int64_t cc = c + 32 * a;
+        if (cc >= chunks) break;
+        const int4 g4 = __ldg(reinterpret_cast<const int4*>(ug) + cc);
+        const float* xc = x + cc * 4 * R;
+        if (g4.x == g4.y && g4.y == g4.z && g4.z == g4.w) {  // the chunk lies in one group
+#pragma unroll
+          for (int r = 0; r < RW; ++r) {
+            const float s = half_bits_to_float(__ldg(sct + nr[r] * G + g4.x));
+            const float zm = kMagic + float(__ldg(zpt + nr[r] * G + g4.x));
+            float part[MB];
+#pragma unroll
+            for (int m = 0; m < MB; ++m) part[m] = 0.f;
+            const uint32_t w[4] = {q[a][r].x, q[a][r].y, q[a][r].z, q[a][r].w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i) unit_dot<BITS, MB>(&w[i], zm, xc + i * R, ldx, M, part);
+#pragma unroll
+            for (int m = 0; m < MB; ++m) tot[r][m] = fmaf(s, part[m], tot[r][m]);
           }
-          unit_dot<BITS, MB>(w[b], z, x + (u + b) * R, ldx, M, part);
+        } else {
+          const int32_t gs[4] = {g4.x, g4.y, g4.z, g4.w};
+#pragma unroll
+          for (int r = 0; r < RW; ++r) {
+            const uint32_t w[4] = {q[a][r].x, q[a][r].y, q[a][r].z, q[a][r].w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const float s = half_bits_to_float(__ldg(sct + nr[r] * G + gs[i]));
+              const float zm = kMagic + float(__ldg(zpt + nr[r] * G + gs[i]));
+              float part[MB];
+#pragma unroll
+              for (int m = 0; m < MB; ++m) part[m] = 0.f;
+              unit_dot<BITS, MB>(&w[i], zm, xc + i * R, ldx, M, part);
+#pragma unroll
+              for (int m = 0; m < MB; ++m) tot[r][m] = fmaf(s, part[m], tot[r][m]);
+            }
+          }
         }
       }
     }
+  }
+  // Units not in a full chunk (UW = 1), or every unit (3 bits): one unit per lane at a time.
+  for (int64_t u = (UW == 1 ? units / 4 * 4 : 0) + lane; u < units; u += 32) {
+    const int32_t g = __ldg(ug + u);
+    const float* xu = x + u * R;
 #pragma unroll
-    for (int m = 0; m < MB; ++m) tot[m] = fmaf(s, part[m], tot[m]);
+    for (int r = 0; r < RW; ++r) {
+      uint32_t w[UW];
+#pragma unroll
+      for (int i = 0; i < UW; ++i) w[i] = __ldg(qwt + nr[r] * wp + u * UW + i);
+      const float s = half_bits_to_float(__ldg(sct + nr[r] * G + g));
+      const float zm = kMagic + float(__ldg(zpt + nr[r] * G + g));
+      float part[MB];
+#pragma unroll
+      for (int m = 0; m < MB; ++m) part[m] = 0.f;
+      unit_dot<BITS, MB>(w, zm, xu, ldx, M, part);
+#pragma unroll
+      for (int m = 0; m < MB; ++m) tot[r][m] = fmaf(s, part[m], tot[r][m]);
+    }
   }
 #pragma unroll
-  for (int m = 0; m < MB; ++m) red[slice][m][lane] = tot[m];
-  __syncthreads();
-  if (slice == 0 && n < N) {
-    const float b = bias ? bias[n] : 0.f;
+  for (int r = 0; r < RW; ++r) {
 #pragma unroll
     for (int m = 0; m < MB; ++m) {
-      if (m < M) {
-        float v = 0.f;
+      float v = tot[r][m];
 #pragma unroll
-        for (int sl = 0; sl < kSlices; ++sl) v += red[sl][m][lane];
-        y[int64_t(m) * N + n] = v + b;
-      }
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      tot[r][m] = v;
+    }
+  }
+  if (lane == 0) {
+#pragma unroll
+    for (int r = 0; r < RW; ++r) {
+      const int64_t n = n0 + r;
+      if (n >= N) break;
+      const float b = bias ? bias[n] : 0.f;
+#pragma unroll
+      for (int m = 0; m < MB; ++m)
+        if (m < M) y[int64_t(m) * N + n] = tot[r][m] + b;
     }
   }
 }
@@ -162,37 +249,28 @@ struct Pair<__nv_bfloat16> {
   __device__ __forceinline__ static V make(float a, float b) { return __floats2bfloat162_rn(a, b); }
 };
 
-// wt[n, r] (T = f16 or bf16, row stride Kp) = scale · (q − zero) for every stored row r, through
-// a 32-unit × 32-column shared-memory tile: word reads coalesced along n, writes along k.
+// wt[n, r] (T = f16 or bf16, row stride Kp) = scale · (q − zero) for every stored row r. One
+// thread per (column, unit): reads the unit's words of the transposed layout (consecutive threads,
+// consecutive words) and writes its R values contiguously. Flat over N · units.
 template <int BITS, class T>
-__global__ void __launch_bounds__(256) dequant_kernel(const uint32_t* __restrict__ qw, const uint16_t* __restrict__ sc,
-                                                      const uint8_t* __restrict__ zp, const int32_t* __restrict__ ug,
-                                                      T* __restrict__ wt, int64_t N, int64_t units, int64_t Kp) {
+__global__ void __launch_bounds__(256) dequant_kernel(const uint32_t* __restrict__ qwt, int64_t wp,
+                                                      const uint16_t* __restrict__ sct, const uint8_t* __restrict__ zpt,
+                                                      int64_t G, const int32_t* __restrict__ ug, T* __restrict__ wt,
+                                                      int64_t N, int64_t units, int64_t Kp) {
   constexpr int R = unit_rows(BITS), UW = unit_words(BITS);
-  __shared__ uint32_t tile[32][UW][33];
-  const int tx = threadIdx.x, ty = threadIdx.y;  // 32 × 8
-  const int64_t u0 = int64_t(blockIdx.y) * 32, n0 = int64_t(blockIdx.x) * 32;
-  for (int r = ty; r < 32 * UW; r += 8) {
-    const int ul = r / UW, i = r % UW;
-    const int64_t u = u0 + ul, n = n0 + tx;
-    tile[ul][i][tx] = (u < units && n < N) ? __ldg(qw + (u * UW + i) * N + n) : 0u;
-  }
-  __syncthreads();
-  const int64_t u = u0 + tx;
-  if (u >= units) return;
-  const int32_t g = __ldg(ug + u);
-  for (int c = ty; c < 32; c += 8) {
-    const int64_t n = n0 + c;
-    if (n >= N) break;
-    const float s = half_bits_to_float(__ldg(sc + int64_t(g) * N + n));
-    const float z = float(__ldg(zp + int64_t(g) * N + n));
+  const int64_t total = N * units;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = i / units, u = i - n * units;
+    const int32_t g = __ldg(ug + u);
+    const float s = half_bits_to_float(__ldg(sct + n * G + g));
+    const float zm = kMagic + float(__ldg(zpt + n * G + g));
     uint32_t w[UW];
 #pragma unroll
-    for (int i = 0; i < UW; ++i) w[i] = tile[tx][i][c];
+    for (int k = 0; k < UW; ++k) w[k] = __ldg(qwt + n * wp + u * UW + k);
     auto* out = reinterpret_cast<typename Pair<T>::V*>(wt + n * Kp + u * R);
 #pragma unroll
     for (int j = 0; j < R; j += 2)
-      out[j / 2] = Pair<T>::make(s * (float(code_of<BITS>(w, j)) - z), s * (float(code_of<BITS>(w, j + 1)) - z));
+      out[j / 2] = Pair<T>::make(s * (magic_code<BITS>(w, j) - zm), s * (magic_code<BITS>(w, j + 1) - zm));
   }
 }
 
@@ -229,15 +307,27 @@ struct CudaScratch final : BackendScratch {
 };
 
 template <int BITS>
-void launch_gemv(int mb, dim3 grid, dim3 block, cudaStream_t st, const uint32_t* qw, const uint16_t* sc,
-                 const uint8_t* zp, const int32_t* ug, const float* bias, const float* x, int64_t ldx, float* y, int M,
-                 int64_t N, int64_t units) {
+void launch_gemv(int mb, unsigned blocks, cudaStream_t st, const uint32_t* qwt, int64_t wp, const uint16_t* sct,
+                 const uint8_t* zpt, int64_t G, const int32_t* ug, const float* bias, const float* x, int64_t ldx,
+                 float* y, int M, int64_t N, int64_t units) {
+  const unsigned threads = 32 * kGemvWarps;
   switch (mb) {
-    case 1: gemv_kernel<BITS, 1><<<grid, block, 0, st>>>(qw, sc, zp, ug, bias, x, ldx, y, M, N, units); break;
-    case 2: gemv_kernel<BITS, 2><<<grid, block, 0, st>>>(qw, sc, zp, ug, bias, x, ldx, y, M, N, units); break;
-    case 4: gemv_kernel<BITS, 4><<<grid, block, 0, st>>>(qw, sc, zp, ug, bias, x, ldx, y, M, N, units); break;
-    default: gemv_kernel<BITS, 8><<<grid, block, 0, st>>>(qw, sc, zp, ug, bias, x, ldx, y, M, N, units); break;
+    case 1: gemv_kernel<BITS, 1><<<blocks, threads, 0, st>>>(qwt, wp, sct, zpt, G, ug, bias, x, ldx, y, M, N, units); break;
+    case 2: gemv_kernel<BITS, 2><<<blocks, threads, 0, st>>>(qwt, wp, sct, zpt, G, ug, bias, x, ldx, y, M, N, units); break;
+    case 4: gemv_kernel<BITS, 4><<<blocks, threads, 0, st>>>(qwt, wp, sct, zpt, G, ug, bias, x, ldx, y, M, N, units); break;
+    default: gemv_kernel<BITS, 8><<<blocks, threads, 0, st>>>(qwt, wp, sct, zpt, G, ug, bias, x, ldx, y, M, N, units); break;
   }
+}
+
+template <class T>
+void transpose_on_device(Device& dev, cudaStream_t st, Buffer<T>& buf, int64_t R, int64_t C, int64_t ldd) {
+  if (R == 0 || C == 0) return;
+  Buffer<T> t(dev, size_t(C * ldd), MemCategory::weights);
+  const dim3 grid(unsigned((C + 31) / 32), unsigned((ldd + 31) / 32)), block(32, 8);
+  transpose_kernel<T><<<grid, block, 0, st>>>(buf.data(), t.data(), R, C, ldd);
+  GPTQ_CUDA_LAUNCHED("transpose_kernel");
+  GPTQ_CUDA_CHECK(cudaStreamSynchronize(st));  // the old buffer is freed below
+  buf = std::move(t);
 }
 
 class CudaLinear final : public GptqLinearBase {
@@ -278,17 +368,18 @@ class CudaLinear final : public GptqLinearBase {
       const float* B = bias.empty() ? nullptr : bias.data();
       if (fused) {
         const int mb = M <= 1 ? 1 : M <= 2 ? 2 : M <= 4 ? 4 : 8;
-        const dim3 grid(unsigned((N + 31) / 32)), block(32, kSlices);
+        const int64_t per_block = int64_t(kGemvWarps) * kRowsPerWarp;
+        const unsigned blocks = unsigned((N + per_block - 1) / per_block);
         const auto* qw = qweight.data();
         const auto* sc = scales.data();
         const auto* zp = zeros.data();
         const auto* ug = unit_group.data();
-        const int64_t U = lay_.units();
+        const int64_t U = lay_.units(), G = lay_.groups;
         switch (lay_.bits) {
-          case 2: launch_gemv<2>(mb, grid, block, st, qw, sc, zp, ug, B, X, ldx, Y, int(M), N, U); break;
-          case 3: launch_gemv<3>(mb, grid, block, st, qw, sc, zp, ug, B, X, ldx, Y, int(M), N, U); break;
-          case 4: launch_gemv<4>(mb, grid, block, st, qw, sc, zp, ug, B, X, ldx, Y, int(M), N, U); break;
-          case 8: launch_gemv<8>(mb, grid, block, st, qw, sc, zp, ug, B, X, ldx, Y, int(M), N, U); break;
+          case 2: launch_gemv<2>(mb, blocks, st, qw, wp_, sc, zp, G, ug, B, X, ldx, Y, int(M), N, U); break;
+          case 3: launch_gemv<3>(mb, blocks, st, qw, wp_, sc, zp, G, ug, B, X, ldx, Y, int(M), N, U); break;
+          case 4: launch_gemv<4>(mb, blocks, st, qw, wp_, sc, zp, G, ug, B, X, ldx, Y, int(M), N, U); break;
+          case 8: launch_gemv<8>(mb, blocks, st, qw, wp_, sc, zp, G, ug, B, X, ldx, Y, int(M), N, U); break;
           default: fail(ErrorKind::internal, "weights.gptq (CUDA): unsupported bit width " + std::to_string(lay_.bits));
         }
         GPTQ_CUDA_LAUNCHED("gemv_kernel");
@@ -306,22 +397,41 @@ class CudaLinear final : public GptqLinearBase {
     });
   }
 
+  // Called once all arrays are uploaded in the checkpoint's layout: transposes them to the kernels'
+  // column-major layout (see the device code), one array at a time.
+  void on_uploaded() override {
+    DeviceGuard dg(dev_.info().index);
+    cudaStream_t st = static_cast<cudaStream_t>(dev_.queue().native_handle());
+    check(dev_.queue().wait());  // the uploads are queued on the same stream; be explicit anyway
+    const int64_t rows = lay_.words_rows();
+    wp_ = (rows + 3) / 4 * 4;
+    transpose_on_device(dev_, st, qweight, rows, lay_.N, wp_);
+    transpose_on_device(dev_, st, scales, lay_.groups, lay_.N, lay_.groups);
+    transpose_on_device(dev_, st, zeros, lay_.groups, lay_.N, lay_.groups);
+  }
+
  private:
   template <class T>
   void dequant(cudaStream_t st) {
     T* wt = reinterpret_cast<T*>(scratch_->wt.data());
-    const int64_t N = lay_.N, U = lay_.units();
-    const dim3 grid(unsigned((N + 31) / 32), unsigned((U + 31) / 32)), block(32, 8);
+    const int64_t N = lay_.N, U = lay_.units(), G = lay_.groups;
+    const int threads = 256;
+    const unsigned blocks = unsigned(std::min<int64_t>((N * U + threads - 1) / threads, 1 << 20));
+    const auto* qw = qweight.data();
+    const auto* sc = scales.data();
+    const auto* zp = zeros.data();
+    const auto* ug = unit_group.data();
     switch (lay_.bits) {
-      case 2: dequant_kernel<2, T><<<grid, block, 0, st>>>(qweight.data(), scales.data(), zeros.data(), unit_group.data(), wt, N, U, lay_.Kp); break;
-      case 3: dequant_kernel<3, T><<<grid, block, 0, st>>>(qweight.data(), scales.data(), zeros.data(), unit_group.data(), wt, N, U, lay_.Kp); break;
-      case 4: dequant_kernel<4, T><<<grid, block, 0, st>>>(qweight.data(), scales.data(), zeros.data(), unit_group.data(), wt, N, U, lay_.Kp); break;
-      case 8: dequant_kernel<8, T><<<grid, block, 0, st>>>(qweight.data(), scales.data(), zeros.data(), unit_group.data(), wt, N, U, lay_.Kp); break;
+      case 2: dequant_kernel<2, T><<<blocks, threads, 0, st>>>(qw, wp_, sc, zp, G, ug, wt, N, U, lay_.Kp); break;
+      case 3: dequant_kernel<3, T><<<blocks, threads, 0, st>>>(qw, wp_, sc, zp, G, ug, wt, N, U, lay_.Kp); break;
+      case 4: dequant_kernel<4, T><<<blocks, threads, 0, st>>>(qw, wp_, sc, zp, G, ug, wt, N, U, lay_.Kp); break;
+      case 8: dequant_kernel<8, T><<<blocks, threads, 0, st>>>(qw, wp_, sc, zp, G, ug, wt, N, U, lay_.Kp); break;
       default: fail(ErrorKind::internal, "weights.gptq (CUDA): unsupported bit width " + std::to_string(lay_.bits));
     }
     GPTQ_CUDA_LAUNCHED("dequant_kernel");
   }
 
+  int64_t wp_ = 0;  // row stride of the transposed qweight, in words
   std::shared_ptr<CudaScratch> scratch_;
 };
 

@@ -479,6 +479,51 @@ TEST_CASE("rms_norm matches the double reference for every weight dtype (in plac
   CHECK(st.message.find("rms_norm") != std::string::npos);
 }
 
+TEST_CASE("fused ops: add_rms_norm == add then rms_norm, swiglu == silu_mul on the halves, split_cols") {
+  Ops& ops = cpu::cpu_ops();
+  const int64_t M = 3, D = 37, F = 21;
+  std::vector<float> x = randn(size_t(M * D), 71, 2.f), dlt = randn(size_t(M * D), 72, 2.f);
+  std::vector<float> w = randn(size_t(D), 73);
+  // unfused reference
+  std::vector<float> xr(x.size()), yr(x.size());
+  REQUIRE(ops.add(host_view(xr.data(), DType::f32, {M, D}), host_view(x.data(), DType::f32, {M, D}),
+                  host_view(dlt.data(), DType::f32, {M, D})).ok());
+  REQUIRE(ops.rms_norm(host_view(yr.data(), DType::f32, {M, D}), host_view(xr.data(), DType::f32, {M, D}),
+                       host_view(w.data(), DType::f32, {D}), 1e-6f).ok());
+  // fused, with y aliasing delta (the model's use)
+  std::vector<float> xf = x, df = dlt;
+  REQUIRE(ops.add_rms_norm(host_view(xf.data(), DType::f32, {M, D}), host_view(df.data(), DType::f32, {M, D}),
+                           host_view(df.data(), DType::f32, {M, D}), host_view(w.data(), DType::f32, {D}), 1e-6f).ok());
+  CHECK(xf == xr);
+  CHECK(df == yr);
+  CHECK_FALSE(ops.add_rms_norm(host_view(xf.data(), DType::f32, {M, D}), host_view(df.data(), DType::f32, {M, D}),
+                               host_view(xf.data(), DType::f32, {M, D}), host_view(w.data(), DType::f32, {D}), 1e-6f)
+                  .ok());
+
+  std::vector<float> gu = randn(size_t(M * 2 * F), 74, 4.f), out(size_t(M * F)), ref(size_t(M * F));
+  REQUIRE(ops.swiglu(host_view(out.data(), DType::f32, {M, F}), host_view(gu.data(), DType::f32, {M, 2 * F})).ok());
+  for (int64_t m = 0; m < M; ++m)
+    REQUIRE(ops.silu_mul(host_view(ref.data() + m * F, DType::f32, {F}), host_view(gu.data() + m * 2 * F, DType::f32, {F}),
+                         host_view(gu.data() + m * 2 * F + F, DType::f32, {F})).ok());
+  CHECK(out == ref);
+  CHECK_FALSE(ops.swiglu(host_view(out.data(), DType::f32, {M, F}), host_view(gu.data(), DType::f32, {M, F})).ok());
+
+  const int64_t C = 10;
+  std::vector<float> src = randn(size_t(M * C), 75), a(size_t(M * 6)), b(size_t(M * 1)), c(size_t(M * 3));
+  const TensorView dsts[3] = {host_view(a.data(), DType::f32, {M, 6}), host_view(b.data(), DType::f32, {M, 1}),
+                              host_view(c.data(), DType::f32, {M, 3})};
+  REQUIRE(ops.split_cols(host_view(src.data(), DType::f32, {M, C}), dsts, 3).ok());
+  bool ok = true;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t j = 0; j < C; ++j) {
+      const float want = src[size_t(m * C + j)];
+      const float got = j < 6 ? a[size_t(m * 6 + j)] : j < 7 ? b[size_t(m)] : c[size_t(m * 3 + j - 7)];
+      ok &= got == want;
+    }
+  CHECK(ok);
+  CHECK_FALSE(ops.split_cols(host_view(src.data(), DType::f32, {M, C}), dsts, 2).ok());  // widths 7 ≠ 10
+}
+
 TEST_CASE("add, silu_mul, scale_rows") {
   ThreadsGuard g;
   Ops& ops = cpu::cpu_ops();

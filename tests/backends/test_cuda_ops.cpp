@@ -446,6 +446,57 @@ TEST_CASE("cuda: add, silu_mul, scale_rows vs CPU") {
   CHECK(bitwise_equal(da.to_host(), xc));
 }
 
+TEST_CASE("cuda: add_rms_norm, swiglu, split_cols vs CPU") {
+  NEED_GPU();
+  // add_rms_norm: x exact (one addition); y |Δ| ≤ 1e-5 · (1 + |ref|) (sums in another order).
+  // swiglu: |Δ| ≤ 1e-6 · (1 + |ref|) (expf). split_cols: exact.
+  const int64_t M = 5, D = 4096, F = 1003;
+  std::vector<float> x = randn(size_t(M * D), 81, 3.f), dl = randn(size_t(M * D), 82, 3.f);
+  std::vector<uint8_t> w = encode(randn(size_t(D), 83), DType::bf16);
+  std::vector<float> xc = x, yc(size_t(M * D));
+  check(cops.add_rms_norm(hview(xc, DType::f32, {M, D}), hview(dl, DType::f32, {M, D}), hview(yc, DType::f32, {M, D}),
+                          hview(w, DType::bf16, {D}), 1e-6f));
+  Buffer<float> dx = to_gpu(G, x), dd = to_gpu(G, dl);
+  Buffer<uint8_t> dw = to_gpu(G, w);
+  // y aliases delta, as in the model
+  check(gops.add_rms_norm(dx.view(DType::f32, {M, D}), dd.view(DType::f32, {M, D}), dd.view(DType::f32, {M, D}),
+                          dw.view(DType::bf16, {D}), 1e-6f));
+  CHECK(bitwise_equal(dx.to_host(), xc));
+  std::vector<float> got = dd.to_host();
+  size_t bad = 0;
+  for (size_t i = 0; i < yc.size(); ++i)
+    if (!(std::fabs(got[i] - yc[i]) <= 1e-5f * (1.f + std::fabs(yc[i])))) ++bad;
+  INFO("add_rms_norm: " << show(diff(got, yc)));
+  CHECK(bad == 0);
+
+  std::vector<float> gu = randn(size_t(M * 2 * F), 84, 4.f), oc(size_t(M * F));
+  check(cops.swiglu(hview(oc, DType::f32, {M, F}), hview(gu, DType::f32, {M, 2 * F})));
+  Buffer<float> dgu = to_gpu(G, gu), dout(G, size_t(M * F), MemCategory::workspace);
+  poison(G, dout);
+  check(gops.swiglu(dout.view(DType::f32, {M, F}), dgu.view(DType::f32, {M, 2 * F})));
+  got = dout.to_host();
+  bad = 0;
+  for (size_t i = 0; i < oc.size(); ++i)
+    if (!(std::fabs(got[i] - oc[i]) <= 1e-6f * (1.f + std::fabs(oc[i])))) ++bad;
+  INFO("swiglu: " << show(diff(got, oc)));
+  CHECK(bad == 0);
+
+  const int64_t C = 4096 + 2 * 1024;
+  std::vector<float> src = randn(size_t(M * C), 85);
+  std::vector<float> ha(size_t(M * 4096)), hb(size_t(M * 1024)), hc(size_t(M * 1024));
+  const TensorView hd[3] = {hview(ha, DType::f32, {M, 4096}), hview(hb, DType::f32, {M, 1024}),
+                            hview(hc, DType::f32, {M, 1024})};
+  check(cops.split_cols(hview(src, DType::f32, {M, C}), hd, 3));
+  Buffer<float> dsrc = to_gpu(G, src), ga(G, ha.size(), MemCategory::workspace), gb(G, hb.size(), MemCategory::workspace),
+                gc(G, hc.size(), MemCategory::workspace);
+  const TensorView gd[3] = {ga.view(DType::f32, {M, 4096}), gb.view(DType::f32, {M, 1024}),
+                            gc.view(DType::f32, {M, 1024})};
+  check(gops.split_cols(dsrc.view(DType::f32, {M, C}), gd, 3));
+  CHECK(bitwise_equal(ga.to_host(), ha));
+  CHECK(bitwise_equal(gb.to_host(), hb));
+  CHECK(bitwise_equal(gc.to_host(), hc));
+}
+
 // ---------------------------------------------------------------------------------------------
 // rope
 

@@ -54,6 +54,14 @@ class Ops {
   // Samples one id per row of logits[B, V] into ids[B] (device memory); params: [B] host array.
   // Greedy rows take the first maximum.
   virtual Status sample(int32_t* ids, TensorView logits, const SampleParams* params) noexcept = 0;
+  // Fused forms the decode step uses to launch fewer kernels (same arithmetic as the unfused ops):
+  //   add_rms_norm: x[M,D] += delta[M,D], then y[M,D] = rms_norm(x)·w[D]. delta may alias y;
+  //                 y must not alias x.
+  virtual Status add_rms_norm(TensorView x, TensorView delta, TensorView y, TensorView w, float eps) noexcept = 0;
+  //   swiglu: out[M,F] = silu(gate_up[M, 0:F]) * gate_up[M, F:2F] (a fused gate|up projection's output).
+  virtual Status swiglu(TensorView out, TensorView gate_up) noexcept = 0;
+  //   split_cols: src[M, C] → dsts[i][M, C_i] with Σ C_i = C, column blocks in order (n ≤ 4).
+  virtual Status split_cols(TensorView src, const TensorView* dsts, int n) noexcept = 0;
 };
 
 }  // namespace kvrun

@@ -64,7 +64,9 @@ TEST_CASE("CUDA Linear matches the CPU Linear") {
     REQUIRE_MESSAGE(st.ok(), st.message);
     st = cpu_wf->load_linear(ck, sp, *cpu, &cl);
     REQUIRE_MESSAGE(st.ok(), st.message);
-    CHECK(gl->device_bytes() == cl->device_bytes());
+    // The CUDA Linear pads each column's words to a multiple of 4 (16-byte rows): ≤ 3 words per column.
+    CHECK(gl->device_bytes() >= cl->device_bytes());
+    CHECK(gl->device_bytes() <= cl->device_bytes() + size_t(12 * c.N));
     for (int64_t M : {1, 3, 64, 300}) {
       INFO(describe(c) << " M=" << M);
       std::mt19937_64 rng(seed * 7 + uint64_t(M));
