@@ -2,10 +2,11 @@
 //
 //  * at load the packed arrays are transposed once so each output column's words are contiguous
 //    (layout in the device code below).
-//  * M ≤ kCudaFusedMaxM (decode): gemv_kernel. Each warp owns two output columns; its lanes read
-//    the columns' words in 16-byte chunks (every packed byte read once per step, 2 chunks per column
-//    in flight per lane), turn codes into floats with integer ops only (2^23 + q as float bits),
-//    accumulate x·(q − z) in fp32 and scale per group; warp shuffles reduce (deterministic).
+//  * M ≤ kCudaFusedMaxM (decode): gemv_kernel. Each warp owns two output columns; per 128-unit
+//    block every lane reads 16 bytes of each column (interleaved so that the warp's x reads are
+//    contiguous), turns codes into floats with integer ops only (2^23 + q as float bits),
+//    accumulates x·(q − z) in fp32 and scales per group; warp shuffles reduce (deterministic).
+//    Every packed byte is read once per step.
 //  * larger M (prefill): dequant_kernel expands the layer once per call to an f16 copy Wᵀ [N, Kp]
 //    (bf16 for a layer whose |W| could exceed the f16 range) in a workspace shared by the format's
 //    Linears (reads and writes both contiguous along k in the transposed layout); then the
@@ -45,14 +46,27 @@ struct DeviceGuard : cuda_plugin::DeviceScope {
 //
 // On upload the CUDA Linear transposes the packed arrays once (on the device) so that each output
 // column n is one contiguous row:
-//   qwt [N, Wp] u32   the words of column n in stored order (Wp = words_rows rounded up to 4 so
-//                     every row starts 16-byte aligned; the padding words are 0 and never read)
+//   qwt [N, Wp] u32   the words of column n (Wp = words_rows rounded up to 4 so every row starts
+//                     16-byte aligned; the padding words are 0 and never read). For 2/4/8 bits
+//                     (one word per unit) each full block of 128 words is interleaved: position
+//                     b·128 + 4·l + i holds unit b·128 + 32·i + l, so lane l's 16-byte load brings
+//                     units l, l+32, l+64, l+96 and a warp's x reads are contiguous. Words past the
+//                     last full block keep their order. 3 bits: stored order.
 //   sct [N, groups] f16 scales, zpt [N, groups] u8 zero points.
 // Weight bytes are unchanged up to that padding (0 for K a multiple of 32).
 
-// dst[c, r] = src[r, c] for a [R, C] row-major src; dst has row stride ldd (≥ R; extra cells 0).
+// Position of unit word r in a column of the interleaved layout (full = words in full 128-word blocks).
+__host__ __device__ __forceinline__ int64_t word_pos(int64_t r, int64_t full) {
+  if (r >= full) return r;
+  const int64_t b = r >> 7, w = r & 127;
+  return (b << 7) + ((w & 31) << 2) + (w >> 5);
+}
+
+// dst[c, word_pos(r)] = src[r, c] for a [R, C] row-major src (full = 0: no interleave); dst has row
+// stride ldd (≥ R; extra cells 0).
 template <class T>
-__global__ void transpose_kernel(const T* __restrict__ src, T* __restrict__ dst, int64_t R, int64_t C, int64_t ldd) {
+__global__ void transpose_kernel(const T* __restrict__ src, T* __restrict__ dst, int64_t R, int64_t C, int64_t ldd,
+                                 int64_t full) {
   __shared__ T tile[32][33];
   const int64_t r0 = int64_t(blockIdx.y) * 32, c0 = int64_t(blockIdx.x) * 32;
   for (int i = threadIdx.y; i < 32; i += blockDim.y) {
@@ -62,7 +76,7 @@ __global__ void transpose_kernel(const T* __restrict__ src, T* __restrict__ dst,
   __syncthreads();
   for (int i = threadIdx.y; i < 32; i += blockDim.y) {
     const int64_t c = c0 + i, r = r0 + threadIdx.x;
-    if (c < C && r < ldd) dst[c * ldd + r] = tile[threadIdx.x][i];
+    if (c < C && r < ldd) dst[c * ldd + word_pos(r, full)] = tile[threadIdx.x][i];
   }
 }
 
@@ -112,15 +126,15 @@ __device__ __forceinline__ void unit_dot(const uint32_t* w, float zm, const floa
 
 constexpr int kGemvWarps = 8;  // warps per block
 constexpr int kRowsPerWarp = 2;  // output columns per warp (x values loaded once for both)
-constexpr int kChunksAhead = 2;  // 16-byte chunks per column in flight per lane
+constexpr int kBlocksAhead = 4;  // 128-unit blocks per column in flight (one 16-byte load per lane each)
 
 // y[M, N] = x[M, Kp] · W (+ bias) for M ≤ MB, over the transposed layout.
 //   qwt: [N, wp] u32, sct/zpt: [N, G], ug: [units] group of each unit, x: [M, ldx] f32 (16-byte
 //   aligned rows), y: [M, N] f32, bias: [N] f32 or null.
-// Each warp owns kRowsPerWarp columns n; its lanes stride over the columns' words in 16-byte
-// chunks (BITS ∈ {2, 4, 8}: one word per unit, a chunk = 4 units; BITS = 3: a chunk = one 3-word
-// unit, read as words), decode the codes in registers, accumulate x·(q − z) in fp32 per chunk and
-// scale it by the group's scale (a chunk whose units span two groups is split per unit). The warp
+// Each warp owns kRowsPerWarp columns n. BITS ∈ {2, 4, 8}: per 128-unit block every lane loads 16
+// bytes of each column (units l + 32·i, interleaved layout), decodes the codes in registers with
+// integer ops and accumulates x·(q − z) in fp32 per unit, scaled by the unit's group scale; the
+// units after the last full block, and every unit of 3-bit columns, go one unit per lane. The warp
 // then reduces with shuffles: no shared memory, no atomics, deterministic.
 template <int BITS, int MB>
 __global__ void __launch_bounds__(32 * kGemvWarps)
@@ -143,58 +157,40 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
     for (int m = 0; m < MB; ++m) tot[r][m] = 0.f;
 
   if constexpr (UW == 1) {
-    const int64_t chunks = units / 4;  // full 4-unit chunks
-    int64_t c = lane;
-    for (; c < chunks; c += 32 * kChunksAhead) {
-      uint4 q[kChunksAhead][RW];
+    const int64_t blocks = units / 128;  // full interleaved 128-unit blocks
+    for (int64_t b0 = 0; b0 < blocks; b0 += kBlocksAhead) {
+      uint4 q[kBlocksAhead][RW];
 #pragma unroll
-      for (int a = 0; a < kChunksAhead; ++a)
+      for (int a = 0; a < kBlocksAhead; ++a)
 #pragma unroll
         for (int r = 0; r < RW; ++r)
-          if (c + 32 * a < chunks) q[a][r] = __ldg(reinterpret_cast<const uint4*>(qwt + nr[r] * wp) + c + 32 * a);
+          if (b0 + a < blocks) q[a][r] = __ldg(reinterpret_cast<const uint4*>(qwt + nr[r] * wp + (b0 + a) * 128) + lane);
 #pragma unroll
-      for (int a = 0; a < kChunksAhead; ++a) {
-        const int64_t cc = c + 32 * a;
-        if (cc >= chunks) break;
-        const int4 g4 = __ldg(reinterpret_cast<const int4*>(ug) + cc);
-        const float* xc = x + cc * 4 * R;
-        if (g4.x == g4.y && g4.y == g4.z && g4.z == g4.w) {  // the chunk lies in one group
+      for (int a = 0; a < kBlocksAhead; ++a) {
+        if (b0 + a >= blocks) break;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int64_t u = (b0 + a) * 128 + 32 * i + lane;
+          const int32_t g = __ldg(ug + u);
+          const float* xu = x + u * R;
 #pragma unroll
           for (int r = 0; r < RW; ++r) {
-            const float s = half_bits_to_float(__ldg(sct + nr[r] * G + g4.x));
-            const float zm = kMagic + float(__ldg(zpt + nr[r] * G + g4.x));
+            const uint32_t w = i == 0 ? q[a][r].x : i == 1 ? q[a][r].y : i == 2 ? q[a][r].z : q[a][r].w;
+            const float sc = half_bits_to_float(__ldg(sct + nr[r] * G + g));
+            const float zm = kMagic + float(__ldg(zpt + nr[r] * G + g));
             float part[MB];
 #pragma unroll
             for (int m = 0; m < MB; ++m) part[m] = 0.f;
-            const uint32_t w[4] = {q[a][r].x, q[a][r].y, q[a][r].z, q[a][r].w};
+            unit_dot<BITS, MB>(&w, zm, xu, ldx, M, part);
 #pragma unroll
-            for (int i = 0; i < 4; ++i) unit_dot<BITS, MB>(&w[i], zm, xc + i * R, ldx, M, part);
-#pragma unroll
-            for (int m = 0; m < MB; ++m) tot[r][m] = fmaf(s, part[m], tot[r][m]);
-          }
-        } else {
-          const int32_t gs[4] = {g4.x, g4.y, g4.z, g4.w};
-#pragma unroll
-          for (int r = 0; r < RW; ++r) {
-            const uint32_t w[4] = {q[a][r].x, q[a][r].y, q[a][r].z, q[a][r].w};
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const float s = half_bits_to_float(__ldg(sct + nr[r] * G + gs[i]));
-              const float zm = kMagic + float(__ldg(zpt + nr[r] * G + gs[i]));
-              float part[MB];
-#pragma unroll
-              for (int m = 0; m < MB; ++m) part[m] = 0.f;
-              unit_dot<BITS, MB>(&w[i], zm, xc + i * R, ldx, M, part);
-#pragma unroll
-              for (int m = 0; m < MB; ++m) tot[r][m] = fmaf(s, part[m], tot[r][m]);
-            }
+            for (int m = 0; m < MB; ++m) tot[r][m] = fmaf(sc, part[m], tot[r][m]);
           }
         }
       }
     }
   }
   // Units not in a full chunk (UW = 1), or every unit (3 bits): one unit per lane at a time.
-  for (int64_t u = (UW == 1 ? units / 4 * 4 : 0) + lane; u < units; u += 32) {
+  for (int64_t u = (UW == 1 ? units / 128 * 128 : 0) + lane; u < units; u += 32) {
     const int32_t g = __ldg(ug + u);
     const float* xu = x + u * R;
 #pragma unroll
@@ -256,7 +252,7 @@ template <int BITS, class T>
 __global__ void __launch_bounds__(256) dequant_kernel(const uint32_t* __restrict__ qwt, int64_t wp,
                                                       const uint16_t* __restrict__ sct, const uint8_t* __restrict__ zpt,
                                                       int64_t G, const int32_t* __restrict__ ug, T* __restrict__ wt,
-                                                      int64_t N, int64_t units, int64_t Kp) {
+                                                      int64_t N, int64_t units, int64_t Kp, int64_t full) {
   constexpr int R = unit_rows(BITS), UW = unit_words(BITS);
   const int64_t total = N * units;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
@@ -266,7 +262,9 @@ __global__ void __launch_bounds__(256) dequant_kernel(const uint32_t* __restrict
     const float zm = kMagic + float(__ldg(zpt + n * G + g));
     uint32_t w[UW];
 #pragma unroll
-    for (int k = 0; k < UW; ++k) w[k] = __ldg(qwt + n * wp + u * UW + k);
+    if constexpr (UW == 1) w[0] = __ldg(qwt + n * wp + word_pos(u, full));
+    else
+      for (int k = 0; k < UW; ++k) w[k] = __ldg(qwt + n * wp + u * UW + k);
     auto* out = reinterpret_cast<typename Pair<T>::V*>(wt + n * Kp + u * R);
 #pragma unroll
     for (int j = 0; j < R; j += 2)
@@ -320,11 +318,12 @@ void launch_gemv(int mb, unsigned blocks, cudaStream_t st, const uint32_t* qwt, 
 }
 
 template <class T>
-void transpose_on_device(Device& dev, cudaStream_t st, Buffer<T>& buf, int64_t R, int64_t C, int64_t ldd) {
+void transpose_on_device(Device& dev, cudaStream_t st, Buffer<T>& buf, int64_t R, int64_t C, int64_t ldd,
+                         int64_t full = 0) {
   if (R == 0 || C == 0) return;
   Buffer<T> t(dev, size_t(C * ldd), MemCategory::weights);
   const dim3 grid(unsigned((C + 31) / 32), unsigned((ldd + 31) / 32)), block(32, 8);
-  transpose_kernel<T><<<grid, block, 0, st>>>(buf.data(), t.data(), R, C, ldd);
+  transpose_kernel<T><<<grid, block, 0, st>>>(buf.data(), t.data(), R, C, ldd, full);
   GPTQ_CUDA_LAUNCHED("transpose_kernel");
   GPTQ_CUDA_CHECK(cudaStreamSynchronize(st));  // the old buffer is freed below
   buf = std::move(t);
@@ -405,7 +404,8 @@ class CudaLinear final : public GptqLinearBase {
     check(dev_.queue().wait());  // the uploads are queued on the same stream; be explicit anyway
     const int64_t rows = lay_.words_rows();
     wp_ = (rows + 3) / 4 * 4;
-    transpose_on_device(dev_, st, qweight, rows, lay_.N, wp_);
+    full_ = unit_words(lay_.bits) == 1 ? lay_.units() / 128 * 128 : 0;
+    transpose_on_device(dev_, st, qweight, rows, lay_.N, wp_, full_);
     transpose_on_device(dev_, st, scales, lay_.groups, lay_.N, lay_.groups);
     transpose_on_device(dev_, st, zeros, lay_.groups, lay_.N, lay_.groups);
   }
@@ -422,16 +422,17 @@ class CudaLinear final : public GptqLinearBase {
     const auto* zp = zeros.data();
     const auto* ug = unit_group.data();
     switch (lay_.bits) {
-      case 2: dequant_kernel<2, T><<<blocks, threads, 0, st>>>(qw, wp_, sc, zp, G, ug, wt, N, U, lay_.Kp); break;
-      case 3: dequant_kernel<3, T><<<blocks, threads, 0, st>>>(qw, wp_, sc, zp, G, ug, wt, N, U, lay_.Kp); break;
-      case 4: dequant_kernel<4, T><<<blocks, threads, 0, st>>>(qw, wp_, sc, zp, G, ug, wt, N, U, lay_.Kp); break;
-      case 8: dequant_kernel<8, T><<<blocks, threads, 0, st>>>(qw, wp_, sc, zp, G, ug, wt, N, U, lay_.Kp); break;
+      case 2: dequant_kernel<2, T><<<blocks, threads, 0, st>>>(qw, wp_, sc, zp, G, ug, wt, N, U, lay_.Kp, full_); break;
+      case 3: dequant_kernel<3, T><<<blocks, threads, 0, st>>>(qw, wp_, sc, zp, G, ug, wt, N, U, lay_.Kp, full_); break;
+      case 4: dequant_kernel<4, T><<<blocks, threads, 0, st>>>(qw, wp_, sc, zp, G, ug, wt, N, U, lay_.Kp, full_); break;
+      case 8: dequant_kernel<8, T><<<blocks, threads, 0, st>>>(qw, wp_, sc, zp, G, ug, wt, N, U, lay_.Kp, full_); break;
       default: fail(ErrorKind::internal, "weights.gptq (CUDA): unsupported bit width " + std::to_string(lay_.bits));
     }
     GPTQ_CUDA_LAUNCHED("dequant_kernel");
   }
 
-  int64_t wp_ = 0;  // row stride of the transposed qweight, in words
+  int64_t wp_ = 0;    // row stride of the transposed qweight, in words
+  int64_t full_ = 0;  // words of each column in interleaved 128-word blocks
   std::shared_ptr<CudaScratch> scratch_;
 };
 
