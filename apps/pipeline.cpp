@@ -57,8 +57,13 @@ CheckReport check_pipeline(const PipelineConfig& cfg, Registry& reg) {
   if (cfg.model_synthetic.empty()) {
     if (cfg.model_path.empty())
       fail(ErrorKind::usage, cfg.source + ": [model] path is not set (or set [model] synthetic)");
-    if (!fs::is_directory(cfg.model_path))
-      fail(ErrorKind::model, cfg.source + ": [model] path '" + cfg.model_path + "' is not a directory");
+    std::error_code ec;
+    const std::string want = "; set [model] path to a Hugging Face model directory (config.json, *.safetensors, "
+                             "tokenizer.json); a relative path in the file is taken from the file's folder";
+    if (!fs::exists(cfg.model_path, ec))
+      fail(ErrorKind::model, cfg.source + ": [model] path '" + cfg.model_path + "' does not exist" + want);
+    if (!fs::is_directory(cfg.model_path, ec))
+      fail(ErrorKind::model, cfg.source + ": [model] path '" + cfg.model_path + "' is not a directory" + want);
     ModelConfig m = load_model_config(cfg.model_path);
     r.checkpoint_encoding = encoding_of(m);
   } else {
@@ -98,7 +103,22 @@ Pipeline::Pipeline(const PipelineConfig& cfg) : cfg_(cfg) {
     gen_ = load_generation_defaults(cfg_.model_path);
     ckpt_ = HfCheckpoint::open(cfg_.model_path);
     tokenizer_ = Tokenizer::load(cfg_.model_path);
-    model_ = std::make_unique<Transformer>(mcfg_, *ckpt_, weights_, *device_, cfg_.model_path);
+    try {
+      model_ = std::make_unique<Transformer>(mcfg_, *ckpt_, weights_, *device_, cfg_.model_path);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::device) throw;
+      // Out of device memory while loading: say what the whole model needs, not only the
+      // allocation that failed.
+      size_t need = 0;
+      for (const std::string& name : ckpt_->names()) need += ckpt_->tensor(name).nbytes;
+      fail(ErrorKind::device, std::string(e.what()) + "\n  the weights of " + cfg_.model_path + " need about " +
+                                  format_bytes(need) + " (" + std::to_string(need) + " bytes, the size of its tensors) on " +
+                                  device_->info().name +
+                                  (cfg_.memory_limit ? ", more than [backend] memory_limit = \"" + cfg_.memory_limit_text +
+                                                           "\" (" + std::to_string(cfg_.memory_limit) + " bytes) allows"
+                                                     : std::string()) +
+                                  "; `kvrun memory -c " + cfg_.source + "` estimates weights + KV cache + workspace");
+    }
     mcfg_ = model_->config();
   }
   check(device_->queue().wait());
@@ -131,7 +151,19 @@ void Pipeline::prepare(int64_t request_tokens, int max_seqs) {
     // Exactly the request, plus one partly used block per sequence.
     cp.max_tokens = request_tokens + int64_t(max_seqs) * cfg_.block_tokens;
   }
-  auto cache = registry_.create_cache(cfg_.cache_type, cp, *device_);
+  std::shared_ptr<Cache> cache;
+  try {
+    cache = registry_.create_cache(cfg_.cache_type, cp, *device_);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::device || per_token == 0) throw;
+    const size_t need = per_token * size_t(cp.max_tokens);
+    fail(ErrorKind::device, std::string(e.what()) + "\n  the KV cache needs " + format_bytes(need) + " (" +
+                                std::to_string(need) + " bytes: " + std::to_string(cp.max_tokens) + " tokens × " +
+                                std::to_string(per_token) + " bytes per token of cache." + cfg_.cache_type +
+                                "); lower cache.max_tokens (or the batch size / --max-new-tokens)" +
+                                (cfg_.cache_type == "fp16" ? ", or set cache.type = \"int8\" (about half the bytes)" : "") +
+                                (cfg_.memory_limit ? ", or raise [backend] memory_limit" : ""));
+  }
   AttentionParams ap;
   ap.num_heads = mcfg_.num_heads;
   ap.num_kv_heads = mcfg_.num_kv_heads;
