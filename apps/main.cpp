@@ -303,6 +303,14 @@ int cmd_generate(int argc, char** argv) {
                (long long)stats.prompt_tokens, (long long)stats.generated_tokens,
                stats.prefill_seconds + stats.decode_seconds, stats.prefill_seconds, tps, median(stats.step_ms));
   print_memory(pipe.device());
+  // A sequence cut short by the cache is a normal result (finish_reason "cache_full"), but say so:
+  // with one streamed prompt nothing else would show it.
+  for (size_t i = 0; i < results.size(); ++i)
+    if (results[i].finish_reason == "cache_full")
+      std::fprintf(stderr, "kvrun: warning: prompt %zu stopped after %zu of %d new tokens: the KV cache is full "
+                   "(%lld tokens over the batch; finish_reason \"cache_full\"); raise cache.max_tokens (or "
+                   "cache.memory_fraction) for longer outputs\n", i, results[i].output_ids.size(), st.max_new_tokens,
+                   (long long)pipe.model().cache().info().capacity_tokens);
   if (InterruptGuard::requested()) {
     std::fflush(stdout);
     std::fprintf(stderr, "kvrun: interrupted: generation stopped after %lld generated tokens (finish_reason "

@@ -458,6 +458,9 @@ TEST_CASE("errors: the KV cache running out mid-generation ends that sequence on
   REQUIRE(jc["results"][1]["prompt_ids"].size() > 48);  // 4 full blocks
   CHECK(jc["results"][1]["finish_reason"] == "cache_full");
   CHECK(jc["results"][1]["output_ids"].size() < 20);
+  CHECK_ERR(cut, "kvrun: warning: prompt 1 stopped after ");
+  CHECK_ERR(cut, "the KV cache is full (80 tokens over the batch; finish_reason \"cache_full\"); raise cache.max_tokens");
+  CHECK_FALSE(contains(full.err, "cache is full"));
   CHECK(jc["results"][0]["finish_reason"] == jf["results"][0]["finish_reason"]);
   CHECK(jc["results"][0]["finish_reason"] != "cache_full");
   CHECK(jc["results"][0]["output_ids"] == jf["results"][0]["output_ids"]);
