@@ -222,8 +222,8 @@ TEST_CASE("errors: config.json without a required field names the file and the k
   Run r = run_kvrun("generate -c " + s.config(m) + kGen);
   CHECK(r.code == 3);
   CHECK_ERR(r, (m / "config.json").string());
-  CHECK_ERR(r, "'num_hidden_layers'");
-  CHECK_ERR(r, "missing");
+  CHECK_ERR(r, "required key 'num_hidden_layers' or 'n_layer' is missing");
+  CHECK_ERR(r, "take config.json from the model's repository");
 }
 
 TEST_CASE("errors: a shard named by the index is missing") {
