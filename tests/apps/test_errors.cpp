@@ -119,8 +119,8 @@ void edit_json(const std::string& model, const std::string& name, const fs::path
 const std::string kGen = " --prompt-ids 1,2,3 --max-new-tokens 2";
 
 // kvrun started without a shell (so the test knows its pid), from the repository root, stdout and
-// stderr to files, stdin from /dev/null, SIGINT at its default disposition.
-pid_t spawn_kvrun(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
+// stderr to files, stdin from `stdin_fd` (else /dev/null), SIGINT at its default disposition.
+pid_t spawn_kvrun(const std::vector<std::string>& args, const fs::path& out, const fs::path& err, int stdin_fd = -1) {
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -131,7 +131,7 @@ pid_t spawn_kvrun(const std::vector<std::string>& args, const fs::path& out, con
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
-    int in = ::open("/dev/null", O_RDONLY);
+    int in = stdin_fd >= 0 ? stdin_fd : ::open("/dev/null", O_RDONLY);
     int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (in < 0 || o < 0 || e < 0 || ::dup2(in, 0) < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0) ::_exit(126);
@@ -552,4 +552,26 @@ TEST_CASE("errors: Ctrl-C during generation stops cleanly, prints the partial ou
     CHECK(j["results"][0]["output_ids"].size() < size_t(n));
     MESSAGE("tokens before the interrupt: " << j["results"][0]["output_ids"].size());
   }
+}
+
+TEST_CASE("errors: Ctrl-C at the chat prompt ends the chat with exit code 130") {
+  KVRUN_SKIP_UNLESS(kvrun::test::have_fixture(kQ2), "fixture models missing");
+  Scratch s;
+  const fs::path out = s.path("out"), err = s.path("err");
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);  // stdin that stays open and empty: chat waits at its prompt
+  pid_t pid = spawn_kvrun({"chat", "-c", "configs/qwen2-fp16-naive.toml", "--set", "backend.device=cpu"}, out, err, fds[0]);
+  ::close(fds[0]);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < deadline && !(fs::exists(err) && contains(read_file(err), "> ")))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(::kill(pid, SIGINT) == 0);
+  const int status = wait_child(pid, 60);
+  ::close(fds[1]);
+  const std::string log = read_file(err);
+  INFO("stderr: " << log);
+  REQUIRE(status != -1);
+  REQUIRE_FALSE(WIFSIGNALED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  CHECK(contains(log, "kvrun: chat interrupted"));
 }
