@@ -1,6 +1,10 @@
 #include "cli_common.hpp"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <iostream>
 
@@ -66,5 +70,43 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT flag must be usable in a signal handler");
+struct sigaction g_previous {};
+
+extern "C" void on_sigint(int) {
+  if (g_interrupted.load()) {  // the second Ctrl-C: quit now, as without kvrun's handler
+    ::signal(SIGINT, SIG_DFL);
+    ::raise(SIGINT);
+    return;
+  }
+  g_interrupted.store(true);
+  static const char msg[] = "\nkvrun: interrupted (SIGINT): stopping at the next step; Ctrl-C again to quit at once\n";
+  ssize_t ignored = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)ignored;
+}
+
+}  // namespace
+
+InterruptGuard::InterruptGuard(bool restart_syscalls) {
+  g_interrupted.store(false);
+  struct sigaction current {};
+  if (::sigaction(SIGINT, nullptr, &current) != 0 || current.sa_handler == SIG_IGN) return;
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = restart_syscalls ? SA_RESTART : 0;
+  installed_ = ::sigaction(SIGINT, &sa, &g_previous) == 0;
+}
+
+InterruptGuard::~InterruptGuard() {
+  if (installed_) ::sigaction(SIGINT, &g_previous, nullptr);
+}
+
+bool InterruptGuard::requested() noexcept { return g_interrupted.load(); }
+void InterruptGuard::clear() noexcept { g_interrupted.store(false); }
 
 }  // namespace kvrun

@@ -41,4 +41,23 @@ void print_memory(const Device& dev);  // one line on stderr
 // The upper median (v[n/2] of the sorted values); 0 for an empty vector.
 double median(std::vector<double> v);
 
+// Ctrl-C during generation (docs/errors.md). While a guard lives, the first SIGINT only sets a
+// flag that the engine polls once per step (GenerationSettings::interrupted): generation stops,
+// the partial output is printed and the command exits with kExitInterrupted. A second SIGINT ends
+// the process at once. Nothing is installed when SIGINT is ignored (e.g. a script's background
+// job). With restart_syscalls = false a blocking read is interrupted too (chat's prompt).
+constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report it
+class InterruptGuard {
+ public:
+  explicit InterruptGuard(bool restart_syscalls = true);
+  ~InterruptGuard();
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+  static bool requested() noexcept;
+  static void clear() noexcept;
+
+ private:
+  bool installed_ = false;
+};
+
 }  // namespace kvrun

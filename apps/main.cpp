@@ -228,6 +228,9 @@ int cmd_generate(int argc, char** argv) {
   int given = !prompt.empty() + !prompt_ids.empty() + !prompts_file.empty();
   if (given != 1) fail(ErrorKind::usage, "generate: give exactly one of --prompt, --prompt-ids, --prompts-file");
   PipelineConfig cfg = config_from(c);
+  // Ctrl-C from here on (the load included) stops generation at the next step; what was
+  // generated is printed, then exit code 130.
+  InterruptGuard sigint;
   Pipeline pipe(cfg);
   Tokenizer* tok = pipe.has_tokenizer() ? &pipe.tokenizer() : nullptr;
   std::vector<std::vector<int32_t>> prompts;
@@ -242,6 +245,7 @@ int cmd_generate(int argc, char** argv) {
     }
   }
   GenerationSettings st = pipe.generation_settings(max_new >= 0 ? std::optional<int>(max_new) : std::nullopt);
+  st.interrupted = [] { return InterruptGuard::requested(); };
   if (chat_template && tok)
     for (const char* sp : {"<|im_end|>", "<|endoftext|>"})
       if (auto id = tok->special_id(sp)) st.eos_ids.push_back(*id);
@@ -299,6 +303,20 @@ int cmd_generate(int argc, char** argv) {
                (long long)stats.prompt_tokens, (long long)stats.generated_tokens,
                stats.prefill_seconds + stats.decode_seconds, stats.prefill_seconds, tps, median(stats.step_ms));
   print_memory(pipe.device());
+  // A sequence cut short by the cache is a normal result (finish_reason "cache_full"), but say so:
+  // with one streamed prompt nothing else would show it.
+  for (size_t i = 0; i < results.size(); ++i)
+    if (results[i].finish_reason == "cache_full")
+      std::fprintf(stderr, "kvrun: warning: prompt %zu stopped after %zu of %d new tokens: the KV cache is full "
+                   "(%lld tokens over the batch; finish_reason \"cache_full\"); raise cache.max_tokens (or "
+                   "cache.memory_fraction) for longer outputs\n", i, results[i].output_ids.size(), st.max_new_tokens,
+                   (long long)pipe.model().cache().info().capacity_tokens);
+  if (InterruptGuard::requested()) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "kvrun: interrupted: generation stopped after %lld generated tokens (finish_reason "
+                 "\"interrupted\"); the partial output was printed\n", (long long)stats.generated_tokens);
+    return kExitInterrupted;
+  }
   return 0;
 }
 
@@ -320,6 +338,9 @@ int cmd_chat(int argc, char** argv) {
   const int64_t ctx = pipe.model_config().max_positions > 0 ? pipe.model_config().max_positions : 4096;
   pipe.prepare(cfg.max_tokens > 0 ? cfg.max_tokens : ctx, 1);
   Engine engine(pipe.model());
+  // Ctrl-C during a reply stops that reply; at the prompt it ends the chat (exit code 130).
+  InterruptGuard sigint(false);
+  st.interrupted = [] { return InterruptGuard::requested(); };
   std::vector<ChatMessage> msgs{{"system", system}};
   std::string line;
   std::fprintf(stderr, "kvrun chat — empty line or Ctrl-D to quit\n");
@@ -342,6 +363,15 @@ int cmd_chat(int argc, char** argv) {
     reply += rest;
     std::printf("%s\n", rest.c_str());
     msgs.push_back({"assistant", output_text(&tok, st, res[0])});
+    if (InterruptGuard::requested()) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "kvrun: reply interrupted; empty line or Ctrl-D to quit\n");
+      InterruptGuard::clear();
+    }
+  }
+  if (InterruptGuard::requested()) {
+    std::fprintf(stderr, "\nkvrun: chat interrupted\n");
+    return kExitInterrupted;
   }
   return 0;
 }

@@ -1,9 +1,11 @@
 #include "pipeline.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
 
+#include "kvrun/cpu/cpu.hpp"
 #include "kvrun/log.hpp"
 #include "kvrun/select.hpp"
 
@@ -29,13 +31,62 @@ std::string encoding_of(const ModelConfig& m) {
   return "bf16";
 }
 
+// Options of the pipeline for one plugin, checked against what it declares (PluginInfo::options):
+// an unknown key or a value of another type is a reason naming the file, line and key.
+void check_options(const Registry& reg, PluginKind kind, const std::string& name, const std::vector<ConfigOption>& opts,
+                   Verdict& v) {
+  const LoadedPlugin* p = opts.empty() ? nullptr : reg.find(kind, name);
+  if (!p) return;  // no options, or an unknown plugin (a reason of its own)
+  std::string takes;
+  for (const PluginOptionInfo& d : p->info.options)
+    takes += (takes.empty() ? "" : ", ") + d.key + " (" + d.type + ", default " + d.default_text + ")";
+  for (const ConfigOption& o : opts) {
+    auto d = std::find_if(p->info.options.begin(), p->info.options.end(),
+                          [&](const PluginOptionInfo& x) { return x.key == o.key; });
+    if (d == p->info.options.end()) {
+      v.ok = false;
+      v.reasons.push_back(o.where + ": " + p->info.full_name() + " has no option '" + o.key + "'; " +
+                          (takes.empty() ? "it takes none" : "it takes: " + takes));
+    } else if (d->type != o.type && !(d->type == "float" && o.type == "integer")) {
+      v.ok = false;
+      v.reasons.push_back(o.where + ": " + p->info.full_name() + " option '" + o.key + "' is " + d->type + ", got " +
+                          o.type + " '" + o.value + "'");
+    }
+  }
+}
+
+void check_all_options(const Registry& reg, const PipelineConfig& cfg, Verdict& v) {
+  check_options(reg, PluginKind::cache, cfg.cache_type, cfg.cache_options, v);
+  check_options(reg, PluginKind::attention, cfg.attention_kind, cfg.attention_options, v);
+}
+
+PluginOptions plugin_options(const std::vector<ConfigOption>& opts) {
+  PluginOptions out;
+  for (const ConfigOption& o : opts) out.push_back({o.key, o.value, o.where});
+  return out;
+}
+
 }  // namespace
+
+bool running_uninstalled() {
+#ifdef KVRUN_BUILD_ROOT
+  std::error_code e1, e2;
+  const fs::path exe = fs::canonical("/proc/self/exe", e1);
+  const fs::path root = fs::canonical(KVRUN_BUILD_ROOT, e2);
+  if (e1 || e2) return false;
+  auto [r, e] = std::mismatch(root.begin(), root.end(), exe.begin(), exe.end());
+  return r == root.end();
+#else
+  return false;
+#endif
+}
 
 std::vector<std::string> plugin_search_path(const PipelineConfig& cfg) {
   std::vector<std::string> extra;
 #ifdef KVRUN_BUILD_PLUGIN_DIRS
-  for (auto& d : split_colon(KVRUN_BUILD_PLUGIN_DIRS))
-    if (fs::is_directory(d)) extra.push_back(d);
+  if (running_uninstalled())
+    for (auto& d : split_colon(KVRUN_BUILD_PLUGIN_DIRS))
+      if (fs::is_directory(d)) extra.push_back(d);
 #endif
   return Registry::search_path(cfg.plugin_paths, extra);
 }
@@ -43,7 +94,8 @@ std::vector<std::string> plugin_search_path(const PipelineConfig& cfg) {
 std::vector<std::string> backend_search_path(const PipelineConfig& cfg) {
   std::vector<std::string> dirs = plugin_search_path(cfg);
 #ifdef KVRUN_BUILD_BACKEND_DIRS
-  for (auto& d : split_colon(KVRUN_BUILD_BACKEND_DIRS)) dirs.push_back(d);
+  if (running_uninstalled())
+    for (auto& d : split_colon(KVRUN_BUILD_BACKEND_DIRS)) dirs.push_back(d);
 #endif
   return dirs;
 }
@@ -57,8 +109,13 @@ CheckReport check_pipeline(const PipelineConfig& cfg, Registry& reg) {
   if (cfg.model_synthetic.empty()) {
     if (cfg.model_path.empty())
       fail(ErrorKind::usage, cfg.source + ": [model] path is not set (or set [model] synthetic)");
-    if (!fs::is_directory(cfg.model_path))
-      fail(ErrorKind::model, cfg.source + ": [model] path '" + cfg.model_path + "' is not a directory");
+    std::error_code ec;
+    const std::string want = "; set [model] path to a Hugging Face model directory (config.json, *.safetensors, "
+                             "tokenizer.json); a relative path in the file is taken from the file's folder";
+    if (!fs::exists(cfg.model_path, ec))
+      fail(ErrorKind::model, cfg.source + ": [model] path '" + cfg.model_path + "' does not exist" + want);
+    if (!fs::is_directory(cfg.model_path, ec))
+      fail(ErrorKind::model, cfg.source + ": [model] path '" + cfg.model_path + "' is not a directory" + want);
     ModelConfig m = load_model_config(cfg.model_path);
     r.checkpoint_encoding = encoding_of(m);
   } else {
@@ -67,6 +124,7 @@ CheckReport check_pipeline(const PipelineConfig& cfg, Registry& reg) {
   r.weights = resolve_weights_format(reg, cfg.weights_format, r.checkpoint_encoding);
   Combination c{r.weights, cfg.cache_type, cfg.attention_kind, backend, r.checkpoint_encoding};
   r.verdict = check_combination(reg, c);
+  check_all_options(reg, cfg, r.verdict);
   return r;
 }
 
@@ -85,6 +143,7 @@ Pipeline::Pipeline(const PipelineConfig& cfg) : cfg_(cfg) {
     Combination c{report_.weights, cfg_.cache_type, cfg_.attention_kind, device_->info().backend,
                   report_.checkpoint_encoding};
     report_.verdict = check_combination(registry_, c);
+    check_all_options(registry_, cfg_, report_.verdict);
     report_.backend = backend_name(device_->info().backend);
   }
   if (!report_.verdict.ok) fail(ErrorKind::usage, cfg_.source + ": invalid pipeline: " + report_.verdict.message());
@@ -98,7 +157,22 @@ Pipeline::Pipeline(const PipelineConfig& cfg) : cfg_(cfg) {
     gen_ = load_generation_defaults(cfg_.model_path);
     ckpt_ = HfCheckpoint::open(cfg_.model_path);
     tokenizer_ = Tokenizer::load(cfg_.model_path);
-    model_ = std::make_unique<Transformer>(mcfg_, *ckpt_, weights_, *device_, cfg_.model_path);
+    try {
+      model_ = std::make_unique<Transformer>(mcfg_, *ckpt_, weights_, *device_, cfg_.model_path);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::device) throw;
+      // Out of device memory while loading: say what the whole model needs, not only the
+      // allocation that failed.
+      size_t need = 0;
+      for (const std::string& name : ckpt_->names()) need += ckpt_->tensor(name).nbytes;
+      fail(ErrorKind::device, std::string(e.what()) + "\n  the weights of " + cfg_.model_path + " need about " +
+                                  format_bytes(need) + " (" + std::to_string(need) + " bytes, the size of its tensors) on " +
+                                  device_->info().name +
+                                  (cfg_.memory_limit ? ", more than [backend] memory_limit = \"" + cfg_.memory_limit_text +
+                                                           "\" (" + std::to_string(cfg_.memory_limit) + " bytes) allows"
+                                                     : std::string()) +
+                                  "; `kvrun memory -c " + cfg_.source + "` estimates weights + KV cache + workspace");
+    }
     mcfg_ = model_->config();
   }
   check(device_->queue().wait());
@@ -118,9 +192,17 @@ void Pipeline::prepare(int64_t request_tokens, int max_seqs) {
   cp.head_dim = mcfg_.head_dim;
   cp.block_tokens = cfg_.block_tokens;
   cp.max_seqs = max_seqs;
+  cp.options = plugin_options(cfg_.cache_options);
   const LoadedPlugin& cache_plugin = registry_.get(PluginKind::cache, cfg_.cache_type);
-  const size_t per_token =
+  size_t per_token =
       layout_bytes_per_token(cache_plugin.info.provides_layout, cp.num_layers, cp.num_kv_heads, cp.head_dim);
+  if (per_token == 0 && cfg_.max_tokens == 0 && cfg_.memory_fraction > 0) {
+    // A layout kvrun does not know: a one-block cache says what a token costs.
+    CacheParams probe = cp;
+    probe.max_tokens = cp.block_tokens;
+    probe.max_seqs = 1;
+    per_token = registry_.create_cache(cfg_.cache_type, probe, *device_)->info().bytes_per_token;
+  }
   if (cfg_.max_tokens > 0) {
     cp.max_tokens = cfg_.max_tokens;
   } else if (cfg_.memory_fraction > 0) {
@@ -131,7 +213,19 @@ void Pipeline::prepare(int64_t request_tokens, int max_seqs) {
     // Exactly the request, plus one partly used block per sequence.
     cp.max_tokens = request_tokens + int64_t(max_seqs) * cfg_.block_tokens;
   }
-  auto cache = registry_.create_cache(cfg_.cache_type, cp, *device_);
+  std::shared_ptr<Cache> cache;
+  try {
+    cache = registry_.create_cache(cfg_.cache_type, cp, *device_);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::device || per_token == 0) throw;
+    const size_t need = per_token * size_t(cp.max_tokens);
+    fail(ErrorKind::device, std::string(e.what()) + "\n  the KV cache needs " + format_bytes(need) + " (" +
+                                std::to_string(need) + " bytes: " + std::to_string(cp.max_tokens) + " tokens × " +
+                                std::to_string(per_token) + " bytes per token of cache." + cfg_.cache_type +
+                                "); lower cache.max_tokens (or the batch size / --max-new-tokens)" +
+                                (cfg_.cache_type == "fp16" ? ", or set cache.type = \"int8\" (about half the bytes)" : "") +
+                                (cfg_.memory_limit ? ", or raise [backend] memory_limit" : ""));
+  }
   AttentionParams ap;
   ap.num_heads = mcfg_.num_heads;
   ap.num_kv_heads = mcfg_.num_kv_heads;
@@ -139,6 +233,7 @@ void Pipeline::prepare(int64_t request_tokens, int max_seqs) {
   ap.scale = 1.f / std::sqrt(float(mcfg_.head_dim));
   ap.max_tokens_per_step = cfg_.max_step_tokens;
   ap.max_kv_len = cache->info().capacity_tokens;
+  ap.options = plugin_options(cfg_.attention_options);
   auto attention = registry_.create_attention(cfg_.attention_kind, ap, *device_);
   model_->attach(std::move(cache), std::move(attention), cfg_.max_step_tokens, cfg_.graphs);
 }
@@ -197,9 +292,21 @@ std::vector<int64_t> perplexity_windows(int64_t n, int window) {
   return starts;
 }
 
-size_t cache_bytes_per_token(const Registry& reg, const std::string& cache, const ModelConfig& m) {
+size_t cache_bytes_per_token(const Registry& reg, const std::string& cache, const ModelConfig& m,
+                             const std::vector<ConfigOption>& options) {
   const LoadedPlugin& p = reg.get(PluginKind::cache, cache);
-  return layout_bytes_per_token(p.info.provides_layout, m.num_layers, m.num_kv_heads, m.head_dim);
+  const size_t n = layout_bytes_per_token(p.info.provides_layout, m.num_layers, m.num_kv_heads, m.head_dim);
+  const auto& bs = p.info.backends;
+  if (n != 0 || std::find(bs.begin(), bs.end(), BackendKind::cpu) == bs.end()) return n;
+  // A layout kvrun does not know: a one-block cache on the CPU says what a token costs.
+  CacheParams probe;
+  probe.num_layers = m.num_layers;
+  probe.num_kv_heads = m.num_kv_heads;
+  probe.head_dim = m.head_dim;
+  probe.max_tokens = probe.block_tokens;
+  probe.options = plugin_options(options);
+  auto cpu = cpu::make_cpu_device(0);
+  return reg.create_cache(cache, probe, *cpu)->info().bytes_per_token;
 }
 
 }  // namespace kvrun

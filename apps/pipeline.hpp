@@ -16,6 +16,10 @@
 
 namespace kvrun {
 
+// True when the running program lives in the build tree (an uninstalled kvrun, a test): only then
+// are the build's plugin and backend folders (compiled in) searched. An installed kvrun finds its
+// plugins beside its libraries (Registry::search_path), even when the build tree still exists.
+bool running_uninstalled();
 // Folders of an uninstalled build (compiled in) plus the normal search path.
 std::vector<std::string> plugin_search_path(const PipelineConfig& cfg);
 std::vector<std::string> backend_search_path(const PipelineConfig& cfg);
@@ -73,7 +77,9 @@ std::vector<int32_t> perplexity_corpus(const Tokenizer& tok, const std::string& 
 // Window starts i = 0, w, 2w, … while i + w + 1 < n; each window is ids[i .. i+w] (w predictions).
 std::vector<int64_t> perplexity_windows(int64_t n, int window);
 
-// Bytes per token of the cache plugin named in cfg, for `kvrun memory`.
-size_t cache_bytes_per_token(const Registry& reg, const std::string& cache, const ModelConfig& m);
+// Bytes per token of the cache plugin named in cfg, for `kvrun memory` (a layout kvrun does not
+// know is measured on a one-block CPU cache made with the pipeline's cache options).
+size_t cache_bytes_per_token(const Registry& reg, const std::string& cache, const ModelConfig& m,
+                             const std::vector<ConfigOption>& options = {});
 
 }  // namespace kvrun

@@ -13,7 +13,7 @@
 namespace kvrun {
 namespace {
 
-enum class Type { string, integer, floating, boolean, string_array };
+enum class Type { string, integer, floating, boolean, string_array, table };
 
 const char* type_name(Type t) {
   switch (t) {
@@ -22,6 +22,7 @@ const char* type_name(Type t) {
     case Type::floating: return "float";
     case Type::boolean: return "boolean";
     case Type::string_array: return "array of strings";
+    case Type::table: return "table";
   }
   return "?";
 }
@@ -33,6 +34,7 @@ struct Value {
   double f = 0;
   bool b = false;
   std::vector<std::string> list;
+  std::vector<ConfigOption> options;  // Type::table: a plugin's options
   std::string where;  // "pipeline.toml:12:5 key 'cache.type'"
 };
 
@@ -123,9 +125,15 @@ const std::vector<KeyDef>& defs() {
          if (v.f < 0 || v.f > 1) bad_value(v, "must be between 0 and 1");
          c.memory_fraction = v.f;
        }},
+      {{"cache", "options", "table", "{}",
+        "Settings of the cache plugin itself, e.g. { group_size = 32 }; the keys and types each plugin takes are listed by `kvrun plugins`."},
+       Type::table, [](PipelineConfig& c, const Value& v) { c.cache_options = v.options; }},
       {{"attention", "kind", "string", "\"naive\"",
         "Attention plugin: \"naive\" (reads every standard cache layout) or \"flash\" (tiled online softmax; fp16/bf16 caches only)."},
        Type::string, [](PipelineConfig& c, const Value& v) { c.attention_kind = v.s; }},
+      {{"attention", "options", "table", "{}",
+        "Settings of the attention plugin itself; the keys and types each plugin takes are listed by `kvrun plugins`."},
+       Type::table, [](PipelineConfig& c, const Value& v) { c.attention_options = v.options; }},
       {{"generation", "max_new_tokens", "integer", "generation_config.json, else 128", "Tokens to generate per prompt."},
        Type::integer, [](PipelineConfig& c, const Value& v) { c.max_new_tokens = int(positive(v, 0)); }},
       {{"generation", "temperature", "float", "generation_config.json, else 0",
@@ -177,8 +185,36 @@ std::string where_of(const std::string& source, const toml::source_region& r, co
   return o.str();
 }
 
-// Converts a TOML node to the key's type (integers are accepted for floats).
-Value to_value(const toml::node& n, Type t, const std::string& where) {
+// One plugin option from a TOML scalar.
+ConfigOption option_of(const toml::node& n, const std::string& key, const std::string& where) {
+  ConfigOption o;
+  o.key = key;
+  o.where = where;
+  if (n.is_string()) {
+    o.type = "string";
+    o.value = *n.value<std::string>();
+  } else if (n.is_integer()) {
+    o.type = "integer";
+    o.value = std::to_string(*n.value<int64_t>());
+  } else if (n.is_floating_point()) {
+    o.type = "float";
+    std::ostringstream s;
+    s.precision(17);
+    s << *n.value<double>();
+    o.value = s.str();
+  } else if (n.is_boolean()) {
+    o.type = "boolean";
+    o.value = *n.value<bool>() ? "true" : "false";
+  } else {
+    fail(ErrorKind::usage, where + ": a plugin option is a string, an integer, a float or a boolean");
+  }
+  return o;
+}
+
+// Converts a TOML node to the key's type (integers are accepted for floats). For a table (plugin
+// options), `source` (the file, or "" for --set) and `full_key` ("cache.options") name its entries.
+Value to_value(const toml::node& n, Type t, const std::string& where, const std::string& source = "",
+               const std::string& full_key = "") {
   Value v;
   v.where = where;
   auto mismatch = [&]() -> Value {
@@ -213,6 +249,15 @@ Value to_value(const toml::node& n, Type t, const std::string& where) {
       if (!n.is_boolean()) return mismatch();
       v.b = *n.value<bool>();
       break;
+    case Type::table: {
+      if (!n.is_table()) return mismatch();
+      for (auto&& [k, node] : *n.as_table()) {
+        const std::string sub(k.str());
+        v.options.push_back(option_of(node, sub, source.empty() ? where + ": key '" + full_key + "." + sub + "'"
+                                                                : where_of(source, node.source(), full_key + "." + sub)));
+      }
+      break;
+    }
     case Type::string_array: {
       if (!n.is_array()) return mismatch();
       for (const toml::node& e : *n.as_array()) {
@@ -270,7 +315,7 @@ void apply_table(PipelineConfig& c, const toml::table& root, const std::string& 
         fail(ErrorKind::usage, where_of(source, kkey.source(), full) + ": unknown key; [" + section +
                                    "] has: " + known_keys(section) + " (see docs/config.md)");
       }
-      d->set(c, to_value(knode, d->type, where_of(source, kkey.source(), full)));
+      d->set(c, to_value(knode, d->type, where_of(source, kkey.source(), full), source, full));
     }
   }
 }
@@ -285,6 +330,28 @@ void apply_override(PipelineConfig& c, const std::string& ov) {
   if (dot == std::string::npos) fail(ErrorKind::usage, where + ": expected section.key=value, e.g. --set cache.type=int8");
   std::string section = path.substr(0, dot), key = path.substr(dot + 1);
   const KeyDef* d = find_def(section, key);
+  // --set cache.options.KEY=VALUE sets one plugin option (replacing one of the same key).
+  std::vector<ConfigOption>* options = section == "cache"       ? &c.cache_options
+                                       : section == "attention" ? &c.attention_options
+                                                                : nullptr;
+  if (!d && options && key.rfind("options.", 0) == 0 && key.size() > 8) {
+    const std::string sub = key.substr(8);
+    ConfigOption o;
+    toml::table t;
+    try {
+      t = toml::parse("v = " + text);
+    } catch (const toml::parse_error&) {
+    }
+    const toml::node* n = t["v"].node();
+    if (n && !n->is_table() && !n->is_array()) {
+      o = option_of(*n, sub, where + ": key '" + path + "'");
+    } else {  // a bare word is a string, as for other keys
+      o = ConfigOption{sub, text, "string", where + ": key '" + path + "'"};
+    }
+    std::erase_if(*options, [&](const ConfigOption& x) { return x.key == sub; });
+    options->push_back(o);
+    return;
+  }
   if (!d) {
     std::string known = known_keys(section);
     fail(ErrorKind::usage, where + ": unknown key '" + path + "'" +
@@ -309,7 +376,7 @@ void apply_override(PipelineConfig& c, const std::string& ov) {
       d->set(c, v);
       return;
     }
-    d->set(c, to_value(n, d->type, where));
+    d->set(c, to_value(n, d->type, where, "", path));
     return;
   }
   if (d->type != Type::string) {

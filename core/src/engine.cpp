@@ -89,6 +89,20 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
   std::vector<std::string> text(static_cast<size_t>(B));
   for (int s = 0; s < B; ++s) res[s].prompt_ids = prompts[s];
 
+  // A finished sequence gives its cache blocks back at once, so the others can use them.
+  auto finish = [&](int s, const char* reason) {
+    res[s].finish_reason = reason;
+    done[s] = true;
+    check(cache.free_sequence(s));
+  };
+  // Polled once per step; on an interrupt every running sequence ends with "interrupted".
+  auto interrupted = [&] {
+    if (!st.interrupted || !st.interrupted()) return false;
+    for (int s = 0; s < B; ++s)
+      if (!done[s]) finish(s, "interrupted");
+    return true;
+  };
+
   Buffer<int32_t> d_ids(dev, size_t(std::max(B, 1)), MemCategory::workspace);
   std::vector<int32_t> h_ids(static_cast<size_t>(B));
   std::vector<float> h_logits;
@@ -127,8 +141,7 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
       res[s].output_ids.push_back(id);
       if (on_token) on_token(s, id);
       if (std::find(st.eos_ids.begin(), st.eos_ids.end(), id) != st.eos_ids.end()) {
-        res[s].finish_reason = "eos";
-        done[s] = true;
+        finish(s, "eos");
         continue;
       }
       if (!st.stop_strings.empty() && token_bytes) {
@@ -140,30 +153,26 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
           size_t from = before >= stop.size() ? before - stop.size() + 1 : 0;
           size_t at = text[s].find(stop, from);
           if (at != std::string::npos) {
-            res[s].finish_reason = "stop";
             res[s].stop_offset = at;
-            done[s] = true;
+            finish(s, "stop");
             break;
           }
         }
         if (done[s]) continue;
       }
-      if (int(res[s].output_ids.size()) >= st.max_new_tokens) {
-        res[s].finish_reason = "length";
-        done[s] = true;
-      }
+      if (int(res[s].output_ids.size()) >= st.max_new_tokens) finish(s, "length");
     }
   };
 
   auto t0 = Clock::now();
-  if (st.max_new_tokens <= 0) {
-    for (auto& r : res) r.finish_reason = "length";
+  if (st.max_new_tokens <= 0) {  // nothing to generate: no prefill, no decode
+    for (int s = 0; s < B; ++s) res[s].finish_reason = "length", done[s] = true;
   }
 
   // ---- Prefill, packing chunks of several sequences into steps of at most `chunk` tokens.
   if (st.max_new_tokens > 0) {
     int s = 0;
-    while (s < B) {
+    while (s < B && !interrupted()) {
       std::vector<int> ids, pst, ql, finishing;
       std::vector<int32_t> tokens, rows;
       int budget = chunk;
@@ -200,7 +209,7 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
 
   // ---- Decode: one token per live sequence per step.
   auto t1 = Clock::now();
-  while (true) {
+  while (!interrupted()) {
     std::vector<int> ids, pst, ql;
     std::vector<int32_t> tokens, rows;
     int64_t free_blocks = cache.free_blocks();
@@ -208,8 +217,11 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
       if (done[s]) continue;
       int64_t need = blocks_for(past[s] + 1, ci.block_tokens) - blocks_for(past[s], ci.block_tokens);
       if (need > free_blocks) {
-        res[s].finish_reason = "cache_full";
-        done[s] = true;
+        // No block for this sequence's next token: it ends here; its own blocks go back to the
+        // pool for the sequences after it.
+        const int64_t before = cache.free_blocks();
+        finish(s, "cache_full");
+        free_blocks += cache.free_blocks() - before;
         continue;
       }
       free_blocks -= need;

@@ -50,8 +50,12 @@ Verdict check_combination(const Registry& reg, const Combination& c) {
   auto unknown = [&](PluginKind k, const std::string& name, const char* key) {
     v.ok = false;
     std::string avail = join(reg.names(k));
-    v.reasons.push_back(std::string("unknown ") + plugin_kind_name(k) + " plugin '" + name + "' [" + key +
-                        "]; available: " + (avail.empty() ? "none found" : avail));
+    std::string reason = std::string("unknown ") + plugin_kind_name(k) + " plugin '" + name + "' [" + key +
+                         "]; available: " + (avail.empty() ? "none found" : avail);
+    // It may be one of the modules that were found but refused (e.g. built for another ABI).
+    for (const PluginProblem& p : reg.problems())
+      if (p.reason.rfind("shadowed by", 0) != 0) reason += "; refused: " + p.reason;
+    v.reasons.push_back(reason);
   };
   if (!w) unknown(PluginKind::weights, c.weights, "weights.format");
   if (!kv) unknown(PluginKind::cache, c.cache, "cache.type");

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <boost/dll/library_info.hpp>
 #include <boost/dll/shared_library.hpp>
+#include <cctype>
 #include <cstdlib>
+#include <dlfcn.h>
 #include <filesystem>
 #include <sstream>
 
@@ -55,6 +57,48 @@ void require_backend(const LoadedPlugin& lp, const Device& dev) {
                              (runs.empty() ? "nothing" : runs) + "); use backend.device = \"cpu\"");
 }
 
+// The plugin folder of an installed kvrun, found from where this library is: plugins live in
+// <libdir>/kvrun/plugins beside <libdir>/libkvrun-core.so, so an installation (or a DESTDIR
+// staging of one) finds its own plugins wherever it was copied. Empty if it cannot be told.
+std::string plugindir_beside_core() {
+  Dl_info di{};
+  if (!dladdr(reinterpret_cast<void*>(&plugin_kind_name), &di) || !di.dli_fname) return "";
+  std::error_code ec;
+  fs::path lib = fs::canonical(di.dli_fname, ec);
+  if (ec) return "";
+  return (lib.parent_path() / KVRUN_PLUGINDIR_FROM_LIBDIR).lexically_normal().string();
+}
+
+// What a plugin declares must be usable by the matrix; "" when it is, else why not.
+std::string info_problem(const PluginInfo& i, const char* header_name) {
+  if (i.kind != PluginKind::cache && i.kind != PluginKind::attention && i.kind != PluginKind::weights)
+    return "its info() has an unknown kind (" + std::to_string(int(i.kind)) + ")";
+  if (i.name.empty()) return "its info() has an empty name";
+  for (char ch : i.name)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-'))
+      return "its name '" + i.name + "' has characters other than letters, digits, '_' and '-'";
+  if (header_name && i.full_name() != header_name)
+    return "its entry header names it '" + std::string(header_name) + "' but info() says '" + i.full_name() +
+           "'; use the same name in KVRUN_DEFINE_PLUGIN and PluginInfo";
+  if (i.backends.empty()) return "it declares no backends (PluginInfo::backends)";
+  switch (i.kind) {
+    case PluginKind::cache:
+      if (i.provides_layout.empty()) return "a cache plugin must declare PluginInfo::provides_layout";
+      if (i.kv_tolerance < 0 || !(i.kv_tolerance < 1)) return "its kv_tolerance must be in [0, 1)";
+      break;
+    case PluginKind::attention:
+      if (i.reads_layouts.empty()) return "an attention plugin must declare PluginInfo::reads_layouts";
+      break;
+    case PluginKind::weights:
+      if (i.encodings.empty()) return "a weights plugin must declare PluginInfo::encodings";
+      break;
+  }
+  for (const PluginOptionInfo& o : i.options)
+    if (o.key.empty() || (o.type != "integer" && o.type != "float" && o.type != "boolean" && o.type != "string"))
+      return "its option '" + o.key + "' needs a key and a type of integer, float, boolean or string";
+  return "";
+}
+
 }  // namespace
 
 std::vector<std::string> Registry::search_path(const std::vector<std::string>& config_paths,
@@ -64,7 +108,9 @@ std::vector<std::string> Registry::search_path(const std::vector<std::string>& c
     for (auto& p : split_colon(env)) out.push_back(p);
   }
   for (auto& p : extra_dirs) out.push_back(p);
-  out.push_back(KVRUN_PLUGINDIR);
+  const std::string beside = plugindir_beside_core();
+  if (!beside.empty()) out.push_back(beside);
+  if (beside != KVRUN_PLUGINDIR) out.push_back(KVRUN_PLUGINDIR);
   return out;
 }
 
@@ -75,7 +121,10 @@ void Registry::load_path(const std::vector<std::string>& entries) {
     if (fs::is_directory(entry, ec)) {
       searched_.push_back(entry);
       for (const auto& de : fs::directory_iterator(entry, ec))
-        if (de.is_regular_file() && de.path().extension() == ".so") files.push_back(de.path().string());
+        // kvrun_backend_*.so beside the plugins are device backends (backends/select.cpp), not plugins.
+        if (de.is_regular_file() && de.path().extension() == ".so" &&
+            de.path().filename().string().rfind("kvrun_backend_", 0) != 0)
+          files.push_back(de.path().string());
       std::sort(files.begin(), files.end());
     } else if (fs::is_regular_file(entry, ec)) {
       searched_.push_back(entry);
@@ -87,6 +136,8 @@ void Registry::load_path(const std::vector<std::string>& entries) {
       try {
         load_file(f);
       } catch (const Error& e) {
+        // Refused modules do not stop the scan; the other plugins stay usable. Commands report
+        // problems() (kvrun plugins lists them, pipelines warn).
         problems_.push_back({f, e.what()});
         log_debug(e.what());
       }
@@ -124,10 +175,19 @@ const LoadedPlugin& Registry::load_file(const std::string& path) {
                                std::to_string(header->abi_version) + " but this kvrun speaks ABI " +
                                std::to_string(kPluginAbiVersion) + "; rebuild it against this kvrun's headers");
   }
-  Plugin* raw = header->create ? header->create() : nullptr;
-  if (!raw) fail(ErrorKind::usage, "plugin '" + path + "' failed to create its plugin object");
+  if (!header->create) fail(ErrorKind::usage, "plugin '" + path + "': its entry header has no create function");
+  Plugin* raw = nullptr;
+  Status made = header->create(&raw);
+  std::string who = header->name ? std::string(" (") + header->name + ")" : std::string();
+  if (!made.ok() || !raw) {
+    delete raw;
+    fail(ErrorKind::usage, "plugin '" + path + "'" + who + " failed to create its plugin object: " +
+                               (made.message.empty() ? "create() returned nothing" : made.message));
+  }
   // The Plugin keeps its library alive; every object it makes keeps the Plugin alive (adopt()).
   std::shared_ptr<Plugin> plugin(raw, [lib](Plugin* p) { delete p; });
+  if (std::string why = info_problem(plugin->info(), header->name); !why.empty())
+    fail(ErrorKind::usage, "plugin '" + path + "'" + who + " is refused: " + why);
 
   LoadedPlugin lp;
   lp.path = path;
@@ -135,7 +195,7 @@ const LoadedPlugin& Registry::load_file(const std::string& path) {
   lp.plugin = std::move(plugin);
   if (const LoadedPlugin* prior = find(lp.info.kind, lp.info.name)) {
     log_debug("plugin '" + lp.info.full_name() + "' in '" + path + "' is shadowed by '" + prior->path + "'");
-    problems_.push_back({path, "shadowed by '" + prior->path + "' (same plugin name " + lp.info.full_name() + ")"});
+    problems_.push_back({path, "shadowed by '" + prior->path + "' (same plugin name " + lp.info.full_name() + ")", true});
     return *prior;
   }
   log_debug("loaded plugin " + lp.info.full_name() + " " + lp.info.version + " from " + path);

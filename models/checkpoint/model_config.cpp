@@ -86,7 +86,8 @@ class Keys {
     if (!v) {
       std::string names;
       for (const char* k : keys) names += std::string(names.empty() ? "'" : " or '") + prefix_ + k + "'";
-      fail(ErrorKind::model, path_ + ": required key " + names + " is missing");
+      fail(ErrorKind::model, path_ + ": required key " + names +
+                                 " is missing; the file is incomplete (take config.json from the model's repository)");
     }
     return checked_pos(*keys.begin(), *v, keys);
   }

@@ -16,7 +16,8 @@ void expect(const HostTensor& t, DType dtype, const std::vector<int64_t>& shape,
                                ", expected " + std::string(dtype_name(dtype)) + " (GPTQ, SPECS.md §2)");
   if (t.shape != shape)
     fail(ErrorKind::model, "tensor '" + t.name + "' in " + t.file + " has shape " + shape_string(t.shape) +
-                               ", expected " + shape_string(shape) + " (" + why + ")");
+                               ", expected " + shape_string(shape) + " (" + why + "); check 'bits' and "
+                               "'group_size' in the GPTQ settings, or re-export the checkpoint");
 }
 
 float float_at(const HostTensor& t, size_t i) {

@@ -58,7 +58,7 @@ TEST_CASE("wrong ABI version is refused naming the file and both versions") {
   std::string m = load_error("testplugin_wrong_abi.so");
   CHECK(m.find("testplugin_wrong_abi.so") != std::string::npos);
   CHECK(m.find("ABI 999") != std::string::npos);
-  CHECK(m.find("ABI 1") != std::string::npos);
+  CHECK(m.find("ABI " + std::to_string(kPluginAbiVersion)) != std::string::npos);
 }
 
 TEST_CASE("an older entry symbol is recognised as another ABI") {
@@ -71,14 +71,39 @@ TEST_CASE("an older entry symbol is recognised as another ABI") {
 TEST_CASE("a library without the entry symbol is refused") {
   std::string m = load_error("testplugin_no_entry.so");
   CHECK(m.find("testplugin_no_entry.so") != std::string::npos);
-  CHECK(m.find("no entry symbol 'kvrun_plugin_v1'") != std::string::npos);
+  CHECK(m.find("no entry symbol '" KVRUN_PLUGIN_ENTRY_NAME "'") != std::string::npos);
+  CHECK(m.find("not a kvrun plugin") != std::string::npos);
+}
+
+TEST_CASE("a plugin whose factory throws is refused with the exception's message") {
+  std::string m = load_error("testplugin_throwing_factory.so");
+  CHECK(m.find("testplugin_throwing_factory.so") != std::string::npos);
+  CHECK(m.find("cache.throws") != std::string::npos);
+  CHECK(m.find("failed to create its plugin object") != std::string::npos);
+  CHECK(m.find("cannot open /etc/throwing-cache.lic") != std::string::npos);
+}
+
+TEST_CASE("a plugin with unusable declarations is refused with the reason") {
+  std::string m = load_error("testplugin_bad_info.so");
+  CHECK(m.find("testplugin_bad_info.so") != std::string::npos);
+  CHECK(m.find("provides_layout") != std::string::npos);
 }
 
 TEST_CASE("a folder scan records refusals as problems and keeps the good plugins") {
   Registry r;
   r.load_path({KVRUN_TEST_PLUGIN_DIR});
   CHECK(r.find(PluginKind::cache, "ring4") != nullptr);
-  CHECK(r.problems().size() >= 3);
+  CHECK(r.problems().size() >= 5);
+  for (const char* bad : {"wrong_abi", "old_entry", "no_entry", "throwing_factory", "bad_info"}) {
+    INFO(bad);
+    bool seen = false;
+    for (const PluginProblem& p : r.problems()) seen |= p.path.find(std::string("testplugin_") + bad) != std::string::npos;
+    CHECK(seen);
+  }
+  // The good plugins beside them still load.
+  Registry all = shipped();
+  all.load_path({KVRUN_TEST_PLUGIN_DIR});
+  CHECK(all.plugins().size() == 7);
 }
 
 TEST_CASE("unknown plugin names list what is available") {

@@ -80,6 +80,7 @@ class BlockPool {
 }  // namespace kvrun
 
 #include "kvrun/device.hpp"
+#include "kvrun/kv_rows.hpp"
 #include "kvrun/plugin.hpp"
 
 namespace kvrun {
@@ -123,6 +124,27 @@ class PagedCacheBase : public Cache {
   Status free_sequence(int seq) noexcept override {
     return guard([&] { pool_.free_sequence(seq); });
   }
+  // Cache::read for the standard layouts, on the CPU backend (through kv_rows.hpp). A cache with
+  // a layout of its own overrides it (check_read does the argument checks).
+  Status read(int layer, int seq, int begin, int count, TensorView k, TensorView v) noexcept override {
+    return guard([&] {
+      check_read(layer, seq, begin, count, k, v);
+      kvrows::Layout lay;
+      if (!kvrows::layout_of(layout_, &lay))
+        fail(ErrorKind::usage, name_ + ": layout '" + std::string(layout_) + "' is not a standard one; the cache must "
+                                   "override Cache::read()");
+      KvView kv;
+      check(view(layer, StepBatch{}, &kv));
+      const std::vector<int32_t>& table = pool_.table(seq);
+      const size_t row = size_t(p_.head_dim);
+      for (int i = 0; i < count; ++i)
+        for (int h = 0; h < p_.num_kv_heads; ++h) {
+          const size_t at = (size_t(i) * size_t(p_.num_kv_heads) + size_t(h)) * row;
+          kvrows::read_row(kv, lay, 0, table.data(), begin + i, h, k.as<float>() + at);
+          kvrows::read_row(kv, lay, 1, table.data(), begin + i, h, v.as<float>() + at);
+        }
+    });
+  }
 
  protected:
   // Elements of one layer's K (or V) data: [num_blocks, num_kv_heads, block_tokens, head_dim].
@@ -154,6 +176,24 @@ class PagedCacheBase : public Cache {
       fail(ErrorKind::internal, name_ + ": the step has no device token_seq/positions arrays");
     if (step.num_tokens > 0 && (max_blocks_ <= 0 || packed_.size() < size_t(step.num_seqs) * size_t(max_blocks_)))
       fail(ErrorKind::internal, name_ + ": append before reserve() for this step");
+  }
+  // Checks the arguments of read(): host f32 k, v of at least [count, num_kv_heads, head_dim],
+  // positions inside the sequence's blocks, and (for the shared code paths) a CPU device.
+  void check_read(int layer, int seq, int begin, int count, TensorView k, TensorView v) const {
+    const int64_t n = int64_t(count) * p_.num_kv_heads * p_.head_dim;
+    if (k.dtype != DType::f32 || v.dtype != DType::f32 || k.numel() < n || v.numel() < n ||
+        k.space != MemSpace::host || v.space != MemSpace::host)
+      fail(ErrorKind::internal, name_ + ": read expects host k and v of [count, num_kv_heads, head_dim] f32, got " +
+                                    k.shape_string() + " and " + v.shape_string());
+    if (layer < 0 || layer >= p_.num_layers || seq < 0 || seq >= p_.max_seqs)
+      fail(ErrorKind::internal, name_ + ": read of layer " + std::to_string(layer) + ", sequence " +
+                                    std::to_string(seq) + " is out of range");
+    const int64_t held = int64_t(pool_.table(seq).size()) * p_.block_tokens;
+    if (begin < 0 || count < 0 || begin + count > held)
+      fail(ErrorKind::internal, name_ + ": read of positions [" + std::to_string(begin) + ", " +
+                                    std::to_string(begin + count) + ") of sequence " + std::to_string(seq) +
+                                    ", which holds " + std::to_string(held));
+    if (!dev_.is_cpu()) fail(ErrorKind::usage, name_ + ": read() runs on the CPU backend only");
   }
   // Calls f(token row t, destination row index r) for every new token and KV head of the step,
   // where r indexes [num_blocks, num_kv_heads, block_tokens] (host-side walk, CPU caches).

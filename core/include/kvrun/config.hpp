@@ -11,6 +11,16 @@
 
 namespace kvrun {
 
+// One entry of a plugin's options table: `[cache] options = { group_size = 32 }` (or
+// `--set cache.options.group_size=32`). Checked against the plugin's declared options
+// (PluginInfo::options) by check_pipeline, then passed in CacheParams / AttentionParams.
+struct ConfigOption {
+  std::string key;    // "group_size"
+  std::string value;  // as text: a string without quotes, numbers and booleans in TOML form
+  std::string type;   // "string", "integer", "float" or "boolean" (the TOML type written)
+  std::string where;  // "pipe.toml:5:14: key 'cache.options.group_size'"
+};
+
 struct PipelineConfig {
   std::string source = "<defaults>";  // the TOML file, for messages
   std::string base_dir = ".";         // relative paths in the file resolve against its folder
@@ -36,9 +46,11 @@ struct PipelineConfig {
   int block_tokens = 16;
   int64_t max_tokens = 0;        // KV capacity in tokens over all sequences; 0 = sized to the request
   double memory_fraction = 0.0;  // > 0: capacity from this fraction of the device memory left after weights
+  std::vector<ConfigOption> cache_options;  // [cache] options: the cache plugin's own settings
 
   // [attention]
   std::string attention_kind = "naive";
+  std::vector<ConfigOption> attention_options;  // [attention] options: the attention plugin's own settings
 
   // [generation] (unset values fall back to the model's generation_config.json, then built-ins)
   std::optional<int> max_new_tokens;
@@ -55,7 +67,7 @@ struct PipelineConfig {
 struct ConfigKey {
   const char* section;
   const char* key;
-  const char* type;  // "string", "integer", "float", "boolean", "array of strings"
+  const char* type;  // "string", "integer", "float", "boolean", "array of strings", "table"
   const char* default_text;
   const char* doc;
 };

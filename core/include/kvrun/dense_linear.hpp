@@ -75,7 +75,9 @@ inline std::unique_ptr<DenseLinear> load_dense_linear(const Checkpoint& ck, cons
                                "; " + who + " loads unquantized linears stored as bf16, f16 or f32");
   if (w.shape.size() != 2 || w.shape[0] != total || w.shape[1] != spec.in_features)
     fail(ErrorKind::model, "tensor '" + wname + "' in " + w.file + " has shape " + shape_string(w.shape) +
-                               ", expected [" + std::to_string(total) + ", " + std::to_string(spec.in_features) + "]");
+                               ", expected [" + std::to_string(total) + ", " + std::to_string(spec.in_features) +
+                               "] from config.json; the weights and config.json do not match (re-download or "
+                               "re-convert them together)");
   auto lin = std::make_unique<DenseLinear>(dev, w.dtype, spec.out_features, spec.in_features);
   const size_t row_bytes = size_t(spec.in_features) * dtype_size(w.dtype);
   lin->weight().upload(static_cast<const uint8_t*>(w.data) + size_t(spec.out_offset) * row_bytes,

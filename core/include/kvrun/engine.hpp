@@ -21,12 +21,16 @@ struct GenerationSettings {
   uint64_t seed = 0;
   std::vector<int32_t> eos_ids;          // finish_reason "eos"
   std::vector<std::string> stop_strings; // finish_reason "stop"
+  // Polled once per step (prefill chunk or decode step); when it returns true, every sequence
+  // still running ends with finish_reason "interrupted" and generate() returns what it has
+  // (the CLI sets it from SIGINT).
+  std::function<bool()> interrupted;
 };
 
 struct SequenceResult {
   std::vector<int32_t> prompt_ids;
   std::vector<int32_t> output_ids;  // generated ids only (an eos id that ended it included)
-  std::string finish_reason;        // "length", "eos", "stop", "cache_full"
+  std::string finish_reason;        // "length", "eos", "stop", "cache_full", "interrupted"
   size_t stop_offset = std::string::npos;  // for "stop": byte offset of the stop string in the output text
 };
 
@@ -50,8 +54,10 @@ class Engine {
   explicit Engine(Model& model) : model_(model) {}
 
   // token_bytes gives the raw bytes of an id (for stop strings); on_token is called as each
-  // sequence gets a token (streaming). Sequences use cache ids 0..prompts.size()-1 and are freed
-  // at the end. A prompt that does not fit in the cache, or in max positions, is Error(usage).
+  // sequence gets a token (streaming). Sequences use cache ids 0..prompts.size()-1; a sequence's
+  // cache blocks are freed as soon as it finishes, so the others can use them. A prompt that does
+  // not fit in the cache is Error(usage); a sequence that needs a cache block when none is free
+  // ends with finish_reason "cache_full" while the others go on.
   std::vector<SequenceResult> generate(const std::vector<std::vector<int32_t>>& prompts,
                                        const GenerationSettings& settings,
                                        const std::function<std::string(int32_t)>& token_bytes,

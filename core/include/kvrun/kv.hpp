@@ -12,8 +12,9 @@ namespace kvrun {
 //   data  [num_blocks, num_kv_heads, block_tokens, head_dim]   (element type per layout)
 //   scale [num_blocks, num_kv_heads, block_tokens] fp16 bits   (paged_u8_token_head only)
 //   zero  [num_blocks, num_kv_heads, block_tokens] uint8       (paged_u8_token_head only)
-// for keys and values separately. A third-party cache may declare another name; only attention
-// plugins that declare the same name can read it.
+// for keys and values separately. A third-party cache may declare another name (prefixed with its
+// vendor, "example.paged_u4_grouped") whose meaning of these fields its documentation gives; only
+// attention plugins that declare the same name can read it.
 namespace layout {
 inline constexpr std::string_view paged_f16 = "paged_f16";
 inline constexpr std::string_view paged_bf16 = "paged_bf16";
@@ -60,6 +61,9 @@ struct KvView {
   const uint8_t* v_zero = nullptr;    // [num_blocks, num_kv_heads, block_tokens]
   const int32_t* block_table = nullptr;  // [num_seqs, max_blocks_per_seq] block ids (device memory)
   int max_blocks_per_seq = 0;
+  // Parameters a layout defines beyond these fields (a third-party layout's group size, say):
+  // a struct its documentation names, owned by the cache. Null for the standard layouts.
+  const void* ext = nullptr;
 };
 
 }  // namespace kvrun

@@ -1,6 +1,6 @@
 // kvrun — the plugin ABI and the three plugin interfaces: Cache, Attention, WeightFormat.
 //
-// A plugin is a shared module exporting one C symbol, KVRUN_PLUGIN_ENTRY_NAME ("kvrun_plugin_v1"),
+// A plugin is a shared module exporting one C symbol, KVRUN_PLUGIN_ENTRY_NAME ("kvrun_plugin_v2"),
 // that returns a PluginHeader. The host reads header->abi_version before anything else, then
 // calls header->create() for the Plugin object. Every virtual method below is noexcept and
 // reports failure as a Status: no C++ exception crosses the boundary. Objects a plugin creates
@@ -8,11 +8,19 @@
 //
 // Plugins must be built with the same C++ standard library as the host (std::string and
 // std::vector appear in these interfaces), which `pkg-config kvrun-plugin` provides.
+//
+// ABI rule (docs/plugins.md): any change to the layout of a type declared here or in the headers
+// it includes (PluginInfo, CacheParams, AttentionParams, KvView, StepBatch, TensorView, Status,
+// DeviceInfo, ...) or to the virtual methods of Plugin, Cache, Attention, WeightFormat, Linear,
+// Checkpoint, Device, Queue or Ops bumps kPluginAbiVersion, and with it the entry symbol's name.
+// ABI 2 (the first published SDK): plugin options, Cache::read, KvView::ext, PluginInfo::kv_tolerance
+// and a create() that reports why it failed.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kvrun/device.hpp"
@@ -22,13 +30,37 @@
 
 namespace kvrun {
 
-constexpr uint32_t kPluginAbiVersion = 1;
-#define KVRUN_PLUGIN_ENTRY kvrun_plugin_v1
-#define KVRUN_PLUGIN_ENTRY_NAME "kvrun_plugin_v1"
+constexpr uint32_t kPluginAbiVersion = 2;
+#define KVRUN_PLUGIN_ENTRY kvrun_plugin_v2
+#define KVRUN_PLUGIN_ENTRY_NAME "kvrun_plugin_v2"
 #define KVRUN_PLUGIN_ENTRY_PREFIX "kvrun_plugin_v"
 
 enum class PluginKind : uint8_t { cache, attention, weights };
 const char* plugin_kind_name(PluginKind k) noexcept;  // "cache", "attention", "weights"
+
+// An option a plugin reads from the `options` table of its pipeline section ([cache] options for
+// a cache, [attention] options for an attention plugin): `[cache] options = { group_size = 32 }`.
+// kvrun checks the keys and types against these declarations before anything is created.
+struct PluginOptionInfo {
+  std::string key;           // "group_size"
+  std::string type;          // "integer", "float", "boolean" or "string"
+  std::string default_text;  // "32", shown by `kvrun plugins`
+  std::string doc;           // one line
+};
+
+// One option as the pipeline passes it (already checked against the declaration's key and type).
+struct PluginOption {
+  std::string key;    // "group_size"
+  std::string value;  // the value as text: "32", "0.5", "true", or a string without quotes
+  std::string where;  // "pipe.toml:7:11: key 'cache.options.group_size'", for messages
+};
+using PluginOptions = std::vector<PluginOption>;
+
+// The option `key` of `opts` as a number (nullptr when absent). Error(usage) naming `where` when
+// its text is not one (the host checks declared types, so this only trips on hand-made options).
+const PluginOption* find_option(const PluginOptions& opts, std::string_view key) noexcept;
+int64_t option_int(const PluginOptions& opts, std::string_view key, int64_t fallback);
+double option_float(const PluginOptions& opts, std::string_view key, double fallback);
 
 // What a plugin declares about itself. The compatibility matrix is derived from these fields
 // alone, and the same fields choose the code path at run time.
@@ -46,6 +78,14 @@ struct PluginInfo {
   std::vector<std::string> reads_layouts;
   // kind == weights: checkpoint weight encodings it loads ("bf16", "f16", "f32", "gptq").
   std::vector<std::string> encodings;
+
+  // kind == cache: the largest |read - written| of a key or value element, as a fraction of the
+  // range of its (token, KV head) row with 0 included: max(0, max x) - min(0, min x). 0 = the
+  // bound of its standard layout (layout_tolerance); a cache with a layout of its own declares it.
+  // `kvrun selftest --plugin` checks what the cache stores against it.
+  double kv_tolerance = 0;
+  // Options it reads from its pipeline section's `options` table (cache and attention plugins).
+  std::vector<PluginOptionInfo> options;
 
   std::string full_name() const { return std::string(plugin_kind_name(kind)) + "." + name; }
 };
@@ -120,6 +160,7 @@ struct CacheParams {
   int block_tokens = 16;
   int64_t max_tokens = 0;  // capacity in tokens over all sequences (rounded up to whole blocks)
   int max_seqs = 1;        // sequence ids are 0 .. max_seqs-1
+  PluginOptions options;   // [cache] options of the pipeline, checked against PluginInfo::options
 };
 
 struct CacheInfo {
@@ -144,11 +185,19 @@ class Cache {
   virtual Status append(int layer, const StepBatch& step, TensorView k, TensorView v) noexcept = 0;
   virtual Status view(int layer, const StepBatch& step, KvView* out) noexcept = 0;
   virtual Status free_sequence(int seq_id) noexcept = 0;
+  // Reads back positions [begin, begin + count) of sequence seq_id of one layer as f32, as an
+  // attention would see them (dequantized): k, v [count, num_kv_heads, head_dim] f32 in host
+  // memory. For conformance tests and debugging (may be slow, may be CPU-only); a cache whose
+  // layout kvrun cannot decode itself must implement it. The default says it is not implemented.
+  virtual Status read(int layer, int seq_id, int begin, int count, TensorView k, TensorView v) noexcept;
 };
 
 // Computes bytes per token of a layout (all layers, K and V, metadata included); used by
 // `kvrun memory` before anything is allocated. Returns 0 for a layout core does not know.
 size_t layout_bytes_per_token(std::string_view layout, int num_layers, int num_kv_heads, int head_dim);
+// The read-back bound of a standard layout in the units of PluginInfo::kv_tolerance (fp16: 2^-11,
+// bf16: 2^-8, uint8 with scale and zero point: one quantization step, 1/255); 0 for other layouts.
+double layout_tolerance(std::string_view layout);
 
 // ---------------------------------------------------------------------------------------------
 // Attention: causal attention of the step's queries against a KvView.
@@ -160,6 +209,7 @@ struct AttentionParams {
   float scale = 0.f;     // softmax scale, usually 1/sqrt(head_dim)
   int max_tokens_per_step = 0;  // upper bound on StepBatch::num_tokens, to size workspace once
   int64_t max_kv_len = 0;       // upper bound on a sequence's KV length
+  PluginOptions options;        // [attention] options of the pipeline, checked against PluginInfo::options
 };
 
 class Attention {
@@ -183,27 +233,28 @@ class Plugin {
   virtual Status create_weights(Device&, std::unique_ptr<WeightFormat>*) noexcept;
 };
 
-// Plain data, stable across ABI versions: the host reads abi_version before touching anything else.
+// Plain data. abi_version comes first in every ABI version: the host reads it before touching
+// anything else.
 struct PluginHeader {
   uint32_t abi_version;  // kPluginAbiVersion the plugin was built against
   uint32_t reserved;
-  const char* name;              // "cache.int8", for messages before create()
-  Plugin* (*create)() noexcept;  // returns a new Plugin, or nullptr on failure
+  const char* name;  // "cache.int8", for messages before create(); must equal info().full_name()
+  // Makes the Plugin object (owned by the caller, deleted through its virtual destructor); on
+  // failure *out is null and the Status says why (e.g. the constructor threw).
+  Status (*create)(Plugin** out) noexcept;
 };
 
 }  // namespace kvrun
 
-// Defines the entry symbol of a plugin: KVRUN_DEFINE_PLUGIN("cache.int8", MyPluginClass)
-#define KVRUN_DEFINE_PLUGIN(NAME, CLASS)                                                   \
-  extern "C" __attribute__((visibility("default"))) const ::kvrun::PluginHeader*          \
-  KVRUN_PLUGIN_ENTRY() noexcept {                                                          \
-    static const ::kvrun::PluginHeader header{                                             \
-        ::kvrun::kPluginAbiVersion, 0, NAME, []() noexcept -> ::kvrun::Plugin* {           \
-          try {                                                                            \
-            return new CLASS();                                                            \
-          } catch (...) {                                                                  \
-            return nullptr;                                                                \
-          }                                                                                \
-        }};                                                                                \
-    return &header;                                                                        \
+// Defines the entry symbol of a plugin: KVRUN_DEFINE_PLUGIN("cache.int8", MyPluginClass). An
+// exception from CLASS's constructor becomes the failed Status of create(), with its message.
+#define KVRUN_DEFINE_PLUGIN(NAME, CLASS)                                                           \
+  extern "C" __attribute__((visibility("default"))) const ::kvrun::PluginHeader*                  \
+  KVRUN_PLUGIN_ENTRY() noexcept {                                                                  \
+    static const ::kvrun::PluginHeader header{                                                     \
+        ::kvrun::kPluginAbiVersion, 0, NAME, [](::kvrun::Plugin** out) noexcept -> ::kvrun::Status { \
+          *out = nullptr;                                                                          \
+          return ::kvrun::guard([&] { *out = new CLASS(); });                                      \
+        }};                                                                                        \
+    return &header;                                                                                \
   }

@@ -21,19 +21,22 @@ struct LoadedPlugin {
 struct PluginProblem {
   std::string path;
   std::string reason;
+  bool shadowed = false;  // a valid plugin whose name an earlier one already took (not an error)
 };
 
 class Registry {
  public:
   // Search order: config [plugins] paths, then KVRUN_PLUGIN_PATH (':'-separated), then
   // extra_dirs (e.g. the build tree's plugin folders for an uninstalled kvrun), then the install
-  // folder. An entry may be a folder (every *.so in it is tried) or one .so file.
+  // folder: <libdir>/kvrun/plugins beside the libkvrun-core.so in use (so a relocated or
+  // DESTDIR-staged installation finds its own plugins), then the configured install plugindir.
+  // An entry may be a folder (every *.so in it is tried) or one .so file.
   static std::vector<std::string> search_path(const std::vector<std::string>& config_paths,
                                               const std::vector<std::string>& extra_dirs = {});
 
   // Loads every module found on the path. The first plugin of a given full name wins; modules
-  // without the entry symbol, of another ABI version, or that fail to load are recorded as
-  // problems (and logged at debug level) rather than stopping the scan.
+  // without the entry symbol, of another ABI version, whose factory fails, or whose declarations
+  // are unusable are recorded as problems (and logged at debug level) rather than stopping the scan.
   void load_path(const std::vector<std::string>& entries);
   // Loads one module; Error(usage) naming the file and the reason on any refusal.
   const LoadedPlugin& load_file(const std::string& path);
