@@ -102,7 +102,13 @@ std::vector<std::string> backend_search_path(const PipelineConfig& cfg) {
 
 CheckReport check_pipeline(const PipelineConfig& cfg, Registry& reg) {
   CheckReport r;
-  if (reg.plugins().empty()) reg.load_path(plugin_search_path(cfg));
+  if (reg.plugins().empty()) {
+    reg.load_path(plugin_search_path(cfg));
+    // A module on the plugin path that was refused (built for another plugin ABI, no entry
+    // symbol, does not load) is worth a line even when this pipeline does not name it.
+    for (const PluginProblem& p : reg.problems())
+      if (!p.shadowed) log_warn("plugin skipped: " + p.reason);
+  }
   BackendKind backend = backend_of_spec(cfg.device);
   r.backend = backend_name(backend);
   if (cfg.device == "auto") r.notes.push_back("backend.device = \"auto\": checked for cpu; a GPU is used when one can be opened");

@@ -54,7 +54,7 @@ Verdict check_combination(const Registry& reg, const Combination& c) {
                          "]; available: " + (avail.empty() ? "none found" : avail);
     // It may be one of the modules that were found but refused (e.g. built for another ABI).
     for (const PluginProblem& p : reg.problems())
-      if (p.reason.rfind("shadowed by", 0) != 0) reason += "; refused: " + p.reason;
+      if (!p.shadowed) reason += "; refused: " + p.reason;
     v.reasons.push_back(reason);
   };
   if (!w) unknown(PluginKind::weights, c.weights, "weights.format");
