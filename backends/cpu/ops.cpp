@@ -118,6 +118,26 @@ inline float no_fuse(float v) {
 // Rows per range for per-row work of `cols` elements.
 inline int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kElemGrain / std::max<int64_t>(1, cols)); }
 
+// x[0..half) and x[half..2·half) rotated by the angles whose cos/sin are cs/sn (rotate-half RoPE;
+// the products rounded one at a time, as PyTorch does).
+void rotate_half(float* p1, const float* cs, const float* sn, int64_t half) {
+  float* p2 = p1 + half;
+  int64_t i = 0;
+  for (; i + 8 <= half; i += 8) {
+    __m256 a = _mm256_loadu_ps(p1 + i), b = _mm256_loadu_ps(p2 + i);
+    __m256 c = _mm256_loadu_ps(cs + i), s = _mm256_loadu_ps(sn + i);
+    __m256 o1 = _mm256_sub_ps(no_fuse(_mm256_mul_ps(a, c)), no_fuse(_mm256_mul_ps(b, s)));
+    __m256 o2 = _mm256_add_ps(no_fuse(_mm256_mul_ps(b, c)), no_fuse(_mm256_mul_ps(a, s)));
+    _mm256_storeu_ps(p1 + i, o1);
+    _mm256_storeu_ps(p2 + i, o2);
+  }
+  for (; i < half; ++i) {
+    const float a = p1[i], b = p2[i];
+    p1[i] = no_fuse(a * cs[i]) - no_fuse(b * sn[i]);
+    p2[i] = no_fuse(b * cs[i]) + no_fuse(a * sn[i]);
+  }
+}
+
 class CpuOps final : public Ops {
  public:
   Status matmul(TensorView y, TensorView x, TensorView w, const TensorView* bias) noexcept override {
@@ -241,6 +261,51 @@ class CpuOps final : public Ops {
     });
   }
 
+  Status rope_table(TensorView cs, const int32_t* positions, const float* bases, float base) noexcept override {
+    return guard([&] {
+      const char* op = "rope_table";
+      need_f32(op, "cs", cs);
+      const int64_t T = cs.rows(), rot = cs.cols();
+      if (rot <= 0 || rot % 2 != 0) bad(op, desc("cs", cs) + " must be [T, rot_dim] with rot_dim even");
+      if (T > 0 && !positions) bad(op, "positions is null for " + desc("cs", cs));
+      if (!bases && !(base > 0.f)) bad(op, "base " + std::to_string(base) + " must be > 0");
+      const int64_t half = rot / 2;
+      float* out = cs.as<float>();
+      std::vector<float> inv(static_cast<size_t>(half));
+      for (int64_t t = 0; t < T; ++t) {
+        const float b = bases ? bases[t] : base;
+        if (!(b > 0.f)) bad(op, "bases[" + std::to_string(t) + "] = " + std::to_string(b) + " must be > 0");
+        // the same float32 recipe as rope()
+        for (int64_t i = 0; i < half; ++i) inv[size_t(i)] = 1.0f / std::pow(b, float(2 * i) / float(rot));
+        const float pos = float(positions[t]);
+        for (int64_t i = 0; i < half; ++i) {
+          const float ang = pos * inv[size_t(i)];
+          out[t * rot + i] = std::cos(ang);
+          out[t * rot + half + i] = std::sin(ang);
+        }
+      }
+    });
+  }
+
+  Status rope_apply(TensorView x, TensorView cs) noexcept override {
+    return guard([&] {
+      const char* op = "rope_apply";
+      need_f32(op, "x", x);
+      need_f32(op, "cs", cs);
+      if (x.rank != 3) bad(op, desc("x", x) + " must be [T, H, D]");
+      const int64_t T = x.shape[0], H = x.shape[1], D = x.shape[2], rot = cs.cols();
+      if (cs.rows() != T || rot <= 0 || rot % 2 != 0 || rot > D)
+        bad(op, desc("cs", cs) + " must be [T, rot_dim] (rot_dim even, ≤ D) for " + desc("x", x));
+      const int64_t half = rot / 2;
+      float* xp = x.as<float>();
+      const float* cp = cs.as<float>();
+      parallel_for(T, row_grain(H * rot * 4), [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+          for (int64_t h = 0; h < H; ++h) rotate_half(xp + (t * H + h) * D, cp + t * rot, cp + t * rot + half, half);
+      });
+    });
+  }
+
   Status rope(TensorView x, const int32_t* positions, const float* bases, float base, int rot_dim) noexcept override {
     return guard([&] {
       const char* op = "rope";
@@ -280,24 +345,7 @@ class CpuOps final : public Ops {
             cs[i] = std::cos(ang);
             sn[i] = std::sin(ang);
           }
-          for (int64_t h = 0; h < H; ++h) {
-            float* p1 = xp + (t * H + h) * D;
-            float* p2 = p1 + half;
-            int64_t i = 0;
-            for (; i + 8 <= half; i += 8) {
-              __m256 a = _mm256_loadu_ps(p1 + i), b = _mm256_loadu_ps(p2 + i);
-              __m256 c = _mm256_loadu_ps(cs + i), s = _mm256_loadu_ps(sn + i);
-              __m256 o1 = _mm256_sub_ps(no_fuse(_mm256_mul_ps(a, c)), no_fuse(_mm256_mul_ps(b, s)));
-              __m256 o2 = _mm256_add_ps(no_fuse(_mm256_mul_ps(b, c)), no_fuse(_mm256_mul_ps(a, s)));
-              _mm256_storeu_ps(p1 + i, o1);
-              _mm256_storeu_ps(p2 + i, o2);
-            }
-            for (; i < half; ++i) {
-              const float a = p1[i], b = p2[i];
-              p1[i] = no_fuse(a * cs[i]) - no_fuse(b * sn[i]);
-              p2[i] = no_fuse(b * cs[i]) + no_fuse(a * sn[i]);
-            }
-          }
+          for (int64_t h = 0; h < H; ++h) rotate_half(xp + (t * H + h) * D, cs, sn, half);
         }
       });
     });

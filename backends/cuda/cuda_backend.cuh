@@ -131,9 +131,15 @@ class CudaOps final : public Ops {
   Status add_rms_norm(TensorView x, TensorView delta, TensorView y, TensorView w, float eps) noexcept override;
   Status swiglu(TensorView out, TensorView gate_up) noexcept override;
   Status split_cols(TensorView src, const TensorView* dsts, int n) noexcept override;
+  Status rope_table(TensorView cs, const int32_t* positions, const float* bases, float base) noexcept override;
+  Status rope_apply(TensorView x, TensorView cs) noexcept override;
 
-  // M ≤ this uses the GEMV kernel (bandwidth-bound decode); larger M uses cuBLAS.
+  // M ≤ gemv_max_rows_ uses the GEMV kernel (bandwidth-bound decode), larger M cuBLAS. The GEMV
+  // handles up to kGemvMaxRows rows, but measured on the H200 (Qwen-7B shape, docs/PERFORMANCE.md)
+  // cuBLAS is faster from M = 2 on (batch 4: 5.57 vs 9.26 ms/step), so only M = 1 takes it by
+  // default; KVRUN_CUDA_GEMV_MAX_ROWS=0..8 overrides (the kernel tests set 8).
   static constexpr int kGemvMaxRows = 8;
+  static constexpr int kGemvDefaultRows = 1;
 
  private:
   cudaStream_t stream() const noexcept;
@@ -146,6 +152,8 @@ class CudaOps final : public Ops {
 
   CudaDevice& dev_;
   int sm_count_ = 0;
+  bool pdl_ = false;           // programmatic dependent launch of the GEMV (sm_90+, KVRUN_CUDA_PDL=0 turns it off)
+  int gemv_max_rows_ = kGemvDefaultRows;  // KVRUN_CUDA_GEMV_MAX_ROWS overrides (tuning)
   cublasHandle_t cublas_ = nullptr;
   void* cublas_ws_ = nullptr;  // cuBLAS workspace (fixed size, so cuBLAS never allocates in a graph)
   size_t cublas_ws_bytes_ = 0;

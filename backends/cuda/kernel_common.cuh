@@ -74,6 +74,21 @@ __device__ __forceinline__ double warp_sum(double v) {
   return v;
 }
 
+// Programmatic dependent launch (sm_90+; no-ops before). A kernel launched with the
+// programmatic-serialization attribute may start while the previous kernel of the stream still
+// runs: it must call pdl_wait() before touching anything that kernel writes. A kernel calls
+// pdl_trigger() once the next kernel may start its independent prologue (weight loads).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
 // Sum over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets the result.
 // `scratch` holds 32 values of T in shared memory.
 template <class T>

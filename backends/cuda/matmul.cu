@@ -1,10 +1,10 @@
 // kvrun CUDA backend — matmul: y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]).
 //
-// Two paths, chosen by M (CudaOps::kGemvMaxRows):
-//   M ≤ 8  (decode)  gemv_kernel: bandwidth-bound, streams each weight row once with 16-byte loads,
+// Two paths, chosen by M (CudaOps::gemv_max_rows_, 1 by default, at most 8):
+//   small M (decode) gemv_kernel: bandwidth-bound, streams each weight row once with 16-byte loads,
 //                    fp32 accumulation over the exact weights and fp32 activations (same numbers
 //                    as the CPU up to summation order).
-//   M > 8  (prefill) cuBLAS: bf16 weights → x rounded to bf16 in the workspace, cublasGemmEx with
+//   larger M         cuBLAS: bf16 weights → x rounded to bf16 in the workspace, cublasGemmEx with
 //                    fp32 accumulation; f16 weights → x rounded to f16 after scaling each row by a
 //                    power of two into the f16 range (undone in the epilogue); f32 weights →
 //                    cublasSgemm (no TF32). Bias (and the f16 row scale) in one epilogue kernel.
@@ -115,6 +115,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(float* __restrict__ 
 #pragma unroll
   for (int m = 0; m < MMAX; ++m) acc[m] = 0.f;
 
+  bool waited = false;
   if (n < N) {
     const W* wr = w + int64_t(n) * K;
     if constexpr (VEC) {
@@ -129,6 +130,10 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(float* __restrict__ 
         uint4 q[U];
 #pragma unroll
         for (int u = 0; u < U; ++u) q[u] = load_weights_16b(wv + v + u * stride);
+        if (!waited) {  // the first weights are in flight before x (written by the previous kernel) is read
+          pdl_wait();
+          waited = true;
+        }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
           float wf[E];
@@ -136,12 +141,18 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(float* __restrict__ 
           gemv_dot<E, MMAX>(acc, wf, x, (v + u * stride) * E, M, K);
         }
       }
+      if (!waited) {
+        pdl_wait();
+        waited = true;
+      }
       for (; v < nvec; v += stride) {
         float wf[E];
         WV::unpack(load_weights_16b(wv + v), wf);
         gemv_dot<E, MMAX>(acc, wf, x, v * E, M, K);
       }
     } else {
+      pdl_wait();
+      waited = true;
       for (int k = part * 32 + lane; k < K; k += 32 * wpr) {
         const float wk = to_f32(wr[k]);
 #pragma unroll
@@ -150,6 +161,8 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(float* __restrict__ 
       }
     }
   }
+  if (!waited) pdl_wait();  // rows past N: nothing read, but y is written below by other warps only after it
+  pdl_trigger();
 #pragma unroll
   for (int m = 0; m < MMAX; ++m) acc[m] = warp_sum(acc[m]);
   if (lane == 0) {
@@ -165,17 +178,28 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(float* __restrict__ 
   }
 }
 
+// Launches with programmatic stream serialization where the device has it (sm_90+): the GEMV's
+// blocks may start, and put their first weight loads in flight, while the previous kernel ends.
 template <class W, int MMAX>
-void launch_gemv_m(cudaStream_t st, bool vec, unsigned blocks, float* y, const float* x, const W* w, const void* bias,
-                   DType bias_t, int M, int N, int K, int wpr) {
+void launch_gemv_m(cudaStream_t st, bool pdl, bool vec, unsigned blocks, float* y, const float* x, const W* w,
+                   const void* bias, DType bias_t, int M, int N, int K, int wpr) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(kGemvThreads);
+  cfg.stream = st;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
   if (vec)
-    gemv_kernel<W, MMAX, true><<<blocks, kGemvThreads, 0, st>>>(y, x, w, bias, bias_t, M, N, K, wpr);
+    KVRUN_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<W, MMAX, true>, y, x, w, bias, bias_t, M, N, K, wpr));
   else
-    gemv_kernel<W, MMAX, false><<<blocks, kGemvThreads, 0, st>>>(y, x, w, bias, bias_t, M, N, K, wpr);
+    KVRUN_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<W, MMAX, false>, y, x, w, bias, bias_t, M, N, K, wpr));
 }
 
 template <class W>
-void launch_gemv(cudaStream_t st, int sm_count, float* y, const float* x, const W* w, const void* bias, DType bias_t,
+void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float* x, const W* w, const void* bias, DType bias_t,
                  int M, int N, int K) {
   constexpr int E = 16 / int(sizeof(W));
   const bool vec = K % E == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
@@ -187,13 +211,13 @@ void launch_gemv(cudaStream_t st, int sm_count, float* y, const float* x, const 
   const int rows_per_block = kGemvWarps / wpr;
   const unsigned blocks = unsigned((N + rows_per_block - 1) / rows_per_block);
   if (M == 1)
-    launch_gemv_m<W, 1>(st, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
+    launch_gemv_m<W, 1>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
   else if (M == 2)
-    launch_gemv_m<W, 2>(st, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
+    launch_gemv_m<W, 2>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
   else if (M <= 4)
-    launch_gemv_m<W, 4>(st, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
+    launch_gemv_m<W, 4>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
   else
-    launch_gemv_m<W, 8>(st, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
+    launch_gemv_m<W, 8>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
 }
 
 // xb[n] (bf16) = x[n] rounded to nearest even.  Flat over M·K.
@@ -289,9 +313,9 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
     return;
   }
 
-  if (M <= kGemvMaxRows) {
+  if (M <= gemv_max_rows_) {
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul w",
-        launch_gemv<W>(st, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K)));
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K)));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel");
     return;
   }

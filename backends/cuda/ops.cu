@@ -5,6 +5,7 @@
 // Numerics follow the CPU reference: fp32 arithmetic, IEEE division and square root (no fast-math),
 // and the products of rope/silu/rms_norm rounded one at a time where PyTorch rounds them.
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <string>
 
@@ -20,6 +21,17 @@ namespace kvrun::cuda {
 CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   ScopedDevice guard(dev_.index());
   KVRUN_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, dev_.index()));
+  int cc_major = 0;
+  KVRUN_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev_.index()));
+  const char* pdl_env = std::getenv("KVRUN_CUDA_PDL");
+  pdl_ = cc_major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
+  if (const char* rows = std::getenv("KVRUN_CUDA_GEMV_MAX_ROWS")) {
+    const int r = std::atoi(rows);
+    if (r < 0 || r > kGemvMaxRows)
+      throw Error(ErrorKind::usage, "KVRUN_CUDA_GEMV_MAX_ROWS=" + std::string(rows) + ": expected 0.." +
+                                        std::to_string(kGemvMaxRows));
+    gemv_max_rows_ = r;
+  }
   KVRUN_CUBLAS_CHECK(cublasCreate(&cublas_));
   KVRUN_CUBLAS_CHECK(cublasSetStream(cublas_, dev_.stream()));
   // Plain fp32 SGEMM for f32 weights (no TF32); bf16/f16 GEMMs pick tensor cores themselves.
@@ -85,6 +97,7 @@ void* CudaOps::workspace(size_t bytes, const char* op) {
 template <class W>
 __global__ void rms_norm_kernel(float* y, const float* x, const W* __restrict__ w, int D, float eps) {
   __shared__ float scratch[32];
+  pdl_trigger();
   const int64_t row = blockIdx.x;
   const float* xr = x + row * D;
   float* yr = y + row * D;
@@ -122,6 +135,7 @@ template <class W>
 __global__ void add_rms_norm_kernel(float* x, const float* delta, float* y, const W* __restrict__ w, int D,
                                     float eps) {
   __shared__ float scratch[32];
+  pdl_trigger();  // the next GEMV may start loading its weights now
   const int64_t row = blockIdx.x;
   float* xr = x + row * D;
   const float* dr = delta + row * D;
@@ -164,6 +178,7 @@ Status CudaOps::add_rms_norm(TensorView x, TensorView delta, TensorView y, Tenso
 
 // out[m, f] = silu(gu[m, f]) * gu[m, F + f]  (flat over M·F; same formula as silu_mul_kernel)
 __global__ void swiglu_kernel(float* __restrict__ out, const float* __restrict__ gu, int64_t F, int64_t n) {
+  pdl_trigger();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t m = i / F, f = i - m * F;
     const float g = gu[m * 2 * F + f];
@@ -375,6 +390,81 @@ __global__ void rope_kernel(float* x, const int32_t* __restrict__ positions, con
     xh[i] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
     xh[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
   }
+}
+
+// cs[t, i] = cos, cs[t, half + i] = sin of rope_kernel's angle i for token t.  grid T, threads over half.
+__global__ void rope_table_kernel(float* cs, const int32_t* __restrict__ positions, const float* __restrict__ bases,
+                                  float base, int rot_dim) {
+  const int half = rot_dim / 2;
+  const int64_t t = blockIdx.x;
+  const float b = bases ? bases[t] : base;
+  const float pos = float(positions[t]);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float expo = float(2 * i) / float(rot_dim);
+    const float pw = float(pow(double(b), double(expo)));
+    const float inv_freq = 1.0f / pw;
+    const float angle = __fmul_rn(pos, inv_freq);
+    double sd, cd;
+    sincos(double(angle), &sd, &cd);
+    cs[t * rot_dim + i] = float(cd);
+    cs[t * rot_dim + half + i] = float(sd);
+  }
+}
+
+// x[T, H, D] rotated with cs[T, rot_dim] (rope_kernel's second half).  grid (T, y-blocks over H·half).
+__global__ void rope_apply_kernel(float* x, const float* __restrict__ cs, int H, int D, int rot_dim) {
+  pdl_trigger();
+  const int half = rot_dim / 2;
+  const int64_t t = blockIdx.x;
+  float* xt = x + t * int64_t(H) * D;
+  const float* ct = cs + t * rot_dim;
+  for (int j = blockIdx.y * blockDim.x + threadIdx.x; j < H * half; j += gridDim.y * blockDim.x) {
+    const int h = j / half, i = j - h * half;
+    float* xh = xt + int64_t(h) * D;
+    const float x1 = xh[i], x2 = xh[i + half];
+    const float c = ct[i], s = ct[half + i];
+    xh[i] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+    xh[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+  }
+}
+
+Status CudaOps::rope_table(TensorView cs, const int32_t* positions, const float* bases, float base) noexcept {
+  return guard([&] {
+    require_device(cs, "rope_table", "cs");
+    require(cs.dtype == DType::f32, "cuda rope_table: cs must be f32");
+    const int64_t T = cs.rows(), rot = cs.cols();
+    require(rot > 0 && rot % 2 == 0, "cuda rope_table: cs " + cs.shape_string() + " must be [T, rot_dim], rot_dim even");
+    require(T == 0 || positions != nullptr, "cuda rope_table: positions is null");
+    require(bases != nullptr || base > 0.f, "cuda rope_table: base must be > 0");
+    if (T == 0) return;
+    require(T <= INT32_MAX, "cuda rope_table: more than 2^31 tokens");
+    ScopedDevice g(dev_.index());
+    rope_table_kernel<<<unsigned(T), 64, 0, stream()>>>(cs.as<float>(), positions, bases, base, int(rot));
+    KVRUN_CUDA_CHECK_LAUNCH("rope_table_kernel");
+  });
+}
+
+Status CudaOps::rope_apply(TensorView x, TensorView cs) noexcept {
+  return guard([&] {
+    require_device(x, "rope_apply", "x");
+    require_device(cs, "rope_apply", "cs");
+    require(x.dtype == DType::f32 && cs.dtype == DType::f32, "cuda rope_apply: f32 only");
+    require(x.rank == 3, "cuda rope_apply: x " + x.shape_string() + " must be [T, H, D]");
+    const int64_t T = x.shape[0], H = x.shape[1], D = x.shape[2], rot = cs.cols();
+    require(cs.rows() == T && rot > 0 && rot % 2 == 0 && rot <= D,
+            "cuda rope_apply: cs " + cs.shape_string() + " must be [T, rot_dim] (rot_dim even, ≤ D) for x " +
+                x.shape_string());
+    if (T == 0 || H == 0) return;
+    require(T <= INT32_MAX, "cuda rope_apply: more than 2^31 tokens");
+    ScopedDevice g(dev_.index());
+    const int64_t pairs = H * (rot / 2);
+    const int threads = 256;
+    // enough blocks per token that a single token (decode) still spreads over several SMs
+    const unsigned ys = unsigned(std::min<int64_t>((pairs + threads - 1) / threads, T >= 64 ? 1 : 16));
+    rope_apply_kernel<<<dim3(unsigned(T), ys), threads, 0, stream()>>>(x.as<float>(), cs.as<const float>(), int(H),
+                                                                      int(D), int(rot));
+    KVRUN_CUDA_CHECK_LAUNCH("rope_apply_kernel");
+  });
 }
 
 Status CudaOps::rope(TensorView x, const int32_t* positions, const float* bases, float base, int rot_dim) noexcept {

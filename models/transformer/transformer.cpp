@@ -119,6 +119,7 @@ struct Transformer::Workspace {
   Buffer<float> g, u;     // [T, F] gate (then silu(gate)·up), up (unfused projections only)
   Buffer<float> qkv;      // [T, (H + 2·KVH)·D] fused q | k | v projection (layers with qkv)
   Buffer<float> gu;       // [T, 2F] fused gate | up projection (layers with gate_up)
+  Buffer<float> rope;     // [T, rot_dim] cos | sin of each token's RoPE angles (one table per step)
   Buffer<float> sel;      // [T, hidden] rows that need logits
   Buffer<float> logits;   // [rows, vocab], grown on demand
   Buffer<int32_t> ids;    // [T] token ids
@@ -267,6 +268,7 @@ void Transformer::attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention
   if (!L0.gate_up) w->u = f(T * F);
   if (L0.qkv) w->qkv = f(T * (HD + 2 * KVD));
   if (L0.gate_up) w->gu = f(T * 2 * F);
+  w->rope = f(T * size_t(cfg_.rot_dim));
   w->sel = f(T * hidden);
   w->ids = Buffer<int32_t>(dev_, T, MemCategory::workspace);
   w->max_seqs = int(T);  // at most one sequence per token
@@ -405,8 +407,10 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
   TensorView g = view(w.g.data(), DType::f32, {T, F});
   TensorView u = view(w.u.data(), DType::f32, {T, F});
 
-  // x = embedding(tokens)
+  // x = embedding(tokens); the RoPE cos/sin of every token, once for all layers
   check(ops.embedding(x, view(embed_.data(), embed_dtype_, {cfg_.vocab, hidden}), w.ids.data()));
+  const TensorView rope_cs = view(w.rope.data(), DType::f32, {T, cfg_.rot_dim});
+  check(ops.rope_table(rope_cs, step.d_positions, d_bases, cfg_.rope_theta));
   for (int l = 0; l < cfg_.num_layers; ++l) {
     Layer& L = *layers_[size_t(l)];
     // h = RMSNorm(x), after adding the previous layer's MLP output (in h) to x
@@ -438,11 +442,10 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     TensorView q3 = view(qt.data, DType::f32, {T, H, D});
     TensorView k3 = view(kt.data, DType::f32, {T, KVH, D});
     if (qk_adjacent) {
-      check(ops.rope(view(qt.data, DType::f32, {T, H + KVH, D}), step.d_positions, d_bases, cfg_.rope_theta,
-                     cfg_.rot_dim));
+      check(ops.rope_apply(view(qt.data, DType::f32, {T, H + KVH, D}), rope_cs));
     } else {
-      check(ops.rope(q3, step.d_positions, d_bases, cfg_.rope_theta, cfg_.rot_dim));
-      check(ops.rope(k3, step.d_positions, d_bases, cfg_.rope_theta, cfg_.rot_dim));
+      check(ops.rope_apply(q3, rope_cs));
+      check(ops.rope_apply(k3, rope_cs));
     }
     if (cfg_.use_logn_attn) check(ops.scale_rows(qt, d_logn));
     // quantize-then-attend: keys/values go to the cache first, attention reads them back

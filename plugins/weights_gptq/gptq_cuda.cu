@@ -2,10 +2,11 @@
 //
 //  * at load the packed arrays are transposed once so each output column's words are contiguous
 //    (layout in the device code below).
-//  * M ≤ kCudaFusedMaxM (decode): gemv_kernel. Each warp owns two output columns; per 128-unit
-//    block every lane reads 16 bytes of each column (interleaved so that the warp's x reads are
-//    contiguous), turns codes into floats with integer ops only (2^23 + q as float bits),
-//    accumulates x·(q − z) in fp32 and scales per group; warp shuffles reduce (deterministic).
+//  * M ≤ kCudaFusedMaxM (decode): gemv_kernel. A block owns four output columns and its warps
+//    split k; per 128-unit block every lane reads 16 bytes of each column (interleaved so that the
+//    warp's x reads are contiguous), turns codes into floats with integer ops only (2^23 + q as float bits),
+//    accumulates x·(q − z) in fp32 and scales per group; shuffles and shared memory reduce in a
+//    fixed order (deterministic).
 //    Every packed byte is read once per step.
 //  * larger M (prefill): dequant_kernel expands the layer once per call to an f16 copy Wᵀ [N, Kp]
 //    (bf16 for a layer whose |W| could exceed the f16 range) in a workspace shared by the format's
@@ -124,18 +125,20 @@ __device__ __forceinline__ void unit_dot(const uint32_t* w, float zm, const floa
   }
 }
 
-constexpr int kGemvWarps = 8;  // warps per block
-constexpr int kRowsPerWarp = 2;  // output columns per warp (x values loaded once for both)
-constexpr int kBlocksAhead = 4;  // 128-unit blocks per column in flight (one 16-byte load per lane each)
+constexpr int kGemvWarps = 4;    // warps per block: they split the k range of the block's columns
+constexpr int kRowsPerBlock = 4;  // output columns per block (each warp covers all of them)
 
+// q − z of code j of a word, for the kRowsPerBlock columns, then += x · (q − z) per column.
 // y[M, N] = x[M, Kp] · W (+ bias) for M ≤ MB, over the transposed layout.
 //   qwt: [N, wp] u32, sct/zpt: [N, G], ug: [units] group of each unit, x: [M, ldx] f32 (16-byte
 //   aligned rows), y: [M, N] f32, bias: [N] f32 or null.
-// Each warp owns kRowsPerWarp columns n. BITS ∈ {2, 4, 8}: per 128-unit block every lane loads 16
-// bytes of each column (units l + 32·i, interleaved layout), decodes the codes in registers with
-// integer ops and accumulates x·(q − z) in fp32 per unit, scaled by the unit's group scale; the
-// units after the last full block, and every unit of 3-bit columns, go one unit per lane. The warp
-// then reduces with shuffles: no shared memory, no atomics, deterministic.
+// A block owns kRowsPerBlock columns; its warps split the k range. BITS ∈ {2, 4, 8}: warp w takes
+// the 128-unit blocks w, w + kGemvWarps, ...; in each, every lane loads 16 bytes of each column
+// (units l + 32·i, interleaved layout, so the warp's x reads are contiguous), decodes the codes with
+// integer ops, accumulates x·(q − z) in fp32 per unit and scales by the unit's group scale. Units
+// after the last full block (and every unit of 3-bit columns) go one unit per lane, spread over
+// the warps. Lanes reduce with shuffles, warps through shared memory in a fixed order
+// (deterministic, no atomics).
 template <int BITS, int MB>
 __global__ void __launch_bounds__(32 * kGemvWarps)
     gemv_kernel(const uint32_t* __restrict__ qwt, int64_t wp, const uint16_t* __restrict__ sct,
@@ -143,10 +146,10 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
                 const float* __restrict__ bias, const float* __restrict__ x, int64_t ldx, float* __restrict__ y, int M,
                 int64_t N, int64_t units) {
   constexpr int R = unit_rows(BITS), UW = unit_words(BITS);
-  constexpr int RW = kRowsPerWarp;
-  const int lane = threadIdx.x & 31;
-  const int64_t n0 = (int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5)) * RW;
-  if (n0 >= N) return;  // whole warp leaves together
+  constexpr int RW = kRowsPerBlock;
+  __shared__ float red[kGemvWarps][RW][MB];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t n0 = int64_t(blockIdx.x) * RW;
   int64_t nr[RW];
 #pragma unroll
   for (int r = 0; r < RW; ++r) nr[r] = min(n0 + r, N - 1);  // a missing column recomputes the last (not stored)
@@ -158,39 +161,53 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
 
   if constexpr (UW == 1) {
     const int64_t blocks = units / 128;  // full interleaved 128-unit blocks
-    for (int64_t b0 = 0; b0 < blocks; b0 += kBlocksAhead) {
-      uint4 q[kBlocksAhead][RW];
+    for (int64_t b = warp; b < blocks; b += kGemvWarps) {
+      uint4 q[RW];
 #pragma unroll
-      for (int a = 0; a < kBlocksAhead; ++a)
+      for (int r = 0; r < RW; ++r) q[r] = __ldg(reinterpret_cast<const uint4*>(qwt + nr[r] * wp + b * 128) + lane);
+      int32_t g[4];
 #pragma unroll
-        for (int r = 0; r < RW; ++r)
-          if (b0 + a < blocks) q[a][r] = __ldg(reinterpret_cast<const uint4*>(qwt + nr[r] * wp + (b0 + a) * 128) + lane);
+      for (int i = 0; i < 4; ++i) g[i] = __ldg(ug + b * 128 + 32 * i + lane);
 #pragma unroll
-      for (int a = 0; a < kBlocksAhead; ++a) {
-        if (b0 + a >= blocks) break;
+      for (int i = 0; i < 4; ++i) {
+        const int64_t u = b * 128 + 32 * i + lane;
+        float qf[RW][R];
+        float sc[RW];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int64_t u = (b0 + a) * 128 + 32 * i + lane;
-          const int32_t g = __ldg(ug + u);
-          const float* xu = x + u * R;
+        for (int r = 0; r < RW; ++r) {
+          const uint32_t w = i == 0 ? q[r].x : i == 1 ? q[r].y : i == 2 ? q[r].z : q[r].w;
+          sc[r] = half_bits_to_float(__ldg(sct + nr[r] * G + g[i]));
+          const float zm = kMagic + float(__ldg(zpt + nr[r] * G + g[i]));
 #pragma unroll
-          for (int r = 0; r < RW; ++r) {
-            const uint32_t w = i == 0 ? q[a][r].x : i == 1 ? q[a][r].y : i == 2 ? q[a][r].z : q[a][r].w;
-            const float sc = half_bits_to_float(__ldg(sct + nr[r] * G + g));
-            const float zm = kMagic + float(__ldg(zpt + nr[r] * G + g));
-            float part[MB];
+          for (int j = 0; j < R; ++j) qf[r][j] = magic_code<BITS>(&w, j) - zm;
+        }
 #pragma unroll
-            for (int m = 0; m < MB; ++m) part[m] = 0.f;
-            unit_dot<BITS, MB>(&w, zm, xu, ldx, M, part);
+        for (int m = 0; m < MB; ++m) {
+          if (m < M) {
+            const float4* xv = reinterpret_cast<const float4*>(x + m * ldx + u * R);
+            float part[RW];
 #pragma unroll
-            for (int m = 0; m < MB; ++m) tot[r][m] = fmaf(sc, part[m], tot[r][m]);
+            for (int r = 0; r < RW; ++r) part[r] = 0.f;
+#pragma unroll
+            for (int j = 0; j < R; j += 4) {
+              const float4 xa = __ldg(xv + j / 4);
+#pragma unroll
+              for (int r = 0; r < RW; ++r) {
+                part[r] = fmaf(xa.x, qf[r][j], part[r]);
+                part[r] = fmaf(xa.y, qf[r][j + 1], part[r]);
+                part[r] = fmaf(xa.z, qf[r][j + 2], part[r]);
+                part[r] = fmaf(xa.w, qf[r][j + 3], part[r]);
+              }
+            }
+#pragma unroll
+            for (int r = 0; r < RW; ++r) tot[r][m] = fmaf(sc[r], part[r], tot[r][m]);
           }
         }
       }
     }
   }
-  // Units not in a full chunk (UW = 1), or every unit (3 bits): one unit per lane at a time.
-  for (int64_t u = (UW == 1 ? units / 128 * 128 : 0) + lane; u < units; u += 32) {
+  // Units not in a full block (UW = 1), or every unit (3 bits): one unit per lane at a time.
+  for (int64_t u = (UW == 1 ? units / 128 * 128 : 0) + warp * 32 + lane; u < units; u += 32 * kGemvWarps) {
     const int32_t g = __ldg(ug + u);
     const float* xu = x + u * R;
 #pragma unroll
@@ -198,14 +215,14 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
       uint32_t w[UW];
 #pragma unroll
       for (int i = 0; i < UW; ++i) w[i] = __ldg(qwt + nr[r] * wp + u * UW + i);
-      const float s = half_bits_to_float(__ldg(sct + nr[r] * G + g));
+      const float sc = half_bits_to_float(__ldg(sct + nr[r] * G + g));
       const float zm = kMagic + float(__ldg(zpt + nr[r] * G + g));
       float part[MB];
 #pragma unroll
       for (int m = 0; m < MB; ++m) part[m] = 0.f;
       unit_dot<BITS, MB>(w, zm, xu, ldx, M, part);
 #pragma unroll
-      for (int m = 0; m < MB; ++m) tot[r][m] = fmaf(s, part[m], tot[r][m]);
+      for (int m = 0; m < MB; ++m) tot[r][m] = fmaf(sc, part[m], tot[r][m]);
     }
   }
 #pragma unroll
@@ -215,18 +232,18 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
       float v = tot[r][m];
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      tot[r][m] = v;
+      if (lane == 0) red[warp][r][m] = v;
     }
   }
-  if (lane == 0) {
+  __syncthreads();
+  if (warp == 0 && lane < RW * MB) {
+    const int r = lane / MB, m = lane % MB;
+    const int64_t n = n0 + r;
+    if (n < N && m < M) {
+      float v = 0.f;
 #pragma unroll
-    for (int r = 0; r < RW; ++r) {
-      const int64_t n = n0 + r;
-      if (n >= N) break;
-      const float b = bias ? bias[n] : 0.f;
-#pragma unroll
-      for (int m = 0; m < MB; ++m)
-        if (m < M) y[int64_t(m) * N + n] = tot[r][m] + b;
+      for (int w = 0; w < kGemvWarps; ++w) v += red[w][r][m];
+      y[int64_t(m) * N + n] = v + (bias ? bias[n] : 0.f);
     }
   }
 }
@@ -367,8 +384,7 @@ class CudaLinear final : public GptqLinearBase {
       const float* B = bias.empty() ? nullptr : bias.data();
       if (fused) {
         const int mb = M <= 1 ? 1 : M <= 2 ? 2 : M <= 4 ? 4 : 8;
-        const int64_t per_block = int64_t(kGemvWarps) * kRowsPerWarp;
-        const unsigned blocks = unsigned((N + per_block - 1) / per_block);
+        const unsigned blocks = unsigned((N + kRowsPerBlock - 1) / kRowsPerBlock);
         const auto* qw = qweight.data();
         const auto* sc = scales.data();
         const auto* zp = zeros.data();

@@ -524,6 +524,27 @@ TEST_CASE("fused ops: add_rms_norm == add then rms_norm, swiglu == silu_mul on t
   CHECK_FALSE(ops.split_cols(host_view(src.data(), DType::f32, {M, C}), dsts, 2).ok());  // widths 7 ≠ 10
 }
 
+TEST_CASE("rope_table + rope_apply == rope (bitwise), per-token bases and a partial rot_dim") {
+  Ops& ops = cpu::cpu_ops();
+  const int64_t T = 5, H = 3, D = 64;
+  std::vector<int32_t> pos = {0, 1, 17, 4095, 8191};
+  std::vector<float> bases = {10000.f, 10000.f, 25000.f, 1e6f, 10000.f};
+  for (int rot : {64, 32}) {
+    for (bool per_token : {false, true}) {
+      std::vector<float> x = randn(size_t(T * H * D), 91, 2.f), y = x;
+      const float* bp = per_token ? bases.data() : nullptr;
+      REQUIRE(ops.rope(host_view(x.data(), DType::f32, {T, H, D}), pos.data(), bp, 10000.f, rot).ok());
+      std::vector<float> cs(size_t(T * rot));
+      REQUIRE(ops.rope_table(host_view(cs.data(), DType::f32, {T, rot}), pos.data(), bp, 10000.f).ok());
+      REQUIRE(ops.rope_apply(host_view(y.data(), DType::f32, {T, H, D}), host_view(cs.data(), DType::f32, {T, rot})).ok());
+      INFO("rot " << rot << ", per-token bases " << per_token);
+      CHECK(x == y);
+    }
+  }
+  std::vector<float> x(size_t(T * H * D)), cs(size_t(T * 2 * D));
+  CHECK_FALSE(ops.rope_apply(host_view(x.data(), DType::f32, {T, H, D}), host_view(cs.data(), DType::f32, {T, 2 * D})).ok());
+}
+
 TEST_CASE("add, silu_mul, scale_rows") {
   ThreadsGuard g;
   Ops& ops = cpu::cpu_ops();

@@ -5,6 +5,8 @@
 //
 // Without a CUDA device every case prints "skipped: no CUDA device" and returns.
 #include <doctest/doctest.h>
+
+#include <cstdlib>
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -41,6 +43,10 @@ std::shared_ptr<Device> gpu() {
   return test::gpu();
 }
 using test::cpu_dev;
+
+// Every M ≤ 8 takes the GEMV kernel in this suite (the backend's default sends only M = 1 there),
+// so the multi-row GEMV stays tested; set before the device (and its Ops) is created.
+const bool kGemvAllSmallM = [] { return setenv("KVRUN_CUDA_GEMV_MAX_ROWS", "8", 1) == 0; }();
 
 #define NEED_GPU()                                             \
   std::shared_ptr<Device> g_dev = gpu();                       \
@@ -580,6 +586,34 @@ TEST_CASE("cuda: rope vs CPU and the PyTorch float32 recipe, positions up to 819
 
 // ---------------------------------------------------------------------------------------------
 // embedding, gather_rows, convert
+
+TEST_CASE("cuda: rope_table + rope_apply == cuda rope (bitwise) and ≈ CPU") {
+  NEED_GPU();
+  const int64_t T = 4, H = 40, D = 128;
+  std::vector<int32_t> pos = {0, 3, 1000, 8191};
+  std::vector<float> bases = {10000.f, 50000.f, 10000.f, 1e6f};
+  for (int rot : {128, 64}) {
+    std::vector<float> x = randn(size_t(T * H * D), 95, 2.f);
+    Buffer<int32_t> dpos = to_gpu(G, pos);
+    Buffer<float> dbase = to_gpu(G, bases), da = to_gpu(G, x), db = to_gpu(G, x);
+    Buffer<float> dcs(G, size_t(T * rot), MemCategory::workspace);
+    check(gops.rope(da.view(DType::f32, {T, H, D}), dpos.data(), dbase.data(), 0.f, rot));
+    check(gops.rope_table(dcs.view(DType::f32, {T, rot}), dpos.data(), dbase.data(), 0.f));
+    check(gops.rope_apply(db.view(DType::f32, {T, H, D}), dcs.view(DType::f32, {T, rot})));
+    std::vector<float> ga = da.to_host(), gb = db.to_host();
+    CHECK(bitwise_equal(ga, gb));
+    // and the CPU's table path within the rope test's tolerance for positions up to 8192: |Δ| ≤ 1e-3
+    // (an inv_freq one float ulp apart moves the angle by p·ulp)
+    std::vector<float> cs(size_t(T * rot)), xc = x;
+    check(cops.rope_table(hview(cs, DType::f32, {T, rot}), pos.data(), bases.data(), 0.f));
+    check(cops.rope_apply(hview(xc, DType::f32, {T, H, D}), hview(cs, DType::f32, {T, rot})));
+    size_t bad = 0;
+    for (size_t i = 0; i < xc.size(); ++i)
+      if (!(std::fabs(gb[i] - xc[i]) <= 1e-3f)) ++bad;
+    INFO("rot " << rot << ": " << show(diff(gb, xc)));
+    CHECK(bad == 0);
+  }
+}
 
 TEST_CASE("cuda: embedding vs CPU (exact), every table dtype") {
   NEED_GPU();

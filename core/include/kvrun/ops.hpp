@@ -60,6 +60,12 @@ class Ops {
   virtual Status add_rms_norm(TensorView x, TensorView delta, TensorView y, TensorView w, float eps) noexcept = 0;
   //   swiglu: out[M,F] = silu(gate_up[M, 0:F]) * gate_up[M, F:2F] (a fused gate|up projection's output).
   virtual Status swiglu(TensorView out, TensorView gate_up) noexcept = 0;
+  //   rope_table: cs[T, rot_dim] = cos(angle_t,i) for i < rot_dim/2, then sin(angle_t,i), the angles
+  //               of rope(); computed once per step and applied to every layer's q and k by
+  //   rope_apply: x[T, H, D] rotated in place with the table — identical to rope() with the same
+  //               positions, bases, base and rot_dim = cs.cols().
+  virtual Status rope_table(TensorView cs, const int32_t* positions, const float* bases, float base) noexcept = 0;
+  virtual Status rope_apply(TensorView x, TensorView cs) noexcept = 0;
   //   split_cols: src[M, C] → dsts[i][M, C_i] with Σ C_i = C, column blocks in order (n ≤ 4).
   virtual Status split_cols(TensorView src, const TensorView* dsts, int n) noexcept = 0;
 };
