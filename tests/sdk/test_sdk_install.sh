@@ -10,11 +10,11 @@
 #     int4 layout and names the example's attention; `kvrun check` refuses int4 + naive;
 #  5. perplexity on the tiny-qwen2 fixture with the int4 cache + the example's attention against
 #     the fp16 cache + naive (the first WINDOWS windows of 512): finite and within the bound.
-# Usage: test_sdk_install.sh BUILD_ROOT SOURCE_ROOT cuda|nocuda MESON NINJA
+# Usage: test_sdk_install.sh BUILD_ROOT SOURCE_ROOT cuda|nocuda MESON NINJA [WINDOWS]
 set -euo pipefail
 
 build=$1 src=$2 cuda=$3 meson=$4 ninja=$5
-windows=${KVRUN_SDK_TEST_WINDOWS:-20}
+windows=${KVRUN_SDK_TEST_WINDOWS:-${6:-20}}
 # int4 (group 32) against fp16 on the first 20 windows measured +0.55 % (docs/plugins.md); the test
 # allows [-1 %, +3 %].
 lo=0.99 hi=1.03
