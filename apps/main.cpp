@@ -16,6 +16,7 @@
 #include "kvrun/select.hpp"
 #include "bench.hpp"
 #include "cli_common.hpp"
+#include "conformance.hpp"
 #include "pipeline.hpp"
 
 namespace po = boost::program_options;
@@ -54,7 +55,11 @@ json info_json(const PluginInfo& i, const std::string& path) {
   if (i.kind == PluginKind::cache) caps["provides_layout"] = i.provides_layout;
   if (i.kind == PluginKind::attention) caps["reads_layouts"] = i.reads_layouts;
   if (i.kind == PluginKind::weights) caps["encodings"] = i.encodings;
+  if (i.kind == PluginKind::cache) caps["kv_tolerance"] = i.kv_tolerance > 0 ? i.kv_tolerance : layout_tolerance(i.provides_layout);
   j["capabilities"] = caps;
+  j["options"] = json::array();
+  for (const PluginOptionInfo& o : i.options)
+    j["options"].push_back({{"key", o.key}, {"type", o.type}, {"default", o.default_text}, {"doc", o.doc}});
   j["path"] = path;
   return j;
 }
@@ -94,6 +99,8 @@ int cmd_plugins(int argc, char** argv) {
     }
     std::printf("%-18s %-7s %-9s %s\n    %s\n    %s\n", i.full_name().c_str(), i.version.c_str(), backends.c_str(),
                 caps.c_str(), i.description.c_str(), p.path.c_str());
+    for (const PluginOptionInfo& o : i.options)
+      std::printf("    option %s (%s, default %s): %s\n", o.key.c_str(), o.type.c_str(), o.default_text.c_str(), o.doc.c_str());
   }
   for (const auto& p : reg.problems()) std::fprintf(stderr, "kvrun: warning: %s: %s\n", p.path.c_str(), p.reason.c_str());
   if (reg.plugins().empty()) std::fprintf(stderr, "kvrun: warning: no plugins found (set KVRUN_PLUGIN_PATH)\n");
@@ -501,7 +508,7 @@ int cmd_memory(int argc, char** argv) {
     auto ck = HfCheckpoint::open(cfg.model_path);
     for (const auto& name : ck->names()) weight_bytes += ck->tensor(name).nbytes;
   }
-  const size_t per_token = cache_bytes_per_token(reg, cfg.cache_type, m);
+  const size_t per_token = cache_bytes_per_token(reg, cfg.cache_type, m, cfg.cache_options);
   const size_t kv = per_token * size_t(batch) * size_t(tokens);
   const size_t T = size_t(cfg.max_step_tokens);
   const size_t ws = sizeof(float) * (T * (3 * size_t(m.hidden) + 2 * size_t(m.num_heads) * m.head_dim +
@@ -530,10 +537,16 @@ int cmd_memory(int argc, char** argv) {
 // the CPU on seeded random data (a quick installation check; the test suites go much further).
 int cmd_selftest(int argc, char** argv) {
   Common c;
+  std::string plugin;
+  std::vector<std::string> with;
   po::options_description d("options");
   add_common(d, c, false);
-  if (!parse(argc, argv, d, "selftest", "[-c CONFIG] [--json]")) return 0;
+  d.add_options()("plugin", po::value(&plugin), "run the conformance checks of one plugin module (docs/plugins.md)")(
+      "with", po::value(&with)->composing(), "with --plugin: a companion module or folder (e.g. a cache of the layout an attention reads)");
+  if (!parse(argc, argv, d, "selftest", "[--plugin PATH [--with PATH]] [-c CONFIG] [--set cache.options.K=V] [--json]"))
+    return 0;
   PipelineConfig cfg = config_from(c);
+  if (!plugin.empty()) return print_conformance(run_conformance(plugin, with, plugin_search_path(cfg), cfg), c.json_out);
   json report;
   bool ok = true;
   Registry reg;

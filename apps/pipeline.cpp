@@ -31,33 +31,31 @@ std::string encoding_of(const ModelConfig& m) {
   return "bf16";
 }
 
-// Options of the pipeline for one plugin, checked against what it declares (PluginInfo::options):
-// an unknown key or a value of another type is a reason naming the file, line and key.
-void check_options(const Registry& reg, PluginKind kind, const std::string& name, const std::vector<ConfigOption>& opts,
-                   Verdict& v) {
-  const LoadedPlugin* p = opts.empty() ? nullptr : reg.find(kind, name);
-  if (!p) return;  // no options, or an unknown plugin (a reason of its own)
+void check_all_options(const Registry& reg, const PipelineConfig& cfg, Verdict& v) {
+  // An unknown plugin is a reason of its own (check_combination).
+  if (const LoadedPlugin* p = reg.find(PluginKind::cache, cfg.cache_type)) check_plugin_options(p->info, cfg.cache_options, v);
+  if (const LoadedPlugin* p = reg.find(PluginKind::attention, cfg.attention_kind))
+    check_plugin_options(p->info, cfg.attention_options, v);
+}
+
+}  // namespace
+
+void check_plugin_options(const PluginInfo& info, const std::vector<ConfigOption>& opts, Verdict& v) {
   std::string takes;
-  for (const PluginOptionInfo& d : p->info.options)
+  for (const PluginOptionInfo& d : info.options)
     takes += (takes.empty() ? "" : ", ") + d.key + " (" + d.type + ", default " + d.default_text + ")";
   for (const ConfigOption& o : opts) {
-    auto d = std::find_if(p->info.options.begin(), p->info.options.end(),
-                          [&](const PluginOptionInfo& x) { return x.key == o.key; });
-    if (d == p->info.options.end()) {
+    auto d = std::find_if(info.options.begin(), info.options.end(), [&](const PluginOptionInfo& x) { return x.key == o.key; });
+    if (d == info.options.end()) {
       v.ok = false;
-      v.reasons.push_back(o.where + ": " + p->info.full_name() + " has no option '" + o.key + "'; " +
+      v.reasons.push_back(o.where + ": " + info.full_name() + " has no option '" + o.key + "'; " +
                           (takes.empty() ? "it takes none" : "it takes: " + takes));
     } else if (d->type != o.type && !(d->type == "float" && o.type == "integer")) {
       v.ok = false;
-      v.reasons.push_back(o.where + ": " + p->info.full_name() + " option '" + o.key + "' is " + d->type + ", got " +
+      v.reasons.push_back(o.where + ": " + info.full_name() + " option '" + o.key + "' is " + d->type + ", got " +
                           o.type + " '" + o.value + "'");
     }
   }
-}
-
-void check_all_options(const Registry& reg, const PipelineConfig& cfg, Verdict& v) {
-  check_options(reg, PluginKind::cache, cfg.cache_type, cfg.cache_options, v);
-  check_options(reg, PluginKind::attention, cfg.attention_kind, cfg.attention_options, v);
 }
 
 PluginOptions plugin_options(const std::vector<ConfigOption>& opts) {
@@ -65,8 +63,6 @@ PluginOptions plugin_options(const std::vector<ConfigOption>& opts) {
   for (const ConfigOption& o : opts) out.push_back({o.key, o.value, o.where});
   return out;
 }
-
-}  // namespace
 
 bool running_uninstalled() {
 #ifdef KVRUN_BUILD_ROOT
@@ -83,12 +79,25 @@ bool running_uninstalled() {
 
 std::vector<std::string> plugin_search_path(const PipelineConfig& cfg) {
   std::vector<std::string> extra;
+  if (running_uninstalled()) {
 #ifdef KVRUN_BUILD_PLUGIN_DIRS
-  if (running_uninstalled())
     for (auto& d : split_colon(KVRUN_BUILD_PLUGIN_DIRS))
       if (fs::is_directory(d)) extra.push_back(d);
 #endif
-  return Registry::search_path(cfg.plugin_paths, extra);
+  } else {
+#ifdef KVRUN_PLUGINDIR_FROM_BINDIR
+    // An installed kvrun: <bindir>/../<libdir>/kvrun/plugins, wherever the installation was put
+    // (also when LD_LIBRARY_PATH makes it load kvrun's libraries from elsewhere).
+    std::error_code ec;
+    const fs::path exe = fs::canonical("/proc/self/exe", ec);
+    const fs::path dir = (exe.parent_path() / KVRUN_PLUGINDIR_FROM_BINDIR).lexically_normal();
+    if (!ec && fs::is_directory(dir, ec)) extra.push_back(dir.string());
+#endif
+  }
+  std::vector<std::string> out;
+  for (std::string& d : Registry::search_path(cfg.plugin_paths, extra))  // each folder once
+    if (std::find(out.begin(), out.end(), d) == out.end()) out.push_back(std::move(d));
+  return out;
 }
 
 std::vector<std::string> backend_search_path(const PipelineConfig& cfg) {

@@ -20,7 +20,8 @@ namespace kvrun {
 // are the build's plugin and backend folders (compiled in) searched. An installed kvrun finds its
 // plugins beside its libraries (Registry::search_path), even when the build tree still exists.
 bool running_uninstalled();
-// Folders of an uninstalled build (compiled in) plus the normal search path.
+// The normal search path (Registry::search_path) with, for an uninstalled kvrun, the build's plugin
+// folders (compiled in), for an installed one <bindir>/../<libdir>/kvrun/plugins; each folder once.
 std::vector<std::string> plugin_search_path(const PipelineConfig& cfg);
 std::vector<std::string> backend_search_path(const PipelineConfig& cfg);
 
@@ -33,6 +34,13 @@ struct CheckReport {
   std::vector<std::string> notes;    // e.g. "device auto: on a machine with a GPU this runs on cuda"
 };
 CheckReport check_pipeline(const PipelineConfig& cfg, Registry& reg);
+
+// A pipeline's options for one plugin ([cache] or [attention] options) checked against what it
+// declares (PluginInfo::options): an unknown key or a value of another type adds a reason naming
+// the file, line and key, and what the plugin takes.
+void check_plugin_options(const PluginInfo& info, const std::vector<ConfigOption>& opts, Verdict& v);
+// The same options as the plugin receives them (CacheParams::options, AttentionParams::options).
+PluginOptions plugin_options(const std::vector<ConfigOption>& opts);
 
 class Pipeline {
  public:

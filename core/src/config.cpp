@@ -254,7 +254,7 @@ Value to_value(const toml::node& n, Type t, const std::string& where, const std:
       for (auto&& [k, node] : *n.as_table()) {
         const std::string sub(k.str());
         v.options.push_back(option_of(node, sub, source.empty() ? where + ": key '" + full_key + "." + sub + "'"
-                                                                : where_of(source, node.source(), full_key + "." + sub)));
+                                                                : where_of(source, k.source(), full_key + "." + sub)));
       }
       break;
     }

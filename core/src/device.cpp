@@ -3,6 +3,8 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 namespace kvrun {
 
@@ -25,7 +27,10 @@ size_t parse_byte_size(const std::string& text, const std::string& where) {
   if (i == start) {
     fail(ErrorKind::usage, where + ": '" + text + "' is not a size; write e.g. \"80GB\", \"512MiB\" or \"0\" (no limit)");
   }
-  double value = std::stod(text.substr(start, i - start));
+  const std::string number = text.substr(start, i - start);
+  if (number.find('.') != number.rfind('.') || number == ".")  // std::stod would throw on these
+    fail(ErrorKind::usage, where + ": '" + text + "' is not a size; write e.g. \"80GB\", \"512MiB\" or \"0\" (no limit)");
+  const double value = std::strtod(number.c_str(), nullptr);  // digits and one dot: no error but overflow (inf)
   std::string unit;
   for (; i < text.size(); ++i)
     if (!std::isspace((unsigned char)text[i])) unit += char(std::tolower((unsigned char)text[i]));
@@ -42,7 +47,10 @@ size_t parse_byte_size(const std::string& text, const std::string& where) {
   else
     fail(ErrorKind::usage, where + ": unknown size unit '" + unit + "' in '" + text +
                                "'; use B, KB, MB, GB, TB (powers of 10) or KiB, MiB, GiB, TiB");
-  return size_t(std::llround(value * mult));
+  const double bytes = value * mult;
+  if (!(bytes < 0x1p63))  // also inf; llround would be undefined past the range of long long
+    fail(ErrorKind::usage, where + ": '" + text + "' is too large for a memory size");
+  return size_t(std::llround(bytes));
 }
 
 std::string format_bytes(size_t bytes) {

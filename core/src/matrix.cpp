@@ -33,7 +33,8 @@ void check_backend(const LoadedPlugin& p, BackendKind backend, const char* key, 
   v.ok = false;
   v.reasons.push_back(std::string(plugin_kind_name(p.info.kind)) + " '" + p.info.name + "' was not built for the " +
                       backend_name(backend) + " backend (it runs on: " + backends_of(p.info) + "); " +
-                      (backend == BackendKind::cuda ? "rebuild kvrun with -Dcuda=enabled, or set backend.device = \"cpu\""
+                      (backend == BackendKind::cuda ? "set backend.device = \"cpu\", or rebuild the plugin with CUDA code "
+                                                                  "(kvrun's own: -Dcuda=enabled)"
                                                     : "set backend.device to a backend it supports") +
                       " [" + key + "]");
 }

@@ -47,6 +47,27 @@ bool contains_tensor(const SafetensorsFile& f, const std::string& name) {
 
 }  // namespace
 
+std::map<std::string, std::string> parse_safetensors_index(const std::string& text, const std::string& index_path) {
+  nlohmann::json idx = ckpt_detail::parse_json(text, index_path);
+  if (!idx.is_object()) fail(ErrorKind::model, index_path + ": expected a JSON object; re-download the file");
+  auto wm = idx.find("weight_map");
+  if (wm == idx.end() || !wm->is_object())
+    fail(ErrorKind::model, index_path + ": key 'weight_map' is missing or not an object (tensor name -> shard file)");
+  if (wm->empty()) fail(ErrorKind::model, index_path + ": 'weight_map' is empty; the index names no tensors");
+  std::map<std::string, std::string> weight_map;
+  for (auto it = wm->begin(); it != wm->end(); ++it) {
+    if (!it.value().is_string())
+      fail(ErrorKind::model, index_path + ": weight_map['" + it.key() + "'] must be a file name string, got " +
+                                 ckpt_detail::json_brief(it.value()));
+    const std::string shard = it.value().get<std::string>();
+    if (!safe_relative_name(shard))
+      fail(ErrorKind::model, index_path + ": weight_map['" + it.key() + "'] = '" + shard +
+                                 "' is not a file name inside the model directory");
+    weight_map.emplace(it.key(), shard);
+  }
+  return weight_map;
+}
+
 std::unique_ptr<HfCheckpoint> HfCheckpoint::open(const std::string& dir) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) fail(ErrorKind::model, dir + ": model directory not found");
@@ -65,24 +86,9 @@ std::unique_ptr<HfCheckpoint> HfCheckpoint::open(const std::string& dir) {
   if (is_file(index_path)) {
     auto text = ckpt_detail::read_file_if_exists(index_path);
     if (!text) fail(ErrorKind::model, index_path + ": cannot read");
-    nlohmann::json idx = ckpt_detail::parse_json(*text, index_path);
-    if (!idx.is_object()) fail(ErrorKind::model, index_path + ": expected a JSON object; re-download the file");
-    auto wm = idx.find("weight_map");
-    if (wm == idx.end() || !wm->is_object())
-      fail(ErrorKind::model, index_path + ": key 'weight_map' is missing or not an object (tensor name -> shard file)");
-    if (wm->empty()) fail(ErrorKind::model, index_path + ": 'weight_map' is empty; the index names no tensors");
-
+    const std::map<std::string, std::string> weight_map = parse_safetensors_index(*text, index_path);
     std::map<std::string, std::string> first_tensor;  // shard -> a tensor mapped to it, for messages
-    for (auto it = wm->begin(); it != wm->end(); ++it) {
-      if (!it.value().is_string())
-        fail(ErrorKind::model, index_path + ": weight_map['" + it.key() + "'] must be a file name string, got " +
-                                   ckpt_detail::json_brief(it.value()));
-      const std::string shard = it.value().get<std::string>();
-      if (!safe_relative_name(shard))
-        fail(ErrorKind::model, index_path + ": weight_map['" + it.key() + "'] = '" + shard +
-                                   "' is not a file name inside the model directory");
-      first_tensor.emplace(shard, it.key());
-    }
+    for (const auto& [tensor, shard] : weight_map) first_tensor.emplace(shard, tensor);
 
     std::map<std::string, const SafetensorsFile*> by_name;
     for (const auto& [shard, some_tensor] : first_tensor) {
@@ -93,14 +99,13 @@ std::unique_ptr<HfCheckpoint> HfCheckpoint::open(const std::string& dir) {
       ck->files_.push_back(SafetensorsFile::open(shard_path));
       by_name[shard] = ck->files_.back().get();
     }
-    for (auto it = wm->begin(); it != wm->end(); ++it) {
-      const std::string shard = it.value().get<std::string>();
+    for (const auto& [tensor, shard] : weight_map) {
       const SafetensorsFile* f = by_name.at(shard);
-      if (!contains_tensor(*f, it.key()))
-        fail(ErrorKind::model, index_path + ": tensor '" + it.key() + "' is mapped to shard '" + shard + "', but " +
+      if (!contains_tensor(*f, tensor))
+        fail(ErrorKind::model, index_path + ": tensor '" + tensor + "' is mapped to shard '" + shard + "', but " +
                                    f->path() + " has no such tensor; the index and the shards do not match "
                                    "(re-download them together)");
-      ck->where_[it.key()] = f;
+      ck->where_[tensor] = f;
     }
     return ck;
   }

@@ -282,12 +282,8 @@ const char* arch_name(Arch a) noexcept {
   return "?";
 }
 
-ModelConfig load_model_config(const std::string& dir) {
-  const std::string path = join_path(dir, "config.json");
-  auto text = ckpt_detail::read_file_if_exists(path);
-  if (!text)
-    fail(ErrorKind::model, path + ": not found; a Hugging Face model directory needs its config.json");
-  const json j = ckpt_detail::parse_json(*text, path);
+ModelConfig parse_model_config(const std::string& text, const std::string& path) {
+  const json j = ckpt_detail::parse_json(text, path);
   if (!j.is_object()) fail(ErrorKind::model, path + ": expected a JSON object");
   Keys k(j, path);
 
@@ -327,7 +323,17 @@ ModelConfig load_model_config(const std::string& dir) {
     auto m = qk.opt_str({"quant_method"});
     if (!m) qk.error("quant_method", "is missing; say which quantization the checkpoint uses (e.g. \"gptq\")");
     c.quant_method = lower(*m);
-  } else {
+  }
+  return c;
+}
+
+ModelConfig load_model_config(const std::string& dir) {
+  const std::string path = join_path(dir, "config.json");
+  auto text = ckpt_detail::read_file_if_exists(path);
+  if (!text)
+    fail(ErrorKind::model, path + ": not found; a Hugging Face model directory needs its config.json");
+  ModelConfig c = parse_model_config(*text, path);
+  if (c.quant_method.empty()) {  // no quantization_config: a GPTQ side file says GPTQ
     for (const char* side : {"quantize_config.json", "quant_config.json"}) {
       std::error_code ec;
       if (std::filesystem::is_regular_file(join_path(dir, side), ec)) {
@@ -340,11 +346,15 @@ ModelConfig load_model_config(const std::string& dir) {
 }
 
 GenerationDefaults load_generation_defaults(const std::string& dir) {
-  GenerationDefaults g;
   const std::string path = join_path(dir, "generation_config.json");
   auto text = ckpt_detail::read_file_if_exists(path);
-  if (!text) return g;
-  const json j = ckpt_detail::parse_json(*text, path);
+  if (!text) return {};
+  return parse_generation_defaults(*text, path);
+}
+
+GenerationDefaults parse_generation_defaults(const std::string& text, const std::string& path) {
+  GenerationDefaults g;
+  const json j = ckpt_detail::parse_json(text, path);
   if (!j.is_object()) fail(ErrorKind::model, path + ": expected a JSON object");
   Keys k(j, path);
   auto f = [&](const char* key) -> std::optional<float> {

@@ -79,23 +79,39 @@ class Fd {
 }  // namespace
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  const std::string redownload = "; the file is truncated or corrupt: re-download or re-convert it";
-
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) st_fail(path, std::string("cannot open safetensors file: ") + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) st_fail(path, std::string("cannot stat: ") + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) st_fail(path, "not a regular file");
   const uint64_t file_size = uint64_t(st.st_size);
+  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = path;
+  if (file_size >= 8) {  // shorter files are refused by validate() without a mapping
+    void* map = ::mmap(nullptr, size_t(file_size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
+    if (map == MAP_FAILED) st_fail(path, std::string("mmap failed: ") + std::strerror(errno));
+    f->map_ = map;  // from here on the destructor unmaps, also when validation throws
+    f->map_size_ = size_t(file_size);
+  }
+  f->validate(static_cast<const char*>(f->map_), file_size);
+  return f;
+}
+
+std::unique_ptr<SafetensorsFile> SafetensorsFile::parse(const void* bytes, size_t size, const std::string& name) {
+  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = name;
+  f->validate(static_cast<const char*>(bytes), uint64_t(size));
+  return f;
+}
+
+void SafetensorsFile::validate(const char* base, uint64_t file_size) {
+  const std::string& path = path_;
+  const std::string redownload = "; the file is truncated or corrupt: re-download or re-convert it";
   if (file_size < 8)
     st_fail(path, "file is " + std::to_string(file_size) +
         " bytes, too short for the 8-byte safetensors header length" + redownload);
-
-  unsigned char len_bytes[8];
-  ssize_t got = ::pread(fd.get(), len_bytes, 8, 0);
-  if (got != 8) st_fail(path, std::string("cannot read the header length: ") + (got < 0 ? std::strerror(errno) : "short read"));
   uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];  // little-endian
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(base[i]);  // little-endian
   if (n > kMaxHeaderBytes)
     st_fail(path, "header length " + std::to_string(n) + " bytes exceeds the 100 MB limit of the safetensors format" +
         "; this is not a safetensors file or it is corrupt");
@@ -104,15 +120,6 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
         std::to_string(file_size) + " bytes)" + redownload);
   if (n < 2) st_fail(path, "header length " + std::to_string(n) + " bytes is too small for a JSON header" + redownload);
 
-  void* map = ::mmap(nullptr, size_t(file_size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
-  if (map == MAP_FAILED) st_fail(path, std::string("mmap failed: ") + std::strerror(errno));
-
-  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
-  f->path_ = path;
-  f->map_ = map;  // from here on the destructor unmaps, also when validation below throws
-  f->map_size_ = size_t(file_size);
-
-  const char* base = static_cast<const char*>(map);
   const char* data = base + 8 + n;
   const uint64_t data_size = file_size - 8 - n;
 
@@ -140,7 +147,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
       for (auto m = v.begin(); m != v.end(); ++m) {
         if (!m.value().is_string())
           st_fail(path, "\"__metadata__\" key '" + m.key() + "' must be a string, got " + ckpt_detail::json_brief(m.value()));
-        f->metadata_[m.key()] = m.value().get<std::string>();
+        metadata_[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
@@ -192,7 +199,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     if (end > begin) ranges.push_back({begin, end, &name});
 
     if (!dt->supported) {
-      f->unsupported_[name] = dt_name;
+      unsupported_[name] = dt_name;
       continue;
     }
     HostTensor t;
@@ -202,7 +209,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     t.data = data + begin;
     t.nbytes = size_t(end - begin);
     t.file = path;
-    f->tensors_.emplace(name, std::move(t));
+    tensors_.emplace(name, std::move(t));
   }
 
   std::sort(ranges.begin(), ranges.end(),
@@ -214,7 +221,6 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
       st_fail(path, "tensors '" + *p.name + "' " + range_str(p.begin, p.end) + " and '" + *c.name + "' " +
           range_str(c.begin, c.end) + " have overlapping data_offsets" + redownload);
   }
-  return f;
 }
 
 SafetensorsFile::~SafetensorsFile() {

@@ -25,7 +25,11 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int32_t kMaxVocab = 1 << 26;  // sanity bound on token ids
+// Sanity bound on token ids. Memory is proportional to the largest id, so it also bounds what a
+// small hostile file can make kvrun allocate (~150 MB); real vocabularies stay below 300k.
+constexpr int64_t kMaxVocab = int64_t(1) << 22;
+// Nesting of "Sequence" normalizers / pre-tokenizers / decoders (real files: 1 level).
+constexpr int kMaxSequenceDepth = 16;
 
 // Code point -> raw byte for byte-level strings; -1 where a code point stands for no byte.
 const std::array<int16_t, 324>& unicode_to_byte() {
@@ -86,7 +90,8 @@ bool truthy(const json& obj, const char* key) {
 
 class Loader {
  public:
-  explicit Loader(std::string path) : path_(std::move(path)) {}
+  // `text`: the contents of the tokenizer.json that `path` names (in messages).
+  Loader(std::string_view text, std::string path) : text_(text), path_(std::move(path)) {}
 
   std::unique_ptr<Tokenizer> load() {
     const json root = parse();
@@ -109,33 +114,36 @@ class Loader {
   }
 
   json parse() const {
-    std::ifstream in(path_, std::ios::binary);
-    if (!in) fail(ErrorKind::model, path_ + ": cannot open the file for reading; check it exists and is readable");
-    std::stringstream buf;
-    buf << in.rdbuf();
     try {
-      return json::parse(buf.str());
-    } catch (const json::parse_error& e) {
+      return json::parse(text_);
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
       bad(std::string("not valid JSON (") + e.what() + "); re-download the file");
     }
   }
 
-  void check_normalizer(const json& n) const {
+  void check_depth(int depth, const char* what) const {
+    if (depth > kMaxSequenceDepth)
+      bad(std::string(what) + " Sequences are nested more than " + std::to_string(kMaxSequenceDepth) + " levels deep");
+  }
+
+  void check_normalizer(const json& n, int depth = 0) const {
     if (n.is_null()) return;
+    check_depth(depth, "normalizer");
     const std::string t = type_of(n);
     if (t == "NFC") return;
     if (t == "Sequence") {
-      for (const json& sub : n.at("normalizers")) check_normalizer(sub);
+      for (const json& sub : n.at("normalizers")) check_normalizer(sub, depth + 1);
       return;
     }
     unsupported("normalizer type \"" + t + "\" is not supported (only NFC is applied)");
   }
 
   // Appends the regex stages of one pre-tokenizer; notes whether a ByteLevel one was seen.
-  void add_pre_tokenizer(const json& p, BpeModel& m, bool& byte_level) const {
+  void add_pre_tokenizer(const json& p, BpeModel& m, bool& byte_level, int depth = 0) const {
+    check_depth(depth, "pre_tokenizer");
     const std::string t = type_of(p);
     if (t == "Sequence") {
-      for (const json& sub : p.at("pretokenizers")) add_pre_tokenizer(sub, m, byte_level);
+      for (const json& sub : p.at("pretokenizers")) add_pre_tokenizer(sub, m, byte_level, depth + 1);
     } else if (t == "Split") {
       const json& pat = p.at("pattern");
       const std::string behavior = p.value("behavior", std::string("Isolated"));
@@ -163,12 +171,13 @@ class Loader {
     }
   }
 
-  void check_decoder(const json& d) const {
+  void check_decoder(const json& d, int depth = 0) const {
     if (d.is_null()) return;
+    check_depth(depth, "decoder");
     const std::string t = type_of(d);
     if (t == "ByteLevel") return;
     if (t == "Sequence") {
-      for (const json& sub : d.at("decoders")) check_decoder(sub);
+      for (const json& sub : d.at("decoders")) check_decoder(sub, depth + 1);
       return;
     }
     unsupported("decoder type \"" + t + "\" is not supported (only ByteLevel)");
@@ -203,17 +212,30 @@ class Loader {
     const json& vocab = model["vocab"];
     std::unordered_map<std::string, int32_t> level_ids;  // byte-level string -> id
     level_ids.reserve(vocab.size());
-    int32_t max_id = -1;
+    int64_t max_id = -1;
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+      if (!it.value().is_number_integer())
+        bad("model.vocab token \"" + it.key() + "\" has an id that is not an integer");
       const int64_t id = it.value().get<int64_t>();
       if (id < 0 || id >= kMaxVocab)
         bad("model.vocab token \"" + it.key() + "\" has id " + std::to_string(id) + ", outside 0.." +
             std::to_string(kMaxVocab - 1));
       level_ids.emplace(it.key(), static_cast<int32_t>(id));
-      max_id = std::max(max_id, static_cast<int32_t>(id));
+      max_id = std::max(max_id, id);
     }
     const json added = root.value("added_tokens", json::array());
-    for (const json& a : added) max_id = std::max(max_id, a.at("id").get<int32_t>());
+    if (!added.is_array()) bad("added_tokens is not an array");
+    for (const json& a : added) {
+      const json& id = a.at("id");
+      // Checked before any use: get<int32_t>() would silently truncate a larger integer.
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxVocab) {
+        const json& c = a.at("content");
+        bad("added token \"" + (c.is_string() ? c.get<std::string>() : std::string("?")) + "\" has id " +
+            (id.is_number_integer() ? std::to_string(id.get<int64_t>()) : std::string("that is not an integer")) +
+            ", outside 0.." + std::to_string(kMaxVocab - 1));
+      }
+      max_id = std::max(max_id, id.get<int64_t>());
+    }
 
     const auto size = static_cast<size_t>(max_id + 1);
     m.bytes.assign(size, std::string());
@@ -283,11 +305,23 @@ class Loader {
     return std::make_unique<BpeTokenizer>(std::move(m));
   }
 
+  std::string_view text_;
   std::string path_;
 };
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path) { return Loader(path).load(); }
+std::unique_ptr<Tokenizer> parse_tokenizer_json(std::string_view text, const std::string& origin) {
+  return Loader(text, origin).load();
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ErrorKind::model, path + ": cannot open the file for reading; check it exists and is readable");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) fail(ErrorKind::model, path + ": read error; check the file");
+  return parse_tokenizer_json(buf.str(), path);
+}
 
 }  // namespace kvrun::tok

@@ -4,8 +4,11 @@
 // is the token id and the merge priority). Special tokens follow the last rank, in this order:
 //   <|endoftext|>, <|im_start|>, <|im_end|>, then <|extra_0|> .. <|extra_204|>
 // (the extras only as far as the model's vocab_size holds them).
+#include <algorithm>
 #include <charconv>
 #include <fstream>
+#include <sstream>
+#include <unordered_set>
 
 #include "kvrun/error.hpp"
 #include "tokenizer_impl.hpp"
@@ -45,19 +48,47 @@ std::optional<std::string> base64_decode(std::string_view s) {
   return out;
 }
 
+// Polynomial hashing of byte strings modulo the Mersenne prime 2^61 - 1.
+constexpr uint64_t kHashMod = (uint64_t(1) << 61) - 1;
+constexpr uint64_t kHashBase = 0x1b3f2a4c5d6e7f1ull % kHashMod;
+
+uint64_t mulmod(uint64_t a, uint64_t b) {
+  const unsigned __int128 p = static_cast<unsigned __int128>(a) * b;
+  uint64_t r = static_cast<uint64_t>(p & kHashMod) + static_cast<uint64_t>(p >> 61);  // 2^61 = 1 (mod p)
+  while (r >= kHashMod) r -= kHashMod;
+  return r;
+}
+uint64_t hash_step(uint64_t h, unsigned char byte) { return (mulmod(h, kHashBase) + byte + 1) % kHashMod; }
+uint64_t poly_hash(std::string_view s) {
+  uint64_t h = 0;
+  for (char c : s) h = hash_step(h, static_cast<unsigned char>(c));
+  return h;
+}
+// The key of a string: its hash with its length mixed in (a filter: a false match costs one lookup).
+uint64_t hash_key(uint64_t h, size_t len) { return h ^ (static_cast<uint64_t>(len) * 0x9E3779B97F4A7C15ull); }
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_qwen_tiktoken(const std::string& path, std::optional<int64_t> vocab_size) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(ErrorKind::model, path + ": cannot open the file for reading; check it exists and is readable");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) fail(ErrorKind::model, path + ": read error; check the file");
+  return parse_qwen_tiktoken(buf.str(), path, vocab_size);
+}
 
+std::unique_ptr<Tokenizer> parse_qwen_tiktoken(std::string_view text, const std::string& path,
+                                               std::optional<int64_t> vocab_size) {
   BpeModel m;
   m.kind = "qwen.tiktoken";
   m.whole_piece_shortcut = true;  // tiktoken: a piece that is a token is that token
   std::vector<std::pair<std::string, int64_t>> entries;
-  std::string line;
   size_t line_no = 0;
-  while (std::getline(in, line)) {
+  for (size_t at = 0; at < text.size();) {  // lines end with '\n' (the last one may not)
+    const size_t eol = std::min(text.find('\n', at), text.size());
+    std::string line(text.substr(at, eol - at));
+    at = eol + 1;
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
@@ -76,7 +107,6 @@ std::unique_ptr<Tokenizer> load_qwen_tiktoken(const std::string& path, std::opti
     if (ec != std::errc() || ptr != last || rank < 0) bad_line("malformed rank \"" + line.substr(sp + 1) + "\"");
     entries.emplace_back(std::move(*bytes), rank);
   }
-  if (in.bad()) fail(ErrorKind::model, path + ": read error; check the file");
   if (entries.empty()) fail(ErrorKind::model, path + ": no tokens in the file; re-download it");
 
   const auto n = static_cast<int64_t>(entries.size());
@@ -105,11 +135,28 @@ std::unique_ptr<Tokenizer> load_qwen_tiktoken(const std::string& path, std::opti
 
   // tiktoken merges the adjacent pair whose concatenation has the lowest rank. Every pair of
   // tokens that concatenates to a token is one of that token's two-way splits, so enumerating the
-  // splits of every token gives the complete pair table.
+  // splits of every token gives the complete pair table. Looking both halves of every split up by
+  // their bytes would cost O(len) per split, O(len^2) per token: one hostile 10 MB token would
+  // keep kvrun busy for hours. Polynomial hashes of all prefixes give each half's hash in O(1), and
+  // only a split whose two halves both hash like some token is looked up for real.
   m.merges.reserve(static_cast<size_t>(n) * 2);
+  size_t longest = 0;
+  for (const std::string& t : m.bytes) longest = std::max(longest, t.size());
+  std::vector<uint64_t> pow(longest + 1, 1);
+  for (size_t i = 1; i <= longest; ++i) pow[i] = mulmod(pow[i - 1], kHashBase);
+  std::unordered_set<uint64_t> token_keys;
+  token_keys.reserve(static_cast<size_t>(n));
+  for (const std::string& t : m.bytes) token_keys.insert(hash_key(poly_hash(t), t.size()));
+  std::vector<uint64_t> prefix;
   for (int32_t id = 0; id < n; ++id) {
     const std::string_view t = m.bytes[static_cast<size_t>(id)];
-    for (size_t k = 1; k < t.size(); ++k) {
+    const size_t len = t.size();
+    prefix.assign(len + 1, 0);  // prefix[k] = hash of t[0, k)
+    for (size_t k = 0; k < len; ++k) prefix[k + 1] = hash_step(prefix[k], static_cast<unsigned char>(t[k]));
+    for (size_t k = 1; k < len; ++k) {
+      if (!token_keys.count(hash_key(prefix[k], k))) continue;
+      const uint64_t suffix = (prefix[len] + kHashMod - mulmod(prefix[k], pow[len - k])) % kHashMod;
+      if (!token_keys.count(hash_key(suffix, len - k))) continue;
       auto left = m.regular_ids.find(t.substr(0, k));
       if (left == m.regular_ids.end()) continue;
       auto right = m.regular_ids.find(t.substr(k));

@@ -18,7 +18,10 @@ std::optional<int64_t> config_vocab_size(const std::filesystem::path& dir) {
   if (!in) fail(ErrorKind::model, path.string() + ": cannot open the file for reading; check it is readable");
   try {
     const nlohmann::json cfg = nlohmann::json::parse(in);
-    if (!cfg.is_object() || !cfg.contains("vocab_size")) return std::nullopt;
+    if (!cfg.is_object() || !cfg.contains("vocab_size") || cfg["vocab_size"].is_null()) return std::nullopt;
+    // An integer only: get<int64_t>() of a float such as 1e300 would be an undefined conversion.
+    if (!cfg["vocab_size"].is_number_integer())
+      fail(ErrorKind::model, path.string() + ": key 'vocab_size' must be an integer");
     return cfg["vocab_size"].get<int64_t>();
   } catch (const nlohmann::json::exception& e) {
     fail(ErrorKind::model, path.string() + ": cannot read vocab_size (" + e.what() + "); fix the file");
@@ -43,6 +46,15 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_dir) {
   fail(ErrorKind::model, "model directory " + model_dir +
                              " has no tokenizer: neither tokenizer.json nor qwen.tiktoken is there; copy the "
                              "model's tokenizer file into the directory");
+}
+
+std::unique_ptr<Tokenizer> Tokenizer::from_tokenizer_json(std::string_view text, const std::string& origin) {
+  return tok::parse_tokenizer_json(text, origin);
+}
+
+std::unique_ptr<Tokenizer> Tokenizer::from_qwen_tiktoken(std::string_view text, const std::string& origin,
+                                                        std::optional<int64_t> vocab_size) {
+  return tok::parse_qwen_tiktoken(text, origin, vocab_size);
 }
 
 std::string StreamDecoder::push(int32_t id) {

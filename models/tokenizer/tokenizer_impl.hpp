@@ -134,5 +134,9 @@ class BpeTokenizer final : public Tokenizer {
 std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path);
 // vocab_size: from config.json of the same directory when known (limits the <|extra_N|> tokens).
 std::unique_ptr<Tokenizer> load_qwen_tiktoken(const std::string& path, std::optional<int64_t> vocab_size);
+// The same from file contents already in memory; `origin` names the file in messages.
+std::unique_ptr<Tokenizer> parse_tokenizer_json(std::string_view text, const std::string& origin);
+std::unique_ptr<Tokenizer> parse_qwen_tiktoken(std::string_view text, const std::string& origin,
+                                               std::optional<int64_t> vocab_size);
 
 }  // namespace kvrun::tok

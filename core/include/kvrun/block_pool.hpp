@@ -129,7 +129,7 @@ class PagedCacheBase : public Cache {
   Status read(int layer, int seq, int begin, int count, TensorView k, TensorView v) noexcept override {
     return guard([&] {
       check_read(layer, seq, begin, count, k, v);
-      kvrows::Layout lay;
+      kvrows::Layout lay{};
       if (!kvrows::layout_of(layout_, &lay))
         fail(ErrorKind::usage, name_ + ": layout '" + std::string(layout_) + "' is not a standard one; the cache must "
                                    "override Cache::read()");

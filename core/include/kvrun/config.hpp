@@ -18,7 +18,7 @@ struct ConfigOption {
   std::string key;    // "group_size"
   std::string value;  // as text: a string without quotes, numbers and booleans in TOML form
   std::string type;   // "string", "integer", "float" or "boolean" (the TOML type written)
-  std::string where;  // "pipe.toml:5:14: key 'cache.options.group_size'"
+  std::string where;  // "pipe.toml:5:13: key 'cache.options.group_size'" (the key's position)
 };
 
 struct PipelineConfig {

@@ -70,8 +70,8 @@ class Queue {
     *graph = nullptr;
     return {ErrorKind::internal, "this queue has no graphs"};
   }
-  virtual Status graph_launch(void* graph) noexcept { return {ErrorKind::internal, "this queue has no graphs"}; }
-  virtual void graph_destroy(void* graph) noexcept {}
+  virtual Status graph_launch(void* /*graph*/) noexcept { return {ErrorKind::internal, "this queue has no graphs"}; }
+  virtual void graph_destroy(void* /*graph*/) noexcept {}
 };
 
 class Device {

@@ -1,5 +1,5 @@
 // A well-formed third-party cache plugin declaring a new layout: loads, and the matrix pairs it
-// with no shipped attention (none reads its layout).
+// with no shipped attention (none reads its layout). It declares options, for the config checks.
 #include <memory>
 
 #include "kvrun/plugin.hpp"
@@ -14,6 +14,8 @@ class ExtraPlugin final : public kvrun::Plugin {
     info_.description = "test-only cache with a private layout";
     info_.backends = {kvrun::BackendKind::cpu};
     info_.provides_layout = "paged_ring4";
+    info_.kv_tolerance = 0.5;
+    info_.options = {{"rings", "integer", "4", "test-only option"}, {"mode", "string", "\"fast\"", "test-only option"}};
   }
   const kvrun::PluginInfo& info() const noexcept override { return info_; }
 

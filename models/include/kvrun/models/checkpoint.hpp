@@ -21,6 +21,10 @@ namespace kvrun {
 class SafetensorsFile {
  public:
   static std::unique_ptr<SafetensorsFile> open(const std::string& path);
+  // The same validation of a whole file image already in memory (`size` bytes at `bytes`); `name`
+  // stands for the file in messages and HostTensor::file. Tensors point into `bytes`, which must
+  // outlive the result (fuzzing and tests; open() validates its read-only mapping this way).
+  static std::unique_ptr<SafetensorsFile> parse(const void* bytes, size_t size, const std::string& name);
   ~SafetensorsFile();
   const std::string& path() const noexcept { return path_; }
   bool has(const std::string& name) const noexcept { return tensors_.count(name) != 0; }
@@ -34,6 +38,7 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
+  void validate(const char* base, uint64_t file_size);  // fills the maps or throws Error(model)
   std::string path_;
   void* map_ = nullptr;
   size_t map_size_ = 0;
@@ -62,6 +67,12 @@ class HfCheckpoint final : public Checkpoint {
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const SafetensorsFile*> where_;  // tensor name -> file
 };
+
+// The weight_map of a model.safetensors.index.json whose contents are `text` (`path` names it in
+// messages): tensor name -> shard file name. Error(model) naming the path for malformed JSON, a
+// missing, mistyped or empty weight_map, a non-string entry, or a shard name that leaves the model
+// directory (absolute, or with a ".." component).
+std::map<std::string, std::string> parse_safetensors_index(const std::string& text, const std::string& path);
 
 enum class Arch { qwen, qwen2, llama };
 const char* arch_name(Arch a) noexcept;
@@ -98,6 +109,10 @@ struct ModelConfig {
 // mistyped required keys, unknown architecture, rope_scaling / rope_parameters.rope_type other
 // than default, use_sliding_window = true.
 ModelConfig load_model_config(const std::string& dir);
+// The same from the contents of a config.json (`path` names it in messages), without looking at the
+// directory: quant_method comes only from quantization_config (load_model_config also says "gptq"
+// when a quantize_config.json / quant_config.json lies beside it).
+ModelConfig parse_model_config(const std::string& text, const std::string& path);
 
 // Defaults from <dir>/generation_config.json (all optional; absent file = all empty).
 struct GenerationDefaults {
@@ -107,5 +122,7 @@ struct GenerationDefaults {
   std::vector<int32_t> eos_ids;
 };
 GenerationDefaults load_generation_defaults(const std::string& dir);
+// The same from the contents of a generation_config.json (`path` names it in messages).
+GenerationDefaults parse_generation_defaults(const std::string& text, const std::string& path);
 
 }  // namespace kvrun

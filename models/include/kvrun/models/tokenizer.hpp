@@ -19,6 +19,11 @@ class Tokenizer {
   // naming the directory and the files looked for when neither exists, or naming the file and
   // what is wrong with it (unsupported pre-tokenizer / model type, malformed JSON, bad line).
   static std::unique_ptr<Tokenizer> load(const std::string& model_dir);
+  // The same from a file's contents already in memory; `origin` names the file in messages.
+  // vocab_size (config.json's) bounds the <|extra_N|> specials of a qwen.tiktoken.
+  static std::unique_ptr<Tokenizer> from_tokenizer_json(std::string_view text, const std::string& origin);
+  static std::unique_ptr<Tokenizer> from_qwen_tiktoken(std::string_view text, const std::string& origin,
+                                                       std::optional<int64_t> vocab_size = std::nullopt);
 
   // NFC-normalizes, then splits out special tokens (when allow_special), pre-tokenizes and BPEs.
   virtual std::vector<int32_t> encode(std::string_view text, bool allow_special = true) const = 0;
