@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 packages=(meson ninja-build pkg-config g++ libboost-dev libboost-program-options-dev
           libtomlplusplus-dev doctest-dev libpcre2-dev libutf8proc-dev nlohmann-json3-dev
-          clang libclang-rt-14-dev)  # clang + libFuzzer/ASan runtime: scripts/fuzz.sh, scripts/test.sh
+          clang libclang-rt-14-dev  # clang + libFuzzer/ASan runtime: scripts/fuzz.sh, scripts/test.sh
+          gnuplot-nox)              # kvrun bench --plot
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
