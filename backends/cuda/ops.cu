@@ -177,10 +177,11 @@ Status CudaOps::add_rms_norm(TensorView x, TensorView delta, TensorView y, Tenso
 }
 
 // out[m, f] = silu(gu[m, f]) * gu[m, F + f]  (flat over M·F; same formula as silu_mul_kernel)
-__global__ void swiglu_kernel(float* __restrict__ out, const float* __restrict__ gu, int64_t F, int64_t n) {
+template <class I>  // index type: int where M·2F < 2^31 (cheaper division), else int64_t
+__global__ void swiglu_kernel(float* __restrict__ out, const float* __restrict__ gu, I F, I n) {
   pdl_trigger();
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t m = i / F, f = i - m * F;
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
+    const I m = i / F, f = i - m * F;
     const float g = gu[m * 2 * F + f];
     const float s = g / (1.0f + expf(-g));
     out[i] = __fmul_rn(s, gu[m * 2 * F + F + f]);
@@ -200,7 +201,11 @@ Status CudaOps::swiglu(TensorView out, TensorView gate_up) noexcept {
     const int64_t n = M * F;
     if (!n) return;
     ScopedDevice g(dev_.index());
-    swiglu_kernel<<<grid_for(n, 256), 256, 0, stream()>>>(out.as<float>(), gate_up.as<const float>(), F, n);
+    if (2 * n < (int64_t(1) << 31))
+      swiglu_kernel<int><<<grid_for(n, 256), 256, 0, stream()>>>(out.as<float>(), gate_up.as<const float>(), int(F),
+                                                                int(n));
+    else
+      swiglu_kernel<int64_t><<<grid_for(n, 256), 256, 0, stream()>>>(out.as<float>(), gate_up.as<const float>(), F, n);
     KVRUN_CUDA_CHECK_LAUNCH("swiglu_kernel");
   });
 }
@@ -211,6 +216,18 @@ struct SplitDsts {
   int64_t off[5];  // column offsets, off[n] = C
   int n;
 };
+// The same with 16-byte copies and 32-bit indexing: every width a multiple of 4, every pointer
+// 16-byte aligned, M·C < 2^31.  Flat over M·C/4.
+__global__ void split_cols4_kernel(const float4* __restrict__ src, SplitDsts d, int C4, int total4) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total4; i += gridDim.x * blockDim.x) {
+    const int m = i / C4, c = (i - m * C4) * 4;
+    int j = 0;
+    while (j + 1 < d.n && c >= int(d.off[j + 1])) ++j;
+    const int w = int(d.off[j + 1] - d.off[j]);
+    *reinterpret_cast<float4*>(d.p[j] + int64_t(m) * w + (c - int(d.off[j]))) = src[i];
+  }
+}
+
 __global__ void split_cols_kernel(const float* __restrict__ src, SplitDsts d, int64_t C, int64_t total) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t m = i / C, c = i - m * C;
@@ -243,8 +260,17 @@ Status CudaOps::split_cols(TensorView src, const TensorView* dsts, int n) noexce
     const int64_t total = M * C;
     if (!total) return;
     ScopedDevice g(dev_.index());
-    split_cols_kernel<<<grid_for(total, 256), 256, 0, stream()>>>(src.as<const float>(), d, C, total);
-    KVRUN_CUDA_CHECK_LAUNCH("split_cols_kernel");
+    bool vec = total < (int64_t(1) << 31) && reinterpret_cast<uintptr_t>(src.data) % 16 == 0;
+    for (int i = 0; i < n; ++i)
+      vec = vec && dsts[i].cols() % 4 == 0 && reinterpret_cast<uintptr_t>(dsts[i].data) % 16 == 0;
+    if (vec) {
+      split_cols4_kernel<<<grid_for(total / 4, 256), 256, 0, stream()>>>(
+          reinterpret_cast<const float4*>(src.data), d, int(C / 4), int(total / 4));
+      KVRUN_CUDA_CHECK_LAUNCH("split_cols4_kernel");
+    } else {
+      split_cols_kernel<<<grid_for(total, 256), 256, 0, stream()>>>(src.as<const float>(), d, C, total);
+      KVRUN_CUDA_CHECK_LAUNCH("split_cols_kernel");
+    }
   });
 }
 

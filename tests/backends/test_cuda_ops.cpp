@@ -501,6 +501,18 @@ TEST_CASE("cuda: add_rms_norm, swiglu, split_cols vs CPU") {
   CHECK(bitwise_equal(ga.to_host(), ha));
   CHECK(bitwise_equal(gb.to_host(), hb));
   CHECK(bitwise_equal(gc.to_host(), hc));
+  // widths that are not multiples of 4 take the element-wise kernel
+  const int64_t C2 = 10;
+  std::vector<float> src2 = randn(size_t(M * C2), 86), h6(size_t(M * 6)), h1(static_cast<size_t>(M)), h3(size_t(M * 3));
+  const TensorView hd2[3] = {hview(h6, DType::f32, {M, 6}), hview(h1, DType::f32, {M, 1}), hview(h3, DType::f32, {M, 3})};
+  check(cops.split_cols(hview(src2, DType::f32, {M, C2}), hd2, 3));
+  Buffer<float> dsrc2 = to_gpu(G, src2), g6(G, h6.size(), MemCategory::workspace), g1(G, h1.size(), MemCategory::workspace),
+                g3(G, h3.size(), MemCategory::workspace);
+  const TensorView gd2[3] = {g6.view(DType::f32, {M, 6}), g1.view(DType::f32, {M, 1}), g3.view(DType::f32, {M, 3})};
+  check(gops.split_cols(dsrc2.view(DType::f32, {M, C2}), gd2, 3));
+  CHECK(bitwise_equal(g6.to_host(), h6));
+  CHECK(bitwise_equal(g1.to_host(), h1));
+  CHECK(bitwise_equal(g3.to_host(), h3));
 }
 
 // ---------------------------------------------------------------------------------------------
