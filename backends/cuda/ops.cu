@@ -379,6 +379,26 @@ Status CudaOps::scale_rows(TensorView x, const float* factors) noexcept {
 // ---------------------------------------------------------------------------------------------
 // rope
 
+// cos and sin of RoPE angle i (of rot_dim/2) at position pos with base b: inv_freq in float32
+// exactly as transformers computes it, the angle rounded once, then the correctly rounded cosf/sinf.
+__device__ __forceinline__ void rope_cos_sin(float b, float pos, int i, int rot_dim, float* c, float* s) {
+  const float expo = float(2 * i) / float(rot_dim);
+  const float pw = float(pow(double(b), double(expo)));
+  const float inv_freq = 1.0f / pw;
+  const float angle = __fmul_rn(pos, inv_freq);
+  double sd, cd;
+  sincos(double(angle), &sd, &cd);
+  *c = float(cd);
+  *s = float(sd);
+}
+
+// Rotates the pair (xh[i], xh[i + half]) by the angle with cosine c and sine s.
+__device__ __forceinline__ void rotate_pair(float* xh, int i, int half, float c, float s) {
+  const float x1 = xh[i], x2 = xh[i + half];
+  xh[i] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+  xh[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+}
+
 // Rotary embedding (NeoX rotate-half) in place on x[T, H, D] over the first rot_dim dims.
 //   positions: [T] i32, bases: [T] f32 or null (then `base` for every token).
 // One block per token t. For i < half = rot_dim/2 (PyTorch's float32 recipe):
@@ -396,25 +416,12 @@ __global__ void rope_kernel(float* x, const int32_t* __restrict__ positions, con
   const int64_t t = blockIdx.x;
   const float b = bases ? bases[t] : base;
   const float pos = float(positions[t]);
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const float expo = float(2 * i) / float(rot_dim);
-    const float pw = float(pow(double(b), double(expo)));
-    const float inv_freq = 1.0f / pw;
-    const float angle = __fmul_rn(pos, inv_freq);
-    double sd, cd;
-    sincos(double(angle), &sd, &cd);
-    cs[i] = float(cd);
-    cs[half + i] = float(sd);
-  }
+  for (int i = threadIdx.x; i < half; i += blockDim.x) rope_cos_sin(b, pos, i, rot_dim, &cs[i], &cs[half + i]);
   __syncthreads();
   float* xt = x + t * int64_t(H) * D;
   for (int j = threadIdx.x; j < H * half; j += blockDim.x) {
     const int h = j / half, i = j - h * half;
-    float* xh = xt + int64_t(h) * D;
-    const float x1 = xh[i], x2 = xh[i + half];
-    const float c = cs[i], s = cs[half + i];
-    xh[i] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
-    xh[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+    rotate_pair(xt + int64_t(h) * D, i, half, cs[i], cs[half + i]);
   }
 }
 
@@ -425,16 +432,8 @@ __global__ void rope_table_kernel(float* cs, const int32_t* __restrict__ positio
   const int64_t t = blockIdx.x;
   const float b = bases ? bases[t] : base;
   const float pos = float(positions[t]);
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const float expo = float(2 * i) / float(rot_dim);
-    const float pw = float(pow(double(b), double(expo)));
-    const float inv_freq = 1.0f / pw;
-    const float angle = __fmul_rn(pos, inv_freq);
-    double sd, cd;
-    sincos(double(angle), &sd, &cd);
-    cs[t * rot_dim + i] = float(cd);
-    cs[t * rot_dim + half + i] = float(sd);
-  }
+  for (int i = threadIdx.x; i < half; i += blockDim.x)
+    rope_cos_sin(b, pos, i, rot_dim, &cs[t * rot_dim + i], &cs[t * rot_dim + half + i]);
 }
 
 // x[T, H, D] rotated with cs[T, rot_dim] (rope_kernel's second half).  grid (T, y-blocks over H·half).
@@ -446,11 +445,7 @@ __global__ void rope_apply_kernel(float* x, const float* __restrict__ cs, int H,
   const float* ct = cs + t * rot_dim;
   for (int j = blockIdx.y * blockDim.x + threadIdx.x; j < H * half; j += gridDim.y * blockDim.x) {
     const int h = j / half, i = j - h * half;
-    float* xh = xt + int64_t(h) * D;
-    const float x1 = xh[i], x2 = xh[i + half];
-    const float c = ct[i], s = ct[half + i];
-    xh[i] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
-    xh[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+    rotate_pair(xt + int64_t(h) * D, i, half, ct[i], ct[half + i]);
   }
 }
 
