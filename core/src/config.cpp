@@ -1,7 +1,9 @@
 // The pipeline schema: every key in one table, parsed from TOML with file:line:column in messages.
 #include "kvrun/config.hpp"
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -55,6 +57,14 @@ int64_t positive(const Value& v, int64_t min) {
   return v.i;
 }
 
+// The same for a key stored as an int: larger values are refused, not truncated.
+int positive_int(const Value& v, int64_t min) {
+  const int64_t i = positive(v, min);
+  if (i > std::numeric_limits<int>::max())
+    bad_value(v, "must be <= " + std::to_string(std::numeric_limits<int>::max()) + " (got " + std::to_string(i) + ")");
+  return int(i);
+}
+
 const std::vector<KeyDef>& defs() {
   static const std::vector<KeyDef> d = {
       {{"model", "path", "string", "(required unless synthetic)",
@@ -88,7 +98,7 @@ const std::vector<KeyDef>& defs() {
          c.device = s;
        }},
       {{"backend", "threads", "integer", "0", "CPU worker threads; 0 = all cores."}, Type::integer,
-       [](PipelineConfig& c, const Value& v) { c.threads = int(positive(v, 0)); }},
+       [](PipelineConfig& c, const Value& v) { c.threads = positive_int(v, 0); }},
       {{"backend", "memory_limit", "string", "\"\" (no cap)",
         "Most device memory kvrun may take, e.g. \"80GB\" (10^9) or \"75GiB\" (2^30); reproduces smaller GPUs on a bigger one."},
        Type::string,
@@ -98,7 +108,7 @@ const std::vector<KeyDef>& defs() {
        }},
       {{"backend", "max_step_tokens", "integer", "1024",
         "Most tokens one forward step processes; longer prompts are prefilled in chunks (bounds activation workspace)."},
-       Type::integer, [](PipelineConfig& c, const Value& v) { c.max_step_tokens = int(positive(v, 1)); }},
+       Type::integer, [](PipelineConfig& c, const Value& v) { c.max_step_tokens = positive_int(v, 1); }},
       {{"backend", "graphs", "boolean", "true",
         "Capture each decode step shape once as a CUDA graph and replay it (no per-kernel launch cost); false runs every kernel eagerly."},
        Type::boolean, [](PipelineConfig& c, const Value& v) { c.graphs = v.b; }},
@@ -135,7 +145,7 @@ const std::vector<KeyDef>& defs() {
         "Settings of the attention plugin itself; the keys and types each plugin takes are listed by `kvrun plugins`."},
        Type::table, [](PipelineConfig& c, const Value& v) { c.attention_options = v.options; }},
       {{"generation", "max_new_tokens", "integer", "generation_config.json, else 128", "Tokens to generate per prompt."},
-       Type::integer, [](PipelineConfig& c, const Value& v) { c.max_new_tokens = int(positive(v, 0)); }},
+       Type::integer, [](PipelineConfig& c, const Value& v) { c.max_new_tokens = positive_int(v, 0); }},
       {{"generation", "temperature", "float", "generation_config.json, else 0",
         "Sampling temperature; 0 = greedy. A model whose generation_config.json says do_sample = false is greedy unless this is set."},
        Type::floating,
@@ -144,7 +154,7 @@ const std::vector<KeyDef>& defs() {
          c.temperature = v.f;
        }},
       {{"generation", "top_k", "integer", "generation_config.json, else 0 (off)", "Keep the k most likely tokens."},
-       Type::integer, [](PipelineConfig& c, const Value& v) { c.top_k = int(positive(v, 0)); }},
+       Type::integer, [](PipelineConfig& c, const Value& v) { c.top_k = positive_int(v, 0); }},
       {{"generation", "top_p", "float", "generation_config.json, else 1.0 (off)", "Nucleus sampling mass."},
        Type::floating,
        [](PipelineConfig& c, const Value& v) {
@@ -244,6 +254,7 @@ Value to_value(const toml::node& n, Type t, const std::string& where, const std:
       if (n.is_integer()) v.f = double(*n.value<int64_t>());
       else if (n.is_floating_point()) v.f = *n.value<double>();
       else return mismatch();
+      if (!std::isfinite(v.f)) fail(ErrorKind::usage, where + ": must be a finite number (got " + std::to_string(v.f) + ")");
       break;
     case Type::boolean:
       if (!n.is_boolean()) return mismatch();
