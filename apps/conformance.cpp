@@ -50,6 +50,21 @@ void expect_ok(const Status& s, const std::string& what) {
   if (!s.ok()) failed(what + " failed (" + error_kind_name(s.kind) + "): " + s.message);
 }
 
+// Loads output rows off .. off + N of the checkpoint's "layer.proj" ([total, K] with a bias).
+std::unique_ptr<Linear> load_proj_slice(WeightFormat& wf, const Checkpoint& ckpt, Device& dev, int64_t K, int64_t N,
+                                        int64_t off, int64_t total) {
+  LinearSpec spec;
+  spec.prefix = "layer.proj";
+  spec.in_features = K;
+  spec.out_features = N;
+  spec.out_offset = off;
+  spec.out_total = total;
+  spec.bias = true;
+  std::unique_ptr<Linear> lin;
+  expect_ok(wf.load_linear(ckpt, spec, dev, &lin), "load_linear");
+  return lin;
+}
+
 std::string num(double v) {
   char b[40];
   std::snprintf(b, sizeof b, "%.3g", v);
@@ -791,15 +806,7 @@ void check_weights(const LoadedPlugin& lp, Device& cpu, Checks& ck) {
         for (int64_t k = 0; k < K; ++k) W[size_t(n * K + k)] = load_f32(tw.data, dt, size_t((off + n) * K + k));
         b[size_t(n)] = load_f32(tb.data, dt, size_t(off + n));
       }
-      LinearSpec spec;
-      spec.prefix = "layer.proj";
-      spec.in_features = K;
-      spec.out_features = N;
-      spec.out_offset = off;
-      spec.out_total = total;
-      spec.bias = true;
-      std::unique_ptr<Linear> lin;
-      expect_ok(wf->load_linear(ckpt, spec, cpu, &lin), "load_linear");
+      std::unique_ptr<Linear> lin = load_proj_slice(*wf, ckpt, cpu, K, N, off, total);
       expect(lin && lin->in_features() == K && lin->out_features() == N,
              "the Linear's in/out features are not 64/24 (rows 8..31 of a [40, 64] tensor)");
       expect(lin->device_bytes() > 0, "device_bytes() is 0");
@@ -862,15 +869,7 @@ void check_weights(const LoadedPlugin& lp, Device& cpu, Checks& ck) {
           }
           b[size_t(n)] = f16_to_f32(bias[size_t(col)]);
         }
-        LinearSpec spec;
-        spec.prefix = "layer.proj";
-        spec.in_features = K;
-        spec.out_features = N;
-        spec.out_offset = off;
-        spec.out_total = total;
-        spec.bias = true;
-        std::unique_ptr<Linear> lin;
-        expect_ok(wf->load_linear(ckpt, spec, cpu, &lin), "load_linear");
+        std::unique_ptr<Linear> lin = load_proj_slice(*wf, ckpt, cpu, K, N, off, total);
         expect(lin && lin->in_features() == K && lin->out_features() == N, "the Linear's in/out features are not 128/32");
         double worst = 0;
         for (int M : {1, 3, 17}) worst = std::max(worst, linear_error(*lin, W, b, M, rng));
