@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Kernel time breakdown of one batch-1 decode step of the Qwen-7B shape (through gpu-run.sh):
+# Kernel time breakdown of one decode step of the Qwen-7B shape (through gpu-run.sh), batch 1, or
+# batch $BATCH with BATCH set (e.g. BATCH=64 ATTN=naive CACHE=int8):
 # ncu times every kernel of the run; the summary groups the last step's kernels by name.
 set -uo pipefail
 out=${OUT:-gpu-logs}
 mkdir -p "$out"
 printf '[model]\nsynthetic = "qwen-7b"\nsynthetic_weights = "%s"\n[backend]\ndevice = "cuda"\ngraphs = false\n[attention]\nkind = "%s"\n[cache]\ntype = "%s"\n' \
   "${WEIGHTS:-bf16}" "${ATTN:-flash}" "${CACHE:-fp16}" > /tmp/prof.toml
-ncu --csv --metrics gpu__time_duration.sum --launch-skip ${SKIP:-700} --launch-count ${COUNT:-1200} \
-  build-cuda/apps/kvrun generate -c /tmp/prof.toml --prompt-ids 1,2,3,4 --max-new-tokens 4 > "$out/ncu.csv" 2> "$out/ncu.err"
+if [ -n "${BATCH:-}" ]; then  # a decode step at batch BATCH: kvrun bench, no batch-1 warmup
+  ncu --csv --metrics gpu__time_duration.sum --launch-skip ${SKIP:-2200} --launch-count ${COUNT:-1000} \
+    build-cuda/apps/kvrun bench -c /tmp/prof.toml --batch "$BATCH" --prompt-tokens 32 --new-tokens 8 --warmup-tokens 0 \
+    > "$out/ncu.csv" 2> "$out/ncu.err"
+else
+  ncu --csv --metrics gpu__time_duration.sum --launch-skip ${SKIP:-700} --launch-count ${COUNT:-1200} \
+    build-cuda/apps/kvrun generate -c /tmp/prof.toml --prompt-ids 1,2,3,4 --max-new-tokens 4 > "$out/ncu.csv" 2> "$out/ncu.err"
+fi
 python3 - "$out/ncu.csv" <<'PY'
 import csv, sys, collections
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
