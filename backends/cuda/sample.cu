@@ -2,7 +2,8 @@
 //
 // Mirrors kvrun::sample_row (core/src/sampler.cpp) step by step so that, on equal logits, the device
 // returns the same ids as the host:
-//   greedy (temperature ≤ 0): the first maximum (argmax_kernel);
+//   greedy (temperature ≤ 0): the first maximum (argmax_kernel; split over parts of the row when
+//   there are few rows: argmax_part_kernel + argmax_final_kernel);
 //   otherwise: candidates ordered by (logit desc, id asc) — a stable radix sort (CUB) of all V
 //   candidates; top-k keeps the first k; p_i = exp(logit_i/T − logit_0/T) / Σ, in double;
 //   top-p keeps the shortest prefix whose cumulative p reaches top_p; min-p keeps p_i ≥ min_p·p_0;
@@ -50,17 +51,13 @@ struct RowParam {
 // the smaller index on ties; NaN never wins.
 __device__ __forceinline__ bool better(float v, int i, float bv, int bi) { return v > bv || (v == bv && i < bi); }
 
-// ids[row] = first argmax of logits[row, 0..V).  rows: [grid] rows to do, or null (row = block).
-// If logits[row, 0] is NaN the host returns 0 (no comparison with NaN is true), and so does this.
-__global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(int32_t* ids, const float* __restrict__ logits,
-                                                                const int32_t* __restrict__ rows, int V) {
+// First maximum of l[begin, end) over the block: the (value, index) pair in thread 0.
+__device__ __forceinline__ void block_argmax(const float* __restrict__ l, int begin, int end, float& bv, int& bi) {
   __shared__ float s_val[kArgmaxThreads / 32];
   __shared__ int s_idx[kArgmaxThreads / 32];
-  const int row = rows ? rows[blockIdx.x] : int(blockIdx.x);
-  const float* l = logits + int64_t(row) * V;
-  float bv = -INFINITY;
-  int bi = INT_MAX;
-  for (int i = threadIdx.x; i < V; i += blockDim.x) {
+  bv = -INFINITY;
+  bi = INT_MAX;
+  for (int i = begin + int(threadIdx.x); i < end; i += int(blockDim.x)) {
     const float v = l[i];
     if (better(v, i, bv, bi)) {
       bv = v;
@@ -88,9 +85,63 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(int32_t* ids, co
         bv = s_val[w];
         bi = s_idx[w];
       }
-    if (bi == INT_MAX || isnan(l[0])) bi = 0;
-    ids[row] = bi;
   }
+}
+
+// ids[row] = first argmax of logits[row, 0..V).  rows: [grid] rows to do, or null (row = block).
+// If logits[row, 0] is NaN the host returns 0 (no comparison with NaN is true), and so does this.
+__global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(int32_t* ids, const float* __restrict__ logits,
+                                                                const int32_t* __restrict__ rows, int V) {
+  const int row = rows ? rows[blockIdx.x] : int(blockIdx.x);
+  const float* l = logits + int64_t(row) * V;
+  float bv;
+  int bi;
+  block_argmax(l, 0, V, bv, bi);
+  if (threadIdx.x == 0) ids[row] = (bi == INT_MAX || isnan(l[0])) ? 0 : bi;
+}
+
+// Few rows over a large vocabulary (batch-1 decode: one block would read 150k logits alone):
+// block (p, row) writes the first maximum of part p, logits[row, p·chunk .. (p+1)·chunk), to
+// part_val/part_idx [rows, P]; argmax_final_kernel (one warp per row) picks the first maximum of
+// the P parts — the same (value, index) order, so the same id as argmax_kernel.
+__global__ void __launch_bounds__(kArgmaxThreads) argmax_part_kernel(float* __restrict__ part_val,
+                                                                     int32_t* __restrict__ part_idx,
+                                                                     const float* __restrict__ logits, int V, int chunk) {
+  const int p = blockIdx.x, row = blockIdx.y, P = gridDim.x;
+  const int begin = p * chunk, end = min(V, begin + chunk);
+  float bv;
+  int bi;
+  block_argmax(logits + int64_t(row) * V, begin, end, bv, bi);
+  if (threadIdx.x == 0) {
+    part_val[row * P + p] = bv;
+    part_idx[row * P + p] = bi;
+  }
+}
+
+__global__ void argmax_final_kernel(int32_t* ids, const float* __restrict__ part_val,
+                                    const int32_t* __restrict__ part_idx, const float* __restrict__ logits, int V,
+                                    int P) {
+  const int row = blockIdx.x, lane = threadIdx.x;
+  float bv = -INFINITY;
+  int bi = INT_MAX;
+  for (int p = lane; p < P; p += 32) {
+    const float v = part_val[row * P + p];
+    const int i = part_idx[row * P + p];
+    if (better(v, i, bv, bi)) {
+      bv = v;
+      bi = i;
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (better(ov, oi, bv, bi)) {
+      bv = ov;
+      bi = oi;
+    }
+  }
+  if (lane == 0) ids[row] = (bi == INT_MAX || isnan(logits[int64_t(row) * V])) ? 0 : bi;
 }
 
 // ---- sort keys -------------------------------------------------------------------------------
@@ -258,6 +309,21 @@ void CudaOps::sample_impl(int32_t* ids, TensorView logits, const SampleParams* p
 
   // All greedy: one kernel, nothing uploaded (capturable in a CUDA graph).
   if (sampled.empty()) {
+    // Fewer rows than twice the SMs: split each row into parts of ≥ 4096 logits.
+    const int64_t parts = std::min<int64_t>((2 * int64_t(sm_count_) + B - 1) / B, V / 4096);
+    if (parts >= 2 && B <= 65535) {
+      const int64_t chunk = (V + parts - 1) / parts;
+      const int P = int((V + chunk - 1) / chunk);
+      char* ws = static_cast<char*>(workspace(size_t(B * P) * (sizeof(float) + sizeof(int32_t)), "sample"));
+      auto* pv = reinterpret_cast<float*>(ws);
+      auto* pi = reinterpret_cast<int32_t*>(ws + size_t(B * P) * sizeof(float));
+      argmax_part_kernel<<<dim3(unsigned(P), unsigned(B)), kArgmaxThreads, 0, st>>>(pv, pi, logits.as<const float>(),
+                                                                                   int(V), int(chunk));
+      KVRUN_CUDA_CHECK_LAUNCH("argmax_part_kernel");
+      argmax_final_kernel<<<unsigned(B), 32, 0, st>>>(ids, pv, pi, logits.as<const float>(), int(V), P);
+      KVRUN_CUDA_CHECK_LAUNCH("argmax_final_kernel");
+      return;
+    }
     argmax_kernel<<<unsigned(B), kArgmaxThreads, 0, st>>>(ids, logits.as<const float>(), nullptr, int(V));
     KVRUN_CUDA_CHECK_LAUNCH("argmax_kernel");
     return;

@@ -2,6 +2,10 @@
 //
 //  * at load the packed arrays are transposed once so each output column's words are contiguous
 //    (layout in the device code below).
+//  * 4-bit Linears whose k-tiles of 16 rows each lie in one group (the usual case) are rearranged
+//    at load for the tensor cores, and decode (M ≤ kCudaFusedMaxM) runs gemv_mma_kernel: codes
+//    dequantized to bf16 in registers, mma.sync with fp32 accumulation (layout and numerics at
+//    "int4 on the tensor cores" below). Everything else takes the paths described next.
 //  * M ≤ kCudaFusedMaxM (decode): gemv_kernel. A block owns four output columns and its warps
 //    split k; per 128-unit block every lane reads 16 bytes of each column (interleaved so that the
 //    warp's x reads are contiguous), turns codes into floats with integer ops only (2^23 + q as float bits),
@@ -21,7 +25,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "kvrun/cuda_plugin.cuh"
 #include "gptq_cuda.hpp"
@@ -248,6 +254,243 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
   }
 }
 
+// ---- int4 on the tensor cores (the layout used for 4-bit Linears where it applies) --------------
+//
+// Applies when bits = 4, Kp is a multiple of 64 and every 16-row k-tile lies in one group (all
+// Qwen/Llama checkpoints with group size 16·n or -1, act-order ones included after the sort).
+// Decode (M ≤ 8) multiplies with mma.sync m16n8k16 (bf16 in, fp32 accumulation): A = 16 output
+// columns × 16 rows of k, dequantized in registers; B = x (rows m of the batch = the 8 columns of
+// the n8 side, rows ≥ M zero). The codes become bf16 with integer ops: (code | 0x4300) is the bf16
+// of 128 + code, and 128 + code − (128 + zero) = code − zero exactly (one bf16x2 subtraction per two
+// codes); the group scale multiplies the fp32 accumulators. x is split into two bf16 parts,
+// x = hi + lo (hi = x rounded to bf16, lo = the remainder rounded), and both are multiplied: the
+// product error is ≤ 2^-17 relative per term, near fp32 (the weights are exact).
+//
+// At load the packed arrays are rearranged once, on the device:
+//   qm [NTp, KC, 32, 4] u32   NTp = column tiles of 16 (rounded up to even), KC = Kp / 64 chunks.
+//       Word i of lane l in (tile nt, chunk c) holds the 8 codes that lane l needs as its A fragment
+//       for k-tile i of the chunk (rows 64c + 16i .. +16), so a lane's 16-byte load brings the A
+//       fragments of 4 k-tiles and a warp's loads are 512 contiguous bytes:
+//         nibble p = 4·klo + 2·khi + rs  ↔  column 16·nt + (l >> 2) + 8·rs,
+//                                           row    64c + 16i + 4·(l & 3) + 2·khi + klo.
+//       (The mma's k slots 2t, 2t+1, 2t+8, 2t+9 of lane t are mapped to rows 4t .. 4t+3, so each
+//       lane reads its x as one float4 per k-tile.)
+//   sz [NTp, G, 8] uint2      entry e of (tile, group): .x = bf16 bits of 128 + zero of columns e
+//       (low half) and e + 8 (high half), .y = f16 scales of the same two columns. Padding
+//       columns: zero 0, scale 0 (their codes are 0 as well).
+// Weight bytes: the codes unchanged (plus padding columns), 4 bytes per column and group for
+// scale and zero (was 3).
+
+constexpr int kMmaWarps = 8;          // warps per block
+constexpr int kMmaTilesPerWarp = 2;   // column tiles a warp multiplies with the same x fragments
+constexpr int kMmaUnroll = 2;         // chunks whose weights are in flight per warp
+
+// qm[o] from the stored layout qw [Kp/8, N] (word r of column n holds rows 8r .. 8r+7, 4 bits
+// each). One thread per word of qm; total = NTp · KC · 128.
+__global__ void build_mma_kernel(const uint32_t* __restrict__ qw, uint32_t* __restrict__ qm, int64_t N, int64_t KC,
+                                 int64_t total) {
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
+    const int i = int(o & 3), l = int((o >> 2) & 31);
+    const int64_t c = (o >> 7) % KC, nt = (o >> 7) / KC;
+    const int g = l >> 2, t = l & 3;
+    uint32_t word = 0;
+#pragma unroll
+    for (int p = 0; p < 8; ++p) {
+      const int rs = p & 1, khi = (p >> 1) & 1, klo = p >> 2;
+      const int64_t n = nt * 16 + g + 8 * rs;
+      const int64_t k = c * 64 + 16 * i + 4 * t + 2 * khi + klo;
+      const uint32_t code = n < N ? (qw[(k >> 3) * N + n] >> (4 * (k & 7))) & 15u : 0u;
+      word |= code << (4 * p);
+    }
+    qm[o] = word;
+  }
+}
+
+// sz[o] from scales sc [G, N] (f16 bits) and zeros zp [G, N]. total = NTp · G · 8.
+__global__ void build_sz_kernel(const uint16_t* __restrict__ sc, const uint8_t* __restrict__ zp, uint2* __restrict__ sz,
+                                int64_t N, int64_t G, int64_t total) {
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
+    const int e = int(o & 7);
+    const int64_t grp = (o >> 3) % G, nt = (o >> 3) / G;
+    const int64_t n0 = nt * 16 + e, n1 = n0 + 8;
+    const uint32_t z0 = n0 < N ? zp[grp * N + n0] : 0u, z1 = n1 < N ? zp[grp * N + n1] : 0u;
+    const uint32_t s0 = n0 < N ? sc[grp * N + n0] : 0u, s1 = n1 < N ? sc[grp * N + n1] : 0u;
+    sz[o] = make_uint2((0x4300u | z0) | ((0x4300u | z1) << 16), s0 | (s1 << 16));
+  }
+}
+
+// 16-byte load of streamed weights: read-only path, not kept in L1.
+__device__ __forceinline__ uint4 load_stream_16b(const uint4* p) {
+  uint4 r;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ uint32_t bf16x2_sub(uint32_t a, uint32_t b) {
+  __nv_bfloat162 va, vb;
+  memcpy(&va, &a, 4);
+  memcpy(&vb, &b, 4);
+  const __nv_bfloat162 r = __hsub2(va, vb);
+  uint32_t u;
+  memcpy(&u, &r, 4);
+  return u;
+}
+
+__device__ __forceinline__ uint32_t bf16x2_bits(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  uint32_t u;
+  memcpy(&u, &v, 4);
+  return u;
+}
+
+// d[16x8] += a[16x16] · b[16x8], bf16 operands, fp32 accumulators.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Scale and bf16 zero pair of one lane for (tile, group): zz0/zz1 = 128 + zero of columns g and
+// g + 8 in both halves, s0/s1 their scales.
+struct LaneSz {
+  uint32_t zz0, zz1;
+  float s0, s1;
+};
+__device__ __forceinline__ LaneSz lane_sz(const uint2* __restrict__ sz, int64_t idx) {
+  const uint2 e = __ldg(sz + idx);
+  LaneSz r;
+  r.zz0 = __byte_perm(e.x, 0u, 0x1010);
+  r.zz1 = __byte_perm(e.x, 0u, 0x3232);
+  r.s0 = __half2float(__ushort_as_half(uint16_t(e.y & 0xffffu)));
+  r.s1 = __half2float(__ushort_as_half(uint16_t(e.y >> 16)));
+  return r;
+}
+
+// The A fragment (16 columns × 16 rows, bf16 q − z) of one k-tile from its word.
+__device__ __forceinline__ void dequant_a(uint32_t (&a)[4], uint32_t w, uint32_t zz0, uint32_t zz1) {
+  a[0] = bf16x2_sub((w & 0x000F000Fu) | 0x43004300u, zz0);
+  a[1] = bf16x2_sub(((w >> 4) & 0x000F000Fu) | 0x43004300u, zz1);
+  a[2] = bf16x2_sub(((w >> 8) & 0x000F000Fu) | 0x43004300u, zz0);
+  a[3] = bf16x2_sub(((w >> 12) & 0x000F000Fu) | 0x43004300u, zz1);
+}
+
+// y[M, N] = x[M, Kp] · W (+ bias), M ≤ 8, over the qm/sz layout.
+//   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
+//   x: [M, ldx] f32 (16-byte aligned rows), y: [M, N] f32, bias: [N] f32 or null.
+// A warp owns kMmaTilesPerWarp column tiles and the chunks [KC·part/ks, KC·(part+1)/ks) of k; the
+// ks warps of one tile pair are in the same block and add their partial sums through shared
+// memory in a fixed order (deterministic). kTileScale: the group can change inside a 64-row chunk
+// (group sizes 16, 32, or act-order with groups of 16·n rows), so scale per k-tile; otherwise
+// per chunk.
+// Fragment ownership (lane l, g = l >> 2, t = l & 3): B regs = x[m = g][4 rows of lane t];
+// accumulators d[0], d[1] = y[m = 2t, 2t+1][column g], d[2], d[3] = y[2t, 2t+1][column g + 8].
+template <bool kTileScale>
+__global__ void __launch_bounds__(kMmaWarps * 32)
+    gemv_mma_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
+                    const float* __restrict__ bias, const float* __restrict__ x, int64_t ldx, float* __restrict__ y,
+                    int M, int64_t N, int64_t NTp, int64_t KC, int64_t G, int ks) {
+  constexpr int TW = kMmaTilesPerWarp;
+  __shared__ float red[kMmaWarps][4 * TW][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int pair = warp / ks, part = warp % ks;
+  const int64_t nt0 = (int64_t(blockIdx.x) * (kMmaWarps / ks) + pair) * TW;
+  float acc[TW][4];
+#pragma unroll
+  for (int j = 0; j < TW; ++j)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) acc[j][r] = 0.f;
+
+  if (nt0 < NTp) {
+    const int64_t c_begin = KC * part / ks, c_end = KC * (part + 1) / ks;
+    const bool has_x = g < M;
+    const float* xr = x + int64_t(has_x ? g : 0) * ldx + 4 * t;
+    const uint4* qp = qm + nt0 * KC * 32 + lane;
+    for (int64_t c = c_begin; c < c_end; c += kMmaUnroll) {
+      uint4 q[kMmaUnroll][TW];
+#pragma unroll
+      for (int u = 0; u < kMmaUnroll; ++u)
+#pragma unroll
+        for (int j = 0; j < TW; ++j)
+          q[u][j] = c + u < c_end ? load_stream_16b(qp + (j * KC + c + u) * 32) : make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+      for (int u = 0; u < kMmaUnroll; ++u) {
+        const int64_t cc = c + u;
+        if (cc >= c_end) break;
+        // B fragments of the chunk's 4 k-tiles: hi and lo bf16 parts of x.
+        uint32_t bh[4][2], bl[4][2];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float4 v = has_x ? __ldg(reinterpret_cast<const float4*>(xr + cc * 64 + 16 * i))
+                                 : make_float4(0.f, 0.f, 0.f, 0.f);
+          bh[i][0] = bf16x2_bits(v.x, v.y);
+          bh[i][1] = bf16x2_bits(v.z, v.w);
+          bl[i][0] = bf16x2_bits(v.x - __uint_as_float(bh[i][0] << 16), v.y - __uint_as_float(bh[i][0] & 0xffff0000u));
+          bl[i][1] = bf16x2_bits(v.z - __uint_as_float(bh[i][1] << 16), v.w - __uint_as_float(bh[i][1] & 0xffff0000u));
+        }
+#pragma unroll
+        for (int j = 0; j < TW; ++j) {
+          const uint32_t words[4] = {q[u][j].x, q[u][j].y, q[u][j].z, q[u][j].w};
+          const int64_t sz_tile = (nt0 + j) * G * 8 + g;
+          LaneSz s{};
+          if constexpr (!kTileScale) s = lane_sz(sz, sz_tile + int64_t(__ldg(ug + 8 * cc)) * 8);
+          float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            if constexpr (kTileScale) s = lane_sz(sz, sz_tile + int64_t(__ldg(ug + 8 * cc + 2 * i)) * 8);
+            uint32_t a[4];
+            dequant_a(a, words[i], s.zz0, s.zz1);
+            mma_bf16(d, a, bh[i][0], bh[i][1]);
+            mma_bf16(d, a, bl[i][0], bl[i][1]);
+            if constexpr (kTileScale) {
+              acc[j][0] = fmaf(s.s0, d[0], acc[j][0]);
+              acc[j][1] = fmaf(s.s0, d[1], acc[j][1]);
+              acc[j][2] = fmaf(s.s1, d[2], acc[j][2]);
+              acc[j][3] = fmaf(s.s1, d[3], acc[j][3]);
+              d[0] = d[1] = d[2] = d[3] = 0.f;
+            }
+          }
+          if constexpr (!kTileScale) {
+            acc[j][0] = fmaf(s.s0, d[0], acc[j][0]);
+            acc[j][1] = fmaf(s.s0, d[1], acc[j][1]);
+            acc[j][2] = fmaf(s.s1, d[2], acc[j][2]);
+            acc[j][3] = fmaf(s.s1, d[3], acc[j][3]);
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < TW; ++j)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) red[warp][4 * j + r][lane] = acc[j][r];
+  __syncthreads();
+  if (part == 0 && nt0 < NTp) {
+#pragma unroll
+    for (int j = 0; j < TW; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int m = 2 * t + (r & 1);
+        const int64_t n = (nt0 + j) * 16 + g + 8 * (r >> 1);
+        if (m < M && n < N) {
+          float v = 0.f;
+          for (int p = 0; p < ks; ++p) v += red[warp + p][4 * j + r][lane];
+          y[int64_t(m) * N + n] = v + (bias ? bias[n] : 0.f);
+        }
+      }
+  }
+}
+
+// wt[n, k] (T = f16 or bf16, row stride Kp) = scale · (q − zero) from the qm/sz layout (the
+// prefill path). One thread per word of qm (8 codes: 4 pairs of adjacent rows); total = NTp·KC·128.
+template <class T>
+__global__ void __launch_bounds__(256) dequant_mma_kernel(const uint32_t* __restrict__ qm, const uint2* __restrict__ sz,
+                                                          const int32_t* __restrict__ ug, T* __restrict__ wt, int64_t N,
+                                                          int64_t KC, int64_t G, int64_t Kp, int64_t total);
+
 // Two dequantized weights as one 4-byte store of the workspace type.
 template <class T>
 struct Pair;
@@ -278,7 +521,6 @@ __global__ void __launch_bounds__(256) dequant_kernel(const uint32_t* __restrict
     const float s = half_bits_to_float(__ldg(sct + n * G + g));
     const float zm = kMagic + float(__ldg(zpt + n * G + g));
     uint32_t w[UW];
-#pragma unroll
     if constexpr (UW == 1) w[0] = __ldg(qwt + n * wp + word_pos(u, full));
     else
       for (int k = 0; k < UW; ++k) w[k] = __ldg(qwt + n * wp + u * UW + k);
@@ -286,6 +528,31 @@ __global__ void __launch_bounds__(256) dequant_kernel(const uint32_t* __restrict
 #pragma unroll
     for (int j = 0; j < R; j += 2)
       out[j / 2] = Pair<T>::make(s * (magic_code<BITS>(w, j) - zm), s * (magic_code<BITS>(w, j + 1) - zm));
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(256) dequant_mma_kernel(const uint32_t* __restrict__ qm, const uint2* __restrict__ sz,
+                                                          const int32_t* __restrict__ ug, T* __restrict__ wt, int64_t N,
+                                                          int64_t KC, int64_t G, int64_t Kp, int64_t total) {
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
+    const int i = int(o & 3), l = int((o >> 2) & 31);
+    const int64_t c = (o >> 7) % KC, nt = (o >> 7) / KC;
+    const int g = l >> 2, t = l & 3;
+    const uint32_t w = __ldg(qm + o);
+    const int64_t k0 = c * 64 + 16 * i + 4 * t;
+    const uint2 e = __ldg(sz + (nt * G + __ldg(ug + (c * 64 + 16 * i) / 8)) * 8 + g);
+#pragma unroll
+    for (int sft = 0; sft < 4; ++sft) {  // nibbles sft (row k0 + 2·khi) and sft + 4 (row k0 + 2·khi + 1)
+      const int rs = sft & 1, khi = sft >> 1;
+      const int64_t n = nt * 16 + g + 8 * rs;
+      if (n >= N) continue;
+      const float z = float((e.x >> (16 * rs)) & 0xffu);
+      const float s = half_bits_to_float(uint16_t(e.y >> (16 * rs)));
+      const float q0 = float((w >> (4 * sft)) & 15u), q1 = float((w >> (4 * sft + 16)) & 15u);
+      auto* out = reinterpret_cast<typename Pair<T>::V*>(wt + n * Kp + k0 + 2 * khi);
+      *out = Pair<T>::make(s * (q0 - z), s * (q1 - z));
+    }
   }
 }
 
@@ -351,7 +618,11 @@ class CudaLinear final : public GptqLinearBase {
   CudaLinear(Device& dev, const Layout& lay, std::shared_ptr<CudaScratch> scratch)
       : GptqLinearBase(dev, lay), scratch_(std::move(scratch)) {
     scratch_->reserve_wt(size_t(lay.N * lay.Kp));  // the prefill workspace is held from load time on
+    DeviceGuard dg(dev_.info().index);
+    GPTQ_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, dev_.info().index));
   }
+
+  size_t device_bytes() const noexcept override { return GptqLinearBase::device_bytes() + sz_.bytes(); }
 
   Status forward(TensorView y, TensorView x) noexcept override {
     return guard([&] {
@@ -382,6 +653,23 @@ class CudaLinear final : public GptqLinearBase {
       }
       float* Y = y.as<float>();
       const float* B = bias.empty() ? nullptr : bias.data();
+      if (mma_ && fused) {
+        const int64_t KC = lay_.Kp / 64, G = lay_.groups, pairs = ntp_ / kMmaTilesPerWarp;
+        // k split: more warps per tile pair while the grid would not give every SM 16 warps and
+        // each warp keeps at least 4 chunks.
+        int ks = 1;
+        while (ks < kMmaWarps && pairs * ks < 16LL * sm_count_ && KC / (2 * ks) >= 4) ks *= 2;
+        const unsigned blocks = unsigned((pairs + (kMmaWarps / ks) - 1) / (kMmaWarps / ks));
+        const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
+        if (tile_scale_)
+          gemv_mma_kernel<true><<<blocks, kMmaWarps * 32, 0, st>>>(qm, sz_.data(), unit_group.data(), B, X, ldx, Y,
+                                                                    int(M), N, ntp_, KC, G, ks);
+        else
+          gemv_mma_kernel<false><<<blocks, kMmaWarps * 32, 0, st>>>(qm, sz_.data(), unit_group.data(), B, X, ldx, Y,
+                                                                     int(M), N, ntp_, KC, G, ks);
+        GPTQ_CUDA_LAUNCHED("gemv_mma_kernel");
+        return;
+      }
       if (fused) {
         const int mb = M <= 1 ? 1 : M <= 2 ? 2 : M <= 4 ? 4 : 8;
         const unsigned blocks = unsigned((N + kRowsPerBlock - 1) / kRowsPerBlock);
@@ -418,6 +706,10 @@ class CudaLinear final : public GptqLinearBase {
     DeviceGuard dg(dev_.info().index);
     cudaStream_t st = static_cast<cudaStream_t>(dev_.queue().native_handle());
     check(dev_.queue().wait());  // the uploads are queued on the same stream; be explicit anyway
+    if (use_mma_layout()) {
+      build_mma_layout(st);
+      return;
+    }
     const int64_t rows = lay_.words_rows();
     wp_ = (rows + 3) / 4 * 4;
     full_ = unit_words(lay_.bits) == 1 ? lay_.units() / 128 * 128 : 0;
@@ -427,11 +719,54 @@ class CudaLinear final : public GptqLinearBase {
   }
 
  private:
+  // The tensor-core layout applies to 4 bits, Kp a multiple of 64 and every 16-row k-tile inside
+  // one group; tile_scale_ is set when a 64-row chunk may hold two groups.
+  bool use_mma_layout() {
+    if (lay_.bits != 4 || lay_.Kp % 64 != 0 || lay_.Kp == 0 || lay_.N == 0) return false;
+    const std::vector<int32_t> ug = unit_group.to_host();  // one group per 8-row unit
+    bool chunk_uniform = true;
+    for (size_t u = 0; u < ug.size(); u += 2) {
+      if (ug[u] != ug[u + 1]) return false;  // a k-tile of 16 rows spans two groups
+      if (u % 8 != 0 && ug[u] != ug[u - u % 8]) chunk_uniform = false;
+    }
+    tile_scale_ = !chunk_uniform;
+    return true;
+  }
+
+  void build_mma_layout(cudaStream_t st) {
+    const int64_t N = lay_.N, G = lay_.groups, KC = lay_.Kp / 64;
+    ntp_ = (N + 15) / 16;
+    ntp_ = (ntp_ + kMmaTilesPerWarp - 1) / kMmaTilesPerWarp * kMmaTilesPerWarp;
+    const int threads = 256;
+    Buffer<uint32_t> qm(dev_, size_t(ntp_ * KC * 128), MemCategory::weights);
+    const int64_t qm_total = ntp_ * KC * 128;
+    build_mma_kernel<<<unsigned(std::min<int64_t>((qm_total + threads - 1) / threads, 1 << 20)), threads, 0, st>>>(
+        qweight.data(), qm.data(), N, KC, qm_total);
+    GPTQ_CUDA_LAUNCHED("build_mma_kernel");
+    sz_ = Buffer<uint2>(dev_, size_t(ntp_ * G * 8), MemCategory::weights);
+    const int64_t sz_total = ntp_ * G * 8;
+    build_sz_kernel<<<unsigned(std::min<int64_t>((sz_total + threads - 1) / threads, 1 << 20)), threads, 0, st>>>(
+        scales.data(), zeros.data(), sz_.data(), N, G, sz_total);
+    GPTQ_CUDA_LAUNCHED("build_sz_kernel");
+    GPTQ_CUDA_CHECK(cudaStreamSynchronize(st));  // the old arrays are freed below
+    qweight = std::move(qm);
+    scales = Buffer<uint16_t>();
+    zeros = Buffer<uint8_t>();
+    mma_ = true;
+  }
+
   template <class T>
   void dequant(cudaStream_t st) {
     T* wt = reinterpret_cast<T*>(scratch_->wt.data());
     const int64_t N = lay_.N, U = lay_.units(), G = lay_.groups;
     const int threads = 256;
+    if (mma_) {
+      const int64_t total = ntp_ * (lay_.Kp / 64) * 128;
+      dequant_mma_kernel<T><<<unsigned(std::min<int64_t>((total + threads - 1) / threads, 1 << 20)), threads, 0, st>>>(
+          qweight.data(), sz_.data(), unit_group.data(), wt, N, lay_.Kp / 64, G, lay_.Kp, total);
+      GPTQ_CUDA_LAUNCHED("dequant_mma_kernel");
+      return;
+    }
     const unsigned blocks = unsigned(std::min<int64_t>((N * U + threads - 1) / threads, 1 << 20));
     const auto* qw = qweight.data();
     const auto* sc = scales.data();
@@ -447,6 +782,11 @@ class CudaLinear final : public GptqLinearBase {
     GPTQ_CUDA_LAUNCHED("dequant_kernel");
   }
 
+  bool mma_ = false;         // qweight holds the tensor-core layout qm, sz_ its scales and zeros
+  bool tile_scale_ = false;  // (mma_) the group may change inside a 64-row chunk
+  int64_t ntp_ = 0;          // (mma_) column tiles of 16, padded to whole tile pairs
+  Buffer<uint2> sz_;         // (mma_) [ntp_, groups, 8]
+  int sm_count_ = 1;
   int64_t wp_ = 0;    // row stride of the transposed qweight, in words
   int64_t full_ = 0;  // words of each column in interleaved 128-word blocks
   std::shared_ptr<CudaScratch> scratch_;

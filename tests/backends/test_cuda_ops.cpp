@@ -731,6 +731,28 @@ TEST_CASE("cuda: greedy sample == CPU argmax (first maximum)") {
   CHECK(got[3] == 7);
   for (int64_t b = 0; b < B; ++b)
     CHECK(got[size_t(b)] == sample_row(logits.data() + b * V, int32_t(V), 0.f, 0, 1.f, 0.f, 0, 0));
+
+  // One row at a time (batch-1 decode splits the row into parts: a tie across parts, the maximum
+  // in the last part, NaN in logits[0]), and 300 rows (one block per row).
+  logits[size_t(4 * V)] = NAN;
+  for (int64_t b = 0; b < B; ++b) {
+    INFO("row " << b);
+    Buffer<float> row = to_gpu(G, std::vector<float>(logits.begin() + b * V, logits.begin() + (b + 1) * V));
+    Buffer<int32_t> id(G, 1, MemCategory::workspace);
+    poison(G, id);
+    check(gops.sample(id.data(), row.view(DType::f32, {1, V}), params.data()));
+    CHECK(id.to_host()[0] == sample_row(logits.data() + b * V, int32_t(V), 0.f, 0, 1.f, 0.f, 0, 0));
+  }
+  const int64_t B2 = 300, V2 = 5000;
+  std::vector<float> many = randn(size_t(B2 * V2), 92, 3.f);
+  std::vector<SampleParams> params2(static_cast<size_t>(B2));
+  Buffer<float> dm = to_gpu(G, many);
+  Buffer<int32_t> ids2(G, size_t(B2), MemCategory::workspace);
+  poison(G, ids2);
+  check(gops.sample(ids2.data(), dm.view(DType::f32, {B2, V2}), params2.data()));
+  const std::vector<int32_t> got2 = ids2.to_host();
+  for (int64_t b = 0; b < B2; ++b)
+    CHECK(got2[size_t(b)] == sample_row(many.data() + b * V2, int32_t(V2), 0.f, 0, 1.f, 0.f, 0, 0));
 }
 
 TEST_CASE("cuda: seeded top-k / top-p / min-p sampling == CPU on the same logits") {
