@@ -36,15 +36,13 @@ constexpr int kBN = 64;             // keys per tile
 constexpr int kWarps = kBM / 16;    // one m16 row slab per warp
 constexpr int kThreads = kWarps * 32;
 constexpr int kMinSplitKeys = 256;  // a split part covers at least this many keys
-// Split-K is off by default: on the H200 the split path gives wrong results (relative error
-// 1e9..1e20 against the CPU reference in test_attention_cuda) for decode over caches of 2047 and
-// 4096 keys (7 and 16 parts) while 512..1000 keys (2..3 parts) pass; the cause is not found yet.
-// Every step runs unsplit (correct, slower for long single-sequence decode).
-// KVRUN_FLASH_SPLITK=1 turns it on, to debug it with that test.
+// Split-K is on by default (used when a step has too few blocks to fill the device and its longest
+// cache has at least 2 · kMinSplitKeys keys). KVRUN_FLASH_SPLITK=0 turns it off (every step runs
+// unsplit). It was off until combine_kernel's wrong results for 4+ parts were found (see there).
 bool split_k_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("KVRUN_FLASH_SPLITK");
-    return e && std::string(e) == "1";
+    return !(e && std::string(e) == "0");
   }();
   return on;
 }
@@ -330,27 +328,44 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
   }
 }
 
-// grid num_tokens · H, blockDim D: merges the split parts of one (token, head) row.
+// grid num_tokens · H, blockDim D: merges the split parts of one (token, head) row. A part with
+// l = 0 (no keys: empty split range, or every key masked) gets weight 0 and its m and O are never
+// read, so an empty part cannot turn the row into NaN/inf whatever its workspace holds.
+// The z loops stay rolled (#pragma unroll 1): the previous version of this kernel, the same
+// arithmetic with unrolled z loops, gave wrong results on the H200 for 4 and more parts when built
+// with nvcc 13.0.88 for sm_90 (the same source with the loops rolled is correct; see the commit
+// that added this comment). Do not let the compiler unroll them again without rerunning the test.
 __global__ void combine_kernel(float* __restrict__ out,               // [num_tokens, H, D] f32
                                const float* __restrict__ partial_o,   // [splits, num_tokens · H, D] f32
                                const float* __restrict__ partial_ml,  // [splits, num_tokens · H, 2] f32
                                int splits, int64_t rows, int D) {
+  __shared__ float w[kMaxSplits];  // weight of each part: 2^(m_z − M), 0 for an empty part
+  __shared__ float inv_l;
   const int64_t row = blockIdx.x;
-  float M = -INFINITY;
-  for (int z = 0; z < splits; ++z) M = fmaxf(M, partial_ml[(z * rows + row) * 2]);
-  float L = 0.f;
-  for (int z = 0; z < splits; ++z) {
-    const float lz = partial_ml[(z * rows + row) * 2 + 1];
-    if (lz > 0.f) L += lz * exp2f(partial_ml[(z * rows + row) * 2] - M);
+  if (threadIdx.x == 0) {
+    float M = -INFINITY;
+#pragma unroll 1
+    for (int z = 0; z < splits; ++z) {
+      const float* ml = partial_ml + (int64_t(z) * rows + row) * 2;
+      if (ml[1] > 0.f) M = fmaxf(M, ml[0]);
+    }
+    float L = 0.f;
+#pragma unroll 1
+    for (int z = 0; z < splits; ++z) {
+      const float* ml = partial_ml + (int64_t(z) * rows + row) * 2;
+      const float wz = ml[1] > 0.f ? exp2f(ml[0] - M) : 0.f;
+      w[z] = wz;
+      L += ml[1] * wz;
+    }
+    inv_l = 1.f / L;  // L >= 1: the part holding the row max contributes l >= 1 with weight 1
   }
-  const float inv = 1.f / L;
+  __syncthreads();
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float acc = 0.f;
-    for (int z = 0; z < splits; ++z) {
-      const float lz = partial_ml[(z * rows + row) * 2 + 1];
-      if (lz > 0.f) acc += partial_o[(z * rows + row) * D + d] * exp2f(partial_ml[(z * rows + row) * 2] - M);
-    }
-    out[row * D + d] = acc * inv;
+#pragma unroll 1
+    for (int z = 0; z < splits; ++z)
+      if (w[z] != 0.f) acc += partial_o[(int64_t(z) * rows + row) * D + d] * w[z];
+    out[row * D + d] = acc * inv_l;
   }
 }
 
