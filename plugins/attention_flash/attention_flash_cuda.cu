@@ -11,6 +11,10 @@
 // causal mask, running max m / sum l per row, O = O·correction + P·V with P converted to the
 // element type in registers (the accumulator layout of S is the A-operand layout of P·V).
 //
+// Decode (at most 16 query rows per sequence and KV head, e.g. one token with G <= 16) would leave
+// warps 1..3 idle; there the block owns one 16-row slab and its 4 warps split every key tile (warp
+// w: keys 16·w .. 16·w + 15), each with its own m, l and O, merged in warp order at the end.
+//
 // Split-K (decode, short query batches): when the step has too few blocks to fill the device the
 // keys of each block are split into gridDim.z parts; each writes an unnormalized partial O with
 // its m and l to the workspace and combine_kernel merges them. The split ranges are computed on
@@ -35,16 +39,15 @@ constexpr int kBM = 64;             // query rows per block
 constexpr int kBN = 64;             // keys per tile
 constexpr int kWarps = kBM / 16;    // one m16 row slab per warp
 constexpr int kThreads = kWarps * 32;
+constexpr int kDecodeKW = 4;        // warps per slab (key split) of the decode kernel
 constexpr int kMinSplitKeys = 256;  // a split part covers at least this many keys
-// Split-K is off by default: on the H200 the split path gives wrong results (relative error
-// 1e9..1e20 against the CPU reference in test_attention_cuda) for decode over caches of 2047 and
-// 4096 keys (7 and 16 parts) while 512..1000 keys (2..3 parts) pass; the cause is not found yet.
-// Every step runs unsplit (correct, slower for long single-sequence decode).
-// KVRUN_FLASH_SPLITK=1 turns it on, to debug it with that test.
+// Split-K is on by default (used when a step has too few blocks to fill the device and its longest
+// cache has at least 2 · kMinSplitKeys keys). KVRUN_FLASH_SPLITK=0 turns it off (every step runs
+// unsplit). It was off until combine_kernel's wrong results for 4+ parts were found (see there).
 bool split_k_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("KVRUN_FLASH_SPLITK");
-    return e && std::string(e) == "1";
+    return !(e && std::string(e) == "0");
   }();
   return on;
 }
@@ -135,28 +138,39 @@ __device__ __forceinline__ void load_tile(uint16_t* __restrict__ tile,          
 
 // ---- The attention kernel -----------------------------------------------------------------------
 
-// grid (ceil(max_q_len · G / kBM), num_seqs · Hkv, splits), kThreads threads.
+// KW: warps per 16-row slab. KW = 1 (prefill): 4 slabs, 64 rows per block, each warp computes
+// every key of a tile for its own 16 rows. KW = 4 (decode, at most 16 query rows per sequence and
+// KV head): one slab of 16 rows, and warp w computes keys 16·w .. 16·w + 15 of every tile, with
+// its own running m, l and O; the 4 states are merged through shared memory at the end, in warp
+// order (deterministic).
+// grid (ceil(max_q_len · G / (16 · kWarps / KW)), num_seqs · Hkv, splits), kThreads threads.
 // blockIdx.x: row tile; blockIdx.y: s · Hkv + g; blockIdx.z: split part.
-template <int D, bool kBf16>
+template <int D, bool kBf16, int KW>
 __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
   static_assert(D % 16 == 0 && D <= 256, "head_dim must be a multiple of 16");
+  static_assert(KW == 1 || KW == 2 || KW == 4, "KW divides kWarps");
   constexpr int kStride = D + 8;  // shared row stride in elements: 16-byte aligned, conflict-free fragments
   constexpr int kKT = D / 16;     // k-steps of Q·Kᵀ
   constexpr int kDT = D / 8;      // n-tiles of O
-  __shared__ __align__(16) uint16_t ks[kBN * kStride];  // K tile [kBN, D + 8]
-  __shared__ __align__(16) uint16_t vs[kBN * kStride];  // V tile [kBN, D + 8]
+  constexpr int kSlabs = kWarps / KW;   // 16-row slabs per block
+  constexpr int kRows = 16 * kSlabs;    // query rows per block
+  constexpr int kSliceN = kBN / KW;     // keys of a tile per warp
+  // K tile [kBN, D + 8], then V tile [kBN, D + 8]; reused as f32 for the merge of the KW states.
+  __shared__ __align__(16) uint16_t smem[2 * kBN * kStride];
+  uint16_t* const ks = smem;
+  uint16_t* const vs = smem + kBN * kStride;
 
   const int H = p.H, Hkv = p.Hkv, G = H / Hkv;
   const int s = blockIdx.y / Hkv, g = blockIdx.y % Hkv;
   const int qs = p.q_start[s], ql = p.q_start[s + 1] - qs;
   const int past = p.kv_len[s] - ql;
   const int nrows = ql * G;
-  const int row0 = blockIdx.x * kBM;
+  const int row0 = blockIdx.x * kRows;
   if (row0 >= nrows) return;  // whole block: this sequence has fewer query rows
 
   // Keys this block needs (causal: up to its last row's position), and this split's part of them
   // in whole tiles.
-  const int kv_end = past + (min(row0 + kBM, nrows) - 1) / G + 1;
+  const int kv_end = past + (min(row0 + kRows, nrows) - 1) / G + 1;
   const int nsplit = gridDim.z;
   const int tiles = (kv_end + kBN - 1) / kBN;
   const int tiles_per_split = (tiles + nsplit - 1) / nsplit;
@@ -165,18 +179,20 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gid = lane >> 2, tig = lane & 3;  // mma fragment coordinates
+  const int slab = warp / KW, kpart = warp % KW;  // this warp's rows, and its keys of each tile
+  const int key0 = kpart * kSliceN;               // first key of this warp's slice of a tile
   // This thread's two rows: gid and gid + 8 of the warp's slab.
   bool valid[2];
   int pos[2], tok[2], head[2];
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
-    const int r = row0 + warp * 16 + gid + 8 * i;
+    const int r = row0 + slab * 16 + gid + 8 * i;
     valid[i] = r < nrows;
     pos[i] = valid[i] ? past + r / G : -1;  // -1: every key masked
     tok[i] = qs + (valid[i] ? r / G : 0);
     head[i] = g * G + (valid[i] ? r % G : 0);
   }
-  const bool warp_active = row0 + warp * 16 < nrows;
+  const bool warp_active = row0 + slab * 16 < nrows;
 
   float m[2] = {-INFINITY, -INFINITY};  // running max (exp2 domain)
   float l[2] = {0.f, 0.f};              // running sum of this thread's columns
@@ -213,17 +229,17 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
       cp_async_wait<1>();  // K of this tile has landed (V may be in flight)
       __syncthreads();
 
-      uint32_t pa[kBN / 16][4];  // P as A fragments, one per 16-key k-step of P·V
+      uint32_t pa[kSliceN / 16][4];  // P as A fragments, one per 16-key k-step of P·V
       if (warp_active) {
-        float sc[kBN / 8][4];  // S accumulators [key n-tile][c0..c3]
+        float sc[kSliceN / 8][4];  // S accumulators [key n-tile of the slice][c0..c3]
 #pragma unroll
-        for (int nt = 0; nt < kBN / 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+        for (int nt = 0; nt < kSliceN / 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
 #pragma unroll
         for (int kk = 0; kk < kKT; ++kk) {
 #pragma unroll
-          for (int nt = 0; nt < kBN / 8; ++nt) {
+          for (int nt = 0; nt < kSliceN / 8; ++nt) {
             // B = Kᵀ (16 dims x 8 keys), column-major = K rows: b0 dims 2·tig..+1, b1 dims 8+2·tig..+1 of key gid.
-            const uint16_t* kr = ks + (nt * 8 + gid) * kStride + kk * 16 + tig * 2;
+            const uint16_t* kr = ks + (key0 + nt * 8 + gid) * kStride + kk * 16 + tig * 2;
             mma16816<kBf16>(sc[nt], qa[kk], *reinterpret_cast<const uint32_t*>(kr),
                             *reinterpret_cast<const uint32_t*>(kr + 8));
           }
@@ -231,11 +247,11 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
         // Mask (causal, and this split's range) and the tile's row max; c0,c1 are row gid, c2,c3 row gid+8.
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-        for (int nt = 0; nt < kBN / 8; ++nt) {
+        for (int nt = 0; nt < kSliceN / 8; ++nt) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const int i = e >> 1;
-            const int key = j0 + nt * 8 + tig * 2 + (e & 1);
+            const int key = j0 + key0 + nt * 8 + tig * 2 + (e & 1);
             const float x = (key < j_end && key <= pos[i]) ? sc[nt][e] * p.scale_log2 : -INFINITY;
             sc[nt][e] = x;
             mx[i] = fmaxf(mx[i], x);
@@ -259,7 +275,7 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
           }
         }
 #pragma unroll
-        for (int nt = 0; nt < kBN / 8; ++nt) {
+        for (int nt = 0; nt < kSliceN / 8; ++nt) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const float pe = exp2f(sc[nt][e] - m_use[e >> 1]);
@@ -269,7 +285,7 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
         }
         // The C layout of n-tiles 2·kk and 2·kk+1 is the A layout of keys 16·kk .. 16·kk+15.
 #pragma unroll
-        for (int kk = 0; kk < kBN / 16; ++kk) {
+        for (int kk = 0; kk < kSliceN / 16; ++kk) {
           pa[kk][0] = pack2<kBf16>(sc[2 * kk][0], sc[2 * kk][1]);
           pa[kk][1] = pack2<kBf16>(sc[2 * kk][2], sc[2 * kk][3]);
           pa[kk][2] = pack2<kBf16>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
@@ -285,11 +301,11 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
       }
       if (warp_active) {
 #pragma unroll
-        for (int kk = 0; kk < kBN / 16; ++kk) {
+        for (int kk = 0; kk < kSliceN / 16; ++kk) {
 #pragma unroll
           for (int dt = 0; dt < kDT; ++dt) {
             // B = V (16 keys x 8 dims), column-major: b0 keys 16·kk+2·tig..+1, b1 keys +8, dim 8·dt+gid.
-            const uint16_t* vr = vs + (kk * 16 + tig * 2) * kStride + dt * 8 + gid;
+            const uint16_t* vr = vs + (key0 + kk * 16 + tig * 2) * kStride + dt * 8 + gid;
             const uint32_t b0 = uint32_t(vr[0]) | (uint32_t(vr[kStride]) << 16);
             const uint32_t b1 = uint32_t(vr[8 * kStride]) | (uint32_t(vr[9 * kStride]) << 16);
             mma16816<kBf16>(o[dt], pa[kk], b0, b1);
@@ -305,6 +321,64 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
   for (int i = 0; i < 2; ++i) {
     l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
     l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+  }
+  if constexpr (KW > 1) {
+    // Merge the KW states of each slab: every warp stores its m, l and unnormalized O (the shared
+    // tiles are free: the key loop ended with a barrier and left no copy in flight), then warp
+    // kpart 0 of the slab combines them in warp order: M = max m_k over the states with l_k > 0,
+    // w_k = 2^(m_k − M) (0 for a state without keys: its m and O are not used), L = Σ l_k·w_k,
+    // O = Σ O_k·w_k, k = 0 .. KW − 1.
+    constexpr int kOStride = D + 4;  // f32 row stride of the stored O
+    static_assert(kWarps * 16 * (kOStride + 2) * 4 <= int(sizeof(smem)), "merge buffer fits the tiles");
+    float* const ored = reinterpret_cast<float*>(smem);          // [kWarps][16][D + 4]
+    float* const mlred = ored + kWarps * 16 * kOStride;          // [kWarps][16][2]
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int r = gid + 8 * i;
+      float* orow = ored + (warp * 16 + r) * kOStride + tig * 2;
+#pragma unroll
+      for (int dt = 0; dt < kDT; ++dt)
+        *reinterpret_cast<float2*>(orow + dt * 8) = make_float2(o[dt][2 * i], o[dt][2 * i + 1]);
+      if (tig == 0) {
+        mlred[(warp * 16 + r) * 2] = m[i];
+        mlred[(warp * 16 + r) * 2 + 1] = l[i];
+      }
+    }
+    __syncthreads();
+    if (kpart != 0) return;  // no barrier follows
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int r = gid + 8 * i;
+      float M = -INFINITY;
+#pragma unroll
+      for (int k = 0; k < KW; ++k) {
+        const float* ml = mlred + ((slab * KW + k) * 16 + r) * 2;
+        if (ml[1] > 0.f) M = fmaxf(M, ml[0]);
+      }
+      float wk[KW];
+      float L = 0.f;
+#pragma unroll
+      for (int k = 0; k < KW; ++k) {
+        const float* ml = mlred + ((slab * KW + k) * 16 + r) * 2;
+        wk[k] = ml[1] > 0.f ? exp2f(ml[0] - M) : 0.f;
+        L += ml[1] * wk[k];
+      }
+#pragma unroll
+      for (int dt = 0; dt < kDT; ++dt) {
+        float a0 = 0.f, a1 = 0.f;
+#pragma unroll
+        for (int k = 0; k < KW; ++k) {
+          if (wk[k] == 0.f) continue;
+          const float2 x = *reinterpret_cast<const float2*>(ored + ((slab * KW + k) * 16 + r) * kOStride + dt * 8 + tig * 2);
+          a0 += x.x * wk[k];
+          a1 += x.y * wk[k];
+        }
+        o[dt][2 * i] = a0;
+        o[dt][2 * i + 1] = a1;
+      }
+      m[i] = M;
+      l[i] = L;
+    }
   }
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
@@ -330,42 +404,67 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
   }
 }
 
-// grid num_tokens · H, blockDim D: merges the split parts of one (token, head) row.
+// grid num_tokens · H, blockDim D: merges the split parts of one (token, head) row. A part with
+// l = 0 (no keys: empty split range, or every key masked) gets weight 0 and its m and O are never
+// read, so an empty part cannot turn the row into NaN/inf whatever its workspace holds.
+// The z loops stay rolled (#pragma unroll 1): the previous version of this kernel, the same
+// arithmetic with unrolled z loops, gave wrong results on the H200 for 4 and more parts when built
+// with nvcc 13.0.88 for sm_90 (the same source with the loops rolled is correct; see the commit
+// that added this comment). Do not let the compiler unroll them again without rerunning the test.
 __global__ void combine_kernel(float* __restrict__ out,               // [num_tokens, H, D] f32
                                const float* __restrict__ partial_o,   // [splits, num_tokens · H, D] f32
                                const float* __restrict__ partial_ml,  // [splits, num_tokens · H, 2] f32
                                int splits, int64_t rows, int D) {
+  __shared__ float w[kMaxSplits];  // weight of each part: 2^(m_z − M), 0 for an empty part
+  __shared__ float inv_l;
   const int64_t row = blockIdx.x;
-  float M = -INFINITY;
-  for (int z = 0; z < splits; ++z) M = fmaxf(M, partial_ml[(z * rows + row) * 2]);
-  float L = 0.f;
-  for (int z = 0; z < splits; ++z) {
-    const float lz = partial_ml[(z * rows + row) * 2 + 1];
-    if (lz > 0.f) L += lz * exp2f(partial_ml[(z * rows + row) * 2] - M);
+  if (threadIdx.x == 0) {
+    float M = -INFINITY;
+#pragma unroll 1
+    for (int z = 0; z < splits; ++z) {
+      const float* ml = partial_ml + (int64_t(z) * rows + row) * 2;
+      if (ml[1] > 0.f) M = fmaxf(M, ml[0]);
+    }
+    float L = 0.f;
+#pragma unroll 1
+    for (int z = 0; z < splits; ++z) {
+      const float* ml = partial_ml + (int64_t(z) * rows + row) * 2;
+      const float wz = ml[1] > 0.f ? exp2f(ml[0] - M) : 0.f;
+      w[z] = wz;
+      L += ml[1] * wz;
+    }
+    inv_l = 1.f / L;  // L >= 1: the part holding the row max contributes l >= 1 with weight 1
   }
-  const float inv = 1.f / L;
+  __syncthreads();
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float acc = 0.f;
-    for (int z = 0; z < splits; ++z) {
-      const float lz = partial_ml[(z * rows + row) * 2 + 1];
-      if (lz > 0.f) acc += partial_o[(z * rows + row) * D + d] * exp2f(partial_ml[(z * rows + row) * 2] - M);
-    }
-    out[row * D + d] = acc * inv;
+#pragma unroll 1
+    for (int z = 0; z < splits; ++z)
+      if (w[z] != 0.f) acc += partial_o[(int64_t(z) * rows + row) * D + d] * w[z];
+    out[row * D + d] = acc * inv_l;
   }
 }
 
-template <int D>
+template <int D, int KW>
 void launch_flash(const Params& p, dim3 grid, bool bf16, cudaStream_t stream) {
-  if (bf16) flash_kernel<D, true><<<grid, kThreads, 0, stream>>>(p);
-  else flash_kernel<D, false><<<grid, kThreads, 0, stream>>>(p);
+  if (bf16) flash_kernel<D, true, KW><<<grid, kThreads, 0, stream>>>(p);
+  else flash_kernel<D, false, KW><<<grid, kThreads, 0, stream>>>(p);
   check_cuda(cudaGetLastError(), "launch of flash_kernel");
+}
+
+template <int D>
+void launch_flash(const Params& p, dim3 grid, bool bf16, int kw, cudaStream_t stream) {
+  if (kw == kDecodeKW) launch_flash<D, kDecodeKW>(p, grid, bf16, stream);
+  else launch_flash<D, 1>(p, grid, bf16, stream);
 }
 
 template <int D>
 void load_kernels() {
   cudaFuncAttributes attr;
-  check_cuda(cudaFuncGetAttributes(&attr, flash_kernel<D, false>), "loading flash_kernel (fp16)");
-  check_cuda(cudaFuncGetAttributes(&attr, flash_kernel<D, true>), "loading flash_kernel (bf16)");
+  check_cuda(cudaFuncGetAttributes(&attr, flash_kernel<D, false, 1>), "loading flash_kernel (fp16)");
+  check_cuda(cudaFuncGetAttributes(&attr, flash_kernel<D, true, 1>), "loading flash_kernel (bf16)");
+  check_cuda(cudaFuncGetAttributes(&attr, flash_kernel<D, false, kDecodeKW>), "loading flash_kernel (fp16, decode)");
+  check_cuda(cudaFuncGetAttributes(&attr, flash_kernel<D, true, kDecodeKW>), "loading flash_kernel (bf16, decode)");
 }
 
 }  // namespace
@@ -390,7 +489,12 @@ void forward(const Args& a, int device, void* stream) {
   if (int64_t(a.num_seqs) * Hkv > 65535)
     fail(ErrorKind::usage, "attention.flash (CUDA): num_seqs · num_kv_heads = " +
                                std::to_string(int64_t(a.num_seqs) * Hkv) + " exceeds the grid limit 65535");
-  const int64_t row_tiles = (int64_t(a.max_q_len) * G + kBM - 1) / kBM;
+  // At most 16 query rows per (sequence, KV head) (decode, G <= 16): one slab per block, the 4
+  // warps split each key tile. Otherwise 64 rows per block, one slab per warp.
+  const int64_t max_rows = int64_t(a.max_q_len) * G;
+  const int kw = max_rows <= 16 ? kDecodeKW : 1;
+  const int block_rows = 16 * (kWarps / kw);
+  const int64_t row_tiles = (max_rows + block_rows - 1) / block_rows;
   const int64_t blocks = row_tiles * a.num_seqs * Hkv;
   const int64_t rows = int64_t(a.num_tokens) * H;  // (token, head) rows of the output
 
@@ -428,8 +532,8 @@ void forward(const Args& a, int device, void* stream) {
   const dim3 grid(unsigned(row_tiles), unsigned(a.num_seqs * Hkv), unsigned(splits));
   // The one place where the run-time head_dim becomes a template constant.
   switch (a.head_dim) {
-    case 64: launch_flash<64>(p, grid, a.bf16, st); break;
-    case 128: launch_flash<128>(p, grid, a.bf16, st); break;
+    case 64: launch_flash<64>(p, grid, a.bf16, kw, st); break;
+    case 128: launch_flash<128>(p, grid, a.bf16, kw, st); break;
     default:
       fail(ErrorKind::usage, "attention.flash (CUDA): head_dim " + std::to_string(a.head_dim) +
                                  " is not supported (built for 64 and 128); use attention.kind = \"naive\"");

@@ -7,7 +7,8 @@
 //     8-bit significand).
 // Shapes: kv lengths 1 … 4096 (decode and prefill, around tile and block edges), a ragged batch
 // (q_lens {1, 7, 300}, pasts {0, 100, 3000}), decode batches that take the split-K path, GQA 4:1
-// and 1:1, head_dim 64 and 128 (and 80 for naive). KV slots that no sequence owns hold NaN bits, so
+// and 1:1, head_dim 64 and 128 (and 80 for naive). Flash runs with its defaults (split-K on; run
+// the suite with KVRUN_FLASH_SPLITK=0 for the unsplit path). KV slots that no sequence owns hold NaN bits, so
 // a kernel reading past a sequence's length fails; outputs are poisoned with NaN before each call,
 // so a row it forgot to write fails. The workspace must not change size or grow during forward.
 // The last cases run the attentions over the views of cache.fp16 / cache.int8 on both devices, and
@@ -306,6 +307,7 @@ std::vector<Shape> shapes() {
   for (int n : {1, 17, 64, 65, 200, 1024}) out.push_back({{n}, {0}});  // prefill
   out.push_back({{1, 7, 300}, {0, 100, 3000}});                          // ragged
   out.push_back({{1, 1, 1, 1}, {0, 63, 1000, 4095}});                    // decode batch, empty split parts
+  out.push_back({{1, 1, 1, 1, 1, 1, 1, 1}, {4095, 0, 2046, 15, 511, 63, 1023, 255}});  // ragged decode batch
   out.push_back({{4, 2}, {4000, 10}});                                   // a few queries per sequence
   out.push_back({{129}, {2000}});                                        // prefill continued
   return out;
@@ -411,7 +413,7 @@ TEST_CASE("attention on CUDA, GQA 4:1, head_dim 64") {
 
 TEST_CASE("attention on CUDA, MHA 1:1, head_dim 128") {
   NEED_GPU();
-  for (Lay lay : {Lay::f16, Lay::u8}) run_config({4, 4, 128}, lay);
+  for (Lay lay : {Lay::f16, Lay::bf16, Lay::u8}) run_config({4, 4, 128}, lay);
 }
 
 TEST_CASE("attention.naive on CUDA, GQA 3:1, head_dim 80") {
