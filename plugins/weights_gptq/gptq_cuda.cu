@@ -359,8 +359,7 @@ struct LaneSz {
   uint32_t zz0, zz1;
   float s0, s1;
 };
-__device__ __forceinline__ LaneSz lane_sz(const uint2* __restrict__ sz, int64_t idx) {
-  const uint2 e = __ldg(sz + idx);
+__device__ __forceinline__ LaneSz lane_sz(uint2 e) {
   LaneSz r;
   r.zz0 = __byte_perm(e.x, 0u, 0x1010);
   r.zz1 = __byte_perm(e.x, 0u, 0x3232);
@@ -380,11 +379,13 @@ __device__ __forceinline__ void dequant_a(uint32_t (&a)[4], uint32_t w, uint32_t
 // y[M, N] = x[M, Kp] · W (+ bias), M ≤ 8, over the qm/sz layout.
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   x: [M, ldx] f32 (16-byte aligned rows), y: [M, N] f32, bias: [N] f32 or null.
+//   Dynamic shared memory: the group of each chunk (or of each k-tile with kTileScale), int32.
 // A warp owns kMmaTilesPerWarp column tiles and the chunks [KC·part/ks, KC·(part+1)/ks) of k; the
 // ks warps of one tile pair are in the same block and add their partial sums through shared
 // memory in a fixed order (deterministic). kTileScale: the group can change inside a 64-row chunk
 // (group sizes 16, 32, or act-order with groups of 16·n rows), so scale per k-tile; otherwise
-// per chunk.
+// per chunk. Each iteration first issues every load it needs (the weights and the scale/zero
+// entries of U chunks; their groups come from shared memory), then computes.
 // Fragment ownership (lane l, g = l >> 2, t = l & 3): B regs = x[m = g][4 rows of lane t];
 // accumulators d[0], d[1] = y[m = 2t, 2t+1][column g], d[2], d[3] = y[2t, 2t+1][column g + 8].
 template <bool kTileScale>
@@ -393,11 +394,16 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
                     const float* __restrict__ bias, const float* __restrict__ x, int64_t ldx, float* __restrict__ y,
                     int M, int64_t N, int64_t NTp, int64_t KC, int64_t G, int ks) {
   constexpr int TW = kMmaTilesPerWarp;
+  constexpr int U = kTileScale ? 2 : 4;  // chunks per iteration
+  constexpr int S = kTileScale ? 4 : 1;  // scale/zero entries per chunk and tile
+  extern __shared__ int32_t grp[];       // [KC · S]
   __shared__ float red[kMmaWarps][4 * TW][32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int pair = warp / ks, part = warp % ks;
   const int64_t nt0 = (int64_t(blockIdx.x) * (kMmaWarps / ks) + pair) * TW;
+  for (int64_t i = threadIdx.x; i < KC * S; i += blockDim.x) grp[i] = __ldg(ug + 2 * i * (4 / S));
+  __syncthreads();
   float acc[TW][4];
 #pragma unroll
   for (int j = 0; j < TW; ++j)
@@ -409,15 +415,23 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
     const bool has_x = g < M;
     const float* xr = x + int64_t(has_x ? g : 0) * ldx + 4 * t;
     const uint4* qp = qm + nt0 * KC * 32 + lane;
-    for (int64_t c = c_begin; c < c_end; c += kMmaUnroll) {
-      uint4 q[kMmaUnroll][TW];
+    const uint2* szp = sz + nt0 * G * 8 + g;
+    for (int64_t c = c_begin; c < c_end; c += U) {
+      uint4 q[U][TW];
+      uint2 e[U][TW][S];
 #pragma unroll
-      for (int u = 0; u < kMmaUnroll; ++u)
+      for (int u = 0; u < U; ++u) {
+        const bool in = c + u < c_end;
 #pragma unroll
-        for (int j = 0; j < TW; ++j)
-          q[u][j] = c + u < c_end ? load_stream_16b(qp + (j * KC + c + u) * 32) : make_uint4(0u, 0u, 0u, 0u);
+        for (int j = 0; j < TW; ++j) {
+          q[u][j] = in ? load_stream_16b(qp + (j * KC + c + u) * 32) : make_uint4(0u, 0u, 0u, 0u);
 #pragma unroll
-      for (int u = 0; u < kMmaUnroll; ++u) {
+          for (int i = 0; i < S; ++i)
+            e[u][j][i] = in ? __ldg(szp + (j * G + grp[(c + u) * S + i]) * 8) : make_uint2(0u, 0u);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
         const int64_t cc = c + u;
         if (cc >= c_end) break;
         // B fragments of the chunk's 4 k-tiles: hi and lo bf16 parts of x.
@@ -434,30 +448,21 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
 #pragma unroll
         for (int j = 0; j < TW; ++j) {
           const uint32_t words[4] = {q[u][j].x, q[u][j].y, q[u][j].z, q[u][j].w};
-          const int64_t sz_tile = (nt0 + j) * G * 8 + g;
-          LaneSz s{};
-          if constexpr (!kTileScale) s = lane_sz(sz, sz_tile + int64_t(__ldg(ug + 8 * cc)) * 8);
           float d[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
           for (int i = 0; i < 4; ++i) {
-            if constexpr (kTileScale) s = lane_sz(sz, sz_tile + int64_t(__ldg(ug + 8 * cc + 2 * i)) * 8);
+            const LaneSz sv = lane_sz(e[u][j][kTileScale ? i : 0]);
             uint32_t a[4];
-            dequant_a(a, words[i], s.zz0, s.zz1);
+            dequant_a(a, words[i], sv.zz0, sv.zz1);
             mma_bf16(d, a, bh[i][0], bh[i][1]);
             mma_bf16(d, a, bl[i][0], bl[i][1]);
-            if constexpr (kTileScale) {
-              acc[j][0] = fmaf(s.s0, d[0], acc[j][0]);
-              acc[j][1] = fmaf(s.s0, d[1], acc[j][1]);
-              acc[j][2] = fmaf(s.s1, d[2], acc[j][2]);
-              acc[j][3] = fmaf(s.s1, d[3], acc[j][3]);
+            if (kTileScale || i == 3) {
+              acc[j][0] = fmaf(sv.s0, d[0], acc[j][0]);
+              acc[j][1] = fmaf(sv.s0, d[1], acc[j][1]);
+              acc[j][2] = fmaf(sv.s1, d[2], acc[j][2]);
+              acc[j][3] = fmaf(sv.s1, d[3], acc[j][3]);
               d[0] = d[1] = d[2] = d[3] = 0.f;
             }
-          }
-          if constexpr (!kTileScale) {
-            acc[j][0] = fmaf(s.s0, d[0], acc[j][0]);
-            acc[j][1] = fmaf(s.s0, d[1], acc[j][1]);
-            acc[j][2] = fmaf(s.s1, d[2], acc[j][2]);
-            acc[j][3] = fmaf(s.s1, d[3], acc[j][3]);
           }
         }
       }
@@ -658,15 +663,16 @@ class CudaLinear final : public GptqLinearBase {
         // k split: more warps per tile pair while the grid would not give every SM 16 warps and
         // each warp keeps at least 4 chunks.
         int ks = 1;
-        while (ks < kMmaWarps && pairs * ks < 16LL * sm_count_ && KC / (2 * ks) >= 4) ks *= 2;
+        while (ks < kMmaWarps && pairs * ks < 32LL * sm_count_ && KC / (2 * ks) >= 4) ks *= 2;
         const unsigned blocks = unsigned((pairs + (kMmaWarps / ks) - 1) / (kMmaWarps / ks));
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
+        const size_t smem = size_t(KC) * (tile_scale_ ? 4 : 1) * sizeof(int32_t);
         if (tile_scale_)
-          gemv_mma_kernel<true><<<blocks, kMmaWarps * 32, 0, st>>>(qm, sz_.data(), unit_group.data(), B, X, ldx, Y,
-                                                                    int(M), N, ntp_, KC, G, ks);
+          gemv_mma_kernel<true><<<blocks, kMmaWarps * 32, smem, st>>>(qm, sz_.data(), unit_group.data(), B, X, ldx, Y,
+                                                                       int(M), N, ntp_, KC, G, ks);
         else
-          gemv_mma_kernel<false><<<blocks, kMmaWarps * 32, 0, st>>>(qm, sz_.data(), unit_group.data(), B, X, ldx, Y,
-                                                                     int(M), N, ntp_, KC, G, ks);
+          gemv_mma_kernel<false><<<blocks, kMmaWarps * 32, smem, st>>>(qm, sz_.data(), unit_group.data(), B, X, ldx,
+                                                                        Y, int(M), N, ntp_, KC, G, ks);
         GPTQ_CUDA_LAUNCHED("gemv_mma_kernel");
         return;
       }
@@ -723,6 +729,7 @@ class CudaLinear final : public GptqLinearBase {
   // one group; tile_scale_ is set when a 64-row chunk may hold two groups.
   bool use_mma_layout() {
     if (lay_.bits != 4 || lay_.Kp % 64 != 0 || lay_.Kp == 0 || lay_.N == 0) return false;
+    if (lay_.Kp / 64 * 4 * int64_t(sizeof(int32_t)) > 32 * 1024) return false;  // the kernel's group table
     const std::vector<int32_t> ug = unit_group.to_host();  // one group per 8-row unit
     bool chunk_uniform = true;
     for (size_t u = 0; u < ug.size(); u += 2) {
