@@ -267,7 +267,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
 // product error is ≤ 2^-17 relative per term, near fp32 (the weights are exact).
 //
 // At load the packed arrays are rearranged once, on the device:
-//   qm [NTp, KC, 32, 4] u32   NTp = column tiles of 16 (rounded up to even), KC = Kp / 64 chunks.
+//   qm [NTp, KC, 32, 4] u32   NTp = column tiles of 16, KC = Kp / 64 chunks.
 //       Word i of lane l in (tile nt, chunk c) holds the 8 codes that lane l needs as its A fragment
 //       for k-tile i of the chunk (rows 64c + 16i .. +16), so a lane's 16-byte load brings the A
 //       fragments of 4 k-tiles and a warp's loads are 512 contiguous bytes:
@@ -281,9 +281,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
 // Weight bytes: the codes unchanged (plus padding columns), 4 bytes per column and group for
 // scale and zero (was 3).
 
-constexpr int kMmaWarps = 8;          // warps per block
-constexpr int kMmaTilesPerWarp = 2;   // column tiles a warp multiplies with the same x fragments
-constexpr int kMmaUnroll = 2;         // chunks whose weights are in flight per warp
+constexpr int kMmaWarps = 8;  // warps per block
 
 // qm[o] from the stored layout qw [Kp/8, N] (word r of column n holds rows 8r .. 8r+7, 4 bits
 // each). One thread per word of qm; total = NTp · KC · 128.
@@ -380,112 +378,111 @@ __device__ __forceinline__ void dequant_a(uint32_t (&a)[4], uint32_t w, uint32_t
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   x: [M, ldx] f32 (16-byte aligned rows), y: [M, N] f32, bias: [N] f32 or null.
 //   Dynamic shared memory: the group of each chunk (or of each k-tile with kTileScale), int32.
-// A warp owns kMmaTilesPerWarp column tiles and the chunks [KC·part/ks, KC·(part+1)/ks) of k; the
-// ks warps of one tile pair are in the same block and add their partial sums through shared
-// memory in a fixed order (deterministic). kTileScale: the group can change inside a 64-row chunk
-// (group sizes 16, 32, or act-order with groups of 16·n rows), so scale per k-tile; otherwise
-// per chunk. Each iteration first issues every load it needs (the weights and the scale/zero
-// entries of U chunks; their groups come from shared memory), then computes.
+// A warp owns one column tile and the chunks [KC·part/ks, KC·(part+1)/ks) of k; the ks warps of a
+// tile are in the same block and add their partial sums through shared memory in a fixed order
+// (deterministic). kTileScale: the group can change inside a 64-row chunk (group sizes 16, 32, or
+// act-order with groups of 16·n rows), so scale per k-tile; otherwise per chunk.
+// The loop is software-pipelined: the weights and scale/zero entries of the next U chunks are
+// loaded (their groups come from shared memory) before the current U chunks are multiplied, so
+// every warp keeps loads in flight while it computes. The hi and lo halves of x accumulate in two
+// independent mma chains.
 // Fragment ownership (lane l, g = l >> 2, t = l & 3): B regs = x[m = g][4 rows of lane t];
 // accumulators d[0], d[1] = y[m = 2t, 2t+1][column g], d[2], d[3] = y[2t, 2t+1][column g + 8].
+template <bool kTileScale>
+struct MmaStage {
+  static constexpr int U = 2;                   // chunks per stage
+  static constexpr int S = kTileScale ? 4 : 1;  // scale/zero entries per chunk
+  uint4 q[U];
+  uint2 e[U][S];
+};
+
+template <bool kTileScale>
+__device__ __forceinline__ void mma_stage_load(MmaStage<kTileScale>& st, const uint4* __restrict__ qp,
+                                               const uint2* __restrict__ szp, const int32_t* grp, int64_t c,
+                                               int64_t c_end) {
+  using St = MmaStage<kTileScale>;
+#pragma unroll
+  for (int u = 0; u < St::U; ++u) {
+    const bool in = c + u < c_end;
+    st.q[u] = in ? load_stream_16b(qp + (c + u) * 32) : make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+    for (int i = 0; i < St::S; ++i) st.e[u][i] = in ? __ldg(szp + int64_t(grp[(c + u) * St::S + i]) * 8) : make_uint2(0u, 0u);
+  }
+}
+
 template <bool kTileScale>
 __global__ void __launch_bounds__(kMmaWarps * 32)
     gemv_mma_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
                     const float* __restrict__ bias, const float* __restrict__ x, int64_t ldx, float* __restrict__ y,
                     int M, int64_t N, int64_t NTp, int64_t KC, int64_t G, int ks) {
-  constexpr int TW = kMmaTilesPerWarp;
-  constexpr int U = kTileScale ? 2 : 4;  // chunks per iteration
-  constexpr int S = kTileScale ? 4 : 1;  // scale/zero entries per chunk and tile
-  extern __shared__ int32_t grp[];       // [KC · S]
-  __shared__ float red[kMmaWarps][4 * TW][32];
+  using St = MmaStage<kTileScale>;
+  constexpr int U = St::U, S = St::S;
+  extern __shared__ int32_t grp[];  // [KC · S]
+  __shared__ float red[kMmaWarps][4][32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int pair = warp / ks, part = warp % ks;
-  const int64_t nt0 = (int64_t(blockIdx.x) * (kMmaWarps / ks) + pair) * TW;
+  const int tile = warp / ks, part = warp % ks;
+  const int64_t nt = int64_t(blockIdx.x) * (kMmaWarps / ks) + tile;
   for (int64_t i = threadIdx.x; i < KC * S; i += blockDim.x) grp[i] = __ldg(ug + 2 * i * (4 / S));
   __syncthreads();
-  float acc[TW][4];
-#pragma unroll
-  for (int j = 0; j < TW; ++j)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) acc[j][r] = 0.f;
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
 
-  if (nt0 < NTp) {
+  if (nt < NTp) {
     const int64_t c_begin = KC * part / ks, c_end = KC * (part + 1) / ks;
     const bool has_x = g < M;
     const float* xr = x + int64_t(has_x ? g : 0) * ldx + 4 * t;
-    const uint4* qp = qm + nt0 * KC * 32 + lane;
-    const uint2* szp = sz + nt0 * G * 8 + g;
+    const uint4* qp = qm + nt * KC * 32 + lane;
+    const uint2* szp = sz + nt * G * 8 + g;
+    St cur, nxt;
+    mma_stage_load<kTileScale>(cur, qp, szp, grp, c_begin, c_end);
     for (int64_t c = c_begin; c < c_end; c += U) {
-      uint4 q[U][TW];
-      uint2 e[U][TW][S];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const bool in = c + u < c_end;
-#pragma unroll
-        for (int j = 0; j < TW; ++j) {
-          q[u][j] = in ? load_stream_16b(qp + (j * KC + c + u) * 32) : make_uint4(0u, 0u, 0u, 0u);
-#pragma unroll
-          for (int i = 0; i < S; ++i)
-            e[u][j][i] = in ? __ldg(szp + (j * G + grp[(c + u) * S + i]) * 8) : make_uint2(0u, 0u);
-        }
-      }
+      mma_stage_load<kTileScale>(nxt, qp, szp, grp, c + U, c_end);
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int64_t cc = c + u;
         if (cc >= c_end) break;
-        // B fragments of the chunk's 4 k-tiles: hi and lo bf16 parts of x.
-        uint32_t bh[4][2], bl[4][2];
+        const uint32_t words[4] = {cur.q[u].x, cur.q[u].y, cur.q[u].z, cur.q[u].w};
+        float dh[4] = {0.f, 0.f, 0.f, 0.f}, dl[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
+          // B fragments of k-tile i: hi and lo bf16 parts of x.
           const float4 v = has_x ? __ldg(reinterpret_cast<const float4*>(xr + cc * 64 + 16 * i))
                                  : make_float4(0.f, 0.f, 0.f, 0.f);
-          bh[i][0] = bf16x2_bits(v.x, v.y);
-          bh[i][1] = bf16x2_bits(v.z, v.w);
-          bl[i][0] = bf16x2_bits(v.x - __uint_as_float(bh[i][0] << 16), v.y - __uint_as_float(bh[i][0] & 0xffff0000u));
-          bl[i][1] = bf16x2_bits(v.z - __uint_as_float(bh[i][1] << 16), v.w - __uint_as_float(bh[i][1] & 0xffff0000u));
-        }
+          const uint32_t h0 = bf16x2_bits(v.x, v.y), h1 = bf16x2_bits(v.z, v.w);
+          const uint32_t l0 = bf16x2_bits(v.x - __uint_as_float(h0 << 16), v.y - __uint_as_float(h0 & 0xffff0000u));
+          const uint32_t l1 = bf16x2_bits(v.z - __uint_as_float(h1 << 16), v.w - __uint_as_float(h1 & 0xffff0000u));
+          const LaneSz sv = lane_sz(cur.e[u][kTileScale ? i : 0]);
+          uint32_t a[4];
+          dequant_a(a, words[i], sv.zz0, sv.zz1);
+          mma_bf16(dh, a, h0, h1);
+          mma_bf16(dl, a, l0, l1);
+          if (kTileScale || i == 3) {
+            acc[0] = fmaf(sv.s0, dh[0] + dl[0], acc[0]);
+            acc[1] = fmaf(sv.s0, dh[1] + dl[1], acc[1]);
+            acc[2] = fmaf(sv.s1, dh[2] + dl[2], acc[2]);
+            acc[3] = fmaf(sv.s1, dh[3] + dl[3], acc[3]);
 #pragma unroll
-        for (int j = 0; j < TW; ++j) {
-          const uint32_t words[4] = {q[u][j].x, q[u][j].y, q[u][j].z, q[u][j].w};
-          float d[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const LaneSz sv = lane_sz(e[u][j][kTileScale ? i : 0]);
-            uint32_t a[4];
-            dequant_a(a, words[i], sv.zz0, sv.zz1);
-            mma_bf16(d, a, bh[i][0], bh[i][1]);
-            mma_bf16(d, a, bl[i][0], bl[i][1]);
-            if (kTileScale || i == 3) {
-              acc[j][0] = fmaf(sv.s0, d[0], acc[j][0]);
-              acc[j][1] = fmaf(sv.s0, d[1], acc[j][1]);
-              acc[j][2] = fmaf(sv.s1, d[2], acc[j][2]);
-              acc[j][3] = fmaf(sv.s1, d[3], acc[j][3]);
-              d[0] = d[1] = d[2] = d[3] = 0.f;
-            }
+            for (int r = 0; r < 4; ++r) dh[r] = dl[r] = 0.f;
           }
         }
       }
+      cur = nxt;
     }
   }
 #pragma unroll
-  for (int j = 0; j < TW; ++j)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) red[warp][4 * j + r][lane] = acc[j][r];
+  for (int r = 0; r < 4; ++r) red[warp][r][lane] = acc[r];
   __syncthreads();
-  if (part == 0 && nt0 < NTp) {
+  if (part == 0 && nt < NTp) {
 #pragma unroll
-    for (int j = 0; j < TW; ++j)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int m = 2 * t + (r & 1);
-        const int64_t n = (nt0 + j) * 16 + g + 8 * (r >> 1);
-        if (m < M && n < N) {
-          float v = 0.f;
-          for (int p = 0; p < ks; ++p) v += red[warp + p][4 * j + r][lane];
-          y[int64_t(m) * N + n] = v + (bias ? bias[n] : 0.f);
-        }
+    for (int r = 0; r < 4; ++r) {
+      const int m = 2 * t + (r & 1);
+      const int64_t n = nt * 16 + g + 8 * (r >> 1);
+      if (m < M && n < N) {
+        float v = 0.f;
+        for (int p = 0; p < ks; ++p) v += red[warp + p][r][lane];
+        y[int64_t(m) * N + n] = v + (bias ? bias[n] : 0.f);
       }
+    }
   }
 }
 
@@ -618,6 +615,26 @@ void transpose_on_device(Device& dev, cudaStream_t st, Buffer<T>& buf, int64_t R
   buf = std::move(t);
 }
 
+// Blocks of gemv_mma_kernel that fit on one SM at once (the group table's shared memory is small
+// next to the registers), cached per instantiation.
+int mma_blocks_per_sm(bool tile_scale) {
+  static const int n[2] = {[] {
+                             int b = 0;
+                             return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_mma_kernel<false>,
+                                                                                  kMmaWarps * 32, 4096) == cudaSuccess
+                                        ? std::max(b, 1)
+                                        : 1;
+                           }(),
+                           [] {
+                             int b = 0;
+                             return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_mma_kernel<true>,
+                                                                                  kMmaWarps * 32, 16384) == cudaSuccess
+                                        ? std::max(b, 1)
+                                        : 1;
+                           }()};
+  return n[tile_scale ? 1 : 0];
+}
+
 class CudaLinear final : public GptqLinearBase {
  public:
   CudaLinear(Device& dev, const Layout& lay, std::shared_ptr<CudaScratch> scratch)
@@ -659,12 +676,14 @@ class CudaLinear final : public GptqLinearBase {
       float* Y = y.as<float>();
       const float* B = bias.empty() ? nullptr : bias.data();
       if (mma_ && fused) {
-        const int64_t KC = lay_.Kp / 64, G = lay_.groups, pairs = ntp_ / kMmaTilesPerWarp;
-        // k split: more warps per tile pair while the grid would not give every SM 16 warps and
-        // each warp keeps at least 4 chunks.
+        const int64_t KC = lay_.Kp / 64, G = lay_.groups;
+        // k split (ks warps per column tile, in one block): the largest that keeps the grid within
+        // one resident wave and gives each warp at least 4 chunks (a short last wave leaves SMs
+        // with few loads in flight; a longer split only adds reduction work).
+        const int capacity = sm_count_ * mma_blocks_per_sm(tile_scale_);
         int ks = 1;
-        while (ks < kMmaWarps && pairs * ks < 32LL * sm_count_ && KC / (2 * ks) >= 4) ks *= 2;
-        const unsigned blocks = unsigned((pairs + (kMmaWarps / ks) - 1) / (kMmaWarps / ks));
+        while (ks < kMmaWarps && ntp_ * (2 * ks) / kMmaWarps <= capacity && KC / (2 * ks) >= 4) ks *= 2;
+        const unsigned blocks = unsigned((ntp_ + (kMmaWarps / ks) - 1) / (kMmaWarps / ks));
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
         const size_t smem = size_t(KC) * (tile_scale_ ? 4 : 1) * sizeof(int32_t);
         if (tile_scale_)
@@ -743,7 +762,6 @@ class CudaLinear final : public GptqLinearBase {
   void build_mma_layout(cudaStream_t st) {
     const int64_t N = lay_.N, G = lay_.groups, KC = lay_.Kp / 64;
     ntp_ = (N + 15) / 16;
-    ntp_ = (ntp_ + kMmaTilesPerWarp - 1) / kMmaTilesPerWarp * kMmaTilesPerWarp;
     const int threads = 256;
     Buffer<uint32_t> qm(dev_, size_t(ntp_ * KC * 128), MemCategory::weights);
     const int64_t qm_total = ntp_ * KC * 128;
@@ -791,7 +809,7 @@ class CudaLinear final : public GptqLinearBase {
 
   bool mma_ = false;         // qweight holds the tensor-core layout qm, sz_ its scales and zeros
   bool tile_scale_ = false;  // (mma_) the group may change inside a 64-row chunk
-  int64_t ntp_ = 0;          // (mma_) column tiles of 16, padded to whole tile pairs
+  int64_t ntp_ = 0;          // (mma_) column tiles of 16
   Buffer<uint2> sz_;         // (mma_) [ntp_, groups, 8]
   int sm_count_ = 1;
   int64_t wp_ = 0;    // row stride of the transposed qweight, in words
