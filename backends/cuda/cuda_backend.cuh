@@ -152,7 +152,7 @@ class CudaOps final : public Ops {
 
   CudaDevice& dev_;
   int sm_count_ = 0;
-  bool pdl_ = false;           // programmatic dependent launch of the GEMV (sm_90+, KVRUN_CUDA_PDL=0 turns it off)
+  bool pdl_ = false;  // programmatic dependent launch of the GEMV, norms, SwiGLU, RoPE (sm_90+; KVRUN_CUDA_PDL=0: off)
   int gemv_max_rows_ = kGemvDefaultRows;  // KVRUN_CUDA_GEMV_MAX_ROWS overrides (tuning)
   cublasHandle_t cublas_ = nullptr;
   void* cublas_ws_ = nullptr;  // cuBLAS workspace (fixed size, so cuBLAS never allocates in a graph)

@@ -92,21 +92,61 @@ void* CudaOps::workspace(size_t bytes, const char* op) {
 // ---------------------------------------------------------------------------------------------
 // rms_norm
 
-// y[M, D] = x[M, D] / sqrt(mean(x²) + eps) * w[D].  One block per row; y may alias x (each
-// element is read before the reduction's barrier and written after it by the same thread).
-template <class W>
-__global__ void rms_norm_kernel(float* y, const float* x, const W* __restrict__ w, int D, float eps) {
+// One block per row, D ≤ kNormPerThread · blockDim kept in registers between the two passes
+// (larger rows re-read the rest).
+//   kAdd = false (rms_norm):     y[M, D] = x[M, D] / sqrt(mean(x²) + eps) · w[D]; y may alias x.
+//   kAdd = true  (add_rms_norm): x[M, D] += delta[M, D], then y = rms_norm(x) · w; delta may alias y
+//     (each element of delta is read before the reduction's barrier and y written after it, by
+//     the same thread). Same roundings as add_kernel then rms_norm_kernel, same summation order.
+// Launched with programmatic dependent launch where available: it waits for the previous kernel
+// (whose output it reads) before its first load, and lets the next kernel (a GEMV that prefetches
+// its weights) start at once.
+constexpr int kNormPerThread = 8;
+template <class W, bool kAdd>
+__global__ void rms_norm_kernel(float* x, const float* delta, float* y, const W* __restrict__ w, int D, float eps) {
   __shared__ float scratch[32];
+  pdl_wait();
   pdl_trigger();
   const int64_t row = blockIdx.x;
-  const float* xr = x + row * D;
+  float* xr = x + row * D;
+  const float* dr = kAdd ? delta + row * D : nullptr;
   float* yr = y + row * D;
+  float v[kNormPerThread];
   float ss = 0.f;
-  for (int i = threadIdx.x; i < D; i += blockDim.x) ss = __fadd_rn(ss, __fmul_rn(xr[i], xr[i]));
+#pragma unroll
+  for (int j = 0; j < kNormPerThread; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    v[j] = 0.f;
+    if (i < D) {
+      float a = xr[i];
+      if constexpr (kAdd) {
+        a = __fadd_rn(a, dr[i]);
+        xr[i] = a;
+      }
+      v[j] = a;
+      ss = __fadd_rn(ss, __fmul_rn(a, a));
+    }
+  }
+  for (int i = threadIdx.x + kNormPerThread * blockDim.x; i < D; i += blockDim.x) {
+    float a = xr[i];
+    if constexpr (kAdd) {
+      a = __fadd_rn(a, dr[i]);
+      xr[i] = a;
+    }
+    ss = __fadd_rn(ss, __fmul_rn(a, a));
+  }
   ss = block_sum(ss, scratch);
   const float inv = 1.0f / sqrtf(ss / float(D) + eps);
-  for (int i = threadIdx.x; i < D; i += blockDim.x) yr[i] = __fmul_rn(__fmul_rn(xr[i], inv), to_f32(w[i]));
+#pragma unroll
+  for (int j = 0; j < kNormPerThread; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < D) yr[i] = __fmul_rn(__fmul_rn(v[j], inv), to_f32(w[i]));
+  }
+  for (int i = threadIdx.x + kNormPerThread * blockDim.x; i < D; i += blockDim.x)
+    yr[i] = __fmul_rn(__fmul_rn(xr[i], inv), to_f32(w[i]));
 }
+
+inline int norm_threads(int64_t D) { return D >= 4096 ? 1024 : D >= 1024 ? 512 : 256; }
 
 Status CudaOps::rms_norm(TensorView y, TensorView x, TensorView w, float eps) noexcept {
   return guard([&] {
@@ -120,35 +160,12 @@ Status CudaOps::rms_norm(TensorView y, TensorView x, TensorView w, float eps) no
     require(w.numel() == D, "cuda rms_norm: w " + w.shape_string() + " must have " + std::to_string(D) + " elements");
     if (M == 0 || D == 0) return;
     ScopedDevice g(dev_.index());
-    const int threads = D >= 4096 ? 1024 : D >= 1024 ? 512 : 256;
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda rms_norm w",
-        rms_norm_kernel<W><<<unsigned(M), threads, 0, stream()>>>(y.as<float>(), x.as<float>(),
-                                                                   w.as<const W>(), int(D), eps));
+        launch_maybe_pdl(pdl_, stream(), dim3(unsigned(M)), dim3(norm_threads(D)), 0, rms_norm_kernel<W, false>,
+                         x.as<float>(), static_cast<const float*>(nullptr), y.as<float>(), w.as<const W>(), int(D),
+                         eps));
     KVRUN_CUDA_CHECK_LAUNCH("rms_norm_kernel");
   });
-}
-
-// x[M, D] += delta[M, D]; y[M, D] = rms_norm(x) · w[D].  One block per row. delta may alias y:
-// each thread reads delta[i] before the reduction's barrier and writes y[i] after it, for the same
-// i; x is re-read by the thread that wrote it. Same roundings as add_kernel then rms_norm_kernel.
-template <class W>
-__global__ void add_rms_norm_kernel(float* x, const float* delta, float* y, const W* __restrict__ w, int D,
-                                    float eps) {
-  __shared__ float scratch[32];
-  pdl_trigger();  // the next GEMV may start loading its weights now
-  const int64_t row = blockIdx.x;
-  float* xr = x + row * D;
-  const float* dr = delta + row * D;
-  float* yr = y + row * D;
-  float ss = 0.f;
-  for (int i = threadIdx.x; i < D; i += blockDim.x) {
-    const float v = __fadd_rn(xr[i], dr[i]);
-    xr[i] = v;
-    ss = __fadd_rn(ss, __fmul_rn(v, v));
-  }
-  ss = block_sum(ss, scratch);
-  const float inv = 1.0f / sqrtf(ss / float(D) + eps);
-  for (int i = threadIdx.x; i < D; i += blockDim.x) yr[i] = __fmul_rn(__fmul_rn(xr[i], inv), to_f32(w[i]));
 }
 
 Status CudaOps::add_rms_norm(TensorView x, TensorView delta, TensorView y, TensorView w, float eps) noexcept {
@@ -168,10 +185,9 @@ Status CudaOps::add_rms_norm(TensorView x, TensorView delta, TensorView y, Tenso
                                 " elements");
     if (M == 0 || D == 0) return;
     ScopedDevice g(dev_.index());
-    const int threads = D >= 4096 ? 1024 : D >= 1024 ? 512 : 256;
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda add_rms_norm w",
-        add_rms_norm_kernel<W><<<unsigned(M), threads, 0, stream()>>>(x.as<float>(), delta.as<const float>(),
-                                                                       y.as<float>(), w.as<const W>(), int(D), eps));
+        launch_maybe_pdl(pdl_, stream(), dim3(unsigned(M)), dim3(norm_threads(D)), 0, rms_norm_kernel<W, true>,
+                         x.as<float>(), delta.as<const float>(), y.as<float>(), w.as<const W>(), int(D), eps));
     KVRUN_CUDA_CHECK_LAUNCH("add_rms_norm_kernel");
   });
 }
@@ -179,6 +195,7 @@ Status CudaOps::add_rms_norm(TensorView x, TensorView delta, TensorView y, Tenso
 // out[m, f] = silu(gu[m, f]) * gu[m, F + f]  (flat over M·F; same formula as silu_mul_kernel)
 template <class I>  // index type: int where M·2F < 2^31 (cheaper division), else int64_t
 __global__ void swiglu_kernel(float* __restrict__ out, const float* __restrict__ gu, I F, I n) {
+  pdl_wait();  // launched with programmatic dependent launch: gu comes from the previous kernel
   pdl_trigger();
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     const I m = i / F, f = i - m * F;
@@ -202,10 +219,11 @@ Status CudaOps::swiglu(TensorView out, TensorView gate_up) noexcept {
     if (!n) return;
     ScopedDevice g(dev_.index());
     if (2 * n < (int64_t(1) << 31))
-      swiglu_kernel<int><<<grid_for(n, 256), 256, 0, stream()>>>(out.as<float>(), gate_up.as<const float>(), int(F),
-                                                                int(n));
+      launch_maybe_pdl(pdl_, stream(), dim3(grid_for(n, 256)), dim3(256), 0, swiglu_kernel<int>, out.as<float>(),
+                       gate_up.as<const float>(), int(F), int(n));
     else
-      swiglu_kernel<int64_t><<<grid_for(n, 256), 256, 0, stream()>>>(out.as<float>(), gate_up.as<const float>(), F, n);
+      launch_maybe_pdl(pdl_, stream(), dim3(grid_for(n, 256)), dim3(256), 0, swiglu_kernel<int64_t>, out.as<float>(),
+                       gate_up.as<const float>(), F, n);
     KVRUN_CUDA_CHECK_LAUNCH("swiglu_kernel");
   });
 }
@@ -438,6 +456,7 @@ __global__ void rope_table_kernel(float* cs, const int32_t* __restrict__ positio
 
 // x[T, H, D] rotated with cs[T, rot_dim] (rope_kernel's second half).  grid (T, y-blocks over H·half).
 __global__ void rope_apply_kernel(float* x, const float* __restrict__ cs, int H, int D, int rot_dim) {
+  pdl_wait();  // launched with programmatic dependent launch: x comes from the previous kernel
   pdl_trigger();
   const int half = rot_dim / 2;
   const int64_t t = blockIdx.x;
@@ -482,8 +501,8 @@ Status CudaOps::rope_apply(TensorView x, TensorView cs) noexcept {
     const int threads = 256;
     // enough blocks per token that a single token (decode) still spreads over several SMs
     const unsigned ys = unsigned(std::min<int64_t>((pairs + threads - 1) / threads, T >= 64 ? 1 : 16));
-    rope_apply_kernel<<<dim3(unsigned(T), ys), threads, 0, stream()>>>(x.as<float>(), cs.as<const float>(), int(H),
-                                                                      int(D), int(rot));
+    launch_maybe_pdl(pdl_, stream(), dim3(unsigned(T), ys), dim3(threads), 0, rope_apply_kernel, x.as<float>(),
+                     cs.as<const float>(), int(H), int(D), int(rot));
     KVRUN_CUDA_CHECK_LAUNCH("rope_apply_kernel");
   });
 }

@@ -3,7 +3,7 @@
 //  * at load the packed arrays are transposed once so each output column's words are contiguous
 //    (layout in the device code below).
 //  * 4-bit Linears whose k-tiles of 16 rows each lie in one group (the usual case) are rearranged
-//    at load for the tensor cores, and decode (M ≤ kCudaFusedMaxM) runs gemv_mma_kernel: codes
+//    at load for the tensor cores, and M ≤ kCudaMmaMaxM (decode, batches up to 64) runs gemv_mma_kernel: codes
 //    dequantized to bf16 in registers, mma.sync with fp32 accumulation (layout and numerics at
 //    "int4 on the tensor cores" below). Everything else takes the paths described next.
 //  * M ≤ kCudaFusedMaxM (decode): gemv_kernel. A block owns four output columns and its warps
@@ -410,7 +410,7 @@ __device__ __forceinline__ void mma_stage_load(MmaStage<kTileScale>& st, const u
   }
 }
 
-template <bool kTileScale>
+template <bool kTileScale, int NB>
 __global__ void __launch_bounds__(kMmaWarps * 32)
     gemv_mma_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
                     const float* __restrict__ bias, const float* __restrict__ x, int64_t ldx, float* __restrict__ y,
@@ -418,19 +418,24 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
   using St = MmaStage<kTileScale>;
   constexpr int U = St::U, S = St::S;
   extern __shared__ int32_t grp[];  // [KC · S]
-  __shared__ float red[kMmaWarps][4][32];
+  __shared__ float red[kMmaWarps][4 * NB][32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int tile = warp / ks, part = warp % ks;
   const int64_t nt = int64_t(blockIdx.x) * (kMmaWarps / ks) + tile;
   for (int64_t i = threadIdx.x; i < KC * S; i += blockDim.x) grp[i] = __ldg(ug + 2 * i * (4 / S));
   __syncthreads();
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  float acc[NB][4];
+#pragma unroll
+  for (int b = 0; b < NB; ++b)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) acc[b][r] = 0.f;
 
   if (nt < NTp) {
     const int64_t c_begin = KC * part / ks, c_end = KC * (part + 1) / ks;
-    const bool has_x = g < M;
-    const float* xr = x + int64_t(has_x ? g : 0) * ldx + 4 * t;
+    const float* xr[NB];  // x row g + 8b of this lane (null past M)
+#pragma unroll
+    for (int b = 0; b < NB; ++b) xr[b] = g + 8 * b < M ? x + int64_t(g + 8 * b) * ldx + 4 * t : nullptr;
     const uint4* qp = qm + nt * KC * 32 + lane;
     const uint2* szp = sz + nt * G * 8 + g;
     St cur, nxt;
@@ -442,27 +447,45 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
         const int64_t cc = c + u;
         if (cc >= c_end) break;
         const uint32_t words[4] = {cur.q[u].x, cur.q[u].y, cur.q[u].z, cur.q[u].w};
-        float dh[4] = {0.f, 0.f, 0.f, 0.f}, dl[4] = {0.f, 0.f, 0.f, 0.f};
+        // NB = 1: hi and lo in two independent chains; larger NB: one chain per block of 8 rows.
+        float dh[NB][4], dl[NB == 1 ? 1 : 1][4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          dl[0][r] = 0.f;
+#pragma unroll
+          for (int b = 0; b < NB; ++b) dh[b][r] = 0.f;
+        }
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          // B fragments of k-tile i: hi and lo bf16 parts of x.
-          const float4 v = has_x ? __ldg(reinterpret_cast<const float4*>(xr + cc * 64 + 16 * i))
-                                 : make_float4(0.f, 0.f, 0.f, 0.f);
-          const uint32_t h0 = bf16x2_bits(v.x, v.y), h1 = bf16x2_bits(v.z, v.w);
-          const uint32_t l0 = bf16x2_bits(v.x - __uint_as_float(h0 << 16), v.y - __uint_as_float(h0 & 0xffff0000u));
-          const uint32_t l1 = bf16x2_bits(v.z - __uint_as_float(h1 << 16), v.w - __uint_as_float(h1 & 0xffff0000u));
           const LaneSz sv = lane_sz(cur.e[u][kTileScale ? i : 0]);
           uint32_t a[4];
           dequant_a(a, words[i], sv.zz0, sv.zz1);
-          mma_bf16(dh, a, h0, h1);
-          mma_bf16(dl, a, l0, l1);
-          if (kTileScale || i == 3) {
-            acc[0] = fmaf(sv.s0, dh[0] + dl[0], acc[0]);
-            acc[1] = fmaf(sv.s0, dh[1] + dl[1], acc[1]);
-            acc[2] = fmaf(sv.s1, dh[2] + dl[2], acc[2]);
-            acc[3] = fmaf(sv.s1, dh[3] + dl[3], acc[3]);
 #pragma unroll
-            for (int r = 0; r < 4; ++r) dh[r] = dl[r] = 0.f;
+          for (int b = 0; b < NB; ++b) {
+            // B fragments of k-tile i for rows g + 8b: hi and lo bf16 parts of x.
+            const float4 v = xr[b] ? __ldg(reinterpret_cast<const float4*>(xr[b] + cc * 64 + 16 * i))
+                                   : make_float4(0.f, 0.f, 0.f, 0.f);
+            const uint32_t h0 = bf16x2_bits(v.x, v.y), h1 = bf16x2_bits(v.z, v.w);
+            const uint32_t l0 = bf16x2_bits(v.x - __uint_as_float(h0 << 16), v.y - __uint_as_float(h0 & 0xffff0000u));
+            const uint32_t l1 = bf16x2_bits(v.z - __uint_as_float(h1 << 16), v.w - __uint_as_float(h1 & 0xffff0000u));
+            mma_bf16(dh[b], a, h0, h1);
+            if constexpr (NB == 1) mma_bf16(dl[0], a, l0, l1);
+            else mma_bf16(dh[b], a, l0, l1);
+          }
+          if (kTileScale || i == 3) {
+#pragma unroll
+            for (int b = 0; b < NB; ++b) {
+              const float e0 = NB == 1 ? dl[0][0] : 0.f, e1 = NB == 1 ? dl[0][1] : 0.f;
+              const float e2 = NB == 1 ? dl[0][2] : 0.f, e3 = NB == 1 ? dl[0][3] : 0.f;
+              acc[b][0] = fmaf(sv.s0, dh[b][0] + e0, acc[b][0]);
+              acc[b][1] = fmaf(sv.s0, dh[b][1] + e1, acc[b][1]);
+              acc[b][2] = fmaf(sv.s1, dh[b][2] + e2, acc[b][2]);
+              acc[b][3] = fmaf(sv.s1, dh[b][3] + e3, acc[b][3]);
+#pragma unroll
+              for (int r = 0; r < 4; ++r) dh[b][r] = 0.f;
+            }
+#pragma unroll
+            for (int r = 0; r < 4; ++r) dl[0][r] = 0.f;
           }
         }
       }
@@ -470,19 +493,23 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
     }
   }
 #pragma unroll
-  for (int r = 0; r < 4; ++r) red[warp][r][lane] = acc[r];
+  for (int b = 0; b < NB; ++b)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) red[warp][4 * b + r][lane] = acc[b][r];
   __syncthreads();
   if (part == 0 && nt < NTp) {
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int m = 2 * t + (r & 1);
-      const int64_t n = nt * 16 + g + 8 * (r >> 1);
-      if (m < M && n < N) {
-        float v = 0.f;
-        for (int p = 0; p < ks; ++p) v += red[warp + p][r][lane];
-        y[int64_t(m) * N + n] = v + (bias ? bias[n] : 0.f);
+    for (int b = 0; b < NB; ++b)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int m = 8 * b + 2 * t + (r & 1);
+        const int64_t n = nt * 16 + g + 8 * (r >> 1);
+        if (m < M && n < N) {
+          float v = 0.f;
+          for (int p = 0; p < ks; ++p) v += red[warp + p][4 * b + r][lane];
+          y[int64_t(m) * N + n] = v + (bias ? bias[n] : 0.f);
+        }
       }
-    }
   }
 }
 
@@ -615,24 +642,46 @@ void transpose_on_device(Device& dev, cudaStream_t st, Buffer<T>& buf, int64_t R
   buf = std::move(t);
 }
 
-// Blocks of gemv_mma_kernel that fit on one SM at once (the group table's shared memory is small
-// next to the registers), cached per instantiation.
-int mma_blocks_per_sm(bool tile_scale) {
-  static const int n[2] = {[] {
-                             int b = 0;
-                             return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_mma_kernel<false>,
-                                                                                  kMmaWarps * 32, 4096) == cudaSuccess
-                                        ? std::max(b, 1)
-                                        : 1;
-                           }(),
-                           [] {
-                             int b = 0;
-                             return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_mma_kernel<true>,
-                                                                                  kMmaWarps * 32, 16384) == cudaSuccess
-                                        ? std::max(b, 1)
-                                        : 1;
-                           }()};
-  return n[tile_scale ? 1 : 0];
+// Blocks of gemv_mma_kernel<kTileScale, NB> that fit on one SM at once (registers decide), cached
+// per instantiation.
+template <bool kTileScale, int NB>
+int mma_blocks_per_sm() {
+  static const int n = [] {
+    int b = 0;
+    const size_t smem = kTileScale ? 16384 : 4096;
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_mma_kernel<kTileScale, NB>, kMmaWarps * 32, smem) ==
+                   cudaSuccess
+               ? std::max(b, 1)
+               : 1;
+  }();
+  return n;
+}
+
+// y = x · W for M ≤ 8·NB rows on the tensor-core layout.
+template <bool kTileScale, int NB>
+void launch_gemv_mma(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
+                     const float* bias, const float* x, int64_t ldx, float* y, int M, int64_t N, int64_t NTp,
+                     int64_t KC, int64_t G) {
+  // k split (ks warps per column tile, in one block): the largest that keeps the grid within one
+  // resident wave and gives each warp at least 4 chunks (a short last wave leaves SMs with few
+  // loads in flight; a longer split only adds reduction work).
+  const int capacity = sm_count * mma_blocks_per_sm<kTileScale, NB>();
+  int ks = 1;
+  while (ks < kMmaWarps && NTp * (2 * ks) / kMmaWarps <= capacity && KC / (2 * ks) >= 4) ks *= 2;
+  const unsigned blocks = unsigned((NTp + (kMmaWarps / ks) - 1) / (kMmaWarps / ks));
+  const size_t smem = size_t(KC) * (kTileScale ? 4 : 1) * sizeof(int32_t);
+  gemv_mma_kernel<kTileScale, NB><<<blocks, kMmaWarps * 32, smem, st>>>(qm, sz, ug, bias, x, ldx, y, M, N, NTp, KC, G,
+                                                                         ks);
+}
+
+template <bool kTileScale>
+void launch_gemv_mma_m(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
+                       const float* bias, const float* x, int64_t ldx, float* y, int M, int64_t N, int64_t NTp,
+                       int64_t KC, int64_t G) {
+  if (M <= 8) launch_gemv_mma<kTileScale, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, y, M, N, NTp, KC, G);
+  else if (M <= 16) launch_gemv_mma<kTileScale, 2>(st, sm_count, qm, sz, ug, bias, x, ldx, y, M, N, NTp, KC, G);
+  else if (M <= 32) launch_gemv_mma<kTileScale, 4>(st, sm_count, qm, sz, ug, bias, x, ldx, y, M, N, NTp, KC, G);
+  else launch_gemv_mma<kTileScale, 8>(st, sm_count, qm, sz, ug, bias, x, ldx, y, M, N, NTp, KC, G);
 }
 
 class CudaLinear final : public GptqLinearBase {
@@ -661,7 +710,7 @@ class CudaLinear final : public GptqLinearBase {
       cudaStream_t st = static_cast<cudaStream_t>(dev_.queue().native_handle());
       const float* X = x.as<const float>();
       int64_t ldx = K;
-      const bool fused = M <= kCudaFusedMaxM;
+      const bool fused = M <= (mma_ ? kCudaMmaMaxM : kCudaFusedMaxM);
       const bool misaligned = (reinterpret_cast<uintptr_t>(X) & 15u) != 0;
       if (lay_.permuted || (fused && misaligned)) {
         float* xg = scratch_->gather_buffer(size_t(M * Kp));
@@ -675,23 +724,14 @@ class CudaLinear final : public GptqLinearBase {
       }
       float* Y = y.as<float>();
       const float* B = bias.empty() ? nullptr : bias.data();
-      if (mma_ && fused) {
-        const int64_t KC = lay_.Kp / 64, G = lay_.groups;
-        // k split (ks warps per column tile, in one block): the largest that keeps the grid within
-        // one resident wave and gives each warp at least 4 chunks (a short last wave leaves SMs
-        // with few loads in flight; a longer split only adds reduction work).
-        const int capacity = sm_count_ * mma_blocks_per_sm(tile_scale_);
-        int ks = 1;
-        while (ks < kMmaWarps && ntp_ * (2 * ks) / kMmaWarps <= capacity && KC / (2 * ks) >= 4) ks *= 2;
-        const unsigned blocks = unsigned((ntp_ + (kMmaWarps / ks) - 1) / (kMmaWarps / ks));
+      if (mma_ && M <= kCudaMmaMaxM) {
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
-        const size_t smem = size_t(KC) * (tile_scale_ ? 4 : 1) * sizeof(int32_t);
         if (tile_scale_)
-          gemv_mma_kernel<true><<<blocks, kMmaWarps * 32, smem, st>>>(qm, sz_.data(), unit_group.data(), B, X, ldx, Y,
-                                                                       int(M), N, ntp_, KC, G, ks);
+          launch_gemv_mma_m<true>(st, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, Y, int(M), N, ntp_,
+                                  lay_.Kp / 64, lay_.groups);
         else
-          gemv_mma_kernel<false><<<blocks, kMmaWarps * 32, smem, st>>>(qm, sz_.data(), unit_group.data(), B, X, ldx,
-                                                                        Y, int(M), N, ntp_, KC, G, ks);
+          launch_gemv_mma_m<false>(st, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, Y, int(M), N, ntp_,
+                                   lay_.Kp / 64, lay_.groups);
         GPTQ_CUDA_LAUNCHED("gemv_mma_kernel");
         return;
       }
@@ -748,7 +788,7 @@ class CudaLinear final : public GptqLinearBase {
   // one group; tile_scale_ is set when a 64-row chunk may hold two groups.
   bool use_mma_layout() {
     if (lay_.bits != 4 || lay_.Kp % 64 != 0 || lay_.Kp == 0 || lay_.N == 0) return false;
-    if (lay_.Kp / 64 * 4 * int64_t(sizeof(int32_t)) > 32 * 1024) return false;  // the kernel's group table
+    if (lay_.Kp > 65536) return false;  // the kernel's group table (≤ 16 KB of shared memory)
     const std::vector<int32_t> ug = unit_group.to_host();  // one group per 8-row unit
     bool chunk_uniform = true;
     for (size_t u = 0; u < ug.size(); u += 2) {

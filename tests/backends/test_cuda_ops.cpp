@@ -390,7 +390,7 @@ TEST_CASE("cuda: rms_norm vs CPU (f32/bf16/f16 weight; in place too)") {
   NEED_GPU();
   // Tolerance: |Δ| ≤ 1e-5 · (1 + |ref|) per element (fp32 sums in a different order).
   for (DType wt : {DType::f32, DType::bf16, DType::f16}) {
-    for (int64_t D : {64, 1001, 4096}) {
+    for (int64_t D : {64, 1001, 4096, 9000}) {  // 9000: past the 8 elements per thread kept in registers
       const int64_t M = 5;
       std::vector<float> x = randn(size_t(M * D), 31, 3.f);
       std::vector<uint8_t> w = encode(randn(size_t(D), 32), wt);
@@ -456,7 +456,9 @@ TEST_CASE("cuda: add_rms_norm, swiglu, split_cols vs CPU") {
   NEED_GPU();
   // add_rms_norm: x exact (one addition); y |Δ| ≤ 1e-5 · (1 + |ref|) (sums in another order).
   // swiglu: |Δ| ≤ 1e-6 · (1 + |ref|) (expf). split_cols: exact.
-  const int64_t M = 5, D = 4096, F = 1003;
+  const int64_t M = 5, F = 1003;
+  for (int64_t D : {4096, 9000}) {  // 9000: past the 8 elements per thread kept in registers
+  INFO("D = " << D);
   std::vector<float> x = randn(size_t(M * D), 81, 3.f), dl = randn(size_t(M * D), 82, 3.f);
   std::vector<uint8_t> w = encode(randn(size_t(D), 83), DType::bf16);
   std::vector<float> xc = x, yc(size_t(M * D));
@@ -474,6 +476,7 @@ TEST_CASE("cuda: add_rms_norm, swiglu, split_cols vs CPU") {
     if (!(std::fabs(got[i] - yc[i]) <= 1e-5f * (1.f + std::fabs(yc[i])))) ++bad;
   INFO("add_rms_norm: " << show(diff(got, yc)));
   CHECK(bad == 0);
+  }
 
   std::vector<float> gu = randn(size_t(M * 2 * F), 84, 4.f), oc(size_t(M * F));
   check(cops.swiglu(hview(oc, DType::f32, {M, F}), hview(gu, DType::f32, {M, 2 * F})));
