@@ -483,8 +483,8 @@ TEST_CASE("cuda: add_rms_norm, swiglu, split_cols vs CPU") {
   Buffer<float> dgu = to_gpu(G, gu), dout(G, size_t(M * F), MemCategory::workspace);
   poison(G, dout);
   check(gops.swiglu(dout.view(DType::f32, {M, F}), dgu.view(DType::f32, {M, 2 * F})));
-  got = dout.to_host();
-  bad = 0;
+  std::vector<float> got = dout.to_host();
+  size_t bad = 0;
   for (size_t i = 0; i < oc.size(); ++i)
     if (!(std::fabs(got[i] - oc[i]) <= 1e-6f * (1.f + std::fabs(oc[i])))) ++bad;
   INFO("swiglu: " << show(diff(got, oc)));
