@@ -28,4 +28,4 @@ for k in step:
 alln = sum(tot.values())
 print(f"decode step: {len(step)} kernels, {alln / 1e6:.3f} ms of kernel time")
 for key, v in tot.most_common(int(sys.argv[2]) if len(sys.argv) > 2 else 18):
-    print(f"  {v / 1e6:8.3f} ms {100 * v / alln:5.1f} %  x{cnt[key]:4d}  {byt[key] / max(v, 1):6.2f} TB/s  {key}")
+    print(f"  {v / 1e6:8.3f} ms {100 * v / alln:5.1f} %  x{cnt[key]:4d}  {byt[key] / max(v, 1) / 1e3:5.2f} TB/s  {key}")
