@@ -121,35 +121,34 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(float* __restrict__ 
     if constexpr (VEC) {
       using WV = WeightVec<W>;
       constexpr int E = WV::E;
-      constexpr int U = 4;  // 16-byte loads per lane per stage; two stages in flight
+      constexpr int U = 4;  // 16-byte loads in flight per lane
       const int nvec = K / E;
       const int stride = 32 * wpr;
       const uint4* wv = reinterpret_cast<const uint4*>(wr);
-      // Software-pipelined: the next stage's loads are issued before the current stage is used,
-      // so every warp keeps 4 to 8 loads in flight (one stage at a time left N = 4096 GEMVs at
-      // 2.5 TB/s: too few bytes in flight per SM). Lane order of the sums is unchanged.
-      uint4 cur[U], nxt[U];
       int v = part * 32 + lane;
+      for (; v + (U - 1) * stride < nvec; v += U * stride) {
+        uint4 q[U];
 #pragma unroll
-      for (int u = 0; u < U; ++u)
-        cur[u] = v + u * stride < nvec ? load_weights_16b(wv + v + u * stride) : make_uint4(0u, 0u, 0u, 0u);
-      pdl_wait();  // the first weights are in flight before x (written by the previous kernel) is read
-      waited = true;
-      for (; v < nvec; v += U * stride) {
-        const int vn = v + U * stride;
-#pragma unroll
-        for (int u = 0; u < U; ++u)
-          nxt[u] = vn + u * stride < nvec ? load_weights_16b(wv + vn + u * stride) : make_uint4(0u, 0u, 0u, 0u);
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          if (v + u * stride < nvec) {
-            float wf[E];
-            WV::unpack(cur[u], wf);
-            gemv_dot<E, MMAX>(acc, wf, x, (v + u * stride) * E, M, K);
-          }
+        for (int u = 0; u < U; ++u) q[u] = load_weights_16b(wv + v + u * stride);
+        if (!waited) {  // the first weights are in flight before x (written by the previous kernel) is read
+          pdl_wait();
+          waited = true;
         }
 #pragma unroll
-        for (int u = 0; u < U; ++u) cur[u] = nxt[u];
+        for (int u = 0; u < U; ++u) {
+          float wf[E];
+          WV::unpack(q[u], wf);
+          gemv_dot<E, MMAX>(acc, wf, x, (v + u * stride) * E, M, K);
+        }
+      }
+      if (!waited) {
+        pdl_wait();
+        waited = true;
+      }
+      for (; v < nvec; v += stride) {
+        float wf[E];
+        WV::unpack(load_weights_16b(wv + v), wf);
+        gemv_dot<E, MMAX>(acc, wf, x, v * E, M, K);
       }
     } else {
       pdl_wait();

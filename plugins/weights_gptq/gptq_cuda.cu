@@ -25,7 +25,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -391,7 +390,7 @@ __device__ __forceinline__ void dequant_a(uint32_t (&a)[4], uint32_t w, uint32_t
 // accumulators d[0], d[1] = y[m = 2t, 2t+1][column g], d[2], d[3] = y[2t, 2t+1][column g + 8].
 template <bool kTileScale>
 struct MmaStage {
-  static constexpr int U = 4;                   // chunks per stage (two stages in flight)
+  static constexpr int U = 2;                   // chunks per stage
   static constexpr int S = kTileScale ? 4 : 1;  // scale/zero entries per chunk
   uint4 q[U];
   uint2 e[U][S];
@@ -412,7 +411,7 @@ __device__ __forceinline__ void mma_stage_load(MmaStage<kTileScale>& st, const u
 }
 
 template <bool kTileScale, int NB>
-__global__ void __launch_bounds__(kMmaWarps * 32, NB == 1 ? 3 : 1)
+__global__ void __launch_bounds__(kMmaWarps * 32)
     gemv_mma_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
                     const float* __restrict__ bias, const float* __restrict__ x, int64_t ldx, float* __restrict__ y,
                     int M, int64_t N, int64_t NTp, int64_t KC, int64_t G, int ks) {
@@ -685,20 +684,6 @@ void launch_gemv_mma_m(cudaStream_t st, int sm_count, const uint4* qm, const uin
   else launch_gemv_mma<kTileScale, 8>(st, sm_count, qm, sz, ug, bias, x, ldx, y, M, N, NTp, KC, G);
 }
 
-// Rows up to which the tensor-core layout uses the fused kernel (above: dequantize + GEMM).
-// KVRUN_GPTQ_MMA_MAX_ROWS (0..64) overrides the default, for tuning.
-int64_t mma_max_rows() {
-  static const int64_t n = [] {
-    const char* e = std::getenv("KVRUN_GPTQ_MMA_MAX_ROWS");
-    if (!e) return kCudaMmaMaxM;
-    const long v = std::strtol(e, nullptr, 10);
-    if (v < 0 || v > 64)
-      fail(ErrorKind::usage, "KVRUN_GPTQ_MMA_MAX_ROWS=" + std::string(e) + ": expected 0..64");
-    return int64_t(v);
-  }();
-  return n;
-}
-
 class CudaLinear final : public GptqLinearBase {
  public:
   CudaLinear(Device& dev, const Layout& lay, std::shared_ptr<CudaScratch> scratch)
@@ -725,7 +710,7 @@ class CudaLinear final : public GptqLinearBase {
       cudaStream_t st = static_cast<cudaStream_t>(dev_.queue().native_handle());
       const float* X = x.as<const float>();
       int64_t ldx = K;
-      const bool fused = mma_ ? M <= mma_max_rows() : M <= kCudaFusedMaxM;
+      const bool fused = M <= (mma_ ? kCudaMmaMaxM : kCudaFusedMaxM);
       const bool misaligned = (reinterpret_cast<uintptr_t>(X) & 15u) != 0;
       if (lay_.permuted || (fused && misaligned)) {
         float* xg = scratch_->gather_buffer(size_t(M * Kp));
@@ -739,7 +724,7 @@ class CudaLinear final : public GptqLinearBase {
       }
       float* Y = y.as<float>();
       const float* B = bias.empty() ? nullptr : bias.data();
-      if (mma_ && M <= mma_max_rows()) {
+      if (mma_ && M <= kCudaMmaMaxM) {
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
         if (tile_scale_)
           launch_gemv_mma_m<true>(st, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, Y, int(M), N, ntp_,

@@ -17,7 +17,7 @@ std::unique_ptr<GptqLinearBase> make_cuda_linear(Device& dev, const Layout& lay,
 // and multiplied by the backend's GEMM (cuBLAS, tensor cores).
 constexpr int64_t kCudaFusedMaxM = 8;
 // 4-bit Linears in the tensor-core layout multiply up to this many rows with the fused kernel
-// (the dequantized tile is reused for every 8 rows of x); KVRUN_GPTQ_MMA_MAX_ROWS overrides.
-constexpr int64_t kCudaMmaMaxM = 32;
+// (the dequantized tile is reused for every 8 rows of x; still bandwidth-bound at 64).
+constexpr int64_t kCudaMmaMaxM = 64;
 
 }  // namespace kvrun::gptq
