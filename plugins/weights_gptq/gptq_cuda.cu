@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -684,6 +685,20 @@ void launch_gemv_mma_m(cudaStream_t st, int sm_count, const uint4* qm, const uin
   else launch_gemv_mma<kTileScale, 8>(st, sm_count, qm, sz, ug, bias, x, ldx, y, M, N, NTp, KC, G);
 }
 
+// Rows up to which the tensor-core layout uses the fused kernel (above: dequantize + GEMM).
+// KVRUN_GPTQ_MMA_MAX_ROWS (0..64) overrides the default, for tuning.
+int64_t mma_max_rows() {
+  static const int64_t n = [] {
+    const char* e = std::getenv("KVRUN_GPTQ_MMA_MAX_ROWS");
+    if (!e) return kCudaMmaMaxM;
+    const long v = std::strtol(e, nullptr, 10);
+    if (v < 0 || v > 64)
+      fail(ErrorKind::usage, "KVRUN_GPTQ_MMA_MAX_ROWS=" + std::string(e) + ": expected 0..64");
+    return int64_t(v);
+  }();
+  return n;
+}
+
 class CudaLinear final : public GptqLinearBase {
  public:
   CudaLinear(Device& dev, const Layout& lay, std::shared_ptr<CudaScratch> scratch)
@@ -710,7 +725,7 @@ class CudaLinear final : public GptqLinearBase {
       cudaStream_t st = static_cast<cudaStream_t>(dev_.queue().native_handle());
       const float* X = x.as<const float>();
       int64_t ldx = K;
-      const bool fused = M <= (mma_ ? kCudaMmaMaxM : kCudaFusedMaxM);
+      const bool fused = mma_ ? M <= mma_max_rows() : M <= kCudaFusedMaxM;
       const bool misaligned = (reinterpret_cast<uintptr_t>(X) & 15u) != 0;
       if (lay_.permuted || (fused && misaligned)) {
         float* xg = scratch_->gather_buffer(size_t(M * Kp));
@@ -724,7 +739,7 @@ class CudaLinear final : public GptqLinearBase {
       }
       float* Y = y.as<float>();
       const float* B = bias.empty() ? nullptr : bias.data();
-      if (mma_ && M <= kCudaMmaMaxM) {
+      if (mma_ && M <= mma_max_rows()) {
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
         if (tile_scale_)
           launch_gemv_mma_m<true>(st, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, Y, int(M), N, ntp_,
