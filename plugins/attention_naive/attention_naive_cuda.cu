@@ -1,5 +1,7 @@
-// attention.naive — CUDA kernels. The step's tokens are processed in chunks that fit the score
-// workspace allocated at creation; for each chunk three kernels run:
+// attention.naive — CUDA kernels. A decode step (one query token per sequence) with head_dim 64
+// or 128 runs the fused decode kernel (decode_kernel, below: one pass over K and V, online softmax,
+// split-K with a combine kernel for few long sequences). Every other step is processed in chunks of
+// tokens that fit the score workspace allocated at creation; for each chunk three kernels run:
 //   qk_kernel      scores[t, h, j] = scale · q[t, h] · k[j]   for keys j ≤ pos(t) (causal)
 //   softmax_kernel scores[t, h, 0..pos] ← softmax in fp32 (the masked tail is never read)
 //   pv_kernel      out[t, h] = Σ_j scores[t, h, j] · v[j]
@@ -11,7 +13,10 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "kvrun/cuda_plugin.cuh"
@@ -335,6 +340,444 @@ pv_vec_kernel(float* __restrict__ out,                // [num_tokens, H, D] f32
   }
 }
 
+// ---- Fused decode (one query token per sequence, head_dim 64 and 128) ---------------------------
+// Used when every sequence of the step has exactly one query token (Args::decode): its position is
+// kv_len − 1, so it attends to all kv_len keys (causality holds trivially). One pass over K and V
+// with an online softmax in fp32 (running max m, running sum l, unnormalized output O, rescaled by
+// exp2(m_old − m_new) when the max grows); the scores are never written to memory.
+//
+// Work split. A block (kDecWarps warps) owns one (sequence s, KV head g, chunk of GP query heads
+// of g's group) and one split part z of s's keys. Each K/V row is read with 16-byte loads, LPK
+// lanes per row (u8: 16 codes a lane, fp16/bf16: 8 values), so a warp reads KPW = 32 / LPK rows per
+// load; per round a warp issues U such loads of K and U of V (all before any arithmetic, for bytes
+// in flight), i.e. KPW · U keys, and the warps of the block take rounds in turn. The GP query heads
+// of the block share every K/V row it loads (GQA). A group larger than kMaxGP heads (register
+// budget: GP · E accumulators a lane) is split over adjacent blocks, which read the same rows at
+// about the same time (their second reads hit L2). At the end the KPW lane groups of a warp merge
+// their (m, l, O) by shuffles, then the warps merge through shared memory in warp order.
+//
+// Split-K. When the grid (num_seqs · num_kv_heads · head chunks blocks) would not fill the device
+// (about kDecBlocksPerSm blocks per SM) and the step's longest cache has at least
+// 2 · kDecMinSplitKeys keys, the keys of each sequence are split into gridDim.y parts: part z covers
+// keys [z · P, min(kv_len, (z + 1) · P)) with P = ceil(kv_len / parts) rounded up to whole block
+// rounds, computed on the device from kv_len. So the number of parts depends only on host values
+// that a captured CUDA graph bakes in with its key (num_seqs, and max_kv_len, which the model
+// rounds up to a power of two for graphs: an upper bound is all it needs), and a replay with other
+// kv lengths stays correct. A part then writes its unnormalized O with (m, l) to the workspace and
+// decode_combine_kernel merges the parts in order z = 0, 1, …; a part with no keys writes l = 0,
+// gets weight 0 and its m and O are never read.
+//
+// Numerics: scores are kept in the exp2 domain (q pre-multiplied by scale · log2 e), the int8
+// dequantization is x = scale · (q − zero) exactly as on the CPU (q − zero is exact in fp32), and
+// all sums are fp32. The softmax is not materialized, so the summation order differs from the
+// three-kernel path and from the CPU reference (per key: O·c + p·v instead of Σ (e/Σe)·v); results
+// agree within fp32 rounding (tests: relative L2 ≤ 1e-4). Deterministic: every sum has a fixed
+// order that depends only on the shapes, the split count and kv_len.
+
+constexpr int kDecWarps = 4;
+constexpr int kDecThreads = kDecWarps * 32;
+constexpr int kDecMaxSplits = 32;      // parts per sequence at most
+constexpr int kDecMinSplitKeys = 256;  // a split part covers at least about this many keys
+constexpr int kDecBlocksPerSm = 8;     // split only while the grid has fewer blocks than this per SM
+constexpr float kLog2e = 1.4426950408889634f;
+
+template <KvLayout L, int D, int GP = 1>
+struct DecShape {
+  static constexpr int E = RowVec<L>::E;                  // elements of a row per lane (one 16-byte load)
+  static constexpr int LPK = D / E;                       // lanes per K/V row
+  static constexpr int KPW = 32 / LPK;                    // rows per warp-wide load
+  // Loads of K (and of V) per lane per round: 4 (4 KB of K/V rows in flight per warp) with one
+  // query head per block, 2 with more (their accumulators take the registers).
+  static constexpr int U = GP == 1 ? 4 : 2;
+  static constexpr int kRoundKeys = KPW * U;              // keys per warp per round
+  static constexpr int kBlockKeys = kDecWarps * kRoundKeys;  // keys per block per round
+  static constexpr int kMaxGP = 32 / E;                   // query heads per block (u8 2, fp16/bf16 4)
+  static_assert(D % E == 0 && 32 % LPK == 0, "row split");
+};
+
+struct DecodeParams {
+  float* out;               // [num_tokens, H, D] f32
+  const float* q;           // [num_tokens, H, D] f32
+  Kv k, v;                  // [num_blocks, Hkv, bt, D] (+ scale/zero [num_blocks, Hkv, bt] for u8)
+  const int32_t* table;     // [num_seqs, max_blocks]
+  const int32_t* q_start;   // [num_seqs + 1] (q_start[s] = s in decode)
+  const int32_t* kv_len;    // [num_seqs]
+  float* partial_o;         // [splits, num_tokens · H, D] f32 (splits > 1)
+  float* partial_ml;        // [splits, num_tokens · H, 2] f32 (splits > 1): m, l
+  int64_t rows;             // num_tokens · H
+  int H, Hkv, G, nhc;       // nhc: head chunks per KV head (blocks per (sequence, KV head))
+  int bt, bt_shift;         // block tokens; log2(bt) when bt is a power of two, else −1
+  int max_blocks;
+  float scale_log2;         // softmax scale · log2 e
+};
+
+// The E values of a 16-byte chunk as f32: fp16/bf16 converted; u8 as s · (q − zero), with
+// q − zero computed exactly as (2^23 + q) − (2^23 + zero) (the byte is put in a float's mantissa).
+template <KvLayout L>
+__device__ __forceinline__ void unpack_chunk(const uint4& w, float s, float z, float (&x)[RowVec<L>::E]) {
+  const uint32_t u[4] = {w.x, w.y, w.z, w.w};
+  if constexpr (L == KvLayout::u8) {
+    const float zb = 8388608.f + z;
+#pragma unroll
+    for (int i = 0; i < 16; ++i)
+      x[i] = s * (__uint_as_float(__byte_perm(u[i / 4], 0x4B000000u, 0x7440u + unsigned(i % 4))) - zb);
+  } else if constexpr (L == KvLayout::f16) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      x[2 * i] = __half2float(__ushort_as_half(uint16_t(u[i] & 0xffffu)));
+      x[2 * i + 1] = __half2float(__ushort_as_half(uint16_t(u[i] >> 16)));
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      x[2 * i] = __uint_as_float(u[i] << 16);
+      x[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+    }
+  }
+}
+
+// grid (num_seqs · Hkv · nhc, splits), kDecThreads threads. blockIdx.x = (s · Hkv + g) · nhc + hc:
+// query heads g · G + hc · GP .. + GP − 1 (those below (g + 1) · G) of token q_start[s];
+// blockIdx.y = split part z. At most 128 registers (4 blocks per SM; unbounded, the u8 GP = 2
+// instances took 167, and a bound of 5 blocks per SM made them spill).
+// Parameters (DecodeParams p):
+//   p.out        [num_tokens, H, D] f32          written when gridDim.y == 1
+//   p.q          [num_tokens, H, D] f32
+//   p.k, p.v     data [num_blocks, Hkv, bt, D] fp16/bf16 bits or u8 codes; for u8 also
+//                scale [num_blocks, Hkv, bt] fp16 bits and zero [num_blocks, Hkv, bt] u8
+//   p.table      [num_seqs, max_blocks] i32 block ids
+//   p.q_start    [num_seqs + 1] i32, p.kv_len [num_seqs] i32 (device; read here, never on the host)
+//   p.partial_o  [gridDim.y, num_tokens · H, D] f32, p.partial_ml [gridDim.y, num_tokens · H, 2] f32
+//                (m, l) — written when gridDim.y > 1, merged by decode_combine_kernel
+template <KvLayout L, int D, int GP>
+__global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodeParams p) {
+  using S = DecShape<L, D, GP>;
+  constexpr int E = S::E, LPK = S::LPK, KPW = S::KPW, U = S::U;
+  constexpr int kRowBytes = D * RowVec<L>::kSize;
+  static_assert(GP >= 1 && GP <= S::kMaxGP, "heads per block");
+  __shared__ __align__(16) float o_sh[kDecWarps][GP][D];  // each warp's unnormalized O
+  __shared__ float ml_sh[kDecWarps][GP][2];               // each warp's m and l
+
+  const int hc = int(blockIdx.x % unsigned(p.nhc));
+  const int sg = int(blockIdx.x / unsigned(p.nhc));
+  const int s = sg / p.Hkv, g = sg % p.Hkv;
+  const int tok = p.q_start[s];
+  const int n = p.kv_len[s];
+  const int nsplit = int(gridDim.y), z = int(blockIdx.y);
+  // This part's keys [j0, j1): whole block rounds, the last part shorter, trailing parts empty.
+  const int per = ((n + nsplit - 1) / nsplit + S::kBlockKeys - 1) / S::kBlockKeys * S::kBlockKeys;
+  const int j0 = int(min(int64_t(n), int64_t(z) * per));
+  const int j1 = min(n, j0 + per);
+  const int h0 = g * p.G + hc * GP;     // first query head of the block
+  const int nh = min(GP, p.G - hc * GP);  // its valid heads (>= 1)
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int sub = lane / LPK, c = lane % LPK;  // row of the warp's load, 16-byte chunk of the row
+
+  // The lane's query slice (dims c·E .. c·E + E − 1) of each head, in the exp2 domain.
+  float qr[GP][E];
+#pragma unroll
+  for (int h = 0; h < GP; ++h) {
+    if (h < nh) {
+      const float* qp = p.q + (int64_t(tok) * p.H + h0 + h) * D + c * E;  // no alignment assumed
+#pragma unroll
+      for (int i = 0; i < E; ++i) qr[h][i] = qp[i] * p.scale_log2;
+    } else {
+#pragma unroll
+      for (int i = 0; i < E; ++i) qr[h][i] = 0.f;
+    }
+  }
+
+  // Online-softmax state of the lane's row group: running max m, running sum l (both equal in
+  // the LPK lanes of a row group) and O for the lane's E dims.
+  float m[GP], l[GP], acc[GP][E];
+#pragma unroll
+  for (int h = 0; h < GP; ++h) {
+    m[h] = -INFINITY;
+    l[h] = 0.f;
+#pragma unroll
+    for (int i = 0; i < E; ++i) acc[h][i] = 0.f;
+  }
+
+  const int32_t* trow = p.table + int64_t(s) * p.max_blocks;
+  const uint8_t* kbase = static_cast<const uint8_t*>(p.k.data);
+  const uint8_t* vbase = static_cast<const uint8_t*>(p.v.data);
+  for (int jr = j0 + warp * S::kRoundKeys; jr < j1; jr += kDecWarps * S::kRoundKeys) {
+    // Every load of the round first: U rows of K and U rows of V (and their scale/zero).
+    uint4 kw[U], vw[U];
+    float ks[U], kz[U], vs[U], vz[U];
+    bool ok[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int j = jr + u * KPW + sub;
+      ok[u] = j < j1;
+      kw[u] = vw[u] = make_uint4(0u, 0u, 0u, 0u);
+      ks[u] = kz[u] = vs[u] = vz[u] = 0.f;
+      if (ok[u]) {
+        const int blk = p.bt_shift >= 0 ? j >> p.bt_shift : j / p.bt;
+        const int slot = j - blk * p.bt;
+        const int64_t r = (int64_t(__ldg(trow + blk)) * p.Hkv + g) * p.bt + slot;
+        kw[u] = __ldg(reinterpret_cast<const uint4*>(kbase + r * kRowBytes) + c);
+        vw[u] = __ldg(reinterpret_cast<const uint4*>(vbase + r * kRowBytes) + c);
+        if constexpr (L == KvLayout::u8) {
+          ks[u] = __half2float(__ushort_as_half(__ldg(p.k.scale + r)));
+          kz[u] = float(__ldg(p.k.zero + r));
+          vs[u] = __half2float(__ushort_as_half(__ldg(p.v.scale + r)));
+          vz[u] = float(__ldg(p.v.zero + r));
+        }
+      }
+    }
+    // Scores (log2 domain) of the U keys for each head: partial dot over the lane's dims, summed
+    // over the LPK lanes of the row (butterfly: every lane of the row gets the same value).
+    float sc[U][GP];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      float x[E];
+      unpack_chunk<L>(kw[u], ks[u], kz[u], x);
+#pragma unroll
+      for (int h = 0; h < GP; ++h) {
+        float part = 0.f;
+#pragma unroll
+        for (int i = 0; i < E; ++i) part = fmaf(qr[h][i], x[i], part);
+#pragma unroll
+        for (int off = LPK / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
+        sc[u][h] = ok[u] ? part : -INFINITY;
+      }
+    }
+    // Online softmax: one rescale of (l, O) per round, then the U keys' weights.
+#pragma unroll
+    for (int h = 0; h < GP; ++h) {
+      float mx = m[h];
+#pragma unroll
+      for (int u = 0; u < U; ++u) mx = fmaxf(mx, sc[u][h]);
+      const float mu = mx == -INFINITY ? 0.f : mx;  // no key yet: the state stays empty (l = 0, O = 0)
+      const float corr = exp2f(m[h] - mu);          // 0 while m = −inf
+      m[h] = mx;
+      l[h] *= corr;
+#pragma unroll
+      for (int i = 0; i < E; ++i) acc[h][i] *= corr;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        sc[u][h] = exp2f(sc[u][h] - mu);  // 0 for a missing key
+        l[h] += sc[u][h];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      float x[E];
+      unpack_chunk<L>(vw[u], vs[u], vz[u], x);  // zeros for a missing key (weight 0, no NaN)
+#pragma unroll
+      for (int h = 0; h < GP; ++h)
+#pragma unroll
+        for (int i = 0; i < E; ++i) acc[h][i] = fmaf(sc[u][h], x[i], acc[h][i]);
+    }
+  }
+
+  // Merge the KPW row groups of the warp (lanes c, c + LPK, …): M = max m, weights 2^(m − M)
+  // (0 for a state without keys: its m is −inf and its O zero), L = Σ l·w, O = Σ O·w.
+#pragma unroll
+  for (int off = LPK; off < 32; off <<= 1) {
+#pragma unroll
+    for (int h = 0; h < GP; ++h) {
+      const float mo = __shfl_xor_sync(0xffffffffu, m[h], off);
+      const float lo = __shfl_xor_sync(0xffffffffu, l[h], off);
+      const float M = fmaxf(m[h], mo);
+      const float a = l[h] > 0.f ? exp2f(m[h] - M) : 0.f;
+      const float b = lo > 0.f ? exp2f(mo - M) : 0.f;
+      m[h] = M;
+      l[h] = l[h] * a + lo * b;
+#pragma unroll
+      for (int i = 0; i < E; ++i) {
+        const float ao = __shfl_xor_sync(0xffffffffu, acc[h][i], off);
+        acc[h][i] = acc[h][i] * a + ao * b;
+      }
+    }
+  }
+  if (sub == 0) {
+#pragma unroll
+    for (int h = 0; h < GP; ++h) {
+      float4* o4 = reinterpret_cast<float4*>(&o_sh[warp][h][c * E]);
+#pragma unroll
+      for (int i = 0; i < E / 4; ++i) o4[i] = make_float4(acc[h][4 * i], acc[h][4 * i + 1], acc[h][4 * i + 2], acc[h][4 * i + 3]);
+      if (c == 0) {
+        ml_sh[warp][h][0] = m[h];
+        ml_sh[warp][h][1] = l[h];
+      }
+    }
+  }
+  __syncthreads();
+  // Merge the warps in warp order; write the normalized output, or this part's (O, m, l).
+  for (int idx = threadIdx.x; idx < GP * D; idx += kDecThreads) {
+    const int h = idx / D, d = idx % D;
+    if (h >= nh) continue;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kDecWarps; ++w)
+      if (ml_sh[w][h][1] > 0.f) M = fmaxf(M, ml_sh[w][h][0]);
+    float Lsum = 0.f, O = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecWarps; ++w) {
+      const float lw = ml_sh[w][h][1];
+      if (lw > 0.f) {
+        const float wt = exp2f(ml_sh[w][h][0] - M);
+        Lsum += lw * wt;
+        O += o_sh[w][h][d] * wt;
+      }
+    }
+    const int64_t row = int64_t(tok) * p.H + h0 + h;
+    if (nsplit == 1) {
+      p.out[row * D + d] = Lsum > 0.f ? O / Lsum : 0.f;  // Lsum >= 1 whenever kv_len >= 1
+    } else {
+      const int64_t prow = int64_t(z) * p.rows + row;
+      p.partial_o[prow * D + d] = O;
+      if (d == 0) {
+        p.partial_ml[prow * 2] = M;
+        p.partial_ml[prow * 2 + 1] = Lsum;
+      }
+    }
+  }
+}
+
+// grid rows (= num_tokens · H), blockDim D: merges the split parts of one (token, head) row in
+// order z = 0 .. splits − 1. A part with l = 0 (no keys) gets weight 0 and its m and O are never
+// read, so whatever its workspace holds cannot reach the output. The z loops stay rolled
+// (#pragma unroll 1), as in attention.flash's combine kernel (unrolled, nvcc 13.0 miscompiled it
+// for sm_90 at 4+ parts).
+__global__ void decode_combine_kernel(float* __restrict__ out,               // [num_tokens, H, D] f32
+                                      const float* __restrict__ partial_o,   // [splits, rows, D] f32
+                                      const float* __restrict__ partial_ml,  // [splits, rows, 2] f32
+                                      int splits, int64_t rows, int D) {
+  __shared__ float w[kDecMaxSplits];  // weight of each part: 2^(m_z − M), 0 for an empty part
+  __shared__ float inv_l;
+  const int64_t row = blockIdx.x;
+  if (threadIdx.x == 0) {
+    float M = -INFINITY;
+#pragma unroll 1
+    for (int z = 0; z < splits; ++z) {
+      const float* ml = partial_ml + (int64_t(z) * rows + row) * 2;
+      if (ml[1] > 0.f) M = fmaxf(M, ml[0]);
+    }
+    float L = 0.f;
+#pragma unroll 1
+    for (int z = 0; z < splits; ++z) {
+      const float* ml = partial_ml + (int64_t(z) * rows + row) * 2;
+      const float wz = ml[1] > 0.f ? exp2f(ml[0] - M) : 0.f;
+      w[z] = wz;
+      L += ml[1] * wz;
+    }
+    inv_l = L > 0.f ? 1.f / L : 0.f;  // L >= 1: the part holding the row max has l >= 1, weight 1
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float acc = 0.f;
+#pragma unroll 1
+    for (int z = 0; z < splits; ++z)
+      if (w[z] != 0.f) acc += partial_o[(int64_t(z) * rows + row) * D + d] * w[z];
+    out[row * D + d] = acc * inv_l;
+  }
+}
+
+// KVRUN_NAIVE_DECODE=0 turns the fused decode path off (decode steps then run the three score
+// kernels); KVRUN_NAIVE_DECODE_SPLITS=N forces N split parts (1..kDecMaxSplits, still bounded by
+// the workspace) for tuning. Both are read once.
+bool decode_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("KVRUN_NAIVE_DECODE");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
+int forced_decode_splits() {
+  static const int n = [] {
+    const char* e = std::getenv("KVRUN_NAIVE_DECODE_SPLITS");
+    return e ? std::atoi(e) : 0;
+  }();
+  return n;
+}
+
+// Heads per block for a group of G query heads, at most kMaxGP: the fewest chunks, then the
+// smallest power of two that holds a chunk.
+int decode_heads_per_block(int G, int max_gp) {
+  const int chunks = (G + max_gp - 1) / max_gp;
+  const int per = (G + chunks - 1) / chunks;
+  int gp = 1;
+  while (gp < per) gp *= 2;
+  return gp;
+}
+
+template <KvLayout L, int D, int GP>
+void launch_decode_kernel(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
+  decode_kernel<L, D, GP><<<grid, kDecThreads, 0, stream>>>(p);
+  check_cuda(cudaGetLastError(), "launch of decode_kernel");
+}
+
+template <KvLayout L, int D>
+void launch_decode(const Args& a, cudaStream_t stream) {
+  using S = DecShape<L, D>;
+  const int H = a.num_heads, Hkv = a.num_kv_heads, G = H / Hkv;
+  const int gp = decode_heads_per_block(G, S::kMaxGP);
+  const int nhc = (G + gp - 1) / gp;
+  const int64_t blocks = int64_t(a.num_seqs) * Hkv * nhc;
+  const int64_t rows = int64_t(a.num_tokens) * H;
+  if (blocks > int64_t(INT32_MAX))
+    fail(ErrorKind::usage, "attention.naive (CUDA): num_seqs · num_kv_heads = " + std::to_string(blocks / nhc) +
+                               " exceeds the grid limit");
+
+  // Split parts: a function of host values that are fixed for a captured graph (num_seqs,
+  // max_kv_len, the device and the workspace size); the ranges themselves come from kv_len on the
+  // device.
+  int64_t splits = 1;
+  const int forced = forced_decode_splits();
+  if (forced > 0) {
+    splits = forced;
+  } else {
+    const int64_t target = int64_t(kDecBlocksPerSm) * std::max(a.num_sms, 1);
+    if (blocks < target && a.max_kv_len >= 2 * kDecMinSplitKeys)
+      splits = std::min<int64_t>((target + blocks - 1) / blocks, a.max_kv_len / kDecMinSplitKeys);
+  }
+  splits = std::min<int64_t>(splits, kDecMaxSplits);
+  splits = std::min<int64_t>(splits, int64_t(a.scores_capacity / size_t(rows * (D + 2))));
+  splits = std::max<int64_t>(splits, 1);
+
+  DecodeParams p;
+  p.out = a.out;
+  p.q = a.q;
+  p.k = Kv{a.k, a.k_scale, a.k_zero};
+  p.v = Kv{a.v, a.v_scale, a.v_zero};
+  p.table = a.block_table;
+  p.q_start = a.q_start;
+  p.kv_len = a.kv_len;
+  p.partial_o = a.scores;                           // [splits, rows, D]
+  p.partial_ml = a.scores + splits * rows * D;      // [splits, rows, 2]
+  p.rows = rows;
+  p.H = H;
+  p.Hkv = Hkv;
+  p.G = G;
+  p.nhc = nhc;
+  p.bt = a.block_tokens;
+  p.bt_shift = -1;
+  for (int sh = 0; sh < 31; ++sh)
+    if ((1 << sh) == a.block_tokens) p.bt_shift = sh;
+  p.max_blocks = a.max_blocks;
+  p.scale_log2 = a.scale * kLog2e;
+
+  const dim3 grid{unsigned(blocks), unsigned(splits)};
+  if (gp == 1) launch_decode_kernel<L, D, 1>(p, grid, stream);
+  else if (gp == 2) launch_decode_kernel<L, D, 2>(p, grid, stream);
+  else if constexpr (S::kMaxGP >= 4) launch_decode_kernel<L, D, 4>(p, grid, stream);
+  if (splits > 1) {
+    decode_combine_kernel<<<unsigned(rows), unsigned(D), 0, stream>>>(a.out, p.partial_o, p.partial_ml, int(splits),
+                                                                      rows, D);
+    check_cuda(cudaGetLastError(), "launch of decode_combine_kernel");
+  }
+}
+
+// Whether forward() takes the fused decode path for `a`.
+bool use_decode(const Args& a) {
+  return a.decode && decode_enabled() && (a.head_dim == 64 || a.head_dim == 128) && a.num_seqs == a.num_tokens &&
+         a.num_tokens > 0;
+}
+
 template <KvLayout L>
 void launch_chunks(const Args& a, cudaStream_t stream) {
   const int H = a.num_heads, Hkv = a.num_kv_heads, G = H / Hkv, D = a.head_dim;
@@ -384,6 +827,15 @@ void launch_chunks(const Args& a, cudaStream_t stream) {
   }
 }
 
+template <KvLayout L, int D>
+void load_decode_kernels() {
+  cudaFuncAttributes attr;
+  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 1>), "loading decode_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 2>), "loading decode_kernel");
+  if constexpr (DecShape<L, D>::kMaxGP >= 4)
+    check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 4>), "loading decode_kernel");
+}
+
 template <KvLayout L>
 void prepare_layout(size_t qk_smem, int smem_optin) {
   cudaFuncAttributes attr;
@@ -393,6 +845,8 @@ void prepare_layout(size_t qk_smem, int smem_optin) {
   check_cuda(cudaFuncGetAttributes(&attr, qk_vec_kernel<L, 128>), "loading qk_vec_kernel");
   check_cuda(cudaFuncGetAttributes(&attr, pv_vec_kernel<L, 64>), "loading pv_vec_kernel");
   check_cuda(cudaFuncGetAttributes(&attr, pv_vec_kernel<L, 128>), "loading pv_vec_kernel");
+  load_decode_kernels<L, 64>();
+  load_decode_kernels<L, 128>();
   if (qk_smem > 48 * 1024) {
     if (qk_smem > size_t(smem_optin))
       fail(ErrorKind::usage, "attention.naive (CUDA): the query rows of one GQA group need " + std::to_string(qk_smem) +
@@ -407,7 +861,7 @@ void prepare_layout(size_t qk_smem, int smem_optin) {
 
 }  // namespace
 
-void prepare(int device, int num_heads, int num_kv_heads, int head_dim) {
+int prepare(int device, int num_heads, int num_kv_heads, int head_dim) {
   DeviceScope scope(device);
   int optin = 0;
   check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
@@ -418,6 +872,11 @@ void prepare(int device, int num_heads, int num_kv_heads, int head_dim) {
   prepare_layout<KvLayout::u8>(qk_smem, optin);
   cudaFuncAttributes attr;
   check_cuda(cudaFuncGetAttributes(&attr, softmax_kernel), "loading softmax_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, decode_combine_kernel), "loading decode_combine_kernel");
+  int sms = 0;
+  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+             "cudaDeviceGetAttribute(MultiProcessorCount)");
+  return sms;
 }
 
 void forward(const Args& a, int device, void* stream) {
@@ -427,6 +886,15 @@ void forward(const Args& a, int device, void* stream) {
                                std::to_string(kMaxHeadDim) + ")");
   DeviceScope scope(device);
   const auto s = static_cast<cudaStream_t>(stream);
+  if (use_decode(a)) {
+    const bool d128 = a.head_dim == 128;
+    switch (a.layout) {
+      case KvLayout::f16: d128 ? launch_decode<KvLayout::f16, 128>(a, s) : launch_decode<KvLayout::f16, 64>(a, s); break;
+      case KvLayout::bf16: d128 ? launch_decode<KvLayout::bf16, 128>(a, s) : launch_decode<KvLayout::bf16, 64>(a, s); break;
+      case KvLayout::u8: d128 ? launch_decode<KvLayout::u8, 128>(a, s) : launch_decode<KvLayout::u8, 64>(a, s); break;
+    }
+    return;
+  }
   switch (a.layout) {
     case KvLayout::f16: launch_chunks<KvLayout::f16>(a, s); break;
     case KvLayout::bf16: launch_chunks<KvLayout::bf16>(a, s); break;

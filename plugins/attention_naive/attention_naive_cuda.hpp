@@ -36,17 +36,25 @@ struct Args {
   float scale = 0.f;
   float* scores = nullptr;    // workspace [scores_capacity] f32 (chunk of [tokens, num_heads, max_kv_len])
   size_t scores_capacity = 0;  // floats
+  // Decode: every sequence of the step has exactly one query token (num_tokens == num_seqs and
+  // max_q_len == 1). With head_dim 64 or 128 the fused decode kernel runs instead of the three
+  // score kernels; it uses `scores` as its split-K partial-result workspace.
+  bool decode = false;
+  int num_seqs = 0;
+  int num_sms = 1;  // of the device (split heuristic)
 };
 
 // Enqueues the attention of the step on `stream` (a cudaStream_t) of CUDA device `device`: for
 // each chunk of tokens that fits the score workspace, Q·Kᵀ (dequantizing int8 rows in registers),
-// a row softmax in fp32, then P·V. No allocation, no host synchronization: capturable in a CUDA
+// a row softmax in fp32, then P·V; or, for a decode step (Args::decode) with head_dim 64/128, one
+// fused pass over K and V with an online softmax (plus a combine kernel when the keys are split). No allocation, no host synchronization: capturable in a CUDA
 // graph. Throws Error(usage) when one token's scores do not fit the workspace, Error(device) when a
 // launch fails.
 void forward(const Args& a, int device, void* stream);
 
 // Loads the kernels on `device` and allows the dynamic shared memory of the Q·Kᵀ kernel
-// (group · head_dim f32 values); call once at creation. Throws Error(usage) when it cannot fit.
-void prepare(int device, int num_heads, int num_kv_heads, int head_dim);
+// (group · head_dim f32 values); call once at creation. Returns the device's SM count. Throws
+// Error(usage) when it cannot fit.
+int prepare(int device, int num_heads, int num_kv_heads, int head_dim);
 
 }  // namespace kvrun::attention_naive_cuda

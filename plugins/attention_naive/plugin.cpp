@@ -4,7 +4,8 @@
 // kQueryChunk · group · kv_len per worker at any prompt length.
 // On a CUDA device (builds with KVRUN_WITH_CUDA) the kernels of attention_naive_cuda.cu run
 // instead: scores of a chunk of tokens [chunk, num_heads, kv_len] in a workspace allocated once at
-// creation (at most kCudaScoreBudget bytes, at least one token's scores at max_kv_len).
+// creation (at most kCudaScoreBudget bytes, at least one token's scores at max_kv_len); decode
+// steps (one query token per sequence, head_dim 64/128) run a fused online-softmax kernel.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -130,7 +131,7 @@ class NaiveAttention final : public Attention {
     const size_t per_token = size_t(p_.num_heads) * size_t(p_.max_kv_len);
     const size_t tokens = std::clamp<size_t>(kCudaScoreBudget / sizeof(float) / per_token, 1, size_t(p_.max_tokens_per_step));
     scores_ = Buffer<float>(dev_, tokens * per_token, MemCategory::workspace);
-    attention_naive_cuda::prepare(dev_.info().index, p_.num_heads, p_.num_kv_heads, p_.head_dim);
+    num_sms_ = attention_naive_cuda::prepare(dev_.info().index, p_.num_heads, p_.num_kv_heads, p_.head_dim);
   }
 
   // out, q: [num_tokens, num_heads, head_dim] f32 in device memory.
@@ -177,10 +178,18 @@ class NaiveAttention final : public Attention {
     a.scale = p_.scale;
     a.scores = scores_.data();
     a.scores_capacity = scores_.size();
+    // One query token per sequence: the fused decode kernel (head_dim 64/128). Under a captured
+    // graph this is fixed by the graph's shape (the model captures decode steps only).
+    a.decode = step.max_q_len == 1 && step.num_tokens == step.num_seqs;
+    a.num_seqs = step.num_seqs;
+    a.num_sms = num_sms_;
     nc::forward(a, dev_.info().index, dev_.queue().native_handle());
   }
 
-  Buffer<float> scores_;  // [tokens per chunk, num_heads, max_kv_len] f32 (CUDA only)
+  // [tokens per chunk, num_heads, max_kv_len] f32 (CUDA only); the fused decode kernel keeps its
+  // split-K partial results here ([splits, num_tokens · num_heads, head_dim + 2]).
+  Buffer<float> scores_;
+  int num_sms_ = 1;
 #endif
   AttentionParams p_;
   Device& dev_;
