@@ -183,19 +183,12 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(float* __restrict__ 
 template <class W, int MMAX>
 void launch_gemv_m(cudaStream_t st, bool pdl, bool vec, unsigned blocks, float* y, const float* x, const W* w,
                    const void* bias, DType bias_t, int M, int N, int K, int wpr) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(blocks);
-  cfg.blockDim = dim3(kGemvThreads);
-  cfg.stream = st;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
   if (vec)
-    KVRUN_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<W, MMAX, true>, y, x, w, bias, bias_t, M, N, K, wpr));
+    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), 0, gemv_kernel<W, MMAX, true>, y, x, w, bias, bias_t, M,
+                     N, K, wpr);
   else
-    KVRUN_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<W, MMAX, false>, y, x, w, bias, bias_t, M, N, K, wpr));
+    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), 0, gemv_kernel<W, MMAX, false>, y, x, w, bias, bias_t, M,
+                     N, K, wpr);
 }
 
 // Blocks of gemv_kernel<W, MMAX, VEC> that fit on one SM at once (registers decide), cached per

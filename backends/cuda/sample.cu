@@ -51,6 +51,19 @@ struct RowParam {
 // the smaller index on ties; NaN never wins.
 __device__ __forceinline__ bool better(float v, int i, float bv, int bi) { return v > bv || (v == bv && i < bi); }
 
+// (bv, bi) of every lane becomes the first maximum over the warp.
+__device__ __forceinline__ void warp_argmax(float& bv, int& bi) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (better(ov, oi, bv, bi)) {
+      bv = ov;
+      bi = oi;
+    }
+  }
+}
+
 // First maximum of l[begin, end) over the block: the (value, index) pair in thread 0.
 __device__ __forceinline__ void block_argmax(const float* __restrict__ l, int begin, int end, float& bv, int& bi) {
   __shared__ float s_val[kArgmaxThreads / 32];
@@ -64,15 +77,7 @@ __device__ __forceinline__ void block_argmax(const float* __restrict__ l, int be
       bi = i;
     }
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (better(ov, oi, bv, bi)) {
-      bv = ov;
-      bi = oi;
-    }
-  }
+  warp_argmax(bv, bi);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) {
     s_val[warp] = bv;
@@ -132,15 +137,7 @@ __global__ void argmax_final_kernel(int32_t* ids, const float* __restrict__ part
       bi = i;
     }
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (better(ov, oi, bv, bi)) {
-      bv = ov;
-      bi = oi;
-    }
-  }
+  warp_argmax(bv, bi);
   if (lane == 0) ids[row] = (bi == INT_MAX || isnan(logits[int64_t(row) * V])) ? 0 : bi;
 }
 

@@ -30,6 +30,7 @@
 
 #include "kvrun/cuda_plugin.cuh"
 #include "attention_flash_cuda.hpp"
+#include "splitk_combine.cuh"
 #include "kvrun/error.hpp"
 
 namespace kvrun::attention_flash_cuda {
@@ -404,46 +405,8 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
   }
 }
 
-// grid num_tokens · H, blockDim D: merges the split parts of one (token, head) row. A part with
-// l = 0 (no keys: empty split range, or every key masked) gets weight 0 and its m and O are never
-// read, so an empty part cannot turn the row into NaN/inf whatever its workspace holds.
-// The z loops stay rolled (#pragma unroll 1): the previous version of this kernel, the same
-// arithmetic with unrolled z loops, gave wrong results on the H200 for 4 and more parts when built
-// with nvcc 13.0.88 for sm_90 (the same source with the loops rolled is correct; see the commit
-// that added this comment). Do not let the compiler unroll them again without rerunning the test.
-__global__ void combine_kernel(float* __restrict__ out,               // [num_tokens, H, D] f32
-                               const float* __restrict__ partial_o,   // [splits, num_tokens · H, D] f32
-                               const float* __restrict__ partial_ml,  // [splits, num_tokens · H, 2] f32
-                               int splits, int64_t rows, int D) {
-  __shared__ float w[kMaxSplits];  // weight of each part: 2^(m_z − M), 0 for an empty part
-  __shared__ float inv_l;
-  const int64_t row = blockIdx.x;
-  if (threadIdx.x == 0) {
-    float M = -INFINITY;
-#pragma unroll 1
-    for (int z = 0; z < splits; ++z) {
-      const float* ml = partial_ml + (int64_t(z) * rows + row) * 2;
-      if (ml[1] > 0.f) M = fmaxf(M, ml[0]);
-    }
-    float L = 0.f;
-#pragma unroll 1
-    for (int z = 0; z < splits; ++z) {
-      const float* ml = partial_ml + (int64_t(z) * rows + row) * 2;
-      const float wz = ml[1] > 0.f ? exp2f(ml[0] - M) : 0.f;
-      w[z] = wz;
-      L += ml[1] * wz;
-    }
-    inv_l = 1.f / L;  // L >= 1: the part holding the row max contributes l >= 1 with weight 1
-  }
-  __syncthreads();
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float acc = 0.f;
-#pragma unroll 1
-    for (int z = 0; z < splits; ++z)
-      if (w[z] != 0.f) acc += partial_o[(int64_t(z) * rows + row) * D + d] * w[z];
-    out[row * D + d] = acc * inv_l;
-  }
-}
+// Split parts are merged by splitk_combine_kernel (plugins/common/splitk_combine.cuh).
+constexpr auto combine_kernel = splitk_combine_kernel<kMaxSplits>;
 
 template <int D, int KW>
 void launch_flash(const Params& p, dim3 grid, bool bf16, cudaStream_t stream) {

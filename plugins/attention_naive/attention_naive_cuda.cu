@@ -21,6 +21,7 @@
 
 #include "kvrun/cuda_plugin.cuh"
 #include "attention_naive_cuda.hpp"
+#include "splitk_combine.cuh"
 #include "kvrun/dtype.hpp"
 #include "kvrun/error.hpp"
 
@@ -638,44 +639,8 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
   }
 }
 
-// grid rows (= num_tokens · H), blockDim D: merges the split parts of one (token, head) row in
-// order z = 0 .. splits − 1. A part with l = 0 (no keys) gets weight 0 and its m and O are never
-// read, so whatever its workspace holds cannot reach the output. The z loops stay rolled
-// (#pragma unroll 1), as in attention.flash's combine kernel (unrolled, nvcc 13.0 miscompiled it
-// for sm_90 at 4+ parts).
-__global__ void decode_combine_kernel(float* __restrict__ out,               // [num_tokens, H, D] f32
-                                      const float* __restrict__ partial_o,   // [splits, rows, D] f32
-                                      const float* __restrict__ partial_ml,  // [splits, rows, 2] f32
-                                      int splits, int64_t rows, int D) {
-  __shared__ float w[kDecMaxSplits];  // weight of each part: 2^(m_z − M), 0 for an empty part
-  __shared__ float inv_l;
-  const int64_t row = blockIdx.x;
-  if (threadIdx.x == 0) {
-    float M = -INFINITY;
-#pragma unroll 1
-    for (int z = 0; z < splits; ++z) {
-      const float* ml = partial_ml + (int64_t(z) * rows + row) * 2;
-      if (ml[1] > 0.f) M = fmaxf(M, ml[0]);
-    }
-    float L = 0.f;
-#pragma unroll 1
-    for (int z = 0; z < splits; ++z) {
-      const float* ml = partial_ml + (int64_t(z) * rows + row) * 2;
-      const float wz = ml[1] > 0.f ? exp2f(ml[0] - M) : 0.f;
-      w[z] = wz;
-      L += ml[1] * wz;
-    }
-    inv_l = L > 0.f ? 1.f / L : 0.f;  // L >= 1: the part holding the row max has l >= 1, weight 1
-  }
-  __syncthreads();
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float acc = 0.f;
-#pragma unroll 1
-    for (int z = 0; z < splits; ++z)
-      if (w[z] != 0.f) acc += partial_o[(int64_t(z) * rows + row) * D + d] * w[z];
-    out[row * D + d] = acc * inv_l;
-  }
-}
+// Split parts are merged by splitk_combine_kernel (plugins/common/splitk_combine.cuh).
+constexpr auto decode_combine_kernel = splitk_combine_kernel<kDecMaxSplits>;
 
 // KVRUN_NAIVE_DECODE=0 turns the fused decode path off (decode steps then run the three score
 // kernels); KVRUN_NAIVE_DECODE_SPLITS=N forces N split parts (1..kDecMaxSplits, still bounded by

@@ -26,6 +26,7 @@
 #include "kvrun/device.hpp"
 #include "kvrun/registry.hpp"
 #include "kvrun/select.hpp"
+#include "paged_kv_test.hpp"
 
 using namespace kvrun;
 
@@ -37,44 +38,7 @@ using test::registry;
 
 // The step of `seqs` (cache ids) with q_lens new tokens after past_lens, with its device arrays
 // in `dev`'s memory.
-struct DeviceStep {
-  StepBatch step;
-  Buffer<int32_t> q_start, kv_len, positions, token_seq;
-
-  DeviceStep(Device& dev, const std::vector<int>& seqs, const std::vector<int>& q_lens, const std::vector<int>& pasts) {
-    StepBatch& s = step;
-    s.num_seqs = int(seqs.size());
-    s.seq_ids = seqs;
-    s.q_lens = q_lens;
-    s.past_lens = pasts;
-    s.q_starts = {0};
-    std::vector<int32_t> kvl, pos, tseq;
-    for (int i = 0; i < s.num_seqs; ++i) {
-      s.q_starts.push_back(s.q_starts.back() + q_lens[size_t(i)]);
-      kvl.push_back(pasts[size_t(i)] + q_lens[size_t(i)]);
-      s.prompt_lens.push_back(kvl.back());
-      s.max_q_len = std::max(s.max_q_len, q_lens[size_t(i)]);
-      s.max_kv_len = std::max(s.max_kv_len, kvl.back());
-      for (int j = 0; j < q_lens[size_t(i)]; ++j) {
-        pos.push_back(pasts[size_t(i)] + j);
-        tseq.push_back(i);
-      }
-    }
-    s.num_tokens = s.q_starts.back();
-    auto up = [&](Buffer<int32_t>& b, const std::vector<int32_t>& v) {
-      b = Buffer<int32_t>(dev, std::max<size_t>(v.size(), 1), MemCategory::weights);
-      b.upload(v.data(), v.size());
-    };
-    up(q_start, std::vector<int32_t>(s.q_starts.begin(), s.q_starts.end()));
-    up(kv_len, kvl);
-    up(positions, pos);
-    up(token_seq, tseq);
-    s.d_q_start = q_start.data();
-    s.d_kv_len = kv_len.data();
-    s.d_positions = positions.data();
-    s.d_token_seq = token_seq.data();
-  }
-};
+using attention_test::DeviceStep;  // tests/common/paged_kv_test.hpp
 
 template <class T>
 std::vector<T> download(Device& dev, const void* p, size_t n) {
@@ -166,7 +130,7 @@ void run_case(const CacheCase& cc) {
       check(gc->free_sequence(st.free_before));
       check(cc_cpu->free_sequence(st.free_before));
     }
-    DeviceStep gs(G, st.seqs, st.q, st.past), cs(C, st.seqs, st.q, st.past);
+    DeviceStep gs(G, st.q, st.past, st.seqs), cs(C, st.q, st.past, st.seqs);
     check(gc->reserve(gs.step));
     check(cc_cpu->reserve(cs.step));
     const size_t T = size_t(gs.step.num_tokens);
@@ -294,7 +258,7 @@ TEST_CASE("cache append on CUDA allocates nothing") {
     p.max_tokens = 256;
     p.max_seqs = 2;
     std::shared_ptr<Cache> c = registry().create_cache(kind, p, G);
-    DeviceStep s(G, {0, 1}, {10, 3}, {0, 0});
+    DeviceStep s(G, {10, 3}, {0, 0}, {0, 1});
     check(c->reserve(s.step));
     Buffer<float> k(G, size_t(13 * 2 * 64), MemCategory::weights), v(G, size_t(13 * 2 * 64), MemCategory::weights);
     check(G.queue().fill_bytes(k.data(), 0, k.bytes()));
