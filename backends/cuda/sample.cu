@@ -93,6 +93,10 @@ __device__ __forceinline__ void block_argmax(const float* __restrict__ l, int be
   }
 }
 
+// The id the host returns for a row whose first maximum is (bi): 0 when nothing won (every value
+// NaN) or when the row's first logit l0 is NaN (no comparison with NaN is true on the host).
+__device__ __forceinline__ int32_t host_argmax_id(int bi, float l0) { return (bi == INT_MAX || isnan(l0)) ? 0 : bi; }
+
 // ids[row] = first argmax of logits[row, 0..V).  rows: [grid] rows to do, or null (row = block).
 // If logits[row, 0] is NaN the host returns 0 (no comparison with NaN is true), and so does this.
 __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(int32_t* ids, const float* __restrict__ logits,
@@ -102,7 +106,7 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(int32_t* ids, co
   float bv;
   int bi;
   block_argmax(l, 0, V, bv, bi);
-  if (threadIdx.x == 0) ids[row] = (bi == INT_MAX || isnan(l[0])) ? 0 : bi;
+  if (threadIdx.x == 0) ids[row] = host_argmax_id(bi, l[0]);
 }
 
 // Few rows over a large vocabulary (batch-1 decode: one block would read 150k logits alone):
@@ -138,7 +142,7 @@ __global__ void argmax_final_kernel(int32_t* ids, const float* __restrict__ part
     }
   }
   warp_argmax(bv, bi);
-  if (lane == 0) ids[row] = (bi == INT_MAX || isnan(logits[int64_t(row) * V])) ? 0 : bi;
+  if (lane == 0) ids[row] = host_argmax_id(bi, logits[int64_t(row) * V]);
 }
 
 // ---- sort keys -------------------------------------------------------------------------------

@@ -375,7 +375,8 @@ __device__ __forceinline__ void dequant_a(uint32_t (&a)[4], uint32_t w, uint32_t
   a[3] = bf16x2_sub(((w >> 12) & 0x000F000Fu) | 0x43004300u, zz1);
 }
 
-// y[M, N] = x[M, Kp] · W (+ bias), M ≤ 8, over the qm/sz layout.
+// y[M, N] = x[M, Kp] · W (+ bias), M ≤ 8·NB, over the qm/sz layout (rows g + 8b of x are the n side
+// of the b-th mma of each k-tile, so one dequantized A fragment serves all NB blocks of 8 rows).
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   x: [M, ldx] f32 (16-byte aligned rows), y: [M, N] f32, bias: [N] f32 or null.
 //   Dynamic shared memory: the group of each chunk (or of each k-tile with kTileScale), int32.
@@ -385,8 +386,8 @@ __device__ __forceinline__ void dequant_a(uint32_t (&a)[4], uint32_t w, uint32_t
 // act-order with groups of 16·n rows), so scale per k-tile; otherwise per chunk.
 // The loop is software-pipelined: the weights and scale/zero entries of the next U chunks are
 // loaded (their groups come from shared memory) before the current U chunks are multiplied, so
-// every warp keeps loads in flight while it computes. The hi and lo halves of x accumulate in two
-// independent mma chains.
+// every warp keeps loads in flight while it computes. With NB = 1 the hi and lo halves of x
+// accumulate in two independent mma chains; larger NB accumulate both into one chain per block.
 // Fragment ownership (lane l, g = l >> 2, t = l & 3): B regs = x[m = g][4 rows of lane t];
 // accumulators d[0], d[1] = y[m = 2t, 2t+1][column g], d[2], d[3] = y[2t, 2t+1][column g + 8].
 template <bool kTileScale>
@@ -449,10 +450,10 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
         if (cc >= c_end) break;
         const uint32_t words[4] = {cur.q[u].x, cur.q[u].y, cur.q[u].z, cur.q[u].w};
         // NB = 1: hi and lo in two independent chains; larger NB: one chain per block of 8 rows.
-        float dh[NB][4], dl[NB == 1 ? 1 : 1][4];
+        float dh[NB][4], dl[4];  // dl: the lo chain of NB = 1 (larger NB fold lo into dh)
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
-          dl[0][r] = 0.f;
+          dl[r] = 0.f;
 #pragma unroll
           for (int b = 0; b < NB; ++b) dh[b][r] = 0.f;
         }
@@ -470,23 +471,19 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
             const uint32_t l0 = bf16x2_bits(v.x - __uint_as_float(h0 << 16), v.y - __uint_as_float(h0 & 0xffff0000u));
             const uint32_t l1 = bf16x2_bits(v.z - __uint_as_float(h1 << 16), v.w - __uint_as_float(h1 & 0xffff0000u));
             mma_bf16(dh[b], a, h0, h1);
-            if constexpr (NB == 1) mma_bf16(dl[0], a, l0, l1);
+            if constexpr (NB == 1) mma_bf16(dl, a, l0, l1);
             else mma_bf16(dh[b], a, l0, l1);
           }
-          if (kTileScale || i == 3) {
+          if (kTileScale || i == 3) {  // d[0], d[1] belong to column g (scale s0), d[2], d[3] to g + 8
 #pragma unroll
-            for (int b = 0; b < NB; ++b) {
-              const float e0 = NB == 1 ? dl[0][0] : 0.f, e1 = NB == 1 ? dl[0][1] : 0.f;
-              const float e2 = NB == 1 ? dl[0][2] : 0.f, e3 = NB == 1 ? dl[0][3] : 0.f;
-              acc[b][0] = fmaf(sv.s0, dh[b][0] + e0, acc[b][0]);
-              acc[b][1] = fmaf(sv.s0, dh[b][1] + e1, acc[b][1]);
-              acc[b][2] = fmaf(sv.s1, dh[b][2] + e2, acc[b][2]);
-              acc[b][3] = fmaf(sv.s1, dh[b][3] + e3, acc[b][3]);
+            for (int b = 0; b < NB; ++b)
 #pragma unroll
-              for (int r = 0; r < 4; ++r) dh[b][r] = 0.f;
-            }
+              for (int r = 0; r < 4; ++r) {
+                acc[b][r] = fmaf(r < 2 ? sv.s0 : sv.s1, dh[b][r] + (NB == 1 ? dl[r] : 0.f), acc[b][r]);
+                dh[b][r] = 0.f;
+              }
 #pragma unroll
-            for (int r = 0; r < 4; ++r) dl[0][r] = 0.f;
+            for (int r = 0; r < 4; ++r) dl[r] = 0.f;
           }
         }
       }
