@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <numeric>
@@ -247,5 +248,17 @@ inline std::vector<float> random_q(std::mt19937& rng, size_t n, float stdev) {
 struct Config {
   int H, Hkv, D;
 };
+
+// AttentionParams of `c` with softmax scale 1/sqrt(D).
+inline AttentionParams attention_params(const Config& c, int64_t max_kv_len, int max_tokens_per_step) {
+  AttentionParams p;
+  p.num_heads = c.H;
+  p.num_kv_heads = c.Hkv;
+  p.head_dim = c.D;
+  p.scale = 1.f / std::sqrt(float(c.D));
+  p.max_tokens_per_step = max_tokens_per_step;
+  p.max_kv_len = max_kv_len;
+  return p;
+}
 
 }  // namespace kvrun::attention_test

@@ -103,14 +103,7 @@ std::string shape_string(const Shape& s) {
 }
 
 AttentionParams params(const Config& c, int max_step_tokens = kMaxStepTokens) {
-  AttentionParams p;
-  p.num_heads = c.H;
-  p.num_kv_heads = c.Hkv;
-  p.head_dim = c.D;
-  p.scale = 1.f / std::sqrt(float(c.D));
-  p.max_tokens_per_step = max_step_tokens;
-  p.max_kv_len = kMaxKv;
-  return p;
+  return attention_params(c, kMaxKv, max_step_tokens);
 }
 
 // Runs every shape of one configuration and layout through naive CPU (reference), naive CUDA
