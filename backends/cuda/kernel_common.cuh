@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "cuda_check.cuh"
+#include "kvrun/cuda_plugin.cuh"
 #include "kvrun/dtype.hpp"
 #include "kvrun/tensor.hpp"
 
@@ -75,20 +76,9 @@ __device__ __forceinline__ double warp_sum(double v) {
   return v;
 }
 
-// Programmatic dependent launch (sm_90+; no-ops before). A kernel launched with the
-// programmatic-serialization attribute may start while the previous kernel of the stream still
-// runs: it must call pdl_wait() before touching anything that kernel writes. A kernel calls
-// pdl_trigger() once the next kernel may start its independent prologue (weight loads).
-__device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_trigger() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" :::);
-#endif
-}
+// Programmatic dependent launch: the helpers plugins use too (kvrun/cuda_plugin.cuh).
+using cuda_plugin::pdl_trigger;
+using cuda_plugin::pdl_wait;
 
 // Launches kernel k on st, with programmatic stream serialization when pdl is set (the kernel
 // may then start before the previous kernel of the stream ends, so it must call pdl_wait() before
@@ -96,17 +86,7 @@ __device__ __forceinline__ void pdl_trigger() {
 template <class... KArgs, class... Args>
 void launch_maybe_pdl(bool pdl, cudaStream_t st, dim3 grid, dim3 block, size_t smem, void (*k)(KArgs...),
                       Args&&... args) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = st;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  KVRUN_CUDA_CHECK(cudaLaunchKernelEx(&cfg, k, std::forward<Args>(args)...));
+  KVRUN_CUDA_CHECK(cuda_plugin::launch(pdl, st, grid, block, smem, k, std::forward<Args>(args)...));
 }
 
 // Sum over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets the result.

@@ -21,6 +21,10 @@ namespace {
 
 constexpr int kGemvThreads = 256;  // 8 warps per block
 constexpr int kGemvWarps = kGemvThreads / 32;
+// At least 3 blocks per SM: ptxas then keeps the kernel at ≤ 85 registers without spilling. Left to
+// itself it chose 64 registers with a spill (4 blocks per SM) for the 4-row kernel, which streamed
+// slower on the H200 (tools/gemv_bench.cu: q·k·v 23.4 µs at 3 blocks per SM, 27.3 at 4).
+constexpr int kGemvMinBlocks = 3;
 
 // 16-byte weight load through the read-only path, not kept in L1 (weights are streamed once per
 // step; L1 is better spent on the activations that every warp re-reads).
@@ -94,88 +98,116 @@ __device__ __forceinline__ void gemv_dot(float (&acc)[MMAX], const float* wf, co
 
 // GEMV for small M:  y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]),  M ≤ MMAX ≤ 8.
 //   y: [M, N] f32, x: [M, K] f32, w: [N, K] of W (bf16/f16/f32), bias: [N] of bias_t or null.
-// Block: 8 warps handling 8/wpr weight rows n; the K range of one row is split over wpr warps
-// (wpr ∈ {1, 2, 4, 8}, chosen so small N still fills the GPU). Each lane keeps MMAX fp32
-// accumulators; warps reduce with shuffles, then the wpr partials of a row are added in a fixed
-// order through shared memory (deterministic).
+// Block: 8 warps; each warp handles RPW consecutive weight rows n over one of wpr K slices
+// (wpr ∈ {1, 2, 4, 8}, chosen by launch_gemv), so a block covers 8/wpr·RPW rows. Each lane keeps
+// RPW·MMAX fp32 accumulators; warps reduce with shuffles, then the wpr partials of a row are added
+// in a fixed order through shared memory (deterministic).
+// RPW > 1 reads each x vector once for RPW rows: at M = 1 the x loads (2 float4 per 16-byte weight
+// load with RPW = 1) limited the streaming rate (tools/gemv_bench.cu: q·k·v 3.74 → 4.29 TB/s).
 // VEC: w rows and x rows are 16-byte aligned and K is a multiple of 16/sizeof(W) → 16-byte weight
-// loads, 4 in flight per lane; otherwise one element per lane per step (any K).
-template <class W, int MMAX, bool VEC>
-__global__ void __launch_bounds__(kGemvThreads) gemv_kernel(float* __restrict__ y, const float* __restrict__ x,
+// loads, U per row in flight per lane (U·RPW = 8 at RPW = 4, 4 at RPW = 1); otherwise one element
+// per lane per step (any K). Rows past N (the last warp's) re-read row N − 1 and are not written.
+template <class W, int MMAX, int RPW, bool VEC>
+__global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(float* __restrict__ y, const float* __restrict__ x,
                                                             const W* __restrict__ w, const void* bias, DType bias_t,
                                                             int M, int N, int K, int wpr) {
-  __shared__ float partial[kGemvWarps][MMAX];
+  static_assert(RPW * MMAX <= 32, "one lane per (row, m) output");
+  __shared__ float partial[kGemvWarps][RPW * MMAX];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int rows_per_block = kGemvWarps / wpr;
-  const int r = warp / wpr;     // weight row within the block
-  const int part = warp % wpr;  // which K slice of that row
-  const int n = blockIdx.x * rows_per_block + r;
+  const int rows_per_block = kGemvWarps / wpr * RPW;
+  const int r = warp / wpr;     // row group within the block
+  const int part = warp % wpr;  // which K slice of those rows
+  const int n0 = blockIdx.x * rows_per_block + r * RPW;
 
-  float acc[MMAX];
+  float acc[RPW][MMAX];
 #pragma unroll
-  for (int m = 0; m < MMAX; ++m) acc[m] = 0.f;
+  for (int j = 0; j < RPW; ++j)
+#pragma unroll
+    for (int m = 0; m < MMAX; ++m) acc[j][m] = 0.f;
 
   bool waited = false;
-  if (n < N) {
-    const W* wr = w + int64_t(n) * K;
+  if (n0 < N) {
+    const W* wr[RPW];
+#pragma unroll
+    for (int j = 0; j < RPW; ++j) wr[j] = w + int64_t(min(n0 + j, N - 1)) * K;
     if constexpr (VEC) {
       using WV = WeightVec<W>;
       constexpr int E = WV::E;
-      constexpr int U = 4;  // 16-byte loads in flight per lane
+      constexpr int U = RPW >= 4 ? 2 : 4;  // 16-byte loads per row in flight per lane
       const int nvec = K / E;
       const int stride = 32 * wpr;
-      const uint4* wv = reinterpret_cast<const uint4*>(wr);
       int v = part * 32 + lane;
       for (; v + (U - 1) * stride < nvec; v += U * stride) {
-        uint4 q[U];
+        uint4 q[RPW][U];
 #pragma unroll
-        for (int u = 0; u < U; ++u) q[u] = load_weights_16b(wv + v + u * stride);
+        for (int u = 0; u < U; ++u)
+#pragma unroll
+          for (int j = 0; j < RPW; ++j) q[j][u] = load_weights_16b(reinterpret_cast<const uint4*>(wr[j]) + v + u * stride);
         if (!waited) {  // the first weights are in flight before x (written by the previous kernel) is read
           pdl_wait();
           waited = true;
         }
 #pragma unroll
-        for (int u = 0; u < U; ++u) {
-          float wf[E];
-          WV::unpack(q[u], wf);
-          gemv_dot<E, MMAX>(acc, wf, x, (v + u * stride) * E, M, K);
-        }
+        for (int u = 0; u < U; ++u)
+#pragma unroll
+          for (int j = 0; j < RPW; ++j) {
+            float wf[E];
+            WV::unpack(q[j][u], wf);
+            gemv_dot<E, MMAX>(acc[j], wf, x, (v + u * stride) * E, M, K);
+          }
       }
       if (!waited) {
         pdl_wait();
         waited = true;
       }
       for (; v < nvec; v += stride) {
-        float wf[E];
-        WV::unpack(load_weights_16b(wv + v), wf);
-        gemv_dot<E, MMAX>(acc, wf, x, v * E, M, K);
+#pragma unroll
+        for (int j = 0; j < RPW; ++j) {
+          float wf[E];
+          WV::unpack(load_weights_16b(reinterpret_cast<const uint4*>(wr[j]) + v), wf);
+          gemv_dot<E, MMAX>(acc[j], wf, x, v * E, M, K);
+        }
       }
     } else {
       pdl_wait();
       waited = true;
       for (int k = part * 32 + lane; k < K; k += 32 * wpr) {
-        const float wk = to_f32(wr[k]);
 #pragma unroll
-        for (int m = 0; m < MMAX; ++m)
-          if (m < M) acc[m] = fmaf(wk, __ldg(x + int64_t(m) * K + k), acc[m]);
+        for (int j = 0; j < RPW; ++j) {
+          const float wk = to_f32(wr[j][k]);
+#pragma unroll
+          for (int m = 0; m < MMAX; ++m)
+            if (m < M) acc[j][m] = fmaf(wk, __ldg(x + int64_t(m) * K + k), acc[j][m]);
+        }
       }
     }
   }
   if (!waited) pdl_wait();  // rows past N: nothing read, but y is written below by other warps only after it
   pdl_trigger();
 #pragma unroll
-  for (int m = 0; m < MMAX; ++m) acc[m] = warp_sum(acc[m]);
+  for (int j = 0; j < RPW; ++j)
+#pragma unroll
+    for (int m = 0; m < MMAX; ++m) acc[j][m] = warp_sum(acc[j][m]);
   if (lane == 0) {
 #pragma unroll
-    for (int m = 0; m < MMAX; ++m) partial[warp][m] = acc[m];
+    for (int j = 0; j < RPW; ++j)
+#pragma unroll
+      for (int m = 0; m < MMAX; ++m) partial[warp][j * MMAX + m] = acc[j][m];
   }
   __syncthreads();
-  if (part == 0 && lane < M && n < N) {
+  const int j = lane / MMAX, m = lane % MMAX, n = n0 + j;
+  if (part == 0 && j < RPW && m < M && n < N) {
     float s = 0.f;
     for (int p = 0; p < wpr; ++p) s += partial[r * wpr + p][lane];
     if (bias) s += load_any(bias, bias_t, n);
-    y[int64_t(lane) * N + n] = s;
+    y[int64_t(m) * N + n] = s;
   }
+}
+
+// Rows per warp: 4 at M = 1 (x loads shared by 4 rows), 1 above (MMAX accumulators per row).
+template <int MMAX>
+constexpr int gemv_rpw() {
+  return MMAX == 1 ? 4 : 1;
 }
 
 // Launches with programmatic stream serialization where the device has it (sm_90+): the GEMV's
@@ -183,21 +215,23 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(float* __restrict__ 
 template <class W, int MMAX>
 void launch_gemv_m(cudaStream_t st, bool pdl, bool vec, unsigned blocks, float* y, const float* x, const W* w,
                    const void* bias, DType bias_t, int M, int N, int K, int wpr) {
+  constexpr int R = gemv_rpw<MMAX>();
   if (vec)
-    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), 0, gemv_kernel<W, MMAX, true>, y, x, w, bias, bias_t, M,
-                     N, K, wpr);
+    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), 0, gemv_kernel<W, MMAX, R, true>, y, x, w, bias, bias_t,
+                     M, N, K, wpr);
   else
-    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), 0, gemv_kernel<W, MMAX, false>, y, x, w, bias, bias_t, M,
-                     N, K, wpr);
+    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), 0, gemv_kernel<W, MMAX, R, false>, y, x, w, bias, bias_t,
+                     M, N, K, wpr);
 }
 
-// Blocks of gemv_kernel<W, MMAX, VEC> that fit on one SM at once (registers decide), cached per
-// instantiation (every device of one process is assumed to be of one architecture).
+// Blocks of the GEMV kernel for (W, MMAX, VEC) that fit on one SM at once (registers decide),
+// cached per instantiation (every device of one process is assumed to be of one architecture).
 template <class W, int MMAX, bool VEC>
 int gemv_blocks_per_sm() {
   static const int n = [] {
     int b = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_kernel<W, MMAX, VEC>, kGemvThreads, 0) != cudaSuccess)
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_kernel<W, MMAX, gemv_rpw<MMAX>(), VEC>, kGemvThreads,
+                                                      0) != cudaSuccess)
       b = 1;
     return std::max(b, 1);
   }();
@@ -209,27 +243,27 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
                  int M, int N, int K) {
   constexpr int E = 16 / int(sizeof(W));
   const bool vec = K % E == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-  // Warps per weight row (wpr): the K range of a row is split while
-  //  1. the grid would not give every SM two blocks (small N), or
-  //  2. the grid is more than one resident wave but its last wave would be under 3/4 full and
-  //     there are fewer than 4 waves: a short last wave leaves most SMs with few loads in flight
-  //     (measured: N = 4096 at 1.3 waves ran at 2.5 TB/s, large N at 4.3),
-  // as long as each warp keeps at least two 16-byte loads per lane.
+  // Warps per row group (wpr): the K range of the rows is split (wpr doubled) while the grid is
+  // under 90 % of one resident wave, or is between 1 and 1.5 waves (a short last wave leaves most
+  // SMs with few loads in flight), as long as each lane keeps at least two 16-byte loads per row.
+  // Measured on the H200 at M = 1 (tools/gemv_bench.cu, graph replay): N = 4096 (o, down) wants
+  // 2.6 waves (down 24.1 → 22.6 µs), q·k·v one wave (384 blocks), gate·up 1.7 waves.
   const int units = vec ? K / E : K;
+  const int rpw = M == 1 ? gemv_rpw<1>() : gemv_rpw<8>();
   const int capacity = sm_count * (M == 1 ? (vec ? gemv_blocks_per_sm<W, 1, true>() : gemv_blocks_per_sm<W, 1, false>())
                                           : (vec ? gemv_blocks_per_sm<W, 8, true>() : gemv_blocks_per_sm<W, 8, false>()));
-  auto blocks_for = [&](int wpr) { return (int64_t(N) * wpr + kGemvWarps - 1) / kGemvWarps; };
+  auto blocks_for = [&](int wpr) {
+    const int rows_per_block = kGemvWarps / wpr * rpw;
+    return (int64_t(N) + rows_per_block - 1) / rows_per_block;
+  };
   auto splittable = [&](int wpr) { return wpr < kGemvWarps && units >= 2 * 32 * (2 * wpr); };
   int wpr = 1;
-  while (splittable(wpr) && blocks_for(wpr) < 2LL * sm_count) wpr *= 2;
   while (splittable(wpr)) {
-    const int64_t b = blocks_for(wpr);
-    const double waves = double(b) / capacity;
-    if (b <= capacity || waves >= 4.0 || waves - std::floor(waves) >= 0.75) break;
+    const double waves = double(blocks_for(wpr)) / capacity;
+    if (waves >= 0.9 && !(waves > 1.0 && waves < 1.5)) break;
     wpr *= 2;
   }
-  const int rows_per_block = kGemvWarps / wpr;
-  const unsigned blocks = unsigned((N + rows_per_block - 1) / rows_per_block);
+  const unsigned blocks = unsigned(blocks_for(wpr));
   if (M == 1)
     launch_gemv_m<W, 1>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
   else if (M == 2)

@@ -160,6 +160,8 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
   __shared__ __align__(16) uint16_t smem[2 * kBN * kStride];
   uint16_t* const ks = smem;
   uint16_t* const vs = smem + kBN * kStride;
+  cuda_plugin::pdl_wait();  // q and the cache come from earlier kernels (programmatic dependent launch)
+  cuda_plugin::pdl_trigger();
 
   const int H = p.H, Hkv = p.Hkv, G = H / Hkv;
   const int s = blockIdx.y / Hkv, g = blockIdx.y % Hkv;
@@ -410,9 +412,10 @@ constexpr auto combine_kernel = splitk_combine_kernel<kMaxSplits>;
 
 template <int D, int KW>
 void launch_flash(const Params& p, dim3 grid, bool bf16, cudaStream_t stream) {
-  if (bf16) flash_kernel<D, true, KW><<<grid, kThreads, 0, stream>>>(p);
-  else flash_kernel<D, false, KW><<<grid, kThreads, 0, stream>>>(p);
-  check_cuda(cudaGetLastError(), "launch of flash_kernel");
+  const bool pdl = cuda_plugin::pdl_enabled();
+  check_cuda(bf16 ? cuda_plugin::launch(pdl, stream, grid, dim3(kThreads), 0, flash_kernel<D, true, KW>, p)
+                  : cuda_plugin::launch(pdl, stream, grid, dim3(kThreads), 0, flash_kernel<D, false, KW>, p),
+             "launch of flash_kernel");
 }
 
 template <int D>
@@ -502,9 +505,10 @@ void forward(const Args& a, int device, void* stream) {
                                  " is not supported (built for 64 and 128); use attention.kind = \"naive\"");
   }
   if (splits > 1) {
-    combine_kernel<<<unsigned(rows), unsigned(a.head_dim), 0, st>>>(a.out, a.partial_o, a.partial_ml, splits, rows,
-                                                                   a.head_dim);
-    check_cuda(cudaGetLastError(), "launch of combine_kernel");
+    check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), st, dim3(unsigned(rows)), dim3(unsigned(a.head_dim)), 0,
+                                   combine_kernel, a.out, static_cast<const float*>(a.partial_o),
+                                   static_cast<const float*>(a.partial_ml), splits, int64_t(rows), int(a.head_dim)),
+               "launch of combine_kernel");
   }
 }
 

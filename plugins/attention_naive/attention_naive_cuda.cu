@@ -458,6 +458,8 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
   static_assert(GP >= 1 && GP <= S::kMaxGP, "heads per block");
   __shared__ __align__(16) float o_sh[kDecWarps][GP][D];  // each warp's unnormalized O
   __shared__ float ml_sh[kDecWarps][GP][2];               // each warp's m and l
+  cuda_plugin::pdl_wait();  // q and the cache come from earlier kernels (programmatic dependent launch)
+  cuda_plugin::pdl_trigger();
 
   const int hc = int(blockIdx.x % unsigned(p.nhc));
   const int sg = int(blockIdx.x / unsigned(p.nhc));
@@ -672,8 +674,9 @@ int decode_heads_per_block(int G, int max_gp) {
 
 template <KvLayout L, int D, int GP>
 void launch_decode_kernel(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  decode_kernel<L, D, GP><<<grid, kDecThreads, 0, stream>>>(p);
-  check_cuda(cudaGetLastError(), "launch of decode_kernel");
+  check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, grid, dim3(kDecThreads), 0,
+                                 decode_kernel<L, D, GP>, p),
+             "launch of decode_kernel");
 }
 
 template <KvLayout L, int D>
@@ -731,9 +734,10 @@ void launch_decode(const Args& a, cudaStream_t stream) {
   else if (gp == 2) launch_decode_kernel<L, D, 2>(p, grid, stream);
   else if constexpr (S::kMaxGP >= 4) launch_decode_kernel<L, D, 4>(p, grid, stream);
   if (splits > 1) {
-    decode_combine_kernel<<<unsigned(rows), unsigned(D), 0, stream>>>(a.out, p.partial_o, p.partial_ml, int(splits),
-                                                                      rows, D);
-    check_cuda(cudaGetLastError(), "launch of decode_combine_kernel");
+    check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, dim3(unsigned(rows)), dim3(unsigned(D)), 0,
+                                   decode_combine_kernel, a.out, static_cast<const float*>(p.partial_o),
+                                   static_cast<const float*>(p.partial_ml), int(splits), rows, int(D)),
+               "launch of decode_combine_kernel");
   }
 }
 

@@ -67,6 +67,8 @@ append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
               const int32_t* __restrict__ token_seq,  // [num_tokens]
               const int32_t* __restrict__ positions,  // [num_tokens]
               int max_blocks, int num_tokens, int H, int D, int bt) {
+  cuda_plugin::pdl_wait();  // k, v come from the previous kernel (programmatic dependent launch)
+  cuda_plugin::pdl_trigger();
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);  // token * H + head
   if (row >= int64_t(num_tokens) * H) return;  // whole warp leaves together
@@ -91,10 +93,11 @@ void append(const AppendArgs& a, int device, void* stream) {
   DeviceScope scope(device);
   const int64_t rows = int64_t(a.num_tokens) * a.num_kv_heads;
   const unsigned blocks = unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  append_kernel<<<blocks, kWarpsPerBlock * 32, 0, static_cast<cudaStream_t>(stream)>>>(
-      a.k, a.v, a.k_cache, a.v_cache, a.k_scale, a.v_scale, a.k_zero, a.v_zero, a.block_table, a.token_seq,
-      a.positions, a.max_blocks, a.num_tokens, a.num_kv_heads, a.head_dim, a.block_tokens);
-  check_cuda(cudaGetLastError(), "launch of append_kernel");
+  check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(device), static_cast<cudaStream_t>(stream), dim3(blocks),
+                                 dim3(kWarpsPerBlock * 32), 0, append_kernel, a.k, a.v, a.k_cache, a.v_cache,
+                                 a.k_scale, a.v_scale, a.k_zero, a.v_zero, a.block_table, a.token_seq, a.positions,
+                                 a.max_blocks, a.num_tokens, a.num_kv_heads, a.head_dim, a.block_tokens),
+             "launch of append_kernel");
 }
 
 }  // namespace kvrun::cache_int8_cuda

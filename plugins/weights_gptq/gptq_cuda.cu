@@ -442,6 +442,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
     const uint2* szp = sz + nt * G * 8 + g;
     St cur, nxt;
     mma_stage_load<kTileScale>(cur, qp, szp, grp, c_begin, c_end);
+    cuda_plugin::pdl_wait();  // the first weights are in flight before x (the previous kernel's output) is read
     for (int64_t c = c_begin; c < c_end; c += U) {
       mma_stage_load<kTileScale>(nxt, qp, szp, grp, c + U, c_end);
 #pragma unroll
@@ -490,6 +491,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
       cur = nxt;
     }
   }
+  cuda_plugin::pdl_wait();  // (returns at once when waited above) y may be read by the previous kernel
+  cuda_plugin::pdl_trigger();
 #pragma unroll
   for (int b = 0; b < NB; ++b)
 #pragma unroll
@@ -668,8 +671,10 @@ void launch_gemv_mma(cudaStream_t st, int sm_count, const uint4* qm, const uint2
   while (ks < kMmaWarps && NTp * (2 * ks) / kMmaWarps <= capacity && KC / (2 * ks) >= 4) ks *= 2;
   const unsigned blocks = unsigned((NTp + (kMmaWarps / ks) - 1) / (kMmaWarps / ks));
   const size_t smem = size_t(KC) * (kTileScale ? 4 : 1) * sizeof(int32_t);
-  gemv_mma_kernel<kTileScale, NB><<<blocks, kMmaWarps * 32, smem, st>>>(qm, sz, ug, bias, x, ldx, y, M, N, NTp, KC, G,
-                                                                         ks);
+  // Programmatic dependent launch: the kernel waits for x on the device (cuda_plugin::pdl_wait).
+  GPTQ_CUDA_CHECK(cuda_plugin::launch(cuda_plugin::pdl_enabled(), st, dim3(blocks), dim3(kMmaWarps * 32), smem,
+                                      gemv_mma_kernel<kTileScale, NB>, qm, sz, ug, bias, x, ldx, y, M, N, NTp, KC, G,
+                                      ks));
 }
 
 template <bool kTileScale>
