@@ -154,6 +154,12 @@ class CudaOps final : public Ops {
   int sm_count_ = 0;
   bool pdl_ = false;  // programmatic dependent launch of the GEMV, norms, SwiGLU, RoPE (sm_90+; KVRUN_CUDA_PDL=0: off)
   int gemv_max_rows_ = kGemvDefaultRows;  // KVRUN_CUDA_GEMV_MAX_ROWS overrides (tuning)
+  // bf16 weights and gemv_max_rows_ < M ≤ tc_gemm_max_rows_: the tensor-core small-M GEMM
+  // (gemm_small_m.cu) instead of cuBLAS. Measured on the H200 (Qwen-7B shape, docs/PERFORMANCE.md)
+  // it beats cuBLAS up to batch 8 (batch 4: 4.65 vs 4.92 ms/step) but not at 16 (5.17 vs 5.10) or
+  // above (64: 7.89 vs 6.30), so it takes M ≤ 8 by default; KVRUN_CUDA_TC_GEMM_MAX_ROWS=0..64
+  // overrides (0: off; the kernel tests use 64).
+  int tc_gemm_max_rows_ = 8;
   cublasHandle_t cublas_ = nullptr;
   void* cublas_ws_ = nullptr;  // cuBLAS workspace (fixed size, so cuBLAS never allocates in a graph)
   size_t cublas_ws_bytes_ = 0;

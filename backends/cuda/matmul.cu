@@ -1,9 +1,12 @@
 // kvrun CUDA backend — matmul: y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]).
 //
-// Two paths, chosen by M (CudaOps::gemv_max_rows_, 1 by default, at most 8):
+// Three paths, chosen by M (CudaOps::gemv_max_rows_, 1 by default, at most 8; tc_gemm_max_rows_,
+// 8 by default, at most 64):
 //   small M (decode) gemv_kernel: bandwidth-bound, streams each weight row once with 16-byte loads,
 //                    fp32 accumulation over the exact weights and fp32 activations (same numbers
 //                    as the CPU up to summation order).
+//   bf16, M ≤ 8      gemm_small_m.cu: tensor cores, reads f32 x (rounded to bf16 as below), the
+//                    bias in the same kernel.
 //   larger M         cuBLAS: bf16 weights → x rounded to bf16 in the workspace, cublasGemmEx with
 //                    fp32 accumulation; f16 weights → x rounded to f16 after scaling each row by a
 //                    power of two into the f16 range (undone in the epilogue); f32 weights →
@@ -13,6 +16,7 @@
 #include <string>
 
 #include "cuda_backend.cuh"
+#include "gemm_small_m.cuh"
 #include "kernel_common.cuh"
 
 namespace kvrun::cuda {
@@ -371,6 +375,17 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul w",
         launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K)));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel");
+    return;
+  }
+
+  if (w.dtype == DType::bf16 && M <= tc_gemm_max_rows_ && small_m_gemm_supported(M, N, K, xp, w.data)) {
+    SmallMGemm a{yp, xp, w.as<const __nv_bfloat16>(), bias_p, bias_t, int(M), int(N), int(K), sm_count_, pdl_, st};
+    const int splits = small_m_gemm_splits(a);
+    float* partial = splits > 1 ? static_cast<float*>(workspace(size_t(splits) * size_t(M * N) * sizeof(float),
+                                                                "matmul"))
+                                : nullptr;
+    small_m_gemm(a, partial);
+    KVRUN_CUDA_CHECK_LAUNCH("gemm_small_m_kernel");
     return;
   }
 

@@ -32,6 +32,12 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
                                         std::to_string(kGemvMaxRows));
     gemv_max_rows_ = r;
   }
+  if (const char* rows = std::getenv("KVRUN_CUDA_TC_GEMM_MAX_ROWS")) {
+    const int r = std::atoi(rows);
+    if (r < 0 || r > 64)
+      throw Error(ErrorKind::usage, "KVRUN_CUDA_TC_GEMM_MAX_ROWS=" + std::string(rows) + ": expected 0..64");
+    tc_gemm_max_rows_ = r;
+  }
   KVRUN_CUBLAS_CHECK(cublasCreate(&cublas_));
   KVRUN_CUBLAS_CHECK(cublasSetStream(cublas_, dev_.stream()));
   // Plain fp32 SGEMM for f32 weights (no TF32); bf16/f16 GEMMs pick tensor cores themselves.

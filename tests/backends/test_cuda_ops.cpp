@@ -292,12 +292,13 @@ void run_matmul(Device& G, Ops& gops, Ops& cops, int64_t M, int64_t N, int64_t K
 
 }  // namespace
 
-TEST_CASE("cuda: matmul vs CPU, every weight dtype, GEMV (M ≤ 8) and cuBLAS (M > 8) paths") {
+TEST_CASE("cuda: matmul vs CPU, every weight dtype, GEMV (M ≤ 8), tensor-core (bf16, M ≤ 64) and cuBLAS paths") {
   NEED_GPU();
   // Tolerances (relative L2 error of y against the CPU backend with the same weights):
   //   M ≤ 8  GEMV: fp32 activations × exact weights, fp32 accumulation → ≤ 1e-5 (order of sums only)
   //   M > 8  f32 weights: cuBLAS SGEMM (no TF32) → ≤ 1e-5
-  //   M > 8  bf16/f16 weights: activations rounded to bf16/f16 for the tensor-core GEMM → ≤ 1e-2
+  //   M > 8  bf16/f16 weights: activations rounded to bf16/f16 for the tensor cores (gemm_small_m.cu
+  //          for bf16 up to M = 64, cuBLAS above and for f16) → ≤ 1e-2
   struct Shape {
     int64_t N, K;
   };
@@ -321,6 +322,52 @@ TEST_CASE("cuda: matmul vs CPU, every weight dtype, GEMV (M ≤ 8) and cuBLAS (M
           CHECK(d.nonfinite == 0);
           CHECK(d.rel_l2 <= tol);
         }
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda: tensor-core GEMM for bf16 weights, 2 ≤ M ≤ 64 (gemm_small_m.cu) vs CPU") {
+  NEED_GPU();
+  // A device of its own whose Ops send only M = 1 to the GEMV (the backend's default), so M = 2..8
+  // reach the tensor-core kernel too (this suite's shared device sends M ≤ 8 to the GEMV).
+  setenv("KVRUN_CUDA_GEMV_MAX_ROWS", "1", 1);
+  setenv("KVRUN_CUDA_TC_GEMM_MAX_ROWS", "64", 1);  // every M of the kernel (the default stops at 8)
+  std::shared_ptr<Device> tc_dev;
+  {
+    DeviceRequest req;
+    req.spec = "cuda:0";
+    req.search_dirs = test::cuda_dirs();
+    tc_dev = open_device(req);
+  }
+  setenv("KVRUN_CUDA_GEMV_MAX_ROWS", "8", 1);
+  unsetenv("KVRUN_CUDA_TC_GEMM_MAX_ROWS");
+  REQUIRE(tc_dev != nullptr);
+  Device& T = *tc_dev;
+  // x is rounded to bf16 before both backends see it, so the kernel's own rounding of x is exact
+  // and the results differ only in the order of the fp32 sums: relative L2 ≤ 1e-5.
+  struct Shape {
+    int64_t N, K;
+  };
+  const Shape shapes[] = {{37, 64},      // N not a multiple of 16, one chunk
+                          {129, 200},    // K not a multiple of 64: zero-filled tail
+                          {515, 256},
+                          {300, 4104},   // many chunks
+                          {4096, 1024}}; // few row blocks: K split over parts + the reduction kernel
+  uint64_t seed = 7000;
+  for (int64_t M : {2, 5, 8, 9, 16, 17, 33, 64}) {
+    for (const Shape& s : shapes) {
+      for (int bias = 0; bias < 3; ++bias) {
+        const DType bt = bias == 2 ? DType::bf16 : DType::f32;
+        std::vector<float> x = randn(size_t(M * s.K), seed += 10);
+        for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
+        std::vector<float> got, ref;
+        run_matmul(T, T.ops(), cops, M, s.N, s.K, DType::bf16, bias != 0, bt, seed, &x, &got, &ref);
+        Diff d = diff(got, ref);
+        INFO("M " << M << ", N " << s.N << ", K " << s.K << ", bias " << (bias ? dtype_name(bt) : "none") << ": "
+                  << show(d) << " (tolerance rel_l2 ≤ 1e-5)");
+        CHECK(d.nonfinite == 0);
+        CHECK(d.rel_l2 <= 1e-5);
       }
     }
   }
