@@ -8,6 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/cuda/bin:$PATH
 [ -f build-cuda/build.ninja ] || meson setup build-cuda -Dcuda=enabled
+# Meson 1.0 declares a depfile for nvcc but does not ask nvcc to write one, so a .cu object is not
+# rebuilt when only a header it includes changed (a stale CudaOps default once reached the GPU
+# this way). Drop every CUDA object older than the newest header; ninja rebuilds them.
+newest=$(find core/include backends plugins \( -name '*.cuh' -o -name '*.hpp' -o -name '*.h' \) -printf '%T@ %p\n' |
+  sort -n | tail -1 | cut -d' ' -f2-)
+[ -n "$newest" ] && find build-cuda -name '*.cu.o' ! -newer "$newest" -delete
 ninja -C build-cuda
 mkdir -p .carry/lib
 # Only the linked outputs travel (objects stay here): shared objects, executables.
