@@ -160,6 +160,7 @@ class CudaOps final : public Ops {
   // above (64: 7.89 vs 6.30), so it takes M ≤ 8 by default; KVRUN_CUDA_TC_GEMM_MAX_ROWS=0..64
   // overrides (0: off; the kernel tests use 64).
   int tc_gemm_max_rows_ = 8;
+  int tc_splits_ = 0;  // KVRUN_CUDA_TC_SPLITK=1..16 forces the K split of that kernel (tuning); 0: automatic
   cublasHandle_t cublas_ = nullptr;
   void* cublas_ws_ = nullptr;  // cuBLAS workspace (fixed size, so cuBLAS never allocates in a graph)
   size_t cublas_ws_bytes_ = 0;

@@ -23,8 +23,6 @@
 // rows and of its x row: a fixed permutation of k that A and B share, so every operand fragment is
 // one 16-byte shared-memory load.
 #include <algorithm>
-#include <cstdlib>
-#include <string>
 
 #include "cuda_backend.cuh"
 #include "gemm_small_m.cuh"
@@ -40,7 +38,7 @@ constexpr int kMTiles = 2;                          // 16-row mma tiles per warp
 constexpr int kRowsPerBlock = kWarps * 16 * kMTiles;  // weight rows per block
 constexpr int kChunk = 64;                          // k per pipeline stage
 constexpr int kStages = 3;
-constexpr int kMaxSplit = 16;
+constexpr int kMaxSplit = kSmallMGemmMaxSplits;
 
 // Shared memory: kStages weight tiles [128][64] bf16 (16 KB each) and two x tiles [8·NT][64] bf16
 // (1 KB per n-tile each). Rows are stored without padding; the 16-byte chunk c (8 bf16) of row r
@@ -251,14 +249,6 @@ int blocks_per_sm() {
   return n;
 }
 
-int forced_splits() {
-  static const int n = [] {
-    const char* e = std::getenv("KVRUN_CUDA_TC_SPLITK");
-    return e ? std::clamp(std::atoi(e), 0, kMaxSplit) : 0;
-  }();
-  return n;
-}
-
 template <int NT>
 int splits_for(const SmallMGemm& a) {
   const int nb = (a.N + kRowsPerBlock - 1) / kRowsPerBlock;
@@ -266,7 +256,7 @@ int splits_for(const SmallMGemm& a) {
   const int capacity = a.sm_count * blocks_per_sm<NT>();
   // Split K (doubling) while the grid fills under 60 % of one resident wave, keeping ≥ 4 chunks a
   // part.
-  int splits = forced_splits();
+  int splits = a.forced_splits;
   if (splits == 0) {
     splits = 1;
     while (splits < kMaxSplit && int64_t(nb) * splits * 5 < int64_t(capacity) * 3 && chunks / (splits * 2) >= 4)

@@ -11,8 +11,9 @@
 
 namespace kvrun::cuda {
 
-// Rows the kernel handles at most (8 per n-tile, 8 tiles).
+// Rows the kernel handles at most (8 per n-tile, 8 tiles), and parts K may be split into.
 constexpr int kSmallMGemmMaxRows = 64;
+constexpr int kSmallMGemmMaxSplits = 16;
 
 // y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]); y, x f32, w bf16, all in device memory.
 struct SmallMGemm {
@@ -23,7 +24,8 @@ struct SmallMGemm {
   DType bias_t;
   int M, N, K;
   int sm_count;
-  bool pdl;  // launch with programmatic dependent launch
+  bool pdl;           // launch with programmatic dependent launch
+  int forced_splits;  // 0: chosen from the grid; 1..kSmallMGemmMaxSplits: that many K parts
   cudaStream_t stream;
 };
 

@@ -379,7 +379,8 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
   }
 
   if (w.dtype == DType::bf16 && M <= tc_gemm_max_rows_ && small_m_gemm_supported(M, N, K, xp, w.data)) {
-    SmallMGemm a{yp, xp, w.as<const __nv_bfloat16>(), bias_p, bias_t, int(M), int(N), int(K), sm_count_, pdl_, st};
+    SmallMGemm a{yp,     xp,        w.as<const __nv_bfloat16>(), bias_p, bias_t, int(M), int(N), int(K),
+                 sm_count_, pdl_, tc_splits_, st};
     const int splits = small_m_gemm_splits(a);
     float* partial = splits > 1 ? static_cast<float*>(workspace(size_t(splits) * size_t(M * N) * sizeof(float),
                                                                 "matmul"))

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cuda_backend.cuh"
+#include "gemm_small_m.cuh"
 #include "kvrun/random.hpp"
 #include "kernel_common.cuh"
 
@@ -34,9 +35,17 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   }
   if (const char* rows = std::getenv("KVRUN_CUDA_TC_GEMM_MAX_ROWS")) {
     const int r = std::atoi(rows);
-    if (r < 0 || r > 64)
-      throw Error(ErrorKind::usage, "KVRUN_CUDA_TC_GEMM_MAX_ROWS=" + std::string(rows) + ": expected 0..64");
+    if (r < 0 || r > kSmallMGemmMaxRows)
+      throw Error(ErrorKind::usage, "KVRUN_CUDA_TC_GEMM_MAX_ROWS=" + std::string(rows) + ": expected 0.." +
+                                        std::to_string(kSmallMGemmMaxRows));
     tc_gemm_max_rows_ = r;
+  }
+  if (const char* splits = std::getenv("KVRUN_CUDA_TC_SPLITK")) {
+    const int z = std::atoi(splits);
+    if (z < 1 || z > kSmallMGemmMaxSplits)
+      throw Error(ErrorKind::usage, "KVRUN_CUDA_TC_SPLITK=" + std::string(splits) + ": expected 1.." +
+                                        std::to_string(kSmallMGemmMaxSplits));
+    tc_splits_ = z;
   }
   KVRUN_CUBLAS_CHECK(cublasCreate(&cublas_));
   KVRUN_CUBLAS_CHECK(cublasSetStream(cublas_, dev_.stream()));
