@@ -1,6 +1,7 @@
 // Stand-alone sweep of batch-1 bf16 GEMV variants on the Qwen-7B shapes (not part of the build;
 // a research tool for docs/PERFORMANCE.md). Build and run on the GPU machine:
-//   nvcc -O3 -std=c++20 -gencode arch=compute_90,code=sm_90 tools/gemv_bench.cu -o gemv_bench && ./gemv_bench
+//   nvcc -O3 -std=c++20 -gencode arch=compute_90,code=sm_90 -Icore/include -Ibackends/include \
+//     tools/gemv_bench.cu -o gemv_bench && ./gemv_bench
 // Every figure is a CUDA-graph replay of back-to-back launches over distinct weight copies (more
 // bytes than L2 holds), so each launch streams its weights from DRAM as in a decode step.
 #include <cuda_bf16.h>
@@ -12,6 +13,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
+
+#include "kvrun/cuda_plugin.cuh"  // pdl_wait / pdl_trigger / launch, as the kernels use them
+
+using kvrun::cuda_plugin::pdl_trigger;
+using kvrun::cuda_plugin::pdl_wait;
 
 #define CK(x)                                                                              \
   do {                                                                                     \
@@ -29,8 +35,6 @@ __device__ __forceinline__ uint4 ldw(const uint4* p) {
                : "l"(p));
   return r;
 }
-__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" :::); }
 
 __device__ __forceinline__ float dot8(const uint4& q, const float* x) {
   const float4 a = __ldg(reinterpret_cast<const float4*>(x));
@@ -145,16 +149,8 @@ template <int U, int RPW, int MINB = 1>
 void launch_v(cudaStream_t st, bool pdl, float* y, const float* x, const __nv_bfloat16* w, int N, int K, int wpr,
               int rot) {
   const int rows_per_block = (8 / wpr) * RPW;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3((N + rows_per_block - 1) / rows_per_block);
-  cfg.blockDim = dim3(256);
-  cfg.stream = st;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  CK(cudaLaunchKernelEx(&cfg, gemv_v<U, RPW, MINB>, y, x, w, N, K, wpr, rot));
+  CK(kvrun::cuda_plugin::launch(pdl, st, dim3((N + rows_per_block - 1) / rows_per_block), dim3(256), 0,
+                                gemv_v<U, RPW, MINB>, y, x, w, N, K, wpr, rot));
 }
 
 template <int U, int RPW, int MINB = 1>

@@ -5,6 +5,7 @@
 // Numerics follow the CPU reference: fp32 arithmetic, IEEE division and square root (no fast-math),
 // and the products of rope/silu/rms_norm rounded one at a time where PyTorch rounds them.
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cmath>
 #include <string>
@@ -19,6 +20,24 @@ namespace kvrun::cuda {
 // ---------------------------------------------------------------------------------------------
 // CudaOps: construction and workspace
 
+namespace {
+
+// An integer tuning switch from the environment: `fallback` when unset, else a whole number in
+// [lo, hi] (anything else is a usage error naming the variable).
+int env_int(const char* name, int lo, int hi, int fallback) {
+  const char* v = std::getenv(name);
+  if (!v) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const long r = std::strtol(v, &end, 10);
+  if (end == v || *end != '\0' || errno != 0 || r < lo || r > hi)
+    throw Error(ErrorKind::usage, std::string(name) + "=" + v + ": expected a whole number " + std::to_string(lo) +
+                                      ".." + std::to_string(hi));
+  return int(r);
+}
+
+}  // namespace
+
 CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   ScopedDevice guard(dev_.index());
   KVRUN_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, dev_.index()));
@@ -26,27 +45,9 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   KVRUN_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev_.index()));
   const char* pdl_env = std::getenv("KVRUN_CUDA_PDL");
   pdl_ = cc_major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
-  if (const char* rows = std::getenv("KVRUN_CUDA_GEMV_MAX_ROWS")) {
-    const int r = std::atoi(rows);
-    if (r < 0 || r > kGemvMaxRows)
-      throw Error(ErrorKind::usage, "KVRUN_CUDA_GEMV_MAX_ROWS=" + std::string(rows) + ": expected 0.." +
-                                        std::to_string(kGemvMaxRows));
-    gemv_max_rows_ = r;
-  }
-  if (const char* rows = std::getenv("KVRUN_CUDA_TC_GEMM_MAX_ROWS")) {
-    const int r = std::atoi(rows);
-    if (r < 0 || r > kSmallMGemmMaxRows)
-      throw Error(ErrorKind::usage, "KVRUN_CUDA_TC_GEMM_MAX_ROWS=" + std::string(rows) + ": expected 0.." +
-                                        std::to_string(kSmallMGemmMaxRows));
-    tc_gemm_max_rows_ = r;
-  }
-  if (const char* splits = std::getenv("KVRUN_CUDA_TC_SPLITK")) {
-    const int z = std::atoi(splits);
-    if (z < 1 || z > kSmallMGemmMaxSplits)
-      throw Error(ErrorKind::usage, "KVRUN_CUDA_TC_SPLITK=" + std::string(splits) + ": expected 1.." +
-                                        std::to_string(kSmallMGemmMaxSplits));
-    tc_splits_ = z;
-  }
+  gemv_max_rows_ = env_int("KVRUN_CUDA_GEMV_MAX_ROWS", 0, kGemvMaxRows, gemv_max_rows_);
+  tc_gemm_max_rows_ = env_int("KVRUN_CUDA_TC_GEMM_MAX_ROWS", 0, kSmallMGemmMaxRows, tc_gemm_max_rows_);
+  tc_splits_ = env_int("KVRUN_CUDA_TC_SPLITK", 1, kSmallMGemmMaxSplits, tc_splits_);
   KVRUN_CUBLAS_CHECK(cublasCreate(&cublas_));
   KVRUN_CUBLAS_CHECK(cublasSetStream(cublas_, dev_.stream()));
   // Plain fp32 SGEMM for f32 weights (no TF32); bf16/f16 GEMMs pick tensor cores themselves.
