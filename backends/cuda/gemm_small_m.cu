@@ -5,7 +5,8 @@
 // second kernel for the bias and, for N = 4096, a split-K reduction kernel. Here one kernel reads
 // f32 x, rounds it to bf16 on the way into the tensor cores (the same rounding as the cuBLAS path)
 // and adds the bias; a split-K reduction kernel runs only when the grid needs K split to fill the
-// device. Measured on the H200 (Qwen-7B shape, ms per decode step, this kernel vs cuBLAS): batch 2
+// device. Measured on the H200 (Qwen-7B shape, ms per decode step, this kernel vs cuBLAS, one run
+// with 32-token prompts and 16 new tokens; docs/PERFORMANCE.md has a 256-token run): batch 2
 // 4.59 vs 4.85, 4: 4.65 vs 4.92, 8: 4.78 vs 4.98, 16: 5.17 vs 5.10, 32: 5.69 vs 5.49, 64: 7.89 vs
 // 6.30 — so CudaOps sends it M ≤ 8 by default. At 64 rows mma.sync and the shared-memory operand
 // traffic limit it (cuBLAS uses Hopper's wgmma); at 16 rows it streams at 3.4–3.6 TB/s with 11
@@ -223,6 +224,7 @@ __global__ void __launch_bounds__(kThreads, 3)
 }
 
 // y[m, n] = Σ_z partial[z, m, n] (z = 0 .. splits − 1 in order) + bias[n].  Flat over M·N.
+//   y [M, N] f32, partial [splits, M, N] f32 (MN = M·N), bias [N] of bias_t or null.
 __global__ void splitk_reduce_kernel(float* __restrict__ y, const float* __restrict__ partial, int splits, int64_t MN,
                                      int N, const void* bias, DType bias_t) {
   pdl_wait();
