@@ -14,8 +14,9 @@
 #include <cstdlib>
 #include <vector>
 
-#include "kvrun/cuda_plugin.cuh"  // pdl_wait / pdl_trigger / launch, as the kernels use them
+#include "kvrun/cuda_plugin.cuh"  // load_stream_16b, pdl_wait / pdl_trigger, launch: as the kernels use them
 
+using kvrun::cuda_plugin::load_stream_16b;
 using kvrun::cuda_plugin::pdl_trigger;
 using kvrun::cuda_plugin::pdl_wait;
 
@@ -27,14 +28,6 @@ using kvrun::cuda_plugin::pdl_wait;
       std::exit(1);                                                                        \
     }                                                                                      \
   } while (0)
-
-__device__ __forceinline__ uint4 ldw(const uint4* p) {
-  uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(p));
-  return r;
-}
 
 __device__ __forceinline__ float dot8(const uint4& q, const float* x) {
   const float4 a = __ldg(reinterpret_cast<const float4*>(x));
@@ -81,7 +74,7 @@ __global__ void __launch_bounds__(256, MINB) gemv_v(float* __restrict__ y, const
 #pragma unroll
     for (int u = 0; u < U; ++u)
 #pragma unroll
-      for (int j = 0; j < RPW; ++j) q[j][u] = ldw(wv[j] + v + u * stride);
+      for (int j = 0; j < RPW; ++j) q[j][u] = load_stream_16b(wv[j] + v + u * stride);
     if (!waited) {
       pdl_wait();
       waited = true;
@@ -94,7 +87,7 @@ __global__ void __launch_bounds__(256, MINB) gemv_v(float* __restrict__ y, const
   if (!waited) pdl_wait();
   for (int v = nit * per_it + part * 32 + lane; v < nvec; v += stride) {
 #pragma unroll
-    for (int j = 0; j < RPW; ++j) acc[j] += dot8(ldw(wv[j] + v), x + v * 8);
+    for (int j = 0; j < RPW; ++j) acc[j] += dot8(load_stream_16b(wv[j] + v), x + v * 8);
   }
   pdl_trigger();
 #pragma unroll
@@ -118,11 +111,11 @@ __global__ void __launch_bounds__(256) read_kernel(float* out, const uint4* __re
   const int64_t s = int64_t(gridDim.x) * blockDim.x;
   int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   for (; i + 3 * s < n16; i += 4 * s) {
-    uint4 q0 = ldw(p + i), q1 = ldw(p + i + s), q2 = ldw(p + i + 2 * s), q3 = ldw(p + i + 3 * s);
+    uint4 q0 = load_stream_16b(p + i), q1 = load_stream_16b(p + i + s), q2 = load_stream_16b(p + i + 2 * s), q3 = load_stream_16b(p + i + 3 * s);
     a ^= q0.x ^ q0.y ^ q0.z ^ q0.w ^ q1.x ^ q1.y ^ q1.z ^ q1.w ^ q2.x ^ q2.y ^ q2.z ^ q2.w ^ q3.x ^ q3.y ^ q3.z ^ q3.w;
   }
   for (; i < n16; i += s) {
-    uint4 q = ldw(p + i);
+    uint4 q = load_stream_16b(p + i);
     a ^= q.x ^ q.y ^ q.z ^ q.w;
   }
   if (a == 0x12345678u) out[0] = 1.f;

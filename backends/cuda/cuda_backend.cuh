@@ -152,7 +152,7 @@ class CudaOps final : public Ops {
 
   CudaDevice& dev_;
   int sm_count_ = 0;
-  bool pdl_ = false;  // programmatic dependent launch of the GEMV, norms, SwiGLU, RoPE (sm_90+; KVRUN_CUDA_PDL=0: off)
+  bool pdl_ = false;  // programmatic dependent launch of the GEMV/GEMM, norms, SwiGLU, RoPE (sm_90+; KVRUN_CUDA_PDL=0: off)
   int gemv_max_rows_ = kGemvDefaultRows;  // KVRUN_CUDA_GEMV_MAX_ROWS overrides (tuning)
   // bf16 weights and gemv_max_rows_ < M ≤ tc_gemm_max_rows_: the tensor-core small-M GEMM
   // (gemm_small_m.cu) instead of cuBLAS. Measured on the H200 (Qwen-7B shape, docs/PERFORMANCE.md)
@@ -161,6 +161,7 @@ class CudaOps final : public Ops {
   // overrides (0: off; the kernel tests use 64).
   int tc_gemm_max_rows_ = 8;
   int tc_splits_ = 0;  // KVRUN_CUDA_TC_SPLITK=1..16 forces the K split of that kernel (tuning); 0: automatic
+  bool tc_gemm_ready_ = false;  // small_m_gemm_prepare() has run on this device
   cublasHandle_t cublas_ = nullptr;
   void* cublas_ws_ = nullptr;  // cuBLAS workspace (fixed size, so cuBLAS never allocates in a graph)
   size_t cublas_ws_bytes_ = 0;

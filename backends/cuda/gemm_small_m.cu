@@ -24,6 +24,7 @@
 // rows and of its x row: a fixed permutation of k that A and B share, so every operand fragment is
 // one 16-byte shared-memory load.
 #include <algorithm>
+#include <type_traits>
 
 #include "cuda_backend.cuh"
 #include "gemm_small_m.cuh"
@@ -62,21 +63,6 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x = lo (low half)
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-// d[4] += A[16×16] · B[16×8] (bf16, fp32 accumulation)
-__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                               uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
 // Parameters:
@@ -189,8 +175,10 @@ __global__ void __launch_bounds__(kThreads, 3)
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
           // step 0: k 32h + 8t + 0..3, step 1: + 4..7 (A and B permuted alike)
-          mma_bf16_16816(acc[mt][j], a[mt][0].x, a[mt][1].x, a[mt][0].y, a[mt][1].y, b.x, b.y);
-          mma_bf16_16816(acc[mt][j], a[mt][0].z, a[mt][1].z, a[mt][0].w, a[mt][1].w, b.z, b.w);
+          const uint32_t a0[4] = {a[mt][0].x, a[mt][1].x, a[mt][0].y, a[mt][1].y};
+          const uint32_t a1[4] = {a[mt][0].z, a[mt][1].z, a[mt][0].w, a[mt][1].w};
+          mma_bf16_16816(acc[mt][j], a0, b.x, b.y);
+          mma_bf16_16816(acc[mt][j], a1, b.z, b.w);
         }
       }
     }
@@ -237,14 +225,14 @@ __global__ void splitk_reduce_kernel(float* __restrict__ y, const float* __restr
   }
 }
 
+// Blocks per SM (once small_m_gemm_prepare has allowed the shared memory), cached per
+// instantiation (every device of one process is assumed to be of one architecture).
 template <int NT>
 int blocks_per_sm() {
   static const int n = [] {
     int b = 0;
-    if (cudaFuncSetAttribute(gemm_small_m_kernel<NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             Smem<NT>::kBytes) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_small_m_kernel<NT>, kThreads, Smem<NT>::kBytes) !=
-            cudaSuccess)
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_small_m_kernel<NT>, kThreads, Smem<NT>::kBytes) !=
+        cudaSuccess)
       b = 1;
     return std::max(b, 1);
   }();
@@ -268,12 +256,8 @@ int splits_for(const SmallMGemm& a) {
 }
 
 template <int NT>
-void launch(const SmallMGemm& a, float* partial) {
+void launch(const SmallMGemm& a, int splits, float* partial) {
   const int nb = (a.N + kRowsPerBlock - 1) / kRowsPerBlock;
-  const int splits = splits_for<NT>(a);
-  // > 48 KB of dynamic shared memory needs the opt-in, per device (cheap; allowed during capture)
-  KVRUN_CUDA_CHECK(cudaFuncSetAttribute(gemm_small_m_kernel<NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        Smem<NT>::kBytes));
   KVRUN_CUDA_CHECK(cuda_plugin::launch(a.pdl, a.stream, dim3(unsigned(nb), unsigned(splits)), dim3(kThreads),
                                        size_t(Smem<NT>::kBytes), gemm_small_m_kernel<NT>, a.y, partial, a.x, a.w,
                                        splits > 1 ? nullptr : a.bias, a.bias_t, a.M, a.N, a.K));
@@ -284,7 +268,24 @@ void launch(const SmallMGemm& a, float* partial) {
   }
 }
 
+// f(std::integral_constant<int, NT>) for the n-tile count that covers M rows.
+template <class F>
+auto with_tiles(int M, F&& f) {
+  if (M <= 8) return f(std::integral_constant<int, 1>{});
+  if (M <= 16) return f(std::integral_constant<int, 2>{});
+  if (M <= 32) return f(std::integral_constant<int, 4>{});
+  return f(std::integral_constant<int, 8>{});
+}
+
 }  // namespace
+
+void small_m_gemm_prepare() {
+  for (int m : {8, 16, 32, 64})
+    with_tiles(m, [](auto nt) {
+      KVRUN_CUDA_CHECK(cudaFuncSetAttribute(gemm_small_m_kernel<nt.value>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            Smem<nt.value>::kBytes));
+    });
+}
 
 bool small_m_gemm_supported(int64_t M, int64_t N, int64_t K, const void* x, const void* w) {
   return M >= 1 && M <= kSmallMGemmMaxRows && N >= 1 && N <= INT32_MAX && K >= 8 && K % 8 == 0 &&
@@ -292,17 +293,11 @@ bool small_m_gemm_supported(int64_t M, int64_t N, int64_t K, const void* x, cons
 }
 
 int small_m_gemm_splits(const SmallMGemm& a) {
-  if (a.M <= 8) return splits_for<1>(a);
-  if (a.M <= 16) return splits_for<2>(a);
-  if (a.M <= 32) return splits_for<4>(a);
-  return splits_for<8>(a);
+  return with_tiles(a.M, [&](auto nt) { return splits_for<nt.value>(a); });
 }
 
-void small_m_gemm(const SmallMGemm& a, float* partial) {
-  if (a.M <= 8) launch<1>(a, partial);
-  else if (a.M <= 16) launch<2>(a, partial);
-  else if (a.M <= 32) launch<4>(a, partial);
-  else launch<8>(a, partial);
+void small_m_gemm(const SmallMGemm& a, int splits, float* partial) {
+  with_tiles(a.M, [&](auto nt) { launch<nt.value>(a, splits, partial); });
 }
 
 }  // namespace kvrun::cuda

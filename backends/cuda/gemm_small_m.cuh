@@ -33,11 +33,15 @@ struct SmallMGemm {
 // 16-byte aligned.
 bool small_m_gemm_supported(int64_t M, int64_t N, int64_t K, const void* x, const void* w);
 
+// Allows the kernels their shared memory (> 48 KB needs the opt-in) on the current device; once
+// per device, before the first small_m_gemm_splits / small_m_gemm there.
+void small_m_gemm_prepare();
+
 // How many parts K is split into for this shape (1: no workspace needed).
 int small_m_gemm_splits(const SmallMGemm& a);
 
-// Launches the GEMM (and, for splits > 1, the reduction of the parts). partial: device scratch of
-// small_m_gemm_splits(a) · M · N floats when that is > 1, else unused.
-void small_m_gemm(const SmallMGemm& a, float* partial);
+// Launches the GEMM (and, for splits > 1, the reduction of the parts). splits: small_m_gemm_splits(a);
+// partial: device scratch of splits · M · N floats when splits > 1, else unused.
+void small_m_gemm(const SmallMGemm& a, int splits, float* partial);
 
 }  // namespace kvrun::cuda

@@ -79,6 +79,10 @@ __device__ __forceinline__ double warp_sum(double v) {
 // Programmatic dependent launch: the helpers plugins use too (kvrun/cuda_plugin.cuh).
 using cuda_plugin::pdl_trigger;
 using cuda_plugin::pdl_wait;
+// Device building blocks shared with the plugins (kvrun/cuda_plugin.cuh).
+using cuda_plugin::load_stream_16b;
+using cuda_plugin::mma_bf16_16816;
+using cuda_plugin::pack_bf16x2;
 
 // Launches kernel k on st, with programmatic stream serialization when pdl is set (the kernel
 // may then start before the previous kernel of the stream ends, so it must call pdl_wait() before

@@ -30,16 +30,6 @@ constexpr int kGemvWarps = kGemvThreads / 32;
 // slower on the H200 (tools/gemv_bench.cu: q·k·v 23.4 µs at 3 blocks per SM, 27.3 at 4).
 constexpr int kGemvMinBlocks = 3;
 
-// 16-byte weight load through the read-only path, not kept in L1 (weights are streamed once per
-// step; L1 is better spent on the activations that every warp re-reads).
-__device__ __forceinline__ uint4 load_weights_16b(const uint4* p) {
-  uint4 r;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(p));
-  return r;
-}
-
 // The 16 bytes of weights as floats: 8 bf16, 8 f16 or 4 f32.
 template <class W>
 struct WeightVec;
@@ -146,7 +136,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
 #pragma unroll
         for (int u = 0; u < U; ++u)
 #pragma unroll
-          for (int j = 0; j < RPW; ++j) q[j][u] = load_weights_16b(reinterpret_cast<const uint4*>(wr[j]) + v + u * stride);
+          for (int j = 0; j < RPW; ++j) q[j][u] = load_stream_16b(reinterpret_cast<const uint4*>(wr[j]) + v + u * stride);
         if (!waited) {  // the first weights are in flight before x (written by the previous kernel) is read
           pdl_wait();
           waited = true;
@@ -168,7 +158,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
 #pragma unroll
         for (int j = 0; j < RPW; ++j) {
           float wf[E];
-          WV::unpack(load_weights_16b(reinterpret_cast<const uint4*>(wr[j]) + v), wf);
+          WV::unpack(load_stream_16b(reinterpret_cast<const uint4*>(wr[j]) + v), wf);
           gemv_dot<E, MMAX>(acc[j], wf, x, v * E, M, K);
         }
       }
@@ -381,11 +371,15 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
   if (w.dtype == DType::bf16 && M <= tc_gemm_max_rows_ && small_m_gemm_supported(M, N, K, xp, w.data)) {
     SmallMGemm a{yp,     xp,        w.as<const __nv_bfloat16>(), bias_p, bias_t, int(M), int(N), int(K),
                  sm_count_, pdl_, tc_splits_, st};
+    if (!tc_gemm_ready_) {  // once per device (these Ops are the device's)
+      small_m_gemm_prepare();
+      tc_gemm_ready_ = true;
+    }
     const int splits = small_m_gemm_splits(a);
     float* partial = splits > 1 ? static_cast<float*>(workspace(size_t(splits) * size_t(M * N) * sizeof(float),
                                                                 "matmul"))
                                 : nullptr;
-    small_m_gemm(a, partial);
+    small_m_gemm(a, splits, partial);
     KVRUN_CUDA_CHECK_LAUNCH("gemm_small_m_kernel");
     return;
   }

@@ -41,10 +41,7 @@ int env_int(const char* name, int lo, int hi, int fallback) {
 CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   ScopedDevice guard(dev_.index());
   KVRUN_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, dev_.index()));
-  int cc_major = 0;
-  KVRUN_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev_.index()));
-  const char* pdl_env = std::getenv("KVRUN_CUDA_PDL");
-  pdl_ = cc_major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
+  pdl_ = cuda_plugin::pdl_enabled(dev_.index());  // the plugins' rule: sm_90+, KVRUN_CUDA_PDL not 0
   gemv_max_rows_ = env_int("KVRUN_CUDA_GEMV_MAX_ROWS", 0, kGemvMaxRows, gemv_max_rows_);
   tc_gemm_max_rows_ = env_int("KVRUN_CUDA_TC_GEMM_MAX_ROWS", 0, kSmallMGemmMaxRows, tc_gemm_max_rows_);
   tc_splits_ = env_int("KVRUN_CUDA_TC_SPLITK", 1, kSmallMGemmMaxSplits, tc_splits_);

@@ -80,10 +80,7 @@ struct Params {
 template <bool kBf16>
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   if constexpr (kBf16) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    cuda_plugin::mma_bf16_16816(d, a, b0, b1);
   } else {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -95,14 +92,10 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 // Two f32 values as one register of two 16-bit elements (lo in the low half), round to nearest even.
 template <bool kBf16>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  if constexpr (kBf16) return cuda_plugin::pack_bf16x2(lo, hi);
+  const __half2 v = __floats2half2_rn(lo, hi);
   uint32_t u;
-  if constexpr (kBf16) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    memcpy(&u, &v, 4);
-  } else {
-    const __half2 v = __floats2half2_rn(lo, hi);
-    memcpy(&u, &v, 4);
-  }
+  memcpy(&u, &v, 4);
   return u;
 }
 

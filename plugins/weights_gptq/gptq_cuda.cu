@@ -318,15 +318,6 @@ __global__ void build_sz_kernel(const uint16_t* __restrict__ sc, const uint8_t* 
   }
 }
 
-// 16-byte load of streamed weights: read-only path, not kept in L1.
-__device__ __forceinline__ uint4 load_stream_16b(const uint4* p) {
-  uint4 r;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-      : "l"(p));
-  return r;
-}
-
 __device__ __forceinline__ uint32_t bf16x2_sub(uint32_t a, uint32_t b) {
   __nv_bfloat162 va, vb;
   memcpy(&va, &a, 4);
@@ -335,21 +326,6 @@ __device__ __forceinline__ uint32_t bf16x2_sub(uint32_t a, uint32_t b) {
   uint32_t u;
   memcpy(&u, &r, 4);
   return u;
-}
-
-__device__ __forceinline__ uint32_t bf16x2_bits(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  uint32_t u;
-  memcpy(&u, &v, 4);
-  return u;
-}
-
-// d[16x8] += a[16x16] · b[16x8], bf16 operands, fp32 accumulators.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // Scale and bf16 zero pair of one lane for (tile, group): zz0/zz1 = 128 + zero of columns g and
@@ -406,7 +382,7 @@ __device__ __forceinline__ void mma_stage_load(MmaStage<kTileScale>& st, const u
 #pragma unroll
   for (int u = 0; u < St::U; ++u) {
     const bool in = c + u < c_end;
-    st.q[u] = in ? load_stream_16b(qp + (c + u) * 32) : make_uint4(0u, 0u, 0u, 0u);
+    st.q[u] = in ? cuda_plugin::load_stream_16b(qp + (c + u) * 32) : make_uint4(0u, 0u, 0u, 0u);
 #pragma unroll
     for (int i = 0; i < St::S; ++i) st.e[u][i] = in ? __ldg(szp + int64_t(grp[(c + u) * St::S + i]) * 8) : make_uint2(0u, 0u);
   }
@@ -468,12 +444,12 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
             // B fragments of k-tile i for rows g + 8b: hi and lo bf16 parts of x.
             const float4 v = xr[b] ? __ldg(reinterpret_cast<const float4*>(xr[b] + cc * 64 + 16 * i))
                                    : make_float4(0.f, 0.f, 0.f, 0.f);
-            const uint32_t h0 = bf16x2_bits(v.x, v.y), h1 = bf16x2_bits(v.z, v.w);
-            const uint32_t l0 = bf16x2_bits(v.x - __uint_as_float(h0 << 16), v.y - __uint_as_float(h0 & 0xffff0000u));
-            const uint32_t l1 = bf16x2_bits(v.z - __uint_as_float(h1 << 16), v.w - __uint_as_float(h1 & 0xffff0000u));
-            mma_bf16(dh[b], a, h0, h1);
-            if constexpr (NB == 1) mma_bf16(dl, a, l0, l1);
-            else mma_bf16(dh[b], a, l0, l1);
+            const uint32_t h0 = cuda_plugin::pack_bf16x2(v.x, v.y), h1 = cuda_plugin::pack_bf16x2(v.z, v.w);
+            const uint32_t l0 = cuda_plugin::pack_bf16x2(v.x - __uint_as_float(h0 << 16), v.y - __uint_as_float(h0 & 0xffff0000u));
+            const uint32_t l1 = cuda_plugin::pack_bf16x2(v.z - __uint_as_float(h1 << 16), v.w - __uint_as_float(h1 & 0xffff0000u));
+            cuda_plugin::mma_bf16_16816(dh[b], a, h0, h1);
+            if constexpr (NB == 1) cuda_plugin::mma_bf16_16816(dl, a, l0, l1);
+            else cuda_plugin::mma_bf16_16816(dh[b], a, l0, l1);
           }
           if (kTileScale || i == 3) {  // d[0], d[1] belong to column g (scale s0), d[2], d[3] to g + 8
 #pragma unroll

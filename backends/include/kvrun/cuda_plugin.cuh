@@ -1,9 +1,14 @@
 // kvrun — helpers for the CUDA code of plugins (each plugin links its own static CUDA runtime, so
-// it must make the caller's device current itself and check every call it makes).
+// it must make the caller's device current itself and check every call it makes): error checks,
+// device scope, programmatic dependent launch, and a few sm_80+ device building blocks that
+// kvrun's own backend and plugins use too.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -59,12 +64,24 @@ __device__ __forceinline__ void pdl_trigger() {
 
 // Whether kernels on `device` should be launched with programmatic dependent launch: compute
 // capability 9.0 or later, and the environment does not set KVRUN_CUDA_PDL=0 (the switch the
-// CUDA backend honours too).
+// CUDA backend honours too). Launches ask on every call, so the answer is worked out once per
+// device (and module) and kept.
 inline bool pdl_enabled(int device) {
-  int major = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
-  const char* env = std::getenv("KVRUN_CUDA_PDL");
-  return major >= 9 && !(env && std::strcmp(env, "0") == 0);
+  auto compute = [device] {
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
+    const char* env = std::getenv("KVRUN_CUDA_PDL");
+    return major >= 9 && !(env && std::strcmp(env, "0") == 0);
+  };
+  constexpr int kKnownDevices = 64;
+  static std::atomic<signed char> known[kKnownDevices] = {};  // 0: not yet asked, 1: off, 2: on
+  if (device < 0 || device >= kKnownDevices) return compute();
+  signed char v = known[device].load(std::memory_order_relaxed);
+  if (v == 0) {
+    v = compute() ? 2 : 1;
+    known[device].store(v, std::memory_order_relaxed);
+  }
+  return v == 2;
 }
 // The same for the current device (inside a DeviceScope).
 inline bool pdl_enabled() {
@@ -87,6 +104,36 @@ cudaError_t launch(bool pdl, cudaStream_t st, dim3 grid, dim3 block, size_t smem
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, k, std::forward<Args>(args)...);
+}
+
+// ---- device building blocks (sm_80+), shared by kvrun's own kernels ----
+
+// 16-byte load of data read once per kernel (streamed weights): read-only path, not kept in L1,
+// which is better left to the data every warp re-reads.
+__device__ __forceinline__ uint4 load_stream_16b(const uint4* p) {
+  uint4 r;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
+// Two f32 values as one bf16x2 register (lo in the low half), rounded to nearest even.
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return u;
+}
+
+// d[16×8] += a[16×16] · b[16×8] (mma.sync m16n8k16): bf16 fragments — a row-major (a[0..3]), b
+// column-major (b0, b1) — and fp32 accumulators.
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 }  // namespace kvrun::cuda_plugin
