@@ -54,17 +54,6 @@ struct Smem {
 
 __device__ __forceinline__ int swz(int r, int c) { return (c ^ ((r & 1) << 2)) << 4; }  // byte offset in a row
 
-__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int n = valid ? 16 : 0;  // 0: the 16 bytes are zero-filled, gmem is not read
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(n) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
 // Parameters:
 //   y        [M, N] f32            written when gridDim.y == 1
 //   partial  [gridDim.y, M, N] f32 written when gridDim.y > 1 (merged by splitk_reduce_kernel)

@@ -83,6 +83,9 @@ using cuda_plugin::pdl_wait;
 using cuda_plugin::load_stream_16b;
 using cuda_plugin::mma_bf16_16816;
 using cuda_plugin::pack_bf16x2;
+using cuda_plugin::cp_async_16;
+using cuda_plugin::cp_async_commit;
+using cuda_plugin::cp_async_wait;
 
 // Launches kernel k on st, with programmatic stream serialization when pdl is set (the kernel
 // may then start before the previous kernel of the stream ends, so it must call pdl_wait() before

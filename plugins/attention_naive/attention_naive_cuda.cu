@@ -368,9 +368,10 @@ pv_vec_kernel(float* __restrict__ out,                // [num_tokens, H, D] f32
 // decode_combine_kernel merges the parts in order z = 0, 1, …; a part with no keys writes l = 0,
 // gets weight 0 and its m and O are never read.
 //
-// Numerics: scores are kept in the exp2 domain (q pre-multiplied by scale · log2 e), the int8
-// dequantization is x = scale · (q − zero) exactly as on the CPU (q − zero is exact in fp32), and
-// all sums are fp32. The softmax is not materialized, so the summation order differs from the
+// Numerics: scores are kept in the exp2 domain (q pre-multiplied by scale · log2 e); int8 codes
+// enter as q − zero (exact in fp32) and the row's scale multiplies the row's dot product (K) or
+// softmax weight (V) once, instead of every element (the CPU multiplies each element: the two
+// round differently, within fp32 rounding); all sums are fp32. The softmax is not materialized, so the summation order differs from the
 // three-kernel path and from the CPU reference (per key: O·c + p·v instead of Σ (e/Σe)·v); results
 // agree within fp32 rounding (tests: relative L2 ≤ 1e-4). Deterministic: every sum has a fixed
 // order that depends only on the shapes, the split count and kv_len.
@@ -412,16 +413,17 @@ struct DecodeParams {
   float scale_log2;         // softmax scale · log2 e
 };
 
-// The E values of a 16-byte chunk as f32: fp16/bf16 converted; u8 as s · (q − zero), with
-// q − zero computed exactly as (2^23 + q) − (2^23 + zero) (the byte is put in a float's mantissa).
+// The E values of a 16-byte chunk as f32 without the row's scale: fp16/bf16 converted; u8 as
+// q − zero, computed exactly as (2^23 + q) − (2^23 + zero) (the byte is put in a float's mantissa).
+// The caller applies the u8 scale once per row (to the score of a K row, to the softmax weight of
+// a V row): 2 instructions per code instead of 3.
 template <KvLayout L>
-__device__ __forceinline__ void unpack_chunk(const uint4& w, float s, float z, float (&x)[RowVec<L>::E]) {
+__device__ __forceinline__ void unpack_codes(const uint4& w, float z, float (&x)[RowVec<L>::E]) {
   const uint32_t u[4] = {w.x, w.y, w.z, w.w};
   if constexpr (L == KvLayout::u8) {
     const float zb = 8388608.f + z;
 #pragma unroll
-    for (int i = 0; i < 16; ++i)
-      x[i] = s * (__uint_as_float(__byte_perm(u[i / 4], 0x4B000000u, 0x7440u + unsigned(i % 4))) - zb);
+    for (int i = 0; i < 16; ++i) x[i] = __uint_as_float(__byte_perm(u[i / 4], 0x4B000000u, 0x7440u + unsigned(i % 4))) - zb;
   } else if constexpr (L == KvLayout::f16) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -536,7 +538,7 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       float x[E];
-      unpack_chunk<L>(kw[u], ks[u], kz[u], x);
+      unpack_codes<L>(kw[u], kz[u], x);
 #pragma unroll
       for (int h = 0; h < GP; ++h) {
         float part = 0.f;
@@ -544,6 +546,7 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
         for (int i = 0; i < E; ++i) part = fmaf(qr[h][i], x[i], part);
 #pragma unroll
         for (int off = LPK / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
+        if constexpr (L == KvLayout::u8) part *= ks[u];  // q · s(k − z) = s · (q · (k − z))
         sc[u][h] = ok[u] ? part : -INFINITY;
       }
     }
@@ -568,11 +571,14 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       float x[E];
-      unpack_chunk<L>(vw[u], vs[u], vz[u], x);  // zeros for a missing key (weight 0, no NaN)
+      unpack_codes<L>(vw[u], vz[u], x);  // zeros for a missing key (weight 0, no NaN)
 #pragma unroll
-      for (int h = 0; h < GP; ++h)
+      for (int h = 0; h < GP; ++h) {
+        // p · s(v − z) = (p · s) · (v − z); the row's l keeps the unscaled p.
+        const float w = L == KvLayout::u8 ? sc[u][h] * vs[u] : sc[u][h];
 #pragma unroll
-        for (int i = 0; i < E; ++i) acc[h][i] = fmaf(sc[u][h], x[i], acc[h][i]);
+        for (int i = 0; i < E; ++i) acc[h][i] = fmaf(w, x[i], acc[h][i]);
+      }
     }
   }
 

@@ -343,12 +343,28 @@ __device__ __forceinline__ LaneSz lane_sz(uint2 e) {
   return r;
 }
 
+// (w & 0x000F000F) | 0x43004300 in one instruction: the bf16 pair 128 + code of nibbles 0 and 4.
+// (Written as C++ the compiler emits an AND and an OR: one immediate per LOP3.)
+__device__ __forceinline__ uint32_t nibbles_bf16(uint32_t w) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w), "r"(0x000F000Fu), "r"(0x43004300u));
+  return r;
+}
+
 // The A fragment (16 columns × 16 rows, bf16 q − z) of one k-tile from its word.
 __device__ __forceinline__ void dequant_a(uint32_t (&a)[4], uint32_t w, uint32_t zz0, uint32_t zz1) {
   a[0] = bf16x2_sub((w & 0x000F000Fu) | 0x43004300u, zz0);
   a[1] = bf16x2_sub(((w >> 4) & 0x000F000Fu) | 0x43004300u, zz1);
   a[2] = bf16x2_sub(((w >> 8) & 0x000F000Fu) | 0x43004300u, zz0);
   a[3] = bf16x2_sub(((w >> 12) & 0x000F000Fu) | 0x43004300u, zz1);
+}
+// The same with one LOP3 per pair (gemv1_mma_kernel; in gemv_mma_kernel, whose registers are
+// tight at NB = 4, the two constants held in registers made ptxas spill).
+__device__ __forceinline__ void dequant_a_lop3(uint32_t (&a)[4], uint32_t w, uint32_t zz0, uint32_t zz1) {
+  a[0] = bf16x2_sub(nibbles_bf16(w), zz0);
+  a[1] = bf16x2_sub(nibbles_bf16(w >> 4), zz1);
+  a[2] = bf16x2_sub(nibbles_bf16(w >> 8), zz0);
+  a[3] = bf16x2_sub(nibbles_bf16(w >> 12), zz1);
 }
 
 // y[M, N] = x[M, Kp] · W (+ bias), M ≤ 8·NB, over the qm/sz layout (rows g + 8b of x are the n side
@@ -487,6 +503,179 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
           y[int64_t(m) * N + n] = v + (bias ? bias[n] : 0.f);
         }
       }
+  }
+}
+
+// ---- batch 1 on the tensor cores: a cp.async pipeline per warp, x prepared once per block ------
+//
+// gemv_mma_kernel at M = 1 moves 1.1–1.5 TB/s: each warp keeps only two chunks in flight in
+// registers, reads x from L1 inside the multiply loop and converts it to hi/lo bf16 itself.
+// gemv1_mma_kernel (M = 1 only):
+//  * the B operand's columns carry x's bf16 hi part (column 0) and lo part (column 1), so one mma
+//    per k-tile gives both products: in lane (g, t = 0), d0 + d1 is column g and d2 + d3 column
+//    g + 8 (the other lanes hold the zero columns 2..7);
+//  * the block converts x into shared memory once, in fragment order: xs[kt][part][t] is the
+//    (b0, b1) pair that lane (g = part, t) passes for k-tile kt (lanes with g ≥ 2 read zeros);
+//  * the scale/zero entries of the block's column tiles are copied to shared memory once, before
+//    x is read (they are weights: no dependency on the previous kernel);
+//  * each warp streams its chunks of packed codes through a private ring of kG1Stages stages of
+//    kG1U chunks in shared memory (cp.async, one 16-byte copy per lane and chunk): kG1Stages − 1
+//    stages are in flight per warp without holding registers, and only __syncwarp orders the ring.
+// The k split (ks warps per column tile in one block) and the fixed-order reduction are those of
+// gemv_mma_kernel; the arithmetic per k-tile is the same (same products, same fp32 chains).
+constexpr int kG1Warps = 8;
+constexpr int kG1Stages = 4;  // ring depth per warp (a power of two)
+constexpr int kG1U = 2;       // chunks per stage
+constexpr int kG1Chunk = 512; // bytes of one warp's chunk (32 lanes × 16)
+
+// Dynamic shared memory of gemv1_mma_kernel, in this order:
+//   ring [kG1Warps][kG1Stages][kG1U][32] uint4   the warps' chunks in flight
+//   xs   [KC·4][2][4] uint2, then 4 zero pairs   x in fragment order
+//   sze  [8 / ks][G][8] uint2                    scale/zero entries of the block's column tiles
+//   grp  [KC·S] int32                            the group of each chunk (S = 1) or k-tile (S = 4)
+struct G1Smem {
+  size_t xs, sze, grp, bytes;
+  __host__ __device__ G1Smem(int64_t KC, int64_t G, int ks, bool tile_scale) {
+    xs = size_t(kG1Warps) * kG1Stages * kG1U * kG1Chunk;
+    sze = xs + (size_t(KC) * 32 + 4) * sizeof(uint2);
+    grp = sze + size_t(kG1Warps / ks) * size_t(G) * 8 * sizeof(uint2);
+    bytes = grp + size_t(KC) * (tile_scale ? 4 : 1) * sizeof(int32_t);
+  }
+};
+
+//   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
+//   x: [1, 64·KC] f32 (16-byte aligned), y: [1, N] f32, bias: [N] f32 or null.
+template <bool kTileScale>
+__global__ void __launch_bounds__(kG1Warps * 32)
+    gemv1_mma_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
+                     const float* __restrict__ bias, const float* __restrict__ x, float* __restrict__ y, int N,
+                     int NTp, int KC, int G, int ks) {
+  constexpr int S = kTileScale ? 4 : 1;
+  extern __shared__ __align__(16) unsigned char g1_smem[];
+  const G1Smem L(KC, G, ks, kTileScale);
+  uint2* xs = reinterpret_cast<uint2*>(g1_smem + L.xs);
+  uint2* sze = reinterpret_cast<uint2*>(g1_smem + L.sze);
+  int32_t* grp = reinterpret_cast<int32_t*>(g1_smem + L.grp);
+  __shared__ float red[kG1Warps][2][8];  // [warp][column g, g + 8][g]
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int tiles = kG1Warps / ks;  // column tiles of the block
+  const int tile = warp / ks, part = warp % ks;
+  const int nt0 = int(blockIdx.x) * tiles, nt = nt0 + tile;
+  const bool active = nt < NTp;
+
+  // Weights first (no dependency on earlier kernels): the block's scale/zero entries (one group
+  // of copies), then the first ring stages of every warp.
+  {
+    const int per_tile = G * 4;  // 16-byte copies
+    const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(sze));
+    for (int i = threadIdx.x; i < tiles * per_tile; i += blockDim.x) {
+      const int tl = i / per_tile;
+      if (nt0 + tl < NTp)
+        cuda_plugin::cp_async_16(dst + 16u * unsigned(i),
+                                 reinterpret_cast<const uint4*>(sz + int64_t(nt0) * G * 8) + i);
+    }
+    cuda_plugin::cp_async_commit();
+  }
+  const int c_begin = KC * part / ks, nck = active ? KC * (part + 1) / ks - c_begin : 0;
+  const int stages = (nck + kG1U - 1) / kG1U;
+  const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(g1_smem)) +
+                          unsigned(warp * kG1Stages * kG1U * kG1Chunk + lane * 16);
+  const uint4* qsrc = qm + (int64_t(active ? nt : 0) * KC + c_begin) * 32 + lane;
+  auto load_stage = [&](int s) {
+    const uint32_t dst = ring_s + unsigned((s & (kG1Stages - 1)) * kG1U * kG1Chunk);
+#pragma unroll
+    for (int u = 0; u < kG1U; ++u)
+      if (s * kG1U + u < nck) cuda_plugin::cp_async_16(dst + unsigned(u * kG1Chunk), qsrc + (s * kG1U + u) * 32);
+  };
+  static_assert((kG1Stages & (kG1Stages - 1)) == 0, "ring depth: a power of two");
+  for (int s = 0; s < kG1Stages - 1; ++s) {
+    load_stage(s);
+    cuda_plugin::cp_async_commit();
+  }
+  for (int i = threadIdx.x; i < KC * S; i += blockDim.x) grp[i] = __ldg(ug + 2 * i * (4 / S));
+  if (threadIdx.x < 4) xs[KC * 32 + threadIdx.x] = make_uint2(0u, 0u);
+
+  cuda_plugin::pdl_wait();
+  // x into fragment order: float4 f is k-tile f / 4, lane t = f % 4. Four loads per thread are in
+  // flight before the first is converted.
+  const int nf = KC * 16;
+  for (int f0 = threadIdx.x; f0 < nf; f0 += 4 * kG1Warps * 32) {
+    float4 v[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int f = f0 + j * kG1Warps * 32;
+      v[j] = f < nf ? __ldg(reinterpret_cast<const float4*>(x) + f) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int f = f0 + j * kG1Warps * 32;
+      if (f >= nf) break;
+      const uint32_t h0 = cuda_plugin::pack_bf16x2(v[j].x, v[j].y), h1 = cuda_plugin::pack_bf16x2(v[j].z, v[j].w);
+      const uint32_t l0 =
+          cuda_plugin::pack_bf16x2(v[j].x - __uint_as_float(h0 << 16), v[j].y - __uint_as_float(h0 & 0xffff0000u));
+      const uint32_t l1 =
+          cuda_plugin::pack_bf16x2(v[j].z - __uint_as_float(h1 << 16), v[j].w - __uint_as_float(h1 & 0xffff0000u));
+      xs[(f >> 2) * 8 + (f & 3)] = make_uint2(h0, h1);
+      xs[(f >> 2) * 8 + 4 + (f & 3)] = make_uint2(l0, l1);
+    }
+  }
+  cuda_plugin::cp_async_wait<kG1Stages - 1>();  // this thread's scale/zero copies (the oldest group)
+  __syncthreads();                               // everyone's, and xs, grp
+
+  // Lane (g, t)'s B pair of k-tile kt: xb[kt · xstep] (g ≥ 2: always the zero pair).
+  const uint2* xb = g < 2 ? xs + lane : xs + KC * 32 + t;
+  const int xstep = g < 2 ? 8 : 0;
+  const uint2* et = sze + tile * G * 8 + g;  // entry of column pair (g, g + 8) of group gr: et[gr · 8]
+  const uint4* ring = reinterpret_cast<const uint4*>(g1_smem) + warp * kG1Stages * kG1U * 32 + lane;
+  float acc0 = 0.f, acc1 = 0.f;  // columns g and g + 8 (meaningful in lanes t = 0)
+  for (int s = 0; s < stages; ++s) {
+    cuda_plugin::cp_async_wait<kG1Stages - 2>();  // this lane's copies of stage s have landed
+    __syncwarp();                                 // ... and every lane's; stage s − 1 is consumed
+    load_stage(s + kG1Stages - 1);                // into the slot of stage s − 1
+    cuda_plugin::cp_async_commit();
+    const uint4* sl = ring + (s & (kG1Stages - 1)) * kG1U * 32;
+#pragma unroll
+    for (int u = 0; u < kG1U; ++u) {
+      const int cr = s * kG1U + u;  // chunk c_begin + cr
+      if (cr >= nck) break;
+      const int c = c_begin + cr;
+      const uint4 q = sl[u * 32];
+      const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+      const uint2* xc = xb + c * 4 * xstep;
+      float d[4] = {0.f, 0.f, 0.f, 0.f};
+      LaneSz sv = lane_sz(et[grp[c * S] * 8]);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        if (kTileScale && i > 0) sv = lane_sz(et[grp[c * S + i] * 8]);
+        uint32_t a[4];
+        dequant_a_lop3(a, words[i], sv.zz0, sv.zz1);
+        const uint2 b = xc[i * xstep];
+        cuda_plugin::mma_bf16_16816(d, a, b.x, b.y);
+        if (kTileScale || i == 3) {
+          acc0 = fmaf(sv.s0, d[0] + d[1], acc0);
+          acc1 = fmaf(sv.s1, d[2] + d[3], acc1);
+#pragma unroll
+          for (int r = 0; r < 4; ++r) d[r] = 0.f;
+        }
+      }
+    }
+  }
+  cuda_plugin::cp_async_wait<0>();
+  cuda_plugin::pdl_trigger();
+  if (t == 0) {
+    red[warp][0][g] = acc0;
+    red[warp][1][g] = acc1;
+  }
+  __syncthreads();
+  if (part == 0 && active && lane < 16) {
+    const int r = lane >> 3, e = lane & 7;
+    const int n = nt * 16 + e + 8 * r;
+    if (n < N) {
+      float v = 0.f;
+      for (int p = 0; p < ks; ++p) v += red[warp + p][r][e];
+      y[n] = v + (bias ? bias[n] : 0.f);
+    }
   }
 }
 
@@ -663,6 +852,58 @@ void launch_gemv_mma_m(cudaStream_t st, int sm_count, const uint4* qm, const uin
   else launch_gemv_mma<kTileScale, 8>(st, sm_count, qm, sz, ug, bias, x, ldx, y, M, N, NTp, KC, G);
 }
 
+// Whether M = 1 takes gemv1_mma_kernel (KVRUN_GPTQ_GEMV1=0 keeps gemv_mma_kernel, for
+// comparisons in one run).
+bool gemv1_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("KVRUN_GPTQ_GEMV1");
+    if (!e) return true;
+    const std::string v(e);
+    if (v != "0" && v != "1") fail(ErrorKind::usage, "KVRUN_GPTQ_GEMV1=" + v + ": expected 0 or 1");
+    return v == "1";
+  }();
+  return on;
+}
+
+// gemv1_mma_kernel's launch for one Linear: the k split and the shared memory, decided at load.
+struct G1Plan {
+  bool ok = false;  // the layer's shared memory fits the device
+  size_t smem = 0;
+  int ks = 1;
+  unsigned blocks = 0;
+};
+
+template <bool kTileScale>
+G1Plan plan_gemv1(int device, int sm_count, int64_t NTp, int64_t KC, int64_t G) {
+  G1Plan p;
+  int optin = 0;
+  GPTQ_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (G > (int64_t(1) << 20) || NTp > (int64_t(1) << 26)) return p;  // (int indexing in the kernel)
+  // The function may use up to the device's opt-in limit less its static reduction array (one
+  // setting for every Linear; each launch passes its own size).
+  cudaFuncAttributes fa{};
+  GPTQ_CUDA_CHECK(cudaFuncGetAttributes(&fa, gemv1_mma_kernel<kTileScale>));
+  const size_t max_dynamic = size_t(optin) - fa.sharedSizeBytes;
+  GPTQ_CUDA_CHECK(cudaFuncSetAttribute(gemv1_mma_kernel<kTileScale>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int(max_dynamic)));
+  // The largest k split (ks warps per column tile) whose grid still fits in one resident wave and
+  // gives each warp at least two stages of chunks; the smallest split that fits in shared memory
+  // when none does.
+  for (int ks = 1; ks <= kG1Warps; ks *= 2) {
+    const size_t smem = G1Smem(KC, G, ks, kTileScale).bytes;  // shrinks as ks grows (fewer tiles)
+    if (smem > max_dynamic) continue;
+    int per_sm = 0;
+    GPTQ_CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv1_mma_kernel<kTileScale>, kG1Warps * 32, smem));
+    if (per_sm < 1) continue;
+    const int64_t blocks = (NTp + (kG1Warps / ks) - 1) / (kG1Warps / ks);
+    const bool fits = blocks <= int64_t(sm_count) * per_sm && KC / ks >= 2 * kG1U;
+    if (!p.ok || fits) p = G1Plan{true, smem, ks, unsigned(blocks)};
+    if (!fits) break;
+  }
+  return p;
+}
+
 // Rows up to which the tensor-core layout uses the fused kernel (above: dequantize + GEMM).
 // KVRUN_GPTQ_MMA_MAX_ROWS (0..64) overrides the default, for tuning.
 int64_t mma_max_rows() {
@@ -719,6 +960,18 @@ class CudaLinear final : public GptqLinearBase {
       const float* B = bias.empty() ? nullptr : bias.data();
       if (mma_ && M <= mma_max_rows()) {
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
+        if (M == 1 && g1_.ok && gemv1_enabled()) {
+          const int64_t KC = lay_.Kp / 64;
+          if (tile_scale_)
+            GPTQ_CUDA_CHECK(cuda_plugin::launch(cuda_plugin::pdl_enabled(), st, dim3(g1_.blocks),
+                                                dim3(kG1Warps * 32), g1_.smem, gemv1_mma_kernel<true>, qm, sz_.data(),
+                                                unit_group.data(), B, X, Y, int(N), int(ntp_), int(KC), int(lay_.groups), g1_.ks));
+          else
+            GPTQ_CUDA_CHECK(cuda_plugin::launch(cuda_plugin::pdl_enabled(), st, dim3(g1_.blocks),
+                                                dim3(kG1Warps * 32), g1_.smem, gemv1_mma_kernel<false>, qm, sz_.data(),
+                                                unit_group.data(), B, X, Y, int(N), int(ntp_), int(KC), int(lay_.groups), g1_.ks));
+          return;
+        }
         if (tile_scale_)
           launch_gemv_mma_m<true>(st, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, Y, int(M), N, ntp_,
                                   lay_.Kp / 64, lay_.groups);
@@ -811,6 +1064,8 @@ class CudaLinear final : public GptqLinearBase {
     scales = Buffer<uint16_t>();
     zeros = Buffer<uint8_t>();
     mma_ = true;
+    g1_ = tile_scale_ ? plan_gemv1<true>(dev_.info().index, sm_count_, ntp_, KC, G)
+                      : plan_gemv1<false>(dev_.info().index, sm_count_, ntp_, KC, G);
   }
 
   template <class T>
@@ -844,6 +1099,7 @@ class CudaLinear final : public GptqLinearBase {
   bool tile_scale_ = false;  // (mma_) the group may change inside a 64-row chunk
   int64_t ntp_ = 0;          // (mma_) column tiles of 16
   Buffer<uint2> sz_;         // (mma_) [ntp_, groups, 8]
+  G1Plan g1_;                // (mma_) the batch-1 kernel's launch
   int sm_count_ = 1;
   int64_t wp_ = 0;    // row stride of the transposed qweight, in words
   int64_t full_ = 0;  // words of each column in interleaved 128-word blocks

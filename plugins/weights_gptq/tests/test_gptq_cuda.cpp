@@ -44,6 +44,7 @@ TEST_CASE("CUDA Linear matches the CPU Linear") {
 
   const std::vector<Config> configs = {
       {4, 1024, 512, 128, false, false, false, true},  // the Qwen-Int4 settings, with a bias
+      {4, 11008, 80, 128, false, false, false, false}, // Qwen-7B down_proj rows: 44 KB of x fragments per block at M = 1
       {4, 512, 200, 32, false, false, true, false},    // group 32: scale per 16-row tile, N % 32 != 0
       {4, 1088, 48, -1, false, true, true, true},      // group -1, an odd number of 16-column tiles
       {4, 768, 320, 128, true, false, true, false},    // act-order, asymmetric
