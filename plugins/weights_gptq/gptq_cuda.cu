@@ -514,8 +514,9 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
 //  * the B operand's columns carry x's bf16 hi part (column 0) and lo part (column 1), so one mma
 //    per k-tile gives both products: in lane (g, t = 0), d0 + d1 is column g and d2 + d3 column
 //    g + 8 (the other lanes hold the zero columns 2..7);
-//  * the block converts x into shared memory once, in fragment order: xs[kt][part][t] is the
-//    (b0, b1) pair that lane (g = part, t) passes for k-tile kt (lanes with g ≥ 2 read zeros);
+//  * the block converts x into shared memory once, in fragment order: xs[kt / 2][part][t][kt & 1]
+//    is the (b0, b1) pair that lane (g = part, t) passes for k-tile kt, so one 16-byte load
+//    brings a lane two k-tiles (lanes with g ≥ 2 read zeros);
 //  * the scale/zero entries of the block's column tiles are copied to shared memory once, before
 //    x is read (they are weights: no dependency on the previous kernel);
 //  * each warp streams its chunks of packed codes through a private ring of kG1Stages stages of
@@ -530,18 +531,37 @@ constexpr int kG1Chunk = 512; // bytes of one warp's chunk (32 lanes × 16)
 
 // Dynamic shared memory of gemv1_mma_kernel, in this order:
 //   ring [kG1Warps][kG1Stages][kG1U][32] uint4   the warps' chunks in flight
-//   xs   [KC·4][2][4] uint2, then 4 zero pairs   x in fragment order
+//   xs   [KC·2][2][4][2] uint2, then 16 zero     x in fragment order: [k-tile pair][part][t][k-tile & 1]
 //   sze  [8 / ks][G][8] uint2                    scale/zero entries of the block's column tiles
 //   grp  [KC·S] int32                            the group of each chunk (S = 1) or k-tile (S = 4)
 struct G1Smem {
   size_t xs, sze, grp, bytes;
   __host__ __device__ G1Smem(int64_t KC, int64_t G, int ks, bool tile_scale) {
     xs = size_t(kG1Warps) * kG1Stages * kG1U * kG1Chunk;
-    sze = xs + (size_t(KC) * 32 + 4) * sizeof(uint2);
+    sze = xs + size_t(KC) * 256 + 16;
     grp = sze + size_t(kG1Warps / ks) * size_t(G) * 8 * sizeof(uint2);
     bytes = grp + size_t(KC) * (tile_scale ? 4 : 1) * sizeof(int32_t);
   }
 };
+
+// Shared-memory loads at 32-bit shared-space addresses (the multiply loop computes its addresses
+// incrementally; through generic pointers the compiler rebuilt each one from the CTA's window).
+// volatile: they stay after the cp.async waits and barriers that publish the data.
+__device__ __forceinline__ uint32_t lds32(uint32_t a) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(a));
+  return v;
+}
+__device__ __forceinline__ uint2 lds64(uint32_t a) {
+  uint2 v;
+  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(a));
+  return v;
+}
+__device__ __forceinline__ uint4 lds128(uint32_t a) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
+  return v;
+}
 
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   x: [1, 64·KC] f32 (16-byte aligned), y: [1, N] f32, bias: [N] f32 or null.
@@ -594,7 +614,7 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     cuda_plugin::cp_async_commit();
   }
   for (int i = threadIdx.x; i < KC * S; i += blockDim.x) grp[i] = __ldg(ug + 2 * i * (4 / S));
-  if (threadIdx.x < 4) xs[KC * 32 + threadIdx.x] = make_uint2(0u, 0u);
+  if (threadIdx.x < 2) xs[KC * 32 + threadIdx.x] = make_uint2(0u, 0u);
 
   cuda_plugin::pdl_wait();
   // x into fragment order: float4 f is k-tile f / 4, lane t = f % 4. Four loads per thread are in
@@ -616,42 +636,46 @@ __global__ void __launch_bounds__(kG1Warps * 32)
           cuda_plugin::pack_bf16x2(v[j].x - __uint_as_float(h0 << 16), v[j].y - __uint_as_float(h0 & 0xffff0000u));
       const uint32_t l1 =
           cuda_plugin::pack_bf16x2(v[j].z - __uint_as_float(h1 << 16), v[j].w - __uint_as_float(h1 & 0xffff0000u));
-      xs[(f >> 2) * 8 + (f & 3)] = make_uint2(h0, h1);
-      xs[(f >> 2) * 8 + 4 + (f & 3)] = make_uint2(l0, l1);
+      const int kt = f >> 2, base = ((kt >> 1) * 8 + (f & 3)) * 2 + (kt & 1);  // in uint2
+      xs[base] = make_uint2(h0, h1);
+      xs[base + 8] = make_uint2(l0, l1);
     }
   }
   cuda_plugin::cp_async_wait<kG1Stages - 1>();  // this thread's scale/zero copies (the oldest group)
   __syncthreads();                               // everyone's, and xs, grp
 
-  // Lane (g, t)'s B pair of k-tile kt: xb[kt · xstep] (g ≥ 2: always the zero pair).
-  const uint2* xb = g < 2 ? xs + lane : xs + KC * 32 + t;
-  const int xstep = g < 2 ? 8 : 0;
-  const uint2* et = sze + tile * G * 8 + g;  // entry of column pair (g, g + 8) of group gr: et[gr · 8]
-  const uint4* ring = reinterpret_cast<const uint4*>(g1_smem) + warp * kG1Stages * kG1U * 32 + lane;
+  // Shared-space addresses. Lane (g, t)'s B pairs of k-tiles 2j, 2j + 1: 16 bytes at xb + j · xstep
+  // (g ≥ 2: always the zero bytes).
+  const uint32_t smem_s = static_cast<uint32_t>(__cvta_generic_to_shared(g1_smem));
+  const uint32_t xb = g < 2 ? smem_s + unsigned(L.xs) + 16u * unsigned(lane) : smem_s + unsigned(L.xs) + unsigned(KC) * 256u;
+  const uint32_t xstep = g < 2 ? 128u : 0u;
+  const uint32_t et = smem_s + unsigned(L.sze) + 8u * unsigned(tile * G * 8 + g);  // + 64 · group
+  const uint32_t gp = smem_s + unsigned(L.grp) + 4u * unsigned(c_begin * S);       // group of chunk c_begin
+  const uint32_t ring = smem_s + unsigned(warp * kG1Stages * kG1U * kG1Chunk + lane * 16);
   float acc0 = 0.f, acc1 = 0.f;  // columns g and g + 8 (meaningful in lanes t = 0)
   for (int s = 0; s < stages; ++s) {
     cuda_plugin::cp_async_wait<kG1Stages - 2>();  // this lane's copies of stage s have landed
     __syncwarp();                                 // ... and every lane's; stage s − 1 is consumed
     load_stage(s + kG1Stages - 1);                // into the slot of stage s − 1
     cuda_plugin::cp_async_commit();
-    const uint4* sl = ring + (s & (kG1Stages - 1)) * kG1U * 32;
+    const uint32_t sl = ring + unsigned((s & (kG1Stages - 1)) * kG1U * kG1Chunk);
 #pragma unroll
     for (int u = 0; u < kG1U; ++u) {
       const int cr = s * kG1U + u;  // chunk c_begin + cr
       if (cr >= nck) break;
-      const int c = c_begin + cr;
-      const uint4 q = sl[u * 32];
+      const uint4 q = lds128(sl + unsigned(u * kG1Chunk));
       const uint32_t words[4] = {q.x, q.y, q.z, q.w};
-      const uint2* xc = xb + c * 4 * xstep;
+      const uint32_t xc = xb + unsigned(2 * (c_begin + cr)) * xstep;
+      const uint4 b01 = lds128(xc), b23 = lds128(xc + xstep);
+      const uint32_t bx[4][2] = {{b01.x, b01.y}, {b01.z, b01.w}, {b23.x, b23.y}, {b23.z, b23.w}};
       float d[4] = {0.f, 0.f, 0.f, 0.f};
-      LaneSz sv = lane_sz(et[grp[c * S] * 8]);
+      LaneSz sv = lane_sz(lds64(et + 64u * lds32(gp + 4u * unsigned(cr * S))));
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        if (kTileScale && i > 0) sv = lane_sz(et[grp[c * S + i] * 8]);
+        if (kTileScale && i > 0) sv = lane_sz(lds64(et + 64u * lds32(gp + 4u * unsigned(cr * S + i))));
         uint32_t a[4];
         dequant_a_lop3(a, words[i], sv.zz0, sv.zz1);
-        const uint2 b = xc[i * xstep];
-        cuda_plugin::mma_bf16_16816(d, a, b.x, b.y);
+        cuda_plugin::mma_bf16_16816(d, a, bx[i][0], bx[i][1]);
         if (kTileScale || i == 3) {
           acc0 = fmaf(sv.s0, d[0] + d[1], acc0);
           acc1 = fmaf(sv.s1, d[2] + d[3], acc1);
