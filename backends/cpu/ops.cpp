@@ -522,6 +522,32 @@ class CpuOps final : public Ops {
     });
   }
 
+  Status split_rope(TensorView qkv, TensorView q, TensorView k, TensorView v, TensorView cs) noexcept override {
+    return guard([&] {
+      const char* op = "split_rope";
+      need_f32(op, "qkv", qkv);
+      need_f32(op, "cs", cs);
+      for (const TensorView* t : {&q, &k, &v}) {
+        need_f32(op, "q/k/v", *t);
+        if (t->rank != 3) bad(op, desc("q/k/v", *t) + " must be [T, heads, D]");
+      }
+      const int64_t T = q.shape[0], D = q.shape[2], rot = cs.cols();
+      if (k.shape[0] != T || v.shape[0] != T || k.shape[2] != D || v.shape[2] != D)
+        bad(op, desc("q", q) + ", " + desc("k", k) + ", " + desc("v", v) + " must share T and D");
+      const int64_t Hq = q.shape[1], Hk = k.shape[1], Hv = v.shape[1], C = (Hq + Hk + Hv) * D;
+      if (qkv.rows() != T || qkv.cols() != C)
+        bad(op, desc("qkv", qkv) + " must be [" + std::to_string(T) + ", " + std::to_string(C) + "]");
+      if (cs.rows() != T || rot <= 0 || rot % 2 != 0 || rot > D)
+        bad(op, desc("cs", cs) + " must be [T, rot_dim] (rot_dim even, ≤ D) for " + desc("q", q));
+      const TensorView parts[3] = {TensorView(q.data, DType::f32, {T, Hq * D}, q.space),
+                                   TensorView(k.data, DType::f32, {T, Hk * D}, k.space),
+                                   TensorView(v.data, DType::f32, {T, Hv * D}, v.space)};
+      check(split_cols(qkv, parts, 3));
+      check(rope_apply(q, cs));
+      check(rope_apply(k, cs));
+    });
+  }
+
   Status sample(int32_t* ids, TensorView logits, const SampleParams* params) noexcept override {
     return guard([&] {
       const char* op = "sample";

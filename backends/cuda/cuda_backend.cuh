@@ -131,6 +131,7 @@ class CudaOps final : public Ops {
   Status add_rms_norm(TensorView x, TensorView delta, TensorView y, TensorView w, float eps) noexcept override;
   Status swiglu(TensorView out, TensorView gate_up) noexcept override;
   Status split_cols(TensorView src, const TensorView* dsts, int n) noexcept override;
+  Status split_rope(TensorView qkv, TensorView q, TensorView k, TensorView v, TensorView cs) noexcept override;
   Status rope_table(TensorView cs, const int32_t* positions, const float* bases, float base) noexcept override;
   Status rope_apply(TensorView x, TensorView cs) noexcept override;
 

@@ -520,6 +520,69 @@ Status CudaOps::rope_apply(TensorView x, TensorView cs) noexcept {
   });
 }
 
+// q, k rotated and v copied out of a fused projection's rows (split_cols + rope_apply in one pass).
+//   qkv [T, (Hq + Hk + Hv)·D], q [T, Hq, D], k [T, Hk, D], v [T, Hv, D], cs [T, rot_dim] — f32.
+// grid (T, y-blocks): each thread takes pairs (head h < Hq + Hk, i < half) — both elements of a
+// rotated pair — then the rest of those heads' dims (i ≥ rot_dim) and v as plain copies.
+__global__ void split_rope_kernel(const float* __restrict__ qkv, float* __restrict__ q, float* __restrict__ k,
+                                  float* __restrict__ v, const float* __restrict__ cs, int Hq, int Hk, int Hv, int D,
+                                  int rot_dim) {
+  pdl_wait();  // qkv comes from the previous kernel; q, k, v may still be read by an earlier one
+  pdl_trigger();
+  const int half = rot_dim / 2, C = (Hq + Hk + Hv) * D;
+  const int64_t t = blockIdx.x;
+  const float* src = qkv + t * C;
+  const float* ct = cs + t * rot_dim;
+  const int stride = gridDim.y * blockDim.x;
+  const int first = blockIdx.y * blockDim.x + threadIdx.x;
+  for (int j = first; j < (Hq + Hk) * half; j += stride) {
+    const int h = j / half, i = j - h * half;
+    const float* xh = src + h * D;
+    float* dh = h < Hq ? q + (t * Hq + h) * D : k + (t * Hk + (h - Hq)) * D;
+    const float x1 = xh[i], x2 = xh[i + half], c = ct[i], s = ct[half + i];
+    dh[i] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));  // as rotate_pair
+    dh[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+  }
+  const int tail = D - rot_dim;  // q/k dims past rot_dim (partial rotary)
+  for (int j = first; j < (Hq + Hk) * tail; j += stride) {
+    const int h = j / tail, i = rot_dim + (j - h * tail);
+    float* dh = h < Hq ? q + (t * Hq + h) * D : k + (t * Hk + (h - Hq)) * D;
+    dh[i] = src[h * D + i];
+  }
+  const float* vs = src + (Hq + Hk) * D;
+  float* vt = v + t * Hv * D;
+  for (int j = first; j < Hv * D; j += stride) vt[j] = vs[j];
+}
+
+Status CudaOps::split_rope(TensorView qkv, TensorView q, TensorView k, TensorView v, TensorView cs) noexcept {
+  return guard([&] {
+    for (const TensorView* t : {&qkv, &q, &k, &v, &cs}) {
+      require_device(*t, "split_rope", "qkv/q/k/v/cs");
+      require(t->dtype == DType::f32, "cuda split_rope: f32 only");
+    }
+    require(q.rank == 3 && k.rank == 3 && v.rank == 3, "cuda split_rope: q, k, v must be [T, heads, D]");
+    const int64_t T = q.shape[0], D = q.shape[2], rot = cs.cols();
+    const int64_t Hq = q.shape[1], Hk = k.shape[1], Hv = v.shape[1], C = (Hq + Hk + Hv) * D;
+    require(k.shape[0] == T && v.shape[0] == T && k.shape[2] == D && v.shape[2] == D,
+            "cuda split_rope: q " + q.shape_string() + ", k " + k.shape_string() + ", v " + v.shape_string() +
+                " must share T and D");
+    require(qkv.rows() == T && qkv.cols() == C,
+            "cuda split_rope: qkv " + qkv.shape_string() + " must be [" + std::to_string(T) + ", " + std::to_string(C) + "]");
+    require(cs.rows() == T && rot > 0 && rot % 2 == 0 && rot <= D,
+            "cuda split_rope: cs " + cs.shape_string() + " must be [T, rot_dim] (rot_dim even, ≤ D)");
+    if (T == 0) return;
+    require(T <= INT32_MAX && C <= INT32_MAX / 2, "cuda split_rope: too large");
+    ScopedDevice g(dev_.index());
+    const int threads = 256;
+    const int64_t work = std::max<int64_t>((Hq + Hk) * (rot / 2), Hv * D);
+    const unsigned ys = unsigned(std::min<int64_t>((work + threads - 1) / threads, T >= 64 ? 2 : 16));
+    launch_maybe_pdl(pdl_, stream(), dim3(unsigned(T), ys), dim3(threads), 0, split_rope_kernel, qkv.as<const float>(),
+                     q.as<float>(), k.as<float>(), v.as<float>(), cs.as<const float>(), int(Hq), int(Hk), int(Hv),
+                     int(D), int(rot));
+    KVRUN_CUDA_CHECK_LAUNCH("split_rope_kernel");
+  });
+}
+
 Status CudaOps::rope(TensorView x, const int32_t* positions, const float* bases, float base, int rot_dim) noexcept {
   return guard([&] {
     require_device(x, "rope", "x");

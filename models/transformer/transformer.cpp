@@ -421,6 +421,7 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     // and v are contiguous and are used in place; several tokens are split into q, k, v.
     TensorView qt = q, kt = k, vt = v;
     bool qk_adjacent = false;  // q and k heads contiguous: one RoPE launch over both
+    bool roped = false;        // q and k already rotated (split_rope)
     if (L.qkv) {
       TensorView qkv = view(w.qkv.data(), DType::f32, {T, (H + 2 * KVH) * D});
       check(L.qkv->forward(qkv, h));
@@ -430,8 +431,10 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
         vt = view(w.qkv.data() + (H + KVH) * D, DType::f32, {1, KVH * D});
         qk_adjacent = true;
       } else {
-        const TensorView parts[3] = {q, k, v};
-        check(ops.split_cols(qkv, parts, 3));
+        // several tokens: q, k, v split out of the fused rows, q and k rotated on the way
+        check(ops.split_rope(qkv, view(q.data, DType::f32, {T, H, D}), view(k.data, DType::f32, {T, KVH, D}),
+                             view(v.data, DType::f32, {T, KVH, D}), rope_cs));
+        roped = true;
       }
     } else {
       check(L.q->forward(q, h));
@@ -443,7 +446,7 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     TensorView k3 = view(kt.data, DType::f32, {T, KVH, D});
     if (qk_adjacent) {
       check(ops.rope_apply(view(qt.data, DType::f32, {T, H + KVH, D}), rope_cs));
-    } else {
+    } else if (!roped) {
       check(ops.rope_apply(q3, rope_cs));
       check(ops.rope_apply(k3, rope_cs));
     }

@@ -545,6 +545,39 @@ TEST_CASE("rope_table + rope_apply == rope (bitwise), per-token bases and a part
   CHECK_FALSE(ops.rope_apply(host_view(x.data(), DType::f32, {T, H, D}), host_view(cs.data(), DType::f32, {T, 2 * D})).ok());
 }
 
+TEST_CASE("split_rope == split_cols then rope_apply on q and k (bitwise); mismatched shapes refused") {
+  Ops& ops = cpu::cpu_ops();
+  const int64_t T = 3, Hq = 4, Hk = 2, D = 16, C = (Hq + 2 * Hk) * D;
+  std::vector<int32_t> pos = {0, 5, 300};
+  for (int rot : {16, 8}) {
+    std::vector<float> src = randn(size_t(T * C), 93, 2.f), cs(size_t(T * rot));
+    REQUIRE(ops.rope_table(host_view(cs.data(), DType::f32, {T, rot}), pos.data(), nullptr, 10000.f).ok());
+    std::vector<float> q1(size_t(T * Hq * D)), k1(size_t(T * Hk * D)), v1(k1.size()), q2(q1.size()), k2(k1.size()),
+        v2(k1.size());
+    const TensorView parts[3] = {host_view(q1.data(), DType::f32, {T, Hq * D}), host_view(k1.data(), DType::f32, {T, Hk * D}),
+                                 host_view(v1.data(), DType::f32, {T, Hk * D})};
+    REQUIRE(ops.split_cols(host_view(src.data(), DType::f32, {T, C}), parts, 3).ok());
+    REQUIRE(ops.rope_apply(host_view(q1.data(), DType::f32, {T, Hq, D}), host_view(cs.data(), DType::f32, {T, rot})).ok());
+    REQUIRE(ops.rope_apply(host_view(k1.data(), DType::f32, {T, Hk, D}), host_view(cs.data(), DType::f32, {T, rot})).ok());
+    REQUIRE(ops.split_rope(host_view(src.data(), DType::f32, {T, C}), host_view(q2.data(), DType::f32, {T, Hq, D}),
+                           host_view(k2.data(), DType::f32, {T, Hk, D}), host_view(v2.data(), DType::f32, {T, Hk, D}),
+                           host_view(cs.data(), DType::f32, {T, rot}))
+                .ok());
+    INFO("rot " << rot);
+    CHECK(q1 == q2);
+    CHECK(k1 == k2);
+    CHECK(v1 == v2);
+    // v is a copy of the last Hk heads of each row
+    CHECK(v2[0] == src[size_t((Hq + Hk) * D)]);
+  }
+  std::vector<float> src(size_t(T * C)), q(size_t(T * Hq * D)), k(size_t(T * Hk * D)), cs(size_t(T * D));
+  const Status st = ops.split_rope(host_view(src.data(), DType::f32, {T, C - D}), host_view(q.data(), DType::f32, {T, Hq, D}),
+                                   host_view(k.data(), DType::f32, {T, Hk, D}), host_view(k.data(), DType::f32, {T, Hk, D}),
+                                   host_view(cs.data(), DType::f32, {T, D}));
+  CHECK_FALSE(st.ok());
+  CHECK(st.message.find("qkv") != std::string::npos);
+}
+
 TEST_CASE("add, silu_mul, scale_rows") {
   ThreadsGuard g;
   Ops& ops = cpu::cpu_ops();

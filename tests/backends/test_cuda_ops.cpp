@@ -677,6 +677,50 @@ TEST_CASE("cuda: rope_table + rope_apply == cuda rope (bitwise) and ≈ CPU") {
   }
 }
 
+TEST_CASE("cuda: split_rope == split_cols + rope_apply (bitwise, on the GPU and against the CPU)") {
+  NEED_GPU();
+  // GQA shape (8 query heads, 2 KV heads) and a partial rot_dim (the copied tail of q and k).
+  const int64_t T = 5, Hq = 8, Hk = 2, D = 64, C = (Hq + 2 * Hk) * D;
+  std::vector<int32_t> pos = {0, 1, 17, 4095, 8191};
+  for (int rot : {64, 32}) {
+    INFO("rot " << rot);
+    std::vector<float> src = randn(size_t(T * C), 97, 2.f);
+    Buffer<int32_t> dpos = to_gpu(G, pos);
+    Buffer<float> dsrc = to_gpu(G, src), dcs(G, size_t(T * rot), MemCategory::workspace);
+    check(gops.rope_table(dcs.view(DType::f32, {T, rot}), dpos.data(), nullptr, 10000.f));
+    Buffer<float> q1(G, size_t(T * Hq * D), MemCategory::workspace), k1(G, size_t(T * Hk * D), MemCategory::workspace),
+        v1(G, size_t(T * Hk * D), MemCategory::workspace), q2(G, q1.size(), MemCategory::workspace),
+        k2(G, k1.size(), MemCategory::workspace), v2(G, v1.size(), MemCategory::workspace);
+    poison(G, q2);
+    poison(G, k2);
+    poison(G, v2);
+    const TensorView parts[3] = {q1.view(DType::f32, {T, Hq * D}), k1.view(DType::f32, {T, Hk * D}),
+                                 v1.view(DType::f32, {T, Hk * D})};
+    check(gops.split_cols(dsrc.view(DType::f32, {T, C}), parts, 3));
+    check(gops.rope_apply(q1.view(DType::f32, {T, Hq, D}), dcs.view(DType::f32, {T, rot})));
+    check(gops.rope_apply(k1.view(DType::f32, {T, Hk, D}), dcs.view(DType::f32, {T, rot})));
+    check(gops.split_rope(dsrc.view(DType::f32, {T, C}), q2.view(DType::f32, {T, Hq, D}), k2.view(DType::f32, {T, Hk, D}),
+                          v2.view(DType::f32, {T, Hk, D}), dcs.view(DType::f32, {T, rot})));
+    CHECK(bitwise_equal(q2.to_host(), q1.to_host()));
+    CHECK(bitwise_equal(k2.to_host(), k1.to_host()));
+    CHECK(bitwise_equal(v2.to_host(), v1.to_host()));
+    // the CPU with the same table
+    std::vector<float> cs = dcs.to_host(), qc(q1.size()), kc(k1.size()), vc(v1.size());
+    check(cops.split_rope(hview(src, DType::f32, {T, C}), hview(qc, DType::f32, {T, Hq, D}),
+                          hview(kc, DType::f32, {T, Hk, D}), hview(vc, DType::f32, {T, Hk, D}),
+                          hview(cs, DType::f32, {T, rot})));
+    CHECK(bitwise_equal(q2.to_host(), qc));
+    CHECK(bitwise_equal(k2.to_host(), kc));
+    CHECK(bitwise_equal(v2.to_host(), vc));
+  }
+  // shapes that do not add up are refused
+  Buffer<float> dsrc(G, size_t(T * C), MemCategory::workspace), q(G, size_t(T * Hq * D), MemCategory::workspace),
+      k(G, size_t(T * Hk * D), MemCategory::workspace), cs(G, size_t(T * D), MemCategory::workspace);
+  CHECK_FALSE(gops.split_rope(dsrc.view(DType::f32, {T, C - D}), q.view(DType::f32, {T, Hq, D}),
+                              k.view(DType::f32, {T, Hk, D}), k.view(DType::f32, {T, Hk, D}), cs.view(DType::f32, {T, D}))
+                  .ok());
+}
+
 TEST_CASE("cuda: embedding vs CPU (exact), every table dtype") {
   NEED_GPU();
   const int64_t V = 1000, D = 77;

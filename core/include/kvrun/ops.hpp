@@ -68,6 +68,10 @@ class Ops {
   virtual Status rope_apply(TensorView x, TensorView cs) noexcept = 0;
   //   split_cols: src[M, C] → dsts[i][M, C_i] with Σ C_i = C, column blocks in order (n ≤ 4).
   virtual Status split_cols(TensorView src, const TensorView* dsts, int n) noexcept = 0;
+  //   split_rope: qkv[T, (Hq + Hk + Hv)·D] (a fused q|k|v projection's output) → q[T, Hq, D] and
+  //               k[T, Hk, D] rotated with cs[T, rot_dim], v[T, Hv, D] copied — identical to
+  //               split_cols into q, k, v, then rope_apply on q and on k (one pass instead of three).
+  virtual Status split_rope(TensorView qkv, TensorView q, TensorView k, TensorView v, TensorView cs) noexcept = 0;
 };
 
 }  // namespace kvrun
