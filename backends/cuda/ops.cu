@@ -24,17 +24,6 @@ namespace {
 
 // An integer tuning switch from the environment: `fallback` when unset, else a whole number in
 // [lo, hi] (anything else is a usage error naming the variable).
-int env_int(const char* name, int lo, int hi, int fallback) {
-  const char* v = std::getenv(name);
-  if (!v) return fallback;
-  char* end = nullptr;
-  errno = 0;
-  const long r = std::strtol(v, &end, 10);
-  if (end == v || *end != '\0' || errno != 0 || r < lo || r > hi)
-    throw Error(ErrorKind::usage, std::string(name) + "=" + v + ": expected a whole number " + std::to_string(lo) +
-                                      ".." + std::to_string(hi));
-  return int(r);
-}
 
 }  // namespace
 
@@ -42,9 +31,9 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   ScopedDevice guard(dev_.index());
   KVRUN_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, dev_.index()));
   pdl_ = cuda_plugin::pdl_enabled(dev_.index());  // the plugins' rule: sm_90+, KVRUN_CUDA_PDL not 0
-  gemv_max_rows_ = env_int("KVRUN_CUDA_GEMV_MAX_ROWS", 0, kGemvMaxRows, gemv_max_rows_);
-  tc_gemm_max_rows_ = env_int("KVRUN_CUDA_TC_GEMM_MAX_ROWS", 0, kSmallMGemmMaxRows, tc_gemm_max_rows_);
-  tc_splits_ = env_int("KVRUN_CUDA_TC_SPLITK", 1, kSmallMGemmMaxSplits, tc_splits_);
+  gemv_max_rows_ = cuda_plugin::env_int("KVRUN_CUDA_GEMV_MAX_ROWS", 0, kGemvMaxRows, gemv_max_rows_);
+  tc_gemm_max_rows_ = cuda_plugin::env_int("KVRUN_CUDA_TC_GEMM_MAX_ROWS", 0, kSmallMGemmMaxRows, tc_gemm_max_rows_);
+  tc_splits_ = cuda_plugin::env_int("KVRUN_CUDA_TC_SPLITK", 1, kSmallMGemmMaxSplits, tc_splits_);
   KVRUN_CUBLAS_CHECK(cublasCreate(&cublas_));
   KVRUN_CUBLAS_CHECK(cublasSetStream(cublas_, dev_.stream()));
   // Plain fp32 SGEMM for f32 weights (no TF32); bf16/f16 GEMMs pick tensor cores themselves.

@@ -46,10 +46,7 @@ constexpr int kMinSplitKeys = 256;  // a split part covers at least this many ke
 // cache has at least 2 · kMinSplitKeys keys). KVRUN_FLASH_SPLITK=0 turns it off (every step runs
 // unsplit). It was off until combine_kernel's wrong results for 4+ parts were found (see there).
 bool split_k_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("KVRUN_FLASH_SPLITK");
-    return !(e && std::string(e) == "0");
-  }();
+  static const bool on = cuda_plugin::env_int("KVRUN_FLASH_SPLITK", 0, 1, 1) == 1;
   return on;
 }
 constexpr float kLog2e = 1.4426950408889634f;

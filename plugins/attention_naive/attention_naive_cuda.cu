@@ -652,19 +652,13 @@ constexpr auto decode_combine_kernel = splitk_combine_kernel<kDecMaxSplits>;
 
 // KVRUN_NAIVE_DECODE=0 turns the fused decode path off (decode steps then run the three score
 // kernels); KVRUN_NAIVE_DECODE_SPLITS=N forces N split parts (1..kDecMaxSplits, still bounded by
-// the workspace) for tuning. Both are read once.
+// the workspace) for tuning. Both are read once; other values are usage errors.
 bool decode_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("KVRUN_NAIVE_DECODE");
-    return !(e && std::string(e) == "0");
-  }();
+  static const bool on = cuda_plugin::env_int("KVRUN_NAIVE_DECODE", 0, 1, 1) == 1;
   return on;
 }
 int forced_decode_splits() {
-  static const int n = [] {
-    const char* e = std::getenv("KVRUN_NAIVE_DECODE_SPLITS");
-    return e ? std::atoi(e) : 0;
-  }();
+  static const int n = cuda_plugin::env_int("KVRUN_NAIVE_DECODE_SPLITS", 1, kDecMaxSplits, 0);  // 0: automatic
   return n;
 }
 

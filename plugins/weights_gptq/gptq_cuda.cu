@@ -879,13 +879,7 @@ void launch_gemv_mma_m(cudaStream_t st, int sm_count, const uint4* qm, const uin
 // Whether M = 1 takes gemv1_mma_kernel (KVRUN_GPTQ_GEMV1=0 keeps gemv_mma_kernel, for
 // comparisons in one run).
 bool gemv1_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("KVRUN_GPTQ_GEMV1");
-    if (!e) return true;
-    const std::string v(e);
-    if (v != "0" && v != "1") fail(ErrorKind::usage, "KVRUN_GPTQ_GEMV1=" + v + ": expected 0 or 1");
-    return v == "1";
-  }();
+  static const bool on = cuda_plugin::env_int("KVRUN_GPTQ_GEMV1", 0, 1, 1) == 1;
   return on;
 }
 
@@ -931,14 +925,7 @@ G1Plan plan_gemv1(int device, int sm_count, int64_t NTp, int64_t KC, int64_t G) 
 // Rows up to which the tensor-core layout uses the fused kernel (above: dequantize + GEMM).
 // KVRUN_GPTQ_MMA_MAX_ROWS (0..64) overrides the default, for tuning.
 int64_t mma_max_rows() {
-  static const int64_t n = [] {
-    const char* e = std::getenv("KVRUN_GPTQ_MMA_MAX_ROWS");
-    if (!e) return kCudaMmaMaxM;
-    const long v = std::strtol(e, nullptr, 10);
-    if (v < 0 || v > 64)
-      fail(ErrorKind::usage, "KVRUN_GPTQ_MMA_MAX_ROWS=" + std::string(e) + ": expected 0..64");
-    return int64_t(v);
-  }();
+  static const int64_t n = cuda_plugin::env_int("KVRUN_GPTQ_MMA_MAX_ROWS", 0, 64, int(kCudaMmaMaxM));
   return n;
 }
 

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +24,21 @@ inline void check(cudaError_t err, const char* who, const char* what) {
   if (err != cudaSuccess)
     fail(ErrorKind::device, std::string(who) + " (CUDA): " + what + ": " + cudaGetErrorName(err) + " (" +
                                 cudaGetErrorString(err) + ")");
+}
+
+// The value of environment variable `name` (a tuning switch): `fallback` when unset, else a whole
+// number in [lo, hi]; anything else throws Error(usage) "<name>=<value>: expected a whole number
+// lo..hi" (a typo must not silently fall back to the default).
+inline int env_int(const char* name, int lo, int hi, int fallback) {
+  const char* v = std::getenv(name);
+  if (!v) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const long r = std::strtol(v, &end, 10);
+  if (end == v || *end != '\0' || errno != 0 || r < lo || r > hi)
+    fail(ErrorKind::usage, std::string(name) + "=" + v + ": expected a whole number " + std::to_string(lo) + ".." +
+                               std::to_string(hi));
+  return int(r);
 }
 
 // Makes `device` current for the launches of one call and restores the previous one.
@@ -64,14 +80,13 @@ __device__ __forceinline__ void pdl_trigger() {
 
 // Whether kernels on `device` should be launched with programmatic dependent launch: compute
 // capability 9.0 or later, and the environment does not set KVRUN_CUDA_PDL=0 (the switch the
-// CUDA backend honours too). Launches ask on every call, so the answer is worked out once per
+// CUDA backend honours too; values other than 0 and 1 throw Error(usage)). Launches ask on every call, so the answer is worked out once per
 // device (and module) and kept.
 inline bool pdl_enabled(int device) {
   auto compute = [device] {
     int major = 0;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
-    const char* env = std::getenv("KVRUN_CUDA_PDL");
-    return major >= 9 && !(env && std::strcmp(env, "0") == 0);
+    return major >= 9 && env_int("KVRUN_CUDA_PDL", 0, 1, 1) == 1;
   };
   constexpr int kKnownDevices = 64;
   static std::atomic<signed char> known[kKnownDevices] = {};  // 0: not yet asked, 1: off, 2: on
