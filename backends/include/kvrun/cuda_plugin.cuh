@@ -134,7 +134,10 @@ __device__ __forceinline__ uint4 load_stream_16b(const uint4* p) {
 }
 
 // Asynchronous global → shared copies (cp.async, sm_80+). valid = false zero-fills the bytes and
-// does not read gmem. 16-byte copies bypass L1 (.cg); 8-byte ones cannot (.ca).
+// does not read gmem. 16-byte copies bypass L1 (.cg); 8-byte ones cannot (.ca). (The generic-
+// pointer forms need nvcc's __cvta_generic_to_shared: only under nvcc, so that host code may
+// include this header.)
+#if defined(__CUDACC__)
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   const int n = valid ? 16 : 0;
@@ -145,6 +148,7 @@ __device__ __forceinline__ void cp_async_8(void* smem, const void* gmem, bool va
   const int n = valid ? 8 : 0;
   asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(s), "l"(gmem), "r"(n) : "memory");
 }
+#endif
 // The same with the destination as a shared-space address (__cvta_generic_to_shared once, outside
 // a loop: the generic form recomputes it per copy).
 __device__ __forceinline__ void cp_async_16(uint32_t smem, const void* gmem) {
