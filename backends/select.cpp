@@ -76,6 +76,9 @@ std::shared_ptr<Device> open_cuda(const CudaModule& m, int index, std::string* w
   }
   Device* raw = nullptr;
   st = m.header->create(index, &raw);
+  // A bad setting (a CUDA tuning switch out of range) is the user's to fix, on "auto" as well: it
+  // must not turn into a fallback to the CPU or into a device error.
+  if (st.kind == ErrorKind::usage) fail(ErrorKind::usage, st.message);
   if (!st.ok() || !raw) {
     *why = st.message.empty() ? "cuda:" + std::to_string(index) + " could not be opened" : st.message;
     return nullptr;
