@@ -5,7 +5,6 @@
 // Numerics follow the CPU reference: fp32 arithmetic, IEEE division and square root (no fast-math),
 // and the products of rope/silu/rms_norm rounded one at a time where PyTorch rounds them.
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
 #include <cmath>
 #include <string>
@@ -19,13 +18,6 @@ namespace kvrun::cuda {
 
 // ---------------------------------------------------------------------------------------------
 // CudaOps: construction and workspace
-
-namespace {
-
-// An integer tuning switch from the environment: `fallback` when unset, else a whole number in
-// [lo, hi] (anything else is a usage error naming the variable).
-
-}  // namespace
 
 CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   ScopedDevice guard(dev_.index());
@@ -419,11 +411,12 @@ __device__ __forceinline__ void rope_cos_sin(float b, float pos, int i, int rot_
   *s = float(sd);
 }
 
-// Rotates the pair (xh[i], xh[i + half]) by the angle with cosine c and sine s.
-__device__ __forceinline__ void rotate_pair(float* xh, int i, int half, float c, float s) {
+// Rotates the pair (xh[i], xh[i + half]) by the angle with cosine c and sine s into (dh[i],
+// dh[i + half]); dh may be xh (in place).
+__device__ __forceinline__ void rotate_pair(const float* xh, float* dh, int i, int half, float c, float s) {
   const float x1 = xh[i], x2 = xh[i + half];
-  xh[i] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
-  xh[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+  dh[i] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+  dh[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
 }
 
 // Rotary embedding (NeoX rotate-half) in place on x[T, H, D] over the first rot_dim dims.
@@ -448,7 +441,7 @@ __global__ void rope_kernel(float* x, const int32_t* __restrict__ positions, con
   float* xt = x + t * int64_t(H) * D;
   for (int j = threadIdx.x; j < H * half; j += blockDim.x) {
     const int h = j / half, i = j - h * half;
-    rotate_pair(xt + int64_t(h) * D, i, half, cs[i], cs[half + i]);
+    rotate_pair(xt + int64_t(h) * D, xt + int64_t(h) * D, i, half, cs[i], cs[half + i]);
   }
 }
 
@@ -473,7 +466,7 @@ __global__ void rope_apply_kernel(float* x, const float* __restrict__ cs, int H,
   const float* ct = cs + t * rot_dim;
   for (int j = blockIdx.y * blockDim.x + threadIdx.x; j < H * half; j += gridDim.y * blockDim.x) {
     const int h = j / half, i = j - h * half;
-    rotate_pair(xt + int64_t(h) * D, i, half, ct[i], ct[half + i]);
+    rotate_pair(xt + int64_t(h) * D, xt + int64_t(h) * D, i, half, ct[i], ct[half + i]);
   }
 }
 
@@ -533,11 +526,8 @@ __global__ void split_rope_kernel(const float* __restrict__ qkv, float* __restri
   const int first = blockIdx.y * blockDim.x + threadIdx.x;
   for (int j = first; j < (Hq + Hk) * half; j += stride) {
     const int h = j / half, i = j - h * half;
-    const float* xh = src + h * D;
     float* dh = h < Hq ? q + (t * Hq + h) * D : k + (t * Hk + (h - Hq)) * D;
-    const float x1 = xh[i], x2 = xh[i + half], c = ct[i], s = ct[half + i];
-    dh[i] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));  // as rotate_pair
-    dh[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+    rotate_pair(src + h * D, dh, i, half, ct[i], ct[half + i]);
   }
   const int tail = D - rot_dim;  // q/k dims past rot_dim (partial rotary)
   for (int j = first; j < (Hq + Hk) * tail; j += stride) {

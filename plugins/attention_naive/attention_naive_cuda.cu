@@ -371,8 +371,8 @@ pv_vec_kernel(float* __restrict__ out,                // [num_tokens, H, D] f32
 // Numerics: scores are kept in the exp2 domain (q pre-multiplied by scale · log2 e); int8 codes
 // enter as q − zero (exact in fp32) and the row's scale multiplies the row's dot product (K) or
 // softmax weight (V) once, instead of every element (the CPU multiplies each element: the two
-// round differently, within fp32 rounding); all sums are fp32. The softmax is not materialized, so the summation order differs from the
-// three-kernel path and from the CPU reference (per key: O·c + p·v instead of Σ (e/Σe)·v); results
+// round differently, within fp32 rounding); all sums are fp32. The softmax is not materialized,
+// so the summation order differs from the three-kernel path and from the CPU reference (per key: O·c + p·v instead of Σ (e/Σe)·v); results
 // agree within fp32 rounding (tests: relative L2 ≤ 1e-4). Deterministic: every sum has a fixed
 // order that depends only on the shapes, the split count and kv_len.
 

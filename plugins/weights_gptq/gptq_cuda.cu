@@ -328,6 +328,20 @@ __device__ __forceinline__ uint32_t bf16x2_sub(uint32_t a, uint32_t b) {
   return u;
 }
 
+// x = hi + lo for four values as bf16x2 registers: hi = (x rounded to bf16) pairs (h0: v.x, v.y;
+// h1: v.z, v.w), lo = the remainders rounded to bf16 (l0, l1) — the B fragments of the mma kernels.
+struct HiLo {
+  uint32_t h0, h1, l0, l1;
+};
+__device__ __forceinline__ HiLo split_hi_lo(float4 v) {
+  HiLo r;
+  r.h0 = cuda_plugin::pack_bf16x2(v.x, v.y);
+  r.h1 = cuda_plugin::pack_bf16x2(v.z, v.w);
+  r.l0 = cuda_plugin::pack_bf16x2(v.x - __uint_as_float(r.h0 << 16), v.y - __uint_as_float(r.h0 & 0xffff0000u));
+  r.l1 = cuda_plugin::pack_bf16x2(v.z - __uint_as_float(r.h1 << 16), v.w - __uint_as_float(r.h1 & 0xffff0000u));
+  return r;
+}
+
 // Scale and bf16 zero pair of one lane for (tile, group): zz0/zz1 = 128 + zero of columns g and
 // g + 8 in both halves, s0/s1 their scales.
 struct LaneSz {
@@ -460,12 +474,10 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
             // B fragments of k-tile i for rows g + 8b: hi and lo bf16 parts of x.
             const float4 v = xr[b] ? __ldg(reinterpret_cast<const float4*>(xr[b] + cc * 64 + 16 * i))
                                    : make_float4(0.f, 0.f, 0.f, 0.f);
-            const uint32_t h0 = cuda_plugin::pack_bf16x2(v.x, v.y), h1 = cuda_plugin::pack_bf16x2(v.z, v.w);
-            const uint32_t l0 = cuda_plugin::pack_bf16x2(v.x - __uint_as_float(h0 << 16), v.y - __uint_as_float(h0 & 0xffff0000u));
-            const uint32_t l1 = cuda_plugin::pack_bf16x2(v.z - __uint_as_float(h1 << 16), v.w - __uint_as_float(h1 & 0xffff0000u));
-            cuda_plugin::mma_bf16_16816(dh[b], a, h0, h1);
-            if constexpr (NB == 1) cuda_plugin::mma_bf16_16816(dl, a, l0, l1);
-            else cuda_plugin::mma_bf16_16816(dh[b], a, l0, l1);
+            const HiLo x2 = split_hi_lo(v);
+            cuda_plugin::mma_bf16_16816(dh[b], a, x2.h0, x2.h1);
+            if constexpr (NB == 1) cuda_plugin::mma_bf16_16816(dl, a, x2.l0, x2.l1);
+            else cuda_plugin::mma_bf16_16816(dh[b], a, x2.l0, x2.l1);
           }
           if (kTileScale || i == 3) {  // d[0], d[1] belong to column g (scale s0), d[2], d[3] to g + 8
 #pragma unroll
@@ -631,14 +643,10 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     for (int j = 0; j < 4; ++j) {
       const int f = f0 + j * kG1Warps * 32;
       if (f >= nf) break;
-      const uint32_t h0 = cuda_plugin::pack_bf16x2(v[j].x, v[j].y), h1 = cuda_plugin::pack_bf16x2(v[j].z, v[j].w);
-      const uint32_t l0 =
-          cuda_plugin::pack_bf16x2(v[j].x - __uint_as_float(h0 << 16), v[j].y - __uint_as_float(h0 & 0xffff0000u));
-      const uint32_t l1 =
-          cuda_plugin::pack_bf16x2(v[j].z - __uint_as_float(h1 << 16), v[j].w - __uint_as_float(h1 & 0xffff0000u));
+      const HiLo x2 = split_hi_lo(v[j]);
       const int kt = f >> 2, base = ((kt >> 1) * 8 + (f & 3)) * 2 + (kt & 1);  // in uint2
-      xs[base] = make_uint2(h0, h1);
-      xs[base + 8] = make_uint2(l0, l1);
+      xs[base] = make_uint2(x2.h0, x2.h1);
+      xs[base + 8] = make_uint2(x2.l0, x2.l1);
     }
   }
   cuda_plugin::cp_async_wait<kG1Stages - 1>();  // this thread's scale/zero copies (the oldest group)
@@ -972,15 +980,10 @@ class CudaLinear final : public GptqLinearBase {
       if (mma_ && M <= mma_max_rows()) {
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
         if (M == 1 && g1_.ok && gemv1_enabled()) {
-          const int64_t KC = lay_.Kp / 64;
-          if (tile_scale_)
-            GPTQ_CUDA_CHECK(cuda_plugin::launch(cuda_plugin::pdl_enabled(), st, dim3(g1_.blocks),
-                                                dim3(kG1Warps * 32), g1_.smem, gemv1_mma_kernel<true>, qm, sz_.data(),
-                                                unit_group.data(), B, X, Y, int(N), int(ntp_), int(KC), int(lay_.groups), g1_.ks));
-          else
-            GPTQ_CUDA_CHECK(cuda_plugin::launch(cuda_plugin::pdl_enabled(), st, dim3(g1_.blocks),
-                                                dim3(kG1Warps * 32), g1_.smem, gemv1_mma_kernel<false>, qm, sz_.data(),
-                                                unit_group.data(), B, X, Y, int(N), int(ntp_), int(KC), int(lay_.groups), g1_.ks));
+          auto* kernel = tile_scale_ ? gemv1_mma_kernel<true> : gemv1_mma_kernel<false>;
+          GPTQ_CUDA_CHECK(cuda_plugin::launch(cuda_plugin::pdl_enabled(), st, dim3(g1_.blocks), dim3(kG1Warps * 32),
+                                              g1_.smem, kernel, qm, sz_.data(), unit_group.data(), B, X, Y, int(N),
+                                              int(ntp_), int(lay_.Kp / 64), int(lay_.groups), g1_.ks));
           return;
         }
         if (tile_scale_)

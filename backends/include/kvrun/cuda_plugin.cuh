@@ -80,8 +80,8 @@ __device__ __forceinline__ void pdl_trigger() {
 
 // Whether kernels on `device` should be launched with programmatic dependent launch: compute
 // capability 9.0 or later, and the environment does not set KVRUN_CUDA_PDL=0 (the switch the
-// CUDA backend honours too; values other than 0 and 1 throw Error(usage)). Launches ask on every call, so the answer is worked out once per
-// device (and module) and kept.
+// CUDA backend honours too; values other than 0 and 1 throw Error(usage)). Launches ask on every
+// call, so the answer is worked out once per device (and module) and kept.
 inline bool pdl_enabled(int device) {
   auto compute = [device] {
     int major = 0;
@@ -133,20 +133,14 @@ __device__ __forceinline__ uint4 load_stream_16b(const uint4* p) {
   return r;
 }
 
-// Asynchronous global → shared copies (cp.async, sm_80+). valid = false zero-fills the bytes and
-// does not read gmem. 16-byte copies bypass L1 (.cg); 8-byte ones cannot (.ca). (The generic-
-// pointer forms need nvcc's __cvta_generic_to_shared: only under nvcc, so that host code may
-// include this header.)
+// Asynchronous global → shared copies (cp.async, sm_80+), 16 bytes, bypassing L1 (.cg). valid =
+// false zero-fills the bytes and does not read gmem. (The generic-pointer form needs nvcc's
+// __cvta_generic_to_shared: only under nvcc, so that host code may include this header.)
 #if defined(__CUDACC__)
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   const int n = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(n) : "memory");
-}
-__device__ __forceinline__ void cp_async_8(void* smem, const void* gmem, bool valid) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int n = valid ? 8 : 0;
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(s), "l"(gmem), "r"(n) : "memory");
 }
 #endif
 // The same with the destination as a shared-space address (__cvta_generic_to_shared once, outside
