@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Kernel time breakdown of one decode step of the Qwen-7B shape (through gpu-run.sh), batch 1, or
-# batch $BATCH with BATCH set (e.g. BATCH=64 ATTN=naive CACHE=int8, PROMPT=512 for longer contexts):
+# batch $BATCH with BATCH set (e.g. BATCH=64 ATTN=naive CACHE=int8; PROMPT=512 or NEW=600 with a SKIP past
+# the prefill for longer contexts):
 # ncu times every kernel of the run; the summary groups the last step's kernels by name.
 set -uo pipefail
 out=${OUT:-gpu-logs}
@@ -9,7 +10,7 @@ printf '[model]\nsynthetic = "qwen-7b"\nsynthetic_weights = "%s"\n[backend]\ndev
   "${WEIGHTS:-bf16}" "${ATTN:-flash}" "${CACHE:-fp16}" > /tmp/prof.toml
 if [ -n "${BATCH:-}" ]; then  # a decode step at batch BATCH: kvrun bench, no batch-1 warmup
   ncu --csv --clock-control none --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum --launch-skip ${SKIP:-2200} --launch-count ${COUNT:-1000} \
-    build-cuda/apps/kvrun bench -c /tmp/prof.toml --batch "$BATCH" --prompt-tokens ${PROMPT:-32} --new-tokens 8 --warmup-tokens 0 \
+    build-cuda/apps/kvrun bench -c /tmp/prof.toml --batch "$BATCH" --prompt-tokens ${PROMPT:-32} --new-tokens ${NEW:-8} --warmup-tokens 0 \
     > "$out/ncu.csv" 2> "$out/ncu.err"
 else
   ncu --csv --clock-control none --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum --launch-skip ${SKIP:-700} --launch-count ${COUNT:-1200} \

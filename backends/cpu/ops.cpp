@@ -548,6 +548,44 @@ class CpuOps final : public Ops {
     });
   }
 
+  // The fusions, composed from the unfused ops in the model's former order (rms_norm or swiglu into
+  // a temporary, matmul, add): the CPU gains nothing from fusing, and composing keeps its results
+  // bitwise those of the unfused recipe.
+  bool matmul_fuses(const MatmulFusion& f, int64_t, const TensorView&) const noexcept override {
+    return !(f.norm_w && f.swiglu);
+  }
+
+  Status matmul_fused(TensorView y, TensorView x, TensorView w, const TensorView* bias,
+                      const MatmulFusion& f) noexcept override {
+    return guard([&] {
+      const char* op = "matmul_fused";
+      need_f32(op, "x", x);
+      need_f32(op, "y", y);
+      if (f.norm_w && f.swiglu) bad(op, "norm_w and swiglu exclude each other");
+      const int64_t M = x.rows();
+      std::vector<float> in_buf, out_buf;
+      TensorView in = x;
+      if (f.norm_w) {
+        in_buf.resize(size_t(x.numel()));
+        in = TensorView(in_buf.data(), DType::f32, {M, x.cols()});
+        check(rms_norm(in, x, *f.norm_w, f.norm_eps));
+      } else if (f.swiglu) {
+        if (x.cols() % 2) bad(op, desc("x", x) + " must be [M, 2K] gate | up for swiglu");
+        in_buf.resize(size_t(x.numel() / 2));
+        in = TensorView(in_buf.data(), DType::f32, {M, x.cols() / 2});
+        check(swiglu(in, x));
+      }
+      if (!f.accumulate) {
+        check(matmul(y, in, w, bias));
+        return;
+      }
+      out_buf.resize(size_t(y.numel()));
+      TensorView out(out_buf.data(), DType::f32, {y.rows(), y.cols()});
+      check(matmul(out, in, w, bias));
+      check(add(y, y, out));
+    });
+  }
+
   Status sample(int32_t* ids, TensorView logits, const SampleParams* params) noexcept override {
     return guard([&] {
       const char* op = "sample";

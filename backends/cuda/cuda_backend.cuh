@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -134,6 +135,17 @@ class CudaOps final : public Ops {
   Status split_rope(TensorView qkv, TensorView q, TensorView k, TensorView v, TensorView cs) noexcept override;
   Status rope_table(TensorView cs, const int32_t* positions, const float* bases, float base) noexcept override;
   Status rope_apply(TensorView x, TensorView cs) noexcept override;
+  // Fusions (matmul.cu): M ≤ gemv_max_rows_ — the GEMV reads rms_norm(x)·w itself (M = 1,
+  // K ≤ kGemvNormMaxK, N ≤ kGemvNormMaxN) and adds into y (any of its M); M past the small-M GEMM (cuBLAS) — rms_norm or
+  // SwiGLU writes the bf16 operand cuBLAS reads (bf16 weights), and cuBLAS adds into y (β = 1; bf16
+  // or f32 weights). Nothing in between (the small-M GEMM: the unfused ops are as fast).
+  bool matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept override;
+  Status matmul_fused(TensorView y, TensorView x, TensorView w, const TensorView* bias,
+                      const MatmulFusion& f) noexcept override;
+  static constexpr int64_t kGemvNormMaxK = 16384;  // the GEMV's normalized x in ≤ 64 KiB of shared memory
+  // Every GEMV block normalizes x itself: past this many rows (lm_head's 152k: ~4700 blocks) the
+  // separate norm kernel costs less than the blocks' repeated work.
+  static constexpr int64_t kGemvNormMaxN = 65536;
 
   // M ≤ gemv_max_rows_ uses the GEMV kernel (bandwidth-bound decode), larger M cuBLAS. The GEMV
   // handles up to kGemvMaxRows rows, but measured on the H200 (Qwen-7B shape, docs/PERFORMANCE.md)
@@ -149,6 +161,7 @@ class CudaOps final : public Ops {
   // A block a captured graph may use is never freed before these Ops are (graphs replay later).
   void* workspace(size_t bytes, const char* op);
   void matmul_impl(TensorView y, TensorView x, TensorView w, const TensorView* bias);
+  void matmul_fused_impl(TensorView y, TensorView x, TensorView w, const TensorView* bias, const MatmulFusion& f);
   void sample_impl(int32_t* ids, TensorView logits, const SampleParams* params);
 
   CudaDevice& dev_;
@@ -161,6 +174,7 @@ class CudaOps final : public Ops {
   // above (64: 7.89 vs 6.30), so it takes M ≤ 8 by default; KVRUN_CUDA_TC_GEMM_MAX_ROWS=0..64
   // overrides (0: off; the kernel tests use 64).
   int tc_gemm_max_rows_ = 8;
+  bool fuse_ = true;    // KVRUN_CUDA_FUSE=0: matmul_fuses says no to everything (A/B of the fusions)
   int tc_splits_ = 0;  // KVRUN_CUDA_TC_SPLITK=1..16 forces the K split of that kernel (tuning); 0: automatic
   bool tc_gemm_ready_ = false;  // small_m_gemm_prepare() has run on this device
   cublasHandle_t cublas_ = nullptr;
@@ -199,5 +213,11 @@ class CudaDevice final : public Device {
 
 // Fills a DeviceInfo for device `index` (cudaGetDeviceProperties).
 DeviceInfo query_device_info(int index);
+
+// matmul_fused's bf16 operands for cuBLAS (ops.cu), each rounded once from the f32 the unfused op
+// would write: y[M, D] = rms_norm(x[M, D])·w[D];  out[M, F] = silu(gu[M, :F])·gu[M, F:].
+void launch_rms_norm_bf16(bool pdl, cudaStream_t st, __nv_bfloat16* y, const float* x, const void* w, DType w_dtype,
+                          int64_t M, int64_t D, float eps);
+void launch_swiglu_bf16(bool pdl, cudaStream_t st, __nv_bfloat16* out, const float* gu, int64_t M, int64_t F);
 
 }  // namespace kvrun::cuda

@@ -71,7 +71,8 @@ struct WeightVec<float> {
 };
 
 // acc[m] += Σ_e wf[e] · x[m, k + e] for m < M, reading x with float4 loads (k multiple of 4).
-template <int E, int MMAX>
+// SMEM: x is the block's normalized copy in shared memory (plain loads; __ldg is for global only).
+template <int E, int MMAX, bool SMEM = false>
 __device__ __forceinline__ void gemv_dot(float (&acc)[MMAX], const float* wf, const float* __restrict__ x, int k,
                                          int M, int K) {
 #pragma unroll
@@ -80,7 +81,7 @@ __device__ __forceinline__ void gemv_dot(float (&acc)[MMAX], const float* wf, co
       const float4* xp = reinterpret_cast<const float4*>(x + int64_t(m) * K + k);
 #pragma unroll
       for (int j = 0; j < E / 4; ++j) {
-        const float4 xv = __ldg(xp + j);
+        const float4 xv = SMEM ? xp[j] : __ldg(xp + j);
         acc[m] = fmaf(wf[4 * j + 0], xv.x, acc[m]);
         acc[m] = fmaf(wf[4 * j + 1], xv.y, acc[m]);
         acc[m] = fmaf(wf[4 * j + 2], xv.z, acc[m]);
@@ -89,6 +90,15 @@ __device__ __forceinline__ void gemv_dot(float (&acc)[MMAX], const float* wf, co
     }
   }
 }
+
+// The GEMV's fusions (matmul_fused): norm_w (NORM kernels, M = 1) — the block computes
+// rms_norm(x)·norm_w into shared memory once and multiplies that; accumulate — y += instead of y =.
+struct GemvFusion {
+  const void* norm_w = nullptr;  // [K] of norm_t
+  DType norm_t = DType::f32;
+  float eps = 0.f;
+  bool accumulate = false;
+};
 
 // GEMV for small M:  y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]),  M ≤ MMAX ≤ 8.
 //   y: [M, N] f32, x: [M, K] f32, w: [N, K] of W (bf16/f16/f32), bias: [N] of bias_t or null.
@@ -101,82 +111,141 @@ __device__ __forceinline__ void gemv_dot(float (&acc)[MMAX], const float* wf, co
 // VEC: w rows and x rows are 16-byte aligned and K is a multiple of 16/sizeof(W) → 16-byte weight
 // loads, U per row in flight per lane (U·RPW = 8 at RPW = 4, 4 at RPW = 1); otherwise one element
 // per lane per step (any K). Rows past N (the last warp's) re-read row N − 1 and are not written.
-template <class W, int MMAX, int RPW, bool VEC>
-__global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(float* __restrict__ y, const float* __restrict__ x,
+// NORM (MMAX = 1): the block writes xs[K] = rms_norm(x)·norm_w to dynamic shared memory (K
+// floats) and multiplies that instead of x. Each lane's first weight loads are issued before the
+// norm (VEC), so the weight stream starts while the block reduces Σx², as the unfused kernel's
+// does while the norm kernel before it ends.
+// y[n] = Σ + bias (+ y[n] before, with fz.accumulate): the unfused order x + (W·a + b).
+template <class W, int MMAX, int RPW, bool VEC, bool NORM>
+__global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(float* __restrict__ y, const float* __restrict__ x_in,
                                                             const W* __restrict__ w, const void* bias, DType bias_t,
-                                                            int M, int N, int K, int wpr) {
+                                                            int M, int N, int K, int wpr, GemvFusion fz) {
   static_assert(RPW * MMAX <= 32, "one lane per (row, m) output");
+  static_assert(!NORM || MMAX == 1, "the normalized copy of x holds one row");
   __shared__ float partial[kGemvWarps][RPW * MMAX];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int rows_per_block = kGemvWarps / wpr * RPW;
   const int r = warp / wpr;     // row group within the block
   const int part = warp % wpr;  // which K slice of those rows
   const int n0 = blockIdx.x * rows_per_block + r * RPW;
+  const bool active = n0 < N;
 
   float acc[RPW][MMAX];
 #pragma unroll
   for (int j = 0; j < RPW; ++j)
 #pragma unroll
     for (int m = 0; m < MMAX; ++m) acc[j][m] = 0.f;
+  const W* wr[RPW];  // rows past N re-read row N − 1 (not written)
+#pragma unroll
+  for (int j = 0; j < RPW; ++j) wr[j] = w + int64_t(min(n0 + j, N - 1)) * K;
 
-  bool waited = false;
-  if (n0 < N) {
-    const W* wr[RPW];
+  // Block-wide (every thread, active or not): wait for x, then (NORM) its normalized copy.
+  const float* __restrict__ x = x_in;
+  auto wait_and_normalize = [&] {
+    pdl_wait();
+    if constexpr (NORM) {
+      extern __shared__ float4 gemv_xs4[];  // [K / 4] (K floats)
+      __shared__ float red[32];
+      constexpr int KR = 4;  // float4 of x per thread kept in registers (K ≤ 4096)
+      float ss = 0.f;
+      if constexpr (VEC) {  // K % 4 == 0, x 16-byte aligned
+        const float4* x4 = reinterpret_cast<const float4*>(x_in);
+        const int K4 = K / 4;
+        float4 xv[KR];
 #pragma unroll
-    for (int j = 0; j < RPW; ++j) wr[j] = w + int64_t(min(n0 + j, N - 1)) * K;
-    if constexpr (VEC) {
-      using WV = WeightVec<W>;
-      constexpr int E = WV::E;
-      constexpr int U = RPW >= 4 ? 2 : 4;  // 16-byte loads per row in flight per lane
-      const int nvec = K / E;
-      const int stride = 32 * wpr;
-      int v = part * 32 + lane;
-      for (; v + (U - 1) * stride < nvec; v += U * stride) {
-        uint4 q[RPW][U];
-#pragma unroll
-        for (int u = 0; u < U; ++u)
-#pragma unroll
-          for (int j = 0; j < RPW; ++j) q[j][u] = load_stream_16b(reinterpret_cast<const uint4*>(wr[j]) + v + u * stride);
-        if (!waited) {  // the first weights are in flight before x (written by the previous kernel) is read
-          pdl_wait();
-          waited = true;
+        for (int i = 0; i < KR; ++i) {
+          const int f = threadIdx.x + i * kGemvThreads;
+          xv[i] = f < K4 ? __ldg(x4 + f) : make_float4(0.f, 0.f, 0.f, 0.f);
         }
 #pragma unroll
-        for (int u = 0; u < U; ++u)
+        for (int i = 0; i < KR; ++i)
+          ss = fmaf(xv[i].x, xv[i].x, fmaf(xv[i].y, xv[i].y, fmaf(xv[i].z, xv[i].z, fmaf(xv[i].w, xv[i].w, ss))));
+        for (int f = threadIdx.x + KR * kGemvThreads; f < K4; f += kGemvThreads) {
+          const float4 a = __ldg(x4 + f);
+          ss = fmaf(a.x, a.x, fmaf(a.y, a.y, fmaf(a.z, a.z, fmaf(a.w, a.w, ss))));
+        }
+        ss = block_sum(ss, red);
+        const float inv = 1.0f / sqrtf(ss / float(K) + fz.eps);
+        auto put = [&](int f, float4 a) {
+          gemv_xs4[f] = make_float4(__fmul_rn(__fmul_rn(a.x, inv), load_any(fz.norm_w, fz.norm_t, 4 * f)),
+                                    __fmul_rn(__fmul_rn(a.y, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 1)),
+                                    __fmul_rn(__fmul_rn(a.z, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 2)),
+                                    __fmul_rn(__fmul_rn(a.w, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 3)));
+        };
 #pragma unroll
-          for (int j = 0; j < RPW; ++j) {
-            float wf[E];
-            WV::unpack(q[j][u], wf);
-            gemv_dot<E, MMAX>(acc[j], wf, x, (v + u * stride) * E, M, K);
-          }
+        for (int i = 0; i < KR; ++i) {
+          const int f = threadIdx.x + i * kGemvThreads;
+          if (f < K4) put(f, xv[i]);
+        }
+        for (int f = threadIdx.x + KR * kGemvThreads; f < K4; f += kGemvThreads) put(f, __ldg(x4 + f));
+      } else {
+        float* xs = reinterpret_cast<float*>(gemv_xs4);
+        for (int k = threadIdx.x; k < K; k += kGemvThreads) ss = fmaf(x_in[k], x_in[k], ss);
+        ss = block_sum(ss, red);
+        const float inv = 1.0f / sqrtf(ss / float(K) + fz.eps);
+        for (int k = threadIdx.x; k < K; k += kGemvThreads)
+          xs[k] = __fmul_rn(__fmul_rn(x_in[k], inv), load_any(fz.norm_w, fz.norm_t, k));
       }
-      if (!waited) {
-        pdl_wait();
-        waited = true;
-      }
+      __syncthreads();
+      x = reinterpret_cast<const float*>(gemv_xs4);
+    }
+  };
+
+  if constexpr (VEC) {
+    using WV = WeightVec<W>;
+    constexpr int E = WV::E;
+    constexpr int U = RPW >= 4 ? 2 : 4;  // 16-byte loads per row in flight per lane
+    const int nvec = K / E;
+    const int stride = 32 * wpr;
+    int v = part * 32 + lane;
+    uint4 q[RPW][U];
+    auto load_q = [&](int vv) {
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int j = 0; j < RPW; ++j) q[j][u] = load_stream_16b(reinterpret_cast<const uint4*>(wr[j]) + vv + u * stride);
+    };
+    // the first weights are in flight before x (written by the previous kernel) is read
+    bool have = active && v + (U - 1) * stride < nvec;
+    if (have) load_q(v);
+    wait_and_normalize();
+    while (have) {
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int j = 0; j < RPW; ++j) {
+          float wf[E];
+          WV::unpack(q[j][u], wf);
+          gemv_dot<E, MMAX, NORM>(acc[j], wf, x, (v + u * stride) * E, M, K);
+        }
+      v += U * stride;
+      have = v + (U - 1) * stride < nvec;
+      if (have) load_q(v);
+    }
+    if (active) {
       for (; v < nvec; v += stride) {
 #pragma unroll
         for (int j = 0; j < RPW; ++j) {
           float wf[E];
           WV::unpack(load_stream_16b(reinterpret_cast<const uint4*>(wr[j]) + v), wf);
-          gemv_dot<E, MMAX>(acc[j], wf, x, v * E, M, K);
+          gemv_dot<E, MMAX, NORM>(acc[j], wf, x, v * E, M, K);
         }
       }
-    } else {
-      pdl_wait();
-      waited = true;
+    }
+  } else {
+    wait_and_normalize();
+    if (active) {
       for (int k = part * 32 + lane; k < K; k += 32 * wpr) {
 #pragma unroll
         for (int j = 0; j < RPW; ++j) {
           const float wk = to_f32(wr[j][k]);
 #pragma unroll
           for (int m = 0; m < MMAX; ++m)
-            if (m < M) acc[j][m] = fmaf(wk, __ldg(x + int64_t(m) * K + k), acc[j][m]);
+            if (m < M) acc[j][m] = fmaf(wk, NORM ? x[int64_t(m) * K + k] : __ldg(x + int64_t(m) * K + k), acc[j][m]);
         }
       }
     }
   }
-  if (!waited) pdl_wait();  // rows past N: nothing read, but y is written below by other warps only after it
   pdl_trigger();
 #pragma unroll
   for (int j = 0; j < RPW; ++j)
@@ -194,6 +263,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
     float s = 0.f;
     for (int p = 0; p < wpr; ++p) s += partial[r * wpr + p][lane];
     if (bias) s += load_any(bias, bias_t, n);
+    if (fz.accumulate) s = __fadd_rn(y[int64_t(m) * N + n], s);
     y[int64_t(m) * N + n] = s;
   }
 }
@@ -206,16 +276,27 @@ constexpr int gemv_rpw() {
 
 // Launches with programmatic stream serialization where the device has it (sm_90+): the GEMV's
 // blocks may start, and put their first weight loads in flight, while the previous kernel ends.
-template <class W, int MMAX>
+template <class W, int MMAX, bool NORM>
 void launch_gemv_m(cudaStream_t st, bool pdl, bool vec, unsigned blocks, float* y, const float* x, const W* w,
-                   const void* bias, DType bias_t, int M, int N, int K, int wpr) {
+                   const void* bias, DType bias_t, int M, int N, int K, int wpr, const GemvFusion& fz) {
   constexpr int R = gemv_rpw<MMAX>();
+  const size_t smem = NORM ? size_t(K) * sizeof(float) : 0;
+  if constexpr (NORM) {  // past 48 KiB of dynamic shared memory a kernel must opt in (once each)
+    static const bool opted = [] {
+      const int most = int(CudaOps::kGemvNormMaxK * sizeof(float));
+      return cudaFuncSetAttribute(gemv_kernel<W, 1, R, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  most) == cudaSuccess &&
+             cudaFuncSetAttribute(gemv_kernel<W, 1, R, false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  most) == cudaSuccess;
+    }();
+    if (!opted) throw Error(ErrorKind::device, "cuda matmul_fused: cannot give the GEMV 64 KiB of shared memory");
+  }
   if (vec)
-    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), 0, gemv_kernel<W, MMAX, R, true>, y, x, w, bias, bias_t,
-                     M, N, K, wpr);
+    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, true, NORM>, y, x, w,
+                     bias, bias_t, M, N, K, wpr, fz);
   else
-    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), 0, gemv_kernel<W, MMAX, R, false>, y, x, w, bias, bias_t,
-                     M, N, K, wpr);
+    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, false, NORM>, y, x, w,
+                     bias, bias_t, M, N, K, wpr, fz);
 }
 
 // Blocks of the GEMV kernel for (W, MMAX, VEC) that fit on one SM at once (registers decide),
@@ -224,17 +305,18 @@ template <class W, int MMAX, bool VEC>
 int gemv_blocks_per_sm() {
   static const int n = [] {
     int b = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_kernel<W, MMAX, gemv_rpw<MMAX>(), VEC>, kGemvThreads,
-                                                      0) != cudaSuccess)
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_kernel<W, MMAX, gemv_rpw<MMAX>(), VEC, false>,
+                                                      kGemvThreads, 0) != cudaSuccess)
       b = 1;
     return std::max(b, 1);
   }();
   return n;
 }
 
+// fz.norm_w needs M = 1 (the caller checks).
 template <class W>
 void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float* x, const W* w, const void* bias, DType bias_t,
-                 int M, int N, int K) {
+                 int M, int N, int K, const GemvFusion& fz = {}) {
   constexpr int E = 16 / int(sizeof(W));
   const bool vec = K % E == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   // Warps per row group (wpr): the K range of the rows is split (wpr doubled) while the grid is
@@ -258,14 +340,16 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
     wpr *= 2;
   }
   const unsigned blocks = unsigned(blocks_for(wpr));
-  if (M == 1)
-    launch_gemv_m<W, 1>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
+  if (fz.norm_w)
+    launch_gemv_m<W, 1, true>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr, fz);
+  else if (M == 1)
+    launch_gemv_m<W, 1, false>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr, fz);
   else if (M == 2)
-    launch_gemv_m<W, 2>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
+    launch_gemv_m<W, 2, false>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr, fz);
   else if (M <= 4)
-    launch_gemv_m<W, 4>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
+    launch_gemv_m<W, 4, false>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr, fz);
   else
-    launch_gemv_m<W, 8>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr);
+    launch_gemv_m<W, 8, false>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr, fz);
 }
 
 // xb[n] (bf16) = x[n] rounded to nearest even.  Flat over M·K.
@@ -410,6 +494,98 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
   }
   if (bias_p || rowscale) {
     matmul_epilogue_kernel<<<grid_for(M * N, 256), 256, 0, st>>>(yp, rowscale, bias_p, bias_t, M, N);
+    KVRUN_CUDA_CHECK_LAUNCH("matmul_epilogue_kernel");
+  }
+}
+
+bool CudaOps::matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept {
+  const DType w_dtype = w.dtype;
+  if (!fuse_ || (f.norm_w && f.swiglu) || M <= 0 || w.rank != 2 || !is_float_dtype(w_dtype)) return false;
+  if (M <= gemv_max_rows_)  // the GEMV: norm at M = 1, accumulate; no SwiGLU (each block would redo it)
+    return !f.swiglu &&
+           (!f.norm_w || (M == 1 && f.norm_w->numel() <= kGemvNormMaxK && w.shape[0] <= kGemvNormMaxN));
+  if (w_dtype == DType::bf16) return M > tc_gemm_max_rows_;
+  return w_dtype == DType::f32 && !f.norm_w && !f.swiglu;  // cuBLAS Sgemm with β = 1
+}
+
+Status CudaOps::matmul_fused(TensorView y, TensorView x, TensorView w, const TensorView* bias,
+                             const MatmulFusion& f) noexcept {
+  return guard([&] { matmul_fused_impl(y, x, w, bias, f); });
+}
+
+void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const TensorView* bias,
+                                const MatmulFusion& f) {
+  require_device(y, "matmul_fused", "y");
+  require_device(x, "matmul_fused", "x");
+  require_device(w, "matmul_fused", "w");
+  require(x.dtype == DType::f32 && y.dtype == DType::f32, "cuda matmul_fused: x and y must be f32");
+  require(w.rank == 2 && is_float_dtype(w.dtype), "cuda matmul_fused: w must be [N, K] of f32, f16 or bf16, got " +
+                                                      std::string(dtype_name(w.dtype)) + " " + w.shape_string());
+  const int64_t M = x.rows(), N = w.shape[0], K = w.shape[1];
+  require(x.cols() == (f.swiglu ? 2 * K : K),
+          "cuda matmul_fused: x " + x.shape_string() + " does not match w " + w.shape_string() +
+              (f.swiglu ? " (swiglu: x is [M, 2K] gate | up)" : ""));
+  require(y.rows() == M && y.cols() == N,
+          "cuda matmul_fused: y " + y.shape_string() + " must be [" + std::to_string(M) + ", " + std::to_string(N) + "]");
+  require(y.data != x.data, "cuda matmul_fused: y must not alias x");
+  require(K > 0 && M <= INT32_MAX && N <= INT32_MAX && 2 * K <= INT32_MAX, "cuda matmul_fused: unsupported sizes");
+  if (f.norm_w) {
+    require_device(*f.norm_w, "matmul_fused", "norm_w");
+    require(f.norm_w->numel() == K && is_float_dtype(f.norm_w->dtype),
+            "cuda matmul_fused: norm_w " + f.norm_w->shape_string() + " must have K = " + std::to_string(K) +
+                " float elements");
+  }
+  require(matmul_fuses(f, M, w), "cuda matmul_fused: this fusion is not done for M = " + std::to_string(M) +
+                                           " with " + std::string(dtype_name(w.dtype)) +
+                                           " weights (ask matmul_fuses first)");
+  const void* bias_p = nullptr;
+  DType bias_t = DType::f32;
+  if (bias) {
+    require_device(*bias, "matmul_fused", "bias");
+    require(bias->numel() == N && is_float_dtype(bias->dtype),
+            "cuda matmul_fused: bias " + bias->shape_string() + " must have " + std::to_string(N) + " float elements");
+    bias_p = bias->data;
+    bias_t = bias->dtype;
+  }
+  if (M == 0 || N == 0) return;
+  ScopedDevice g(dev_.index());
+  const cudaStream_t st = stream();
+  float* yp = y.as<float>();
+  const float* xp = x.as<const float>();
+  if (M <= gemv_max_rows_) {
+    GemvFusion fz;
+    fz.accumulate = f.accumulate;
+    if (f.norm_w) {
+      fz.norm_w = f.norm_w->data;
+      fz.norm_t = f.norm_w->dtype;
+      fz.eps = f.norm_eps;
+    }
+    KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul_fused w",
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), fz));
+    KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel (fused)");
+    return;
+  }
+  // cuBLAS: the bf16 operand straight from the norm or SwiGLU kernel, y += through β = 1
+  const float one = 1.f, beta = f.accumulate ? 1.f : 0.f;
+  const int m = int(M), n = int(N), k = int(K);
+  if (w.dtype == DType::bf16) {
+    auto* xb = static_cast<__nv_bfloat16*>(workspace(size_t(M * K) * 2, "matmul_fused"));
+    if (f.norm_w) {
+      launch_rms_norm_bf16(pdl_, st, xb, xp, f.norm_w->data, f.norm_w->dtype, M, K, f.norm_eps);
+    } else if (f.swiglu) {
+      launch_swiglu_bf16(pdl_, st, xb, xp, M, K);
+    } else {
+      f32_to_bf16_kernel<<<grid_for(M * K, 256), 256, 0, st>>>(xb, xp, M * K);
+      KVRUN_CUDA_CHECK_LAUNCH("f32_to_bf16_kernel");
+    }
+    KVRUN_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.data, CUDA_R_16BF, k, xb,
+                                    CUDA_R_16BF, k, &beta, yp, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  } else {  // f32 (matmul_fuses refuses f16 here, and norm or SwiGLU with f32 weights)
+    KVRUN_CUBLAS_CHECK(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.as<const float>(), k, xp, k,
+                                   &beta, yp, n));
+  }
+  if (bias_p) {
+    matmul_epilogue_kernel<<<grid_for(M * N, 256), 256, 0, st>>>(yp, nullptr, bias_p, bias_t, M, N);
     KVRUN_CUDA_CHECK_LAUNCH("matmul_epilogue_kernel");
   }
 }

@@ -26,6 +26,7 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   gemv_max_rows_ = cuda_plugin::env_int("KVRUN_CUDA_GEMV_MAX_ROWS", 0, kGemvMaxRows, gemv_max_rows_);
   tc_gemm_max_rows_ = cuda_plugin::env_int("KVRUN_CUDA_TC_GEMM_MAX_ROWS", 0, kSmallMGemmMaxRows, tc_gemm_max_rows_);
   tc_splits_ = cuda_plugin::env_int("KVRUN_CUDA_TC_SPLITK", 1, kSmallMGemmMaxSplits, tc_splits_);
+  fuse_ = cuda_plugin::env_int("KVRUN_CUDA_FUSE", 0, 1, 1) == 1;
   KVRUN_CUBLAS_CHECK(cublasCreate(&cublas_));
   KVRUN_CUBLAS_CHECK(cublasSetStream(cublas_, dev_.stream()));
   // Plain fp32 SGEMM for f32 weights (no TF32); bf16/f16 GEMMs pick tensor cores themselves.
@@ -95,9 +96,11 @@ void* CudaOps::workspace(size_t bytes, const char* op) {
 // Launched with programmatic dependent launch where available: it waits for the previous kernel
 // (whose output it reads) before its first load, and lets the next kernel (a GEMV that prefetches
 // its weights) start at once.
+// Y = __nv_bfloat16 (matmul_fused's cuBLAS path, kAdd = false): y is rounded to bf16 once, as
+// rms_norm then the matmul's f32 → bf16 conversion would round it.
 constexpr int kNormPerThread = 8;
-template <class W, bool kAdd>
-__global__ void rms_norm_kernel(float* x, const float* delta, float* y, const W* __restrict__ w, int D, float eps) {
+template <class W, bool kAdd, class Y = float>
+__global__ void rms_norm_kernel(float* x, const float* delta, Y* y, const W* __restrict__ w, int D, float eps) {
   __shared__ float scratch[32];
   // The weights do not come from the previous kernel: read them before waiting for it.
   float wv[kNormPerThread];
@@ -111,7 +114,7 @@ __global__ void rms_norm_kernel(float* x, const float* delta, float* y, const W*
   const int64_t row = blockIdx.x;
   float* xr = x + row * D;
   const float* dr = kAdd ? delta + row * D : nullptr;
-  float* yr = y + row * D;
+  Y* yr = y + row * D;
   float v[kNormPerThread];
   float ss = 0.f;
 #pragma unroll
@@ -141,10 +144,10 @@ __global__ void rms_norm_kernel(float* x, const float* delta, float* y, const W*
 #pragma unroll
   for (int j = 0; j < kNormPerThread; ++j) {
     const int i = threadIdx.x + j * blockDim.x;
-    if (i < D) yr[i] = __fmul_rn(__fmul_rn(v[j], inv), wv[j]);
+    if (i < D) yr[i] = from_f32<Y>(__fmul_rn(__fmul_rn(v[j], inv), wv[j]));
   }
   for (int i = threadIdx.x + kNormPerThread * blockDim.x; i < D; i += blockDim.x)
-    yr[i] = __fmul_rn(__fmul_rn(xr[i], inv), to_f32(w[i]));
+    yr[i] = from_f32<Y>(__fmul_rn(__fmul_rn(xr[i], inv), to_f32(w[i])));
 }
 
 inline int norm_threads(int64_t D) { return D >= 4096 ? 1024 : D >= 1024 ? 512 : 256; }
@@ -194,16 +197,37 @@ Status CudaOps::add_rms_norm(TensorView x, TensorView delta, TensorView y, Tenso
 }
 
 // out[m, f] = silu(gu[m, f]) * gu[m, F + f]  (flat over M·F; same formula as silu_mul_kernel)
-template <class I>  // index type: int where M·2F < 2^31 (cheaper division), else int64_t
-__global__ void swiglu_kernel(float* __restrict__ out, const float* __restrict__ gu, I F, I n) {
+// O = __nv_bfloat16: matmul_fused's cuBLAS path (rounded once, like swiglu then the f32 → bf16 step).
+template <class I, class O = float>  // I: int where M·2F < 2^31 (cheaper division), else int64_t
+__global__ void swiglu_kernel(O* __restrict__ out, const float* __restrict__ gu, I F, I n) {
   pdl_wait();  // launched with programmatic dependent launch: gu comes from the previous kernel
   pdl_trigger();
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     const I m = i / F, f = i - m * F;
     const float g = gu[m * 2 * F + f];
     const float s = g / (1.0f + expf(-g));
-    out[i] = __fmul_rn(s, gu[m * 2 * F + F + f]);
+    out[i] = from_f32<O>(__fmul_rn(s, gu[m * 2 * F + F + f]));
   }
+}
+
+void launch_rms_norm_bf16(bool pdl, cudaStream_t st, __nv_bfloat16* y, const float* x, const void* w, DType w_dtype,
+                          int64_t M, int64_t D, float eps) {
+  KVRUN_CUDA_DISPATCH_FLOAT(w_dtype, W, "cuda matmul_fused norm_w",
+      launch_maybe_pdl(pdl, st, dim3(unsigned(M)), dim3(norm_threads(D)), 0, rms_norm_kernel<W, false, __nv_bfloat16>,
+                       const_cast<float*>(x), static_cast<const float*>(nullptr), y, static_cast<const W*>(w), int(D),
+                       eps));
+  KVRUN_CUDA_CHECK_LAUNCH("rms_norm_kernel<bf16 out>");
+}
+
+void launch_swiglu_bf16(bool pdl, cudaStream_t st, __nv_bfloat16* out, const float* gu, int64_t M, int64_t F) {
+  const int64_t n = M * F;
+  if (2 * n < (int64_t(1) << 31))
+    launch_maybe_pdl(pdl, st, dim3(grid_for(n, 256)), dim3(256), 0, swiglu_kernel<int, __nv_bfloat16>, out, gu, int(F),
+                     int(n));
+  else
+    launch_maybe_pdl(pdl, st, dim3(grid_for(n, 256)), dim3(256), 0, swiglu_kernel<int64_t, __nv_bfloat16>, out, gu, F,
+                     n);
+  KVRUN_CUDA_CHECK_LAUNCH("swiglu_kernel<bf16 out>");
 }
 
 Status CudaOps::swiglu(TensorView out, TensorView gate_up) noexcept {

@@ -411,20 +411,44 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
   check(ops.embedding(x, view(embed_.data(), embed_dtype_, {cfg_.vocab, hidden}), w.ids.data()));
   const TensorView rope_cs = view(w.rope.data(), DType::f32, {T, cfg_.rot_dim});
   check(ops.rope_table(rope_cs, step.d_positions, d_bases, cfg_.rope_theta));
+  // Projections that fuse (Linear::fuses) read RMSNorm(x) themselves and add their output to x
+  // themselves; around the others the unfused ops run: h = RMSNorm(x) before, and the output left
+  // in h ("pending") until the next norm adds it to x (add_rms_norm) or settle() does.
+  const float eps = cfg_.norm_eps;
+  bool pending = false;  // h holds a projection's output not yet added to x
+  auto settle = [&] {
+    if (pending) check(ops.add(x, x, h));
+    pending = false;
+  };
+  auto norm_into_h = [&](const TensorView& ln) {
+    if (pending) check(ops.add_rms_norm(x, h, h, ln, eps));
+    else check(ops.rms_norm(h, x, ln, eps));
+    pending = false;
+  };
+  MatmulFusion acc;
+  acc.accumulate = true;
   for (int l = 0; l < cfg_.num_layers; ++l) {
     Layer& L = *layers_[size_t(l)];
-    // h = RMSNorm(x), after adding the previous layer's MLP output (in h) to x
     const TensorView ln1 = view(L.ln1.data(), L.ln1_dtype, {hidden});
-    if (l == 0) check(ops.rms_norm(h, x, ln1, cfg_.norm_eps));
-    else check(ops.add_rms_norm(x, h, h, ln1, cfg_.norm_eps));
-    // q, k, v = projections of h. A fused projection writes q | k | v per token: one token's q, k
-    // and v are contiguous and are used in place; several tokens are split into q, k, v.
+    const TensorView ln2 = view(L.ln2.data(), L.ln2_dtype, {hidden});
+    MatmulFusion norm1, norm2;
+    norm1.norm_w = &ln1;
+    norm2.norm_w = &ln2;
+    norm1.norm_eps = norm2.norm_eps = eps;
+    // q, k, v = projections of RMSNorm(x). A fused projection writes q | k | v per token: one
+    // token's q, k and v are contiguous and are used in place; several tokens are split into q, k, v.
     TensorView qt = q, kt = k, vt = v;
     bool qk_adjacent = false;  // q and k heads contiguous: one RoPE launch over both
     bool roped = false;        // q and k already rotated (split_rope)
     if (L.qkv) {
       TensorView qkv = view(w.qkv.data(), DType::f32, {T, (H + 2 * KVH) * D});
-      check(L.qkv->forward(qkv, h));
+      if (L.qkv->fuses(norm1, T)) {
+        settle();
+        check(L.qkv->forward_fused(qkv, x, norm1));
+      } else {
+        norm_into_h(ln1);
+        check(L.qkv->forward(qkv, h));
+      }
       if (T == 1) {
         qt = view(w.qkv.data(), DType::f32, {1, H * D});
         kt = view(w.qkv.data() + H * D, DType::f32, {1, KVH * D});
@@ -437,6 +461,7 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
         roped = true;
       }
     } else {
+      norm_into_h(ln1);
       check(L.q->forward(q, h));
       check(L.k->forward(k, h));
       check(L.v->forward(v, h));
@@ -456,31 +481,61 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     KvView kv;
     check(cache_->view(l, step, &kv));
     check(attention_->forward(view(a.data, DType::f32, {T, H, D}), q3, kv, step));
-    // x += o(a), h = RMSNorm(x)
-    check(L.o->forward(h, a));
-    check(ops.add_rms_norm(x, h, h, view(L.ln2.data(), L.ln2_dtype, {hidden}), cfg_.norm_eps));
-    // h = down(silu(gate(h)) * up(h)), added to x by the next layer's norm (or below)
+    // x += o(a)
+    if (L.o->fuses(acc, T)) {
+      check(L.o->forward_fused(x, a, acc));
+    } else {
+      check(L.o->forward(h, a));
+      pending = true;
+    }
+    // x += down(silu(gate(RMSNorm(x))) * up(RMSNorm(x)))
     if (L.gate_up) {
       TensorView gu = view(w.gu.data(), DType::f32, {T, 2 * F});
-      check(L.gate_up->forward(gu, h));
+      if (L.gate_up->fuses(norm2, T)) {
+        settle();
+        check(L.gate_up->forward_fused(gu, x, norm2));
+      } else {
+        norm_into_h(ln2);
+        check(L.gate_up->forward(gu, h));
+      }
+      MatmulFusion sw_acc;
+      sw_acc.swiglu = sw_acc.accumulate = true;
+      if (L.down->fuses(sw_acc, T)) {
+        check(L.down->forward_fused(x, gu, sw_acc));
+        continue;
+      }
       check(ops.swiglu(g, gu));
     } else {
+      norm_into_h(ln2);
       check(L.gate->forward(g, h));
       check(L.up->forward(u, h));
       check(ops.silu_mul(g, g, u));
     }
-    check(L.down->forward(h, g));
+    if (L.down->fuses(acc, T)) {
+      check(L.down->forward_fused(x, g, acc));
+    } else {
+      check(L.down->forward(h, g));
+      pending = true;
+    }
   }
-  check(ops.add(x, x, h));
+  settle();
   if (R == 0) return;
   // logits = lm_head(RMSNorm(x[rows]))
   TensorView sel = view(w.sel.data(), DType::f32, {R, hidden});
   check(ops.gather_rows(sel, x, d_rows));
-  check(ops.rms_norm(sel, sel, view(final_norm_.data(), norm_dtype_, {hidden}), cfg_.norm_eps));
   TensorView logits = view(w.logits.data(), DType::f32, {R, cfg_.vocab});
   TensorView head = lm_head_.empty() ? view(embed_.data(), embed_dtype_, {cfg_.vocab, hidden})
                                      : view(lm_head_.data(), lm_head_dtype_, {cfg_.vocab, hidden});
-  check(ops.matmul(logits, sel, head, nullptr));
+  const TensorView final_norm = view(final_norm_.data(), norm_dtype_, {hidden});
+  MatmulFusion normf;
+  normf.norm_w = &final_norm;
+  normf.norm_eps = eps;
+  if (ops.matmul_fuses(normf, R, head)) {
+    check(ops.matmul_fused(logits, sel, head, nullptr, normf));
+  } else {
+    check(ops.rms_norm(sel, sel, final_norm, eps));
+    check(ops.matmul(logits, sel, head, nullptr));
+  }
 }
 
 ModelConfig synthetic_config(const std::string& name) {

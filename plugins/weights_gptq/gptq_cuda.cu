@@ -575,13 +575,30 @@ __device__ __forceinline__ uint4 lds128(uint32_t a) {
   return v;
 }
 
+// Linear::forward_fused at M = 1 (MatmulFusion without SwiGLU): norm_w non-null — x is the residual
+// stream and the block multiplies rms_norm(x[:K])·norm_w instead (Σx² over the block's own read of
+// x, fp32); accumulate — y[n] += instead of y[n] =.
+struct G1Fusion {
+  const void* norm_w = nullptr;  // [K] of norm_t, in unpermuted row order
+  DType norm_t = DType::f32;
+  float eps = 0.f;
+  int K = 0;  // the rows of x that count (64·KC ≥ K; the padding is zero)
+  bool accumulate = false;
+};
+
+__device__ __forceinline__ float load_float(const void* p, DType t, int i) {
+  if (t == DType::bf16) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+  if (t == DType::f16) return __half2float(static_cast<const __half*>(p)[i]);
+  return static_cast<const float*>(p)[i];
+}
+
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   x: [1, 64·KC] f32 (16-byte aligned), y: [1, N] f32, bias: [N] f32 or null.
 template <bool kTileScale>
 __global__ void __launch_bounds__(kG1Warps * 32)
     gemv1_mma_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
-                     const float* __restrict__ bias, const float* __restrict__ x, float* __restrict__ y, int N,
-                     int NTp, int KC, int G, int ks) {
+                     const float* __restrict__ bias, const float* __restrict__ x, float* y, int N,
+                     int NTp, int KC, int G, int ks, G1Fusion fz) {
   constexpr int S = kTileScale ? 4 : 1;
   extern __shared__ __align__(16) unsigned char g1_smem[];
   const G1Smem L(KC, G, ks, kTileScale);
@@ -629,9 +646,26 @@ __global__ void __launch_bounds__(kG1Warps * 32)
   if (threadIdx.x < 2) xs[KC * 32 + threadIdx.x] = make_uint2(0u, 0u);
 
   cuda_plugin::pdl_wait();
+  const int nf = KC * 16;
+  float inv_rms = 0.f;  // fz.norm_w: 1 / sqrt(mean(x²) + eps)
+  if (fz.norm_w) {
+    float ss = 0.f;
+    for (int f = threadIdx.x; f < nf; f += kG1Warps * 32) {
+      const float4 v = __ldg(reinterpret_cast<const float4*>(x) + f);
+      ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    __shared__ float nred[kG1Warps];
+    if (lane == 0) nred[warp] = ss;
+    __syncthreads();
+    ss = 0.f;
+#pragma unroll
+    for (int i = 0; i < kG1Warps; ++i) ss += nred[i];
+    inv_rms = 1.0f / sqrtf(ss / float(fz.K) + fz.eps);
+  }
   // x into fragment order: float4 f is k-tile f / 4, lane t = f % 4. Four loads per thread are in
   // flight before the first is converted.
-  const int nf = KC * 16;
   for (int f0 = threadIdx.x; f0 < nf; f0 += 4 * kG1Warps * 32) {
     float4 v[4];
 #pragma unroll
@@ -643,6 +677,12 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     for (int j = 0; j < 4; ++j) {
       const int f = f0 + j * kG1Warps * 32;
       if (f >= nf) break;
+      if (fz.norm_w) {  // rows past K are zero padding: no weight to read
+        float* e = &v[j].x;
+#pragma unroll
+        for (int c = 0; c < 4; ++c)
+          e[c] = 4 * f + c < fz.K ? (e[c] * inv_rms) * load_float(fz.norm_w, fz.norm_t, 4 * f + c) : 0.f;
+      }
       const HiLo x2 = split_hi_lo(v[j]);
       const int kt = f >> 2, base = ((kt >> 1) * 8 + (f & 3)) * 2 + (kt & 1);  // in uint2
       xs[base] = make_uint2(x2.h0, x2.h1);
@@ -706,7 +746,8 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     if (n < N) {
       float v = 0.f;
       for (int p = 0; p < ks; ++p) v += red[warp + p][r][e];
-      y[n] = v + (bias ? bias[n] : 0.f);
+      v += bias ? bias[n] : 0.f;
+      y[n] = fz.accumulate ? __fadd_rn(y[n], v) : v;
     }
   }
 }
@@ -891,6 +932,12 @@ bool gemv1_enabled() {
   return on;
 }
 
+// KVRUN_GPTQ_FUSE=0: the batch-1 kernel does no fusion (the model then runs its norm/add kernels).
+bool fusion_enabled() {
+  static const bool on = cuda_plugin::env_int("KVRUN_GPTQ_FUSE", 0, 1, 1) == 1;
+  return on;
+}
+
 // gemv1_mma_kernel's launch for one Linear: the k split and the shared memory, decided at load.
 struct G1Plan {
   bool ok = false;  // the layer's shared memory fits the device
@@ -949,7 +996,44 @@ class CudaLinear final : public GptqLinearBase {
   size_t device_bytes() const noexcept override { return GptqLinearBase::device_bytes() + sz_.bytes(); }
 
   Status forward(TensorView y, TensorView x) noexcept override {
+    return guard([&] { run(y, x, G1Fusion{}); });
+  }
+
+  // Fused at M = 1 by the batch-1 kernel (norm of x in, y += out; not SwiGLU, not act-order, whose
+  // gathered rows would need the norm weights gathered too).
+  bool fuses(const MatmulFusion& f, int64_t M) const noexcept override {
+    if (M != 1 || f.swiglu || !mma_ || !g1_.ok || lay_.permuted) return false;
+    if (f.norm_w && (f.norm_w->numel() != lay_.K || f.norm_w->space != MemSpace::device ||
+                     (f.norm_w->dtype != DType::f32 && f.norm_w->dtype != DType::bf16 && f.norm_w->dtype != DType::f16)))
+      return false;
+    try {
+      return gemv1_enabled() && fusion_enabled();
+    } catch (...) {  // a malformed switch: no fusion here; forward() reports it as a usage error
+      return false;
+    }
+  }
+  Status forward_fused(TensorView y, TensorView x, const MatmulFusion& f) noexcept override {
     return guard([&] {
+      if (!fuses(f, x.rows()))
+        fail(ErrorKind::internal, "weights.gptq (CUDA): forward_fused with this fusion is not done for x " +
+                                      x.shape_string() + " (ask fuses() first)");
+      if (y.data == x.data) fail(ErrorKind::internal, "weights.gptq (CUDA): forward_fused: y must not alias x");
+      G1Fusion fz;
+      fz.accumulate = f.accumulate;
+      fz.K = int(lay_.K);
+      if (f.norm_w) {
+        fz.norm_w = f.norm_w->data;
+        fz.norm_t = f.norm_w->dtype;
+        fz.eps = f.norm_eps;
+      }
+      run(y, x, fz);
+    });
+  }
+
+ private:
+  // forward, with the batch-1 kernel's fusions in fz (only where fuses() said so).
+  void run(TensorView y, TensorView x, const G1Fusion& fz) {
+    {
       const int64_t K = lay_.K, N = lay_.N, Kp = lay_.Kp;
       if (x.dtype != DType::f32 || y.dtype != DType::f32 || x.cols() != K || y.cols() != N || x.rows() != y.rows() ||
           x.space != MemSpace::device || y.space != MemSpace::device)
@@ -983,9 +1067,10 @@ class CudaLinear final : public GptqLinearBase {
           auto* kernel = tile_scale_ ? gemv1_mma_kernel<true> : gemv1_mma_kernel<false>;
           GPTQ_CUDA_CHECK(cuda_plugin::launch(cuda_plugin::pdl_enabled(), st, dim3(g1_.blocks), dim3(kG1Warps * 32),
                                               g1_.smem, kernel, qm, sz_.data(), unit_group.data(), B, X, Y, int(N),
-                                              int(ntp_), int(lay_.Kp / 64), int(lay_.groups), g1_.ks));
+                                              int(ntp_), int(lay_.Kp / 64), int(lay_.groups), g1_.ks, fz));
           return;
         }
+        if (fz.norm_w || fz.accumulate) fail(ErrorKind::internal, "weights.gptq (CUDA): fusion without the batch-1 kernel");
         if (tile_scale_)
           launch_gemv_mma_m<true>(st, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, Y, int(M), N, ntp_,
                                   lay_.Kp / 64, lay_.groups);
@@ -1022,9 +1107,10 @@ class CudaLinear final : public GptqLinearBase {
       TensorView wv(scratch_->wt.data(), f16 ? DType::f16 : DType::bf16, {N, Kp}, MemSpace::device);
       TensorView bv(bias.data(), DType::f32, {N}, MemSpace::device);
       check(dev_.ops().matmul(y, xv, wv, bias.empty() ? nullptr : &bv));
-    });
+    }
   }
 
+ public:
   // Called once all arrays are uploaded in the checkpoint's layout: transposes them to the kernels'
   // column-major layout (see the device code), one array at a time.
   void on_uploaded() override {

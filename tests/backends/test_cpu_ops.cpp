@@ -524,6 +524,47 @@ TEST_CASE("fused ops: add_rms_norm == add then rms_norm, swiglu == silu_mul on t
   CHECK_FALSE(ops.split_cols(host_view(src.data(), DType::f32, {M, C}), dsts, 2).ok());  // widths 7 ≠ 10
 }
 
+TEST_CASE("matmul_fused == rms_norm / swiglu, matmul, add (bitwise); norm with swiglu refused") {
+  Ops& ops = cpu::cpu_ops();
+  const int64_t M = 3, N = 19, K = 40;
+  std::vector<float> x = randn(size_t(M * 2 * K), 91, 2.f), y0 = randn(size_t(M * N), 92, 3.f);
+  std::vector<float> w = randn(size_t(N * K), 93, 0.1f), ln = randn(size_t(K), 94), b = randn(size_t(N), 95);
+  const TensorView wv = host_view(w.data(), DType::f32, {N, K}), lv = host_view(ln.data(), DType::f32, {K});
+  const TensorView bv = host_view(b.data(), DType::f32, {N});
+  for (int mode = 0; mode < 3; ++mode) {  // 0: norm, 1: swiglu, 2: plain
+    for (int acc = 0; acc < 2; ++acc) {
+      INFO("mode " << mode << " accumulate " << acc);
+      MatmulFusion f;
+      if (mode == 0) f.norm_w = &lv, f.norm_eps = 1e-6f;
+      f.swiglu = mode == 1;
+      f.accumulate = acc != 0;
+      CHECK(ops.matmul_fuses(f, M, wv));
+      const int64_t XC = mode == 1 ? 2 * K : K;
+      // unfused
+      std::vector<float> in(size_t(M * K)), prod(size_t(M * N)), ref = y0;
+      if (mode == 0) REQUIRE(ops.rms_norm(host_view(in.data(), DType::f32, {M, K}), host_view(x.data(), DType::f32, {M, K}), lv, 1e-6f).ok());
+      if (mode == 1) REQUIRE(ops.swiglu(host_view(in.data(), DType::f32, {M, K}), host_view(x.data(), DType::f32, {M, 2 * K})).ok());
+      if (mode == 2) std::copy(x.begin(), x.begin() + M * K, in.begin());
+      REQUIRE(ops.matmul(host_view(prod.data(), DType::f32, {M, N}), host_view(in.data(), DType::f32, {M, K}), wv, &bv).ok());
+      if (acc) REQUIRE(ops.add(host_view(ref.data(), DType::f32, {M, N}), host_view(ref.data(), DType::f32, {M, N}),
+                               host_view(prod.data(), DType::f32, {M, N})).ok());
+      else ref = prod;
+      std::vector<float> y = y0;
+      REQUIRE(ops.matmul_fused(host_view(y.data(), DType::f32, {M, N}), host_view(x.data(), DType::f32, {M, XC}), wv, &bv, f).ok());
+      CHECK(y == ref);
+    }
+  }
+  MatmulFusion both;
+  both.norm_w = &lv;
+  both.swiglu = true;
+  CHECK_FALSE(ops.matmul_fuses(both, M, wv));
+  std::vector<float> y = y0;
+  Status st = ops.matmul_fused(host_view(y.data(), DType::f32, {M, N}), host_view(x.data(), DType::f32, {M, 2 * K}), wv,
+                               nullptr, both);
+  CHECK(!st.ok());
+  CHECK(st.message.find("exclude each other") != std::string::npos);
+}
+
 TEST_CASE("rope_table + rope_apply == rope (bitwise), per-token bases and a partial rot_dim") {
   Ops& ops = cpu::cpu_ops();
   const int64_t T = 5, H = 3, D = 64;

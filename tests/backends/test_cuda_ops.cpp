@@ -433,6 +433,94 @@ TEST_CASE("cuda: matmul rejects mismatched shapes with a message") {
 // ---------------------------------------------------------------------------------------------
 // rms_norm, add, silu_mul, scale_rows
 
+TEST_CASE("cuda: matmul_fused (norm in, SwiGLU in, y +=) vs the CPU's unfused ops; which fusions each path takes") {
+  NEED_GPU();
+  // Reference: the CPU backend's matmul_fused, which composes rms_norm / swiglu, matmul and add.
+  // Tolerance (rel_l2 of y − y₀, the product part, against the CPU): the GEMV (M ≤ 8 in this
+  // suite) keeps fp32 activations → 1e-5; cuBLAS rounds its operand to bf16 → 1e-2 (f32 weights:
+  // Sgemm, 1e-5). y₀ (the residual, accumulate) is added exactly in both.
+  struct Case {
+    int64_t M, N, K;
+    DType wt;
+    bool norm, swiglu, accumulate, bias;
+    bool fused;  // what matmul_fuses must answer
+  };
+  const Case cases[] = {
+      {1, 1000, 4096, DType::bf16, true, false, false, true, true},    // q·k·v-like: norm + bias
+      {1, 515, 4096, DType::bf16, true, false, true, false, true},     // norm and y += at once
+      {1, 300, 1027, DType::bf16, true, false, false, false, true},    // odd K: the scalar GEMV
+      {1, 64, 16384, DType::f32, true, false, false, false, true},     // 64 KiB of normalized x
+      {1, 40, 16388, DType::bf16, true, false, false, false, false},   // past it: not fused
+      {1, 4096, 11008, DType::bf16, false, false, true, false, true},  // down: y += (SwiGLU not fused)
+      {1, 64, 256, DType::bf16, false, true, true, false, false},
+      {1, 70000, 64, DType::bf16, true, false, false, false, false},   // lm_head-sized N: not fused
+      {1, 70000, 64, DType::bf16, false, false, true, false, true},
+      {3, 257, 512, DType::f16, false, false, true, true, true},       // several rows in the GEMV
+      {3, 257, 512, DType::f16, true, false, false, false, false},     // norm only at M = 1
+      {100, 1000, 4096, DType::bf16, true, false, false, true, true},  // cuBLAS: norm → bf16
+      {100, 700, 1500, DType::bf16, false, true, true, false, true},   // cuBLAS: SwiGLU → bf16, β = 1
+      {100, 515, 256, DType::bf16, false, false, true, true, true},    // β = 1 then the bias
+      {70, 300, 200, DType::f32, false, false, true, false, true},     // Sgemm, β = 1
+      {70, 300, 200, DType::f32, true, false, false, false, false},
+      {70, 300, 200, DType::f16, false, false, true, false, false},
+  };
+  uint64_t seed = 7000;
+  for (const Case& c : cases) {
+    const int64_t M = c.M, N = c.N, K = c.K, XC = c.swiglu ? 2 * K : K;
+    INFO("M " << M << " N " << N << " K " << K << " w " << dtype_name(c.wt) << (c.norm ? " norm" : "")
+              << (c.swiglu ? " swiglu" : "") << (c.accumulate ? " +=" : "") << (c.bias ? " bias" : ""));
+    std::vector<float> x = randn(size_t(M * XC), ++seed, 2.f), y0 = randn(size_t(M * N), ++seed, 3.f);
+    std::vector<uint8_t> w = encode(randn(size_t(N * K), ++seed, 0.05f), c.wt);
+    std::vector<uint8_t> ln = encode(randn(size_t(K), ++seed, 1.f), DType::bf16);
+    std::vector<float> b = randn(size_t(N), ++seed);
+    Buffer<float> dx = to_gpu(G, x), dy = to_gpu(G, y0), db = to_gpu(G, b);
+    Buffer<uint8_t> dw = to_gpu(G, w), dln = to_gpu(G, ln);
+    TensorView hln = hview(ln, DType::bf16, {K}), gln = dln.view(DType::bf16, {K});
+    MatmulFusion hf, gf;
+    hf.swiglu = gf.swiglu = c.swiglu;
+    hf.accumulate = gf.accumulate = c.accumulate;
+    if (c.norm) {
+      hf.norm_w = &hln;
+      gf.norm_w = &gln;
+      hf.norm_eps = gf.norm_eps = 1e-6f;
+    }
+    CHECK(gops.matmul_fuses(gf, M, dw.view(c.wt, {N, K})) == c.fused);
+    if (!c.fused) {  // asked anyway: a clear refusal, y untouched
+      Status st = gops.matmul_fused(dy.view(DType::f32, {M, N}), dx.view(DType::f32, {M, XC}),
+                                    dw.view(c.wt, {N, K}), nullptr, gf);
+      CHECK(!st.ok());
+      CHECK(st.message.find("ask matmul_fuses") != std::string::npos);
+      CHECK(bitwise_equal(dy.to_host(), y0));
+      continue;
+    }
+    std::vector<float> ref = y0;
+    TensorView hb = hview(b, DType::f32, {N}), gb = db.view(DType::f32, {N});
+    check(cops.matmul_fused(hview(ref, DType::f32, {M, N}), hview(x, DType::f32, {M, XC}), hview(w, c.wt, {N, K}),
+                            c.bias ? &hb : nullptr, hf));
+    check(gops.matmul_fused(dy.view(DType::f32, {M, N}), dx.view(DType::f32, {M, XC}), dw.view(c.wt, {N, K}),
+                            c.bias ? &gb : nullptr, gf));
+    std::vector<float> got = dy.to_host();
+    if (c.accumulate)  // compare the products: the residual is in both exactly once
+      for (size_t i = 0; i < got.size(); ++i) got[i] -= y0[i], ref[i] -= y0[i];
+    const double tol = M <= 8 || c.wt == DType::f32 ? 1e-5 : 1e-2;
+    Diff d = diff(got, ref);
+    INFO(show(d) << " (tolerance rel_l2 ≤ " << tol << ")");
+    CHECK(d.nonfinite == 0);
+    CHECK(d.rel_l2 <= tol);
+    CHECK(bitwise_equal(dx.to_host(), x));  // the residual read by the norm is left as it was
+    if (M > 8 && !c.accumulate) {
+      // cuBLAS path without β: the same bf16 operand as the unfused GPU ops → the same y, bitwise
+      Buffer<float> t(G, size_t(M * K), MemCategory::workspace), y2(G, size_t(M * N), MemCategory::workspace);
+      if (c.norm) check(gops.rms_norm(t.view(DType::f32, {M, K}), dx.view(DType::f32, {M, K}), gln, 1e-6f));
+      else if (c.swiglu) check(gops.swiglu(t.view(DType::f32, {M, K}), dx.view(DType::f32, {M, 2 * K})));
+      else check(G.queue().copy_d2d(t.data(), dx.data(), t.bytes()));
+      check(gops.matmul(y2.view(DType::f32, {M, N}), t.view(DType::f32, {M, K}), dw.view(c.wt, {N, K}),
+                        c.bias ? &gb : nullptr));
+      CHECK(bitwise_equal(dy.to_host(), y2.to_host()));
+    }
+  }
+}
+
 TEST_CASE("cuda: rms_norm vs CPU (f32/bf16/f16 weight; in place too)") {
   NEED_GPU();
   // Tolerance: |Δ| ≤ 1e-5 · (1 + |ref|) per element (fp32 sums in a different order).

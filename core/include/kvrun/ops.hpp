@@ -21,6 +21,21 @@ struct SampleParams {
   uint64_t counter = 0;     // draw index within the sequence (tokens generated so far)
 };
 
+// What Ops::matmul_fused / Linear::forward_fused do besides y = x·Wᵀ (+ bias), so that the
+// decode step needs no separate norm, add or SwiGLU kernel around a projection:
+//   norm_w      the product reads rms_norm(x)·norm_w (norm_w: [K], f32/f16/bf16) instead of x;
+//               x is the residual stream, left unchanged.
+//   swiglu      x is [M, 2K] gate | up (a fused gate·up output); the product reads silu(gate)·up.
+//   accumulate  y += x·Wᵀ (+ bias) instead of y = … (the residual add of o and down).
+// norm_w and swiglu exclude each other. The result equals the unfused ops' (rms_norm or swiglu
+// into a temporary, matmul, add) up to fp32 rounding order; the CPU backend composes exactly those.
+struct MatmulFusion {
+  const TensorView* norm_w = nullptr;
+  float norm_eps = 0.f;
+  bool swiglu = false;
+  bool accumulate = false;
+};
+
 class Ops {
  public:
   virtual ~Ops() = default;
@@ -72,6 +87,19 @@ class Ops {
   //               k[T, Hk, D] rotated with cs[T, rot_dim], v[T, Hv, D] copied — identical to
   //               split_cols into q, k, v, then rope_apply on q and on k (one pass instead of three).
   virtual Status split_rope(TensorView qkv, TensorView q, TensorView k, TensorView v, TensorView cs) noexcept = 0;
+  //   matmul_fused: matmul with the fusions of f (see MatmulFusion). matmul_fuses says whether this
+  //               backend does f for M rows and the weights w ([N, K], only its shape and dtype
+  //               are read) faster than the unfused ops; callers compose the unfused ops when it
+  //               says no. A backend that fuses nothing keeps these defaults.
+  virtual bool matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept {
+    (void)f, (void)M, (void)w;
+    return false;
+  }
+  virtual Status matmul_fused(TensorView y, TensorView x, TensorView w, const TensorView* bias,
+                              const MatmulFusion& f) noexcept {
+    (void)y, (void)x, (void)w, (void)bias, (void)f;
+    return {ErrorKind::internal, "matmul_fused: this backend fuses nothing (ask matmul_fuses first)"};
+  }
 };
 
 }  // namespace kvrun

@@ -1,6 +1,6 @@
 // kvrun — the plugin ABI and the three plugin interfaces: Cache, Attention, WeightFormat.
 //
-// A plugin is a shared module exporting one C symbol, KVRUN_PLUGIN_ENTRY_NAME ("kvrun_plugin_v2"),
+// A plugin is a shared module exporting one C symbol, KVRUN_PLUGIN_ENTRY_NAME ("kvrun_plugin_v3"),
 // that returns a PluginHeader. The host reads header->abi_version before anything else, then
 // calls header->create() for the Plugin object. Every virtual method below is noexcept and
 // reports failure as a Status: no C++ exception crosses the boundary. Objects a plugin creates
@@ -14,7 +14,8 @@
 // DeviceInfo, ...) or to the virtual methods of Plugin, Cache, Attention, WeightFormat, Linear,
 // Checkpoint, Device, Queue or Ops bumps kPluginAbiVersion, and with it the entry symbol's name.
 // ABI 2 (the first published SDK): plugin options, Cache::read, KvView::ext, PluginInfo::kv_tolerance
-// and a create() that reports why it failed.
+// and a create() that reports why it failed. ABI 3: Linear::fuses / forward_fused and
+// Ops::matmul_fuses / matmul_fused (MatmulFusion), with defaults, so plugin sources compile as before.
 #pragma once
 
 #include <cstdint>
@@ -26,13 +27,14 @@
 #include "kvrun/device.hpp"
 #include "kvrun/error.hpp"
 #include "kvrun/kv.hpp"
+#include "kvrun/ops.hpp"
 #include "kvrun/tensor.hpp"
 
 namespace kvrun {
 
-constexpr uint32_t kPluginAbiVersion = 2;
-#define KVRUN_PLUGIN_ENTRY kvrun_plugin_v2
-#define KVRUN_PLUGIN_ENTRY_NAME "kvrun_plugin_v2"
+constexpr uint32_t kPluginAbiVersion = 3;
+#define KVRUN_PLUGIN_ENTRY kvrun_plugin_v3
+#define KVRUN_PLUGIN_ENTRY_NAME "kvrun_plugin_v3"
 #define KVRUN_PLUGIN_ENTRY_PREFIX "kvrun_plugin_v"
 
 enum class PluginKind : uint8_t { cache, attention, weights };
@@ -125,6 +127,17 @@ class Linear {
   virtual int64_t in_features() const noexcept = 0;
   virtual int64_t out_features() const noexcept = 0;
   virtual size_t device_bytes() const noexcept = 0;  // weights + scales + zeros + bias on the device
+  // The fused form of forward (Ops::matmul_fused's MatmulFusion: RMSNorm or SwiGLU of x on the way
+  // in, y += on the way out). fuses() says whether forward_fused takes f for a batch of M rows; the
+  // model runs the unfused ops around forward() when it says no, so a Linear need not fuse.
+  virtual bool fuses(const MatmulFusion& f, int64_t M) const noexcept {
+    (void)f, (void)M;
+    return false;
+  }
+  virtual Status forward_fused(TensorView y, TensorView x, const MatmulFusion& f) noexcept {
+    (void)y, (void)x, (void)f;
+    return {ErrorKind::internal, "Linear::forward_fused: this Linear fuses nothing (ask fuses() first)"};
+  }
 };
 
 struct LinearSpec {

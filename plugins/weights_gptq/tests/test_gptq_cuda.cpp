@@ -19,6 +19,8 @@
 
 #include "fixtures.hpp"
 #include "gptq_test_util.hpp"
+#include "kvrun/dtype.hpp"
+#include "kvrun/ops.hpp"
 #include "kvrun/registry.hpp"
 #include "devices.hpp"
 #include "kvrun/select.hpp"
@@ -108,4 +110,99 @@ TEST_CASE("CUDA Linear matches the CPU Linear") {
   }
   std::printf("CUDA vs CPU Linear: worst max|dy|/max|y| %.3g for M <= 8 (limit 2e-5), %.3g for M > 8 (limit 4e-3)\n",
               worst_small, worst_large);
+}
+
+TEST_CASE("CUDA Linear fused at M = 1 (norm of x in, y += out) matches the CPU's unfused ops") {
+  // Reference: the CPU backend's rms_norm, the CPU Linear, then the residual add. Same tolerance
+  // as the unfused batch-1 kernel (2e-5 of max |product|), the norm adding fp32 rounding only.
+  std::shared_ptr<Device> gpu = test::gpu();
+  KVRUN_SKIP_UNLESS(gpu != nullptr, "no CUDA device");
+  auto cpu = open_device(DeviceRequest{.spec = "cpu", .search_dirs = {}});
+  Registry reg;
+  reg.load_path(Registry::search_path({}, test::plugin_dirs()));
+  const LoadedPlugin* lp = reg.find(PluginKind::weights, "gptq");
+  REQUIRE(lp != nullptr);
+  KVRUN_SKIP_UNLESS(std::find(lp->info.backends.begin(), lp->info.backends.end(), BackendKind::cuda) !=
+                        lp->info.backends.end(),
+                    "weights.gptq built without CUDA");
+  auto gpu_wf = reg.create_weights("gptq", *gpu);
+  auto cpu_wf = reg.create_weights("gptq", *cpu);
+  struct Case {
+    Config c;
+    bool fused;  // what fuses() must answer for norm and for accumulate
+  };
+  const Case cases[] = {
+      {{4, 1024, 512, 128, false, false, false, true}, true},   // the Qwen-Int4 settings, a bias
+      {{4, 11008, 80, 128, false, false, false, false}, true},  // down_proj rows
+      {{4, 512, 200, 32, false, true, true, true}, true},       // group 32 (scale per 16-row tile), v2, asym
+      {{4, 304, 96, 100, false, true, true, true}, false},      // K not a multiple of 64: not the tensor-core layout
+      {{4, 768, 320, 128, true, false, true, false}, false},    // act-order: not fused
+      {{8, 512, 200, 128, false, false, true, true}, false},    // 8 bits: another kernel, not fused
+  };
+  uint64_t seed = 900;
+  double worst = 0;
+  for (const Case& cs : cases) {
+    const Config& c = cs.c;
+    const Synthetic s = make_synthetic(c, seed++);
+    MemCheckpoint ck;
+    s.store(ck, "layer.proj");
+    LinearSpec sp;
+    sp.prefix = "layer.proj";
+    sp.in_features = c.K;
+    sp.out_features = c.N;
+    sp.bias = c.bias;
+    std::unique_ptr<Linear> gl, cl;
+    REQUIRE(gpu_wf->load_linear(ck, sp, *gpu, &gl).ok());
+    REQUIRE(cpu_wf->load_linear(ck, sp, *cpu, &cl).ok());
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> nd(0.f, 2.f);
+    std::vector<float> x(size_t(c.K)), y0(size_t(c.N)), lnf(size_t(c.K));
+    for (auto& v : x) v = nd(rng);
+    for (auto& v : y0) v = nd(rng);
+    std::vector<uint16_t> ln(size_t(c.K));
+    for (size_t i = 0; i < ln.size(); ++i) lnf[i] = bf16_to_f32(ln[i] = f32_to_bf16(1.f + 0.2f * nd(rng)));
+    Buffer<float> xd(*gpu, x.size(), MemCategory::workspace), yd(*gpu, y0.size(), MemCategory::workspace);
+    Buffer<uint16_t> lnd(*gpu, ln.size(), MemCategory::workspace);
+    xd.upload(x.data(), x.size());
+    lnd.upload(ln.data(), ln.size());
+    const TensorView gln = lnd.view(DType::bf16, {c.K});
+    const TensorView hln(lnf.data(), DType::f32, {c.K});
+    for (int mode = 0; mode < 3; ++mode) {  // norm, accumulate, both
+      INFO(describe(c) << (mode != 1 ? " norm" : "") << (mode != 0 ? " +=" : ""));
+      MatmulFusion f;
+      if (mode != 1) f.norm_w = &gln, f.norm_eps = 1e-6f;
+      f.accumulate = mode != 0;
+      CHECK(gl->fuses(f, 1) == cs.fused);
+      CHECK_FALSE(gl->fuses(f, 2));
+      MatmulFusion sw;
+      sw.swiglu = true;
+      CHECK_FALSE(gl->fuses(sw, 1));
+      yd.upload(y0.data(), y0.size());
+      if (!cs.fused) {
+        Status st = gl->forward_fused(yd.view(DType::f32, {1, c.N}), xd.view(DType::f32, {1, c.K}), f);
+        CHECK(!st.ok());
+        CHECK(st.message.find("ask fuses()") != std::string::npos);
+        continue;
+      }
+      // CPU: h = rms_norm(x)·ln (or x), p = h·W + b, y = y0 + p (or p)
+      std::vector<float> h = x, p(size_t(c.N)), y_gpu(size_t(c.N));
+      if (mode != 1)
+        check(cpu->ops().rms_norm(TensorView(h.data(), DType::f32, {1, c.K}), TensorView(x.data(), DType::f32, {1, c.K}),
+                                  hln, 1e-6f));
+      check(cl->forward(TensorView(p.data(), DType::f32, {1, c.N}), TensorView(h.data(), DType::f32, {1, c.K})));
+      Status st = gl->forward_fused(yd.view(DType::f32, {1, c.N}), xd.view(DType::f32, {1, c.K}), f);
+      REQUIRE_MESSAGE(st.ok(), st.message);
+      yd.download(y_gpu.data(), y_gpu.size());
+      check(gpu->queue().wait());
+      double num = 0, den = 0;
+      for (size_t i = 0; i < p.size(); ++i) {
+        const double got = f.accumulate ? double(y_gpu[i]) - y0[i] : y_gpu[i];
+        num = std::max(num, std::fabs(got - p[i]));
+        den = std::max(den, std::fabs(double(p[i])));
+      }
+      worst = std::max(worst, num / den);
+      CHECK(num / den <= 2e-5);
+    }
+  }
+  std::printf("CUDA fused batch-1 Linear vs CPU unfused ops: worst max|dy|/max|y| %.3g (limit 2e-5)\n", worst);
 }
