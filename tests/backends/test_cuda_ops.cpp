@@ -591,7 +591,7 @@ TEST_CASE("cuda: add_rms_norm, swiglu, split_cols vs CPU") {
   NEED_GPU();
   // add_rms_norm: x exact (one addition); y |Δ| ≤ 1e-5 · (1 + |ref|) (sums in another order).
   // swiglu: |Δ| ≤ 1e-6 · (1 + |ref|) (expf). split_cols: exact.
-  const int64_t M = 5, F = 1003;
+  const int64_t M = 5, F0 = 1003;
   for (int64_t D : {4096, 9000}) {  // 9000: past the 8 elements per thread kept in registers
   INFO("D = " << D);
   std::vector<float> x = randn(size_t(M * D), 81, 3.f), dl = randn(size_t(M * D), 82, 3.f);
@@ -613,6 +613,8 @@ TEST_CASE("cuda: add_rms_norm, swiglu, split_cols vs CPU") {
   CHECK(bad == 0);
   }
 
+  for (int64_t F : {F0, int64_t(1024)}) {  // 1024: four outputs per thread (swiglu4_kernel)
+  INFO("F = " << F);
   std::vector<float> gu = randn(size_t(M * 2 * F), 84, 4.f), oc(size_t(M * F));
   check(cops.swiglu(hview(oc, DType::f32, {M, F}), hview(gu, DType::f32, {M, 2 * F})));
   Buffer<float> dgu = to_gpu(G, gu), dout(G, size_t(M * F), MemCategory::workspace);
@@ -624,6 +626,7 @@ TEST_CASE("cuda: add_rms_norm, swiglu, split_cols vs CPU") {
     if (!(std::fabs(got[i] - oc[i]) <= 1e-6f * (1.f + std::fabs(oc[i])))) ++bad;
   INFO("swiglu: " << show(diff(got, oc)));
   CHECK(bad == 0);
+  }
 
   const int64_t C = 4096 + 2 * 1024;
   std::vector<float> src = randn(size_t(M * C), 85);
