@@ -425,6 +425,16 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     else check(ops.rms_norm(h, x, ln, eps));
     pending = false;
   };
+  // y = lin(RMSNorm(x)·ln): the Linear normalizes x itself when it fuses `norm`, else h = RMSNorm(x).
+  auto project_normed = [&](Linear& lin, TensorView y, const MatmulFusion& norm, const TensorView& ln) {
+    if (lin.fuses(norm, T)) {
+      settle();
+      check(lin.forward_fused(y, x, norm));
+    } else {
+      norm_into_h(ln);
+      check(lin.forward(y, h));
+    }
+  };
   MatmulFusion acc;
   acc.accumulate = true;
   for (int l = 0; l < cfg_.num_layers; ++l) {
@@ -442,13 +452,7 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     bool roped = false;        // q and k already rotated (split_rope)
     if (L.qkv) {
       TensorView qkv = view(w.qkv.data(), DType::f32, {T, (H + 2 * KVH) * D});
-      if (L.qkv->fuses(norm1, T)) {
-        settle();
-        check(L.qkv->forward_fused(qkv, x, norm1));
-      } else {
-        norm_into_h(ln1);
-        check(L.qkv->forward(qkv, h));
-      }
+      project_normed(*L.qkv, qkv, norm1, ln1);
       if (T == 1) {
         qt = view(w.qkv.data(), DType::f32, {1, H * D});
         kt = view(w.qkv.data() + H * D, DType::f32, {1, KVH * D});
@@ -491,13 +495,7 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     // x += down(silu(gate(RMSNorm(x))) * up(RMSNorm(x)))
     if (L.gate_up) {
       TensorView gu = view(w.gu.data(), DType::f32, {T, 2 * F});
-      if (L.gate_up->fuses(norm2, T)) {
-        settle();
-        check(L.gate_up->forward_fused(gu, x, norm2));
-      } else {
-        norm_into_h(ln2);
-        check(L.gate_up->forward(gu, h));
-      }
+      project_normed(*L.gate_up, gu, norm2, ln2);
       MatmulFusion sw_acc;
       sw_acc.swiglu = sw_acc.accumulate = true;
       if (L.down->fuses(sw_acc, T)) {

@@ -29,20 +29,53 @@ using namespace kvrun;
 using namespace gptq_test;
 
 
-TEST_CASE("CUDA Linear matches the CPU Linear") {
-  std::shared_ptr<Device> gpu = test::gpu();
-  KVRUN_SKIP_UNLESS(gpu != nullptr, "no CUDA device");
+namespace {
 
-  auto cpu = open_device(DeviceRequest{.spec = "cpu", .search_dirs = {}});
+// The built module's weights.gptq on cuda:0 and on the CPU (gpu null: no CUDA device).
+struct GptqOnBoth {
+  std::shared_ptr<Device> gpu = test::gpu();
+  std::shared_ptr<Device> cpu;
   Registry reg;
-  reg.load_path(Registry::search_path({}, test::plugin_dirs()));
-  const LoadedPlugin* lp = reg.find(PluginKind::weights, "gptq");
-  REQUIRE(lp != nullptr);
-  const bool cuda_build = std::find(lp->info.backends.begin(), lp->info.backends.end(), BackendKind::cuda) !=
-                          lp->info.backends.end();
-  KVRUN_SKIP_UNLESS(cuda_build, "weights.gptq built without CUDA");
-  auto gpu_wf = reg.create_weights("gptq", *gpu);
-  auto cpu_wf = reg.create_weights("gptq", *cpu);
+  bool cuda_build = false;
+  std::shared_ptr<WeightFormat> gpu_wf, cpu_wf;
+
+  GptqOnBoth() {
+    if (!gpu) return;
+    cpu = open_device(DeviceRequest{.spec = "cpu", .search_dirs = {}});
+    reg.load_path(Registry::search_path({}, test::plugin_dirs()));
+    const LoadedPlugin* lp = reg.find(PluginKind::weights, "gptq");
+    REQUIRE(lp != nullptr);
+    cuda_build = std::find(lp->info.backends.begin(), lp->info.backends.end(), BackendKind::cuda) !=
+                 lp->info.backends.end();
+    if (!cuda_build) return;
+    gpu_wf = reg.create_weights("gptq", *gpu);
+    cpu_wf = reg.create_weights("gptq", *cpu);
+  }
+
+  // One random Linear of c (seeded), loaded through each WeightFormat from the same checkpoint.
+  void load(const Config& c, uint64_t seed, std::unique_ptr<Linear>* gl, std::unique_ptr<Linear>* cl) {
+    const Synthetic s = make_synthetic(c, seed);
+    MemCheckpoint ck;
+    s.store(ck, "layer.proj");
+    LinearSpec sp;
+    sp.prefix = "layer.proj";
+    sp.in_features = c.K;
+    sp.out_features = c.N;
+    sp.bias = c.bias;
+    Status st = gpu_wf->load_linear(ck, sp, *gpu, gl);
+    REQUIRE_MESSAGE(st.ok(), st.message);
+    st = cpu_wf->load_linear(ck, sp, *cpu, cl);
+    REQUIRE_MESSAGE(st.ok(), st.message);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("CUDA Linear matches the CPU Linear") {
+  GptqOnBoth both;
+  KVRUN_SKIP_UNLESS(both.gpu != nullptr, "no CUDA device");
+  KVRUN_SKIP_UNLESS(both.cuda_build, "weights.gptq built without CUDA");
+  Device* gpu = both.gpu.get();
 
   const std::vector<Config> configs = {
       {4, 1024, 512, 128, false, false, false, true},  // the Qwen-Int4 settings, with a bias
@@ -59,19 +92,8 @@ TEST_CASE("CUDA Linear matches the CPU Linear") {
   double worst_small = 0, worst_large = 0;
   uint64_t seed = 500;
   for (const Config& c : configs) {
-    const Synthetic s = make_synthetic(c, seed++);
-    MemCheckpoint ck;
-    s.store(ck, "layer.proj");
-    LinearSpec sp;
-    sp.prefix = "layer.proj";
-    sp.in_features = c.K;
-    sp.out_features = c.N;
-    sp.bias = c.bias;
     std::unique_ptr<Linear> gl, cl;
-    Status st = gpu_wf->load_linear(ck, sp, *gpu, &gl);
-    REQUIRE_MESSAGE(st.ok(), st.message);
-    st = cpu_wf->load_linear(ck, sp, *cpu, &cl);
-    REQUIRE_MESSAGE(st.ok(), st.message);
+    both.load(c, seed++, &gl, &cl);
     // The CUDA Linear pads each column's words to a multiple of 4 (16-byte rows): ≤ 3 words per
     // column; the 4-bit tensor-core layout pads N to a multiple of 32 and keeps 4 bytes of scale and
     // zero per column and group (3 on the CPU).
@@ -89,7 +111,7 @@ TEST_CASE("CUDA Linear matches the CPU Linear") {
       check(cl->forward(TensorView(y_cpu.data(), DType::f32, {M, c.N}), TensorView(x.data(), DType::f32, {M, c.K})));
       Buffer<float> xd(*gpu, x.size(), MemCategory::workspace), yd(*gpu, y_gpu.size(), MemCategory::workspace);
       xd.upload(x.data(), x.size());
-      st = gl->forward(yd.view(DType::f32, {M, c.N}), xd.view(DType::f32, {M, c.K}));
+      Status st = gl->forward(yd.view(DType::f32, {M, c.N}), xd.view(DType::f32, {M, c.K}));
       REQUIRE_MESSAGE(st.ok(), st.message);
       yd.download(y_gpu.data(), y_gpu.size());
       check(gpu->queue().wait());
@@ -115,18 +137,11 @@ TEST_CASE("CUDA Linear matches the CPU Linear") {
 TEST_CASE("CUDA Linear fused at M = 1 (norm of x in, y += out) matches the CPU's unfused ops") {
   // Reference: the CPU backend's rms_norm, the CPU Linear, then the residual add. Same tolerance
   // as the unfused batch-1 kernel (2e-5 of max |product|), the norm adding fp32 rounding only.
-  std::shared_ptr<Device> gpu = test::gpu();
-  KVRUN_SKIP_UNLESS(gpu != nullptr, "no CUDA device");
-  auto cpu = open_device(DeviceRequest{.spec = "cpu", .search_dirs = {}});
-  Registry reg;
-  reg.load_path(Registry::search_path({}, test::plugin_dirs()));
-  const LoadedPlugin* lp = reg.find(PluginKind::weights, "gptq");
-  REQUIRE(lp != nullptr);
-  KVRUN_SKIP_UNLESS(std::find(lp->info.backends.begin(), lp->info.backends.end(), BackendKind::cuda) !=
-                        lp->info.backends.end(),
-                    "weights.gptq built without CUDA");
-  auto gpu_wf = reg.create_weights("gptq", *gpu);
-  auto cpu_wf = reg.create_weights("gptq", *cpu);
+  GptqOnBoth both;
+  KVRUN_SKIP_UNLESS(both.gpu != nullptr, "no CUDA device");
+  KVRUN_SKIP_UNLESS(both.cuda_build, "weights.gptq built without CUDA");
+  auto* gpu = both.gpu.get();
+  auto* cpu = both.cpu.get();
   struct Case {
     Config c;
     bool fused;  // what fuses() must answer for norm and for accumulate
@@ -143,17 +158,8 @@ TEST_CASE("CUDA Linear fused at M = 1 (norm of x in, y += out) matches the CPU's
   double worst = 0;
   for (const Case& cs : cases) {
     const Config& c = cs.c;
-    const Synthetic s = make_synthetic(c, seed++);
-    MemCheckpoint ck;
-    s.store(ck, "layer.proj");
-    LinearSpec sp;
-    sp.prefix = "layer.proj";
-    sp.in_features = c.K;
-    sp.out_features = c.N;
-    sp.bias = c.bias;
     std::unique_ptr<Linear> gl, cl;
-    REQUIRE(gpu_wf->load_linear(ck, sp, *gpu, &gl).ok());
-    REQUIRE(cpu_wf->load_linear(ck, sp, *cpu, &cl).ok());
+    both.load(c, seed++, &gl, &cl);
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> nd(0.f, 2.f);
     std::vector<float> x(size_t(c.K)), y0(size_t(c.N)), lnf(size_t(c.K));
