@@ -989,6 +989,7 @@ class CudaLinear final : public GptqLinearBase {
   CudaLinear(Device& dev, const Layout& lay, std::shared_ptr<CudaScratch> scratch)
       : GptqLinearBase(dev, lay), scratch_(std::move(scratch)) {
     scratch_->reserve_wt(size_t(lay.N * lay.Kp));  // the prefill workspace is held from load time on
+    fusion_enabled();  // a malformed KVRUN_GPTQ_FUSE is a usage error at load (fuses() cannot report it)
     DeviceGuard dg(dev_.info().index);
     GPTQ_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, dev_.info().index));
   }
