@@ -162,6 +162,8 @@ class CudaOps final : public Ops {
   void* workspace(size_t bytes, const char* op);
   void matmul_impl(TensorView y, TensorView x, TensorView w, const TensorView* bias);
   void matmul_fused_impl(TensorView y, TensorView x, TensorView w, const TensorView* bias, const MatmulFusion& f);
+  // y[M, N] = x[M, K]·w[N, K]ᵀ + β·y on cuBLAS, x in w's dtype (matmul.cu).
+  void cublas_gemm(float* y, const void* x, const TensorView& w, int m, int n, int k, float beta);
   void sample_impl(int32_t* ids, TensorView logits, const SampleParams* params);
 
   CudaDevice& dev_;

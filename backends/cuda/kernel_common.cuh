@@ -31,16 +31,6 @@ __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2hal
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
-// Reads element i of a float-typed array whose dtype is known only at run time (bias loads: one
-// per output, not worth a template parameter).
-__device__ __forceinline__ float load_any(const void* p, DType t, int64_t i) {
-  switch (t) {
-    case DType::f16: return __half2float(static_cast<const __half*>(p)[i]);
-    case DType::bf16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
-
 // ---- runtime dtype -> template type: the single dispatch point (error for anything else) ----
 #define KVRUN_CUDA_DISPATCH_FLOAT(DTYPE, T, WHAT, ...)                                                  \
   switch (DTYPE) {                                                                                   \
@@ -80,6 +70,7 @@ __device__ __forceinline__ double warp_sum(double v) {
 using cuda_plugin::pdl_trigger;
 using cuda_plugin::pdl_wait;
 // Device building blocks shared with the plugins (kvrun/cuda_plugin.cuh).
+using cuda_plugin::load_any;
 using cuda_plugin::load_stream_16b;
 using cuda_plugin::mma_bf16_16816;
 using cuda_plugin::pack_bf16x2;

@@ -452,6 +452,20 @@ void launch_f32_to_bf16(cudaStream_t st, __nv_bfloat16* xb, const float* x, int6
 
 constexpr size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
+// The bias operand of a matmul (null: none) as the kernels take it, checked against N.
+struct BiasOperand {
+  const void* p = nullptr;
+  DType t = DType::f32;
+};
+BiasOperand bias_operand(const TensorView* bias, int64_t N, const char* op) {
+  if (!bias) return {};
+  require_device(*bias, op, "bias");
+  require(bias->numel() == N && is_float_dtype(bias->dtype), std::string("cuda ") + op + ": bias " +
+                                                                 bias->shape_string() + " must have " +
+                                                                 std::to_string(N) + " f32, f16 or bf16 elements");
+  return {bias->data, bias->dtype};
+}
+
 }  // namespace
 
 Status CudaOps::matmul(TensorView y, TensorView x, TensorView w, const TensorView* bias) noexcept {
@@ -471,16 +485,7 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
   require(y.rows() == M && y.cols() == N,
           "cuda matmul: y " + y.shape_string() + " must be [" + std::to_string(M) + ", " + std::to_string(N) + "]");
   require(y.data != x.data, "cuda matmul: y must not alias x");
-  const void* bias_p = nullptr;
-  DType bias_t = DType::f32;
-  if (bias) {
-    require_device(*bias, "matmul", "bias");
-    require(bias->numel() == N, "cuda matmul: bias " + bias->shape_string() + " must have " + std::to_string(N) +
-                                    " elements");
-    require(is_float_dtype(bias->dtype), "cuda matmul: bias must be f32, f16 or bf16");
-    bias_p = bias->data;
-    bias_t = bias->dtype;
-  }
+  const auto [bias_p, bias_t] = bias_operand(bias, N, "matmul");
   require(M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX, "cuda matmul: dimension beyond 2^31");
   if (M == 0 || N == 0) return;
   ScopedDevice g(dev_.index());
@@ -518,18 +523,14 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
     return;
   }
 
-  const float one = 1.f, zero = 0.f;
   const int m = int(M), n = int(N), k = int(K);
   const float* rowscale = nullptr;
   if (w.dtype == DType::f32) {
-    // Column-major view: yᵀ[N, M] = w[N, K] · xᵀ[K, M]  (w row-major [N, K] = column-major [K, N]).
-    KVRUN_CUBLAS_CHECK(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.as<const float>(), k, xp, k,
-                                   &zero, yp, n));
+    cublas_gemm(yp, xp, w, m, n, k, 0.f);
   } else if (w.dtype == DType::bf16) {
     auto* xb = static_cast<__nv_bfloat16*>(workspace(size_t(M * K) * 2, "matmul"));
     launch_f32_to_bf16(st, xb, xp, M * K);
-    KVRUN_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.data, CUDA_R_16BF, k, xb,
-                                    CUDA_R_16BF, k, &zero, yp, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    cublas_gemm(yp, xb, w, m, n, k, 0.f);
   } else {  // f16
     const size_t xh_bytes = align_up(size_t(M * K) * 2, 256);
     auto* base = static_cast<char*>(workspace(xh_bytes + size_t(M) * sizeof(float), "matmul"));
@@ -537,13 +538,26 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
     auto* rs = reinterpret_cast<float*>(base + xh_bytes);
     f32_to_f16_rowscaled_kernel<<<unsigned(M), 256, 0, st>>>(xh, rs, xp, k);
     KVRUN_CUDA_CHECK_LAUNCH("f32_to_f16_rowscaled_kernel");
-    KVRUN_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.data, CUDA_R_16F, k, xh,
-                                    CUDA_R_16F, k, &zero, yp, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    cublas_gemm(yp, xh, w, m, n, k, 0.f);
     rowscale = rs;
   }
   if (bias_p || rowscale) {
     launch_epilogue(st, yp, rowscale, bias_p, bias_t, M, N);
   }
+}
+
+// y[M, N] (f32) = x[M, K] · w[N, K]ᵀ + β·y through cuBLAS, x in w's dtype (f32, bf16 or f16).
+// Column-major view: yᵀ[N, M] = w[N, K] · xᵀ[K, M] (w row-major [N, K] = column-major [K, N]).
+void CudaOps::cublas_gemm(float* y, const void* x, const TensorView& w, int m, int n, int k, float beta) {
+  const float one = 1.f;
+  if (w.dtype == DType::f32) {
+    KVRUN_CUBLAS_CHECK(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.as<const float>(), k,
+                                   static_cast<const float*>(x), k, &beta, y, n));
+    return;
+  }
+  const cudaDataType_t t = w.dtype == DType::bf16 ? CUDA_R_16BF : CUDA_R_16F;
+  KVRUN_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.data, t, k, x, t, k, &beta, y,
+                                  CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 bool CudaOps::matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept {
@@ -586,15 +600,7 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
   require(matmul_fuses(f, M, w), "cuda matmul_fused: this fusion is not done for M = " + std::to_string(M) +
                                            " with " + std::string(dtype_name(w.dtype)) +
                                            " weights (ask matmul_fuses first)");
-  const void* bias_p = nullptr;
-  DType bias_t = DType::f32;
-  if (bias) {
-    require_device(*bias, "matmul_fused", "bias");
-    require(bias->numel() == N && is_float_dtype(bias->dtype),
-            "cuda matmul_fused: bias " + bias->shape_string() + " must have " + std::to_string(N) + " float elements");
-    bias_p = bias->data;
-    bias_t = bias->dtype;
-  }
+  const auto [bias_p, bias_t] = bias_operand(bias, N, "matmul_fused");
   if (M == 0 || N == 0) return;
   ScopedDevice g(dev_.index());
   const cudaStream_t st = stream();
@@ -614,7 +620,7 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
     return;
   }
   // cuBLAS: the bf16 operand straight from the norm or SwiGLU kernel, y += through β = 1
-  const float one = 1.f, beta = f.accumulate ? 1.f : 0.f;
+  const float beta = f.accumulate ? 1.f : 0.f;
   const int m = int(M), n = int(N), k = int(K);
   if (w.dtype == DType::bf16) {
     auto* xb = static_cast<__nv_bfloat16*>(workspace(size_t(M * K) * 2, "matmul_fused"));
@@ -625,11 +631,9 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
     } else {
       launch_f32_to_bf16(st, xb, xp, M * K);
     }
-    KVRUN_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.data, CUDA_R_16BF, k, xb,
-                                    CUDA_R_16BF, k, &beta, yp, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    cublas_gemm(yp, xb, w, m, n, k, beta);
   } else {  // f32 (matmul_fuses refuses f16 here, and norm or SwiGLU with f32 weights)
-    KVRUN_CUBLAS_CHECK(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.as<const float>(), k, xp, k,
-                                   &beta, yp, n));
+    cublas_gemm(yp, xp, w, m, n, k, beta);
   }
   if (bias_p) {
     launch_epilogue(st, yp, nullptr, bias_p, bias_t, M, N);

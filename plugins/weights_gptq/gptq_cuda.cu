@@ -586,12 +586,6 @@ struct G1Fusion {
   bool accumulate = false;
 };
 
-__device__ __forceinline__ float load_float(const void* p, DType t, int i) {
-  if (t == DType::bf16) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-  if (t == DType::f16) return __half2float(static_cast<const __half*>(p)[i]);
-  return static_cast<const float*>(p)[i];
-}
-
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   x: [1, 64·KC] f32 (16-byte aligned), y: [1, N] f32, bias: [N] f32 or null.
 template <bool kTileScale>
@@ -681,7 +675,7 @@ __global__ void __launch_bounds__(kG1Warps * 32)
         float* e = &v[j].x;
 #pragma unroll
         for (int c = 0; c < 4; ++c)
-          e[c] = 4 * f + c < fz.K ? (e[c] * inv_rms) * load_float(fz.norm_w, fz.norm_t, 4 * f + c) : 0.f;
+          e[c] = 4 * f + c < fz.K ? (e[c] * inv_rms) * cuda_plugin::load_any(fz.norm_w, fz.norm_t, 4 * f + c) : 0.f;
       }
       const HiLo x2 = split_hi_lo(v[j]);
       const int kt = f >> 2, base = ((kt >> 1) * 8 + (f & 3)) * 2 + (kt & 1);  // in uint2

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include <string>
 #include <utility>
 
+#include "kvrun/dtype.hpp"
 #include "kvrun/error.hpp"
 
 namespace kvrun::cuda_plugin {
@@ -154,6 +156,16 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+// Element i of a float-typed array whose dtype (f32, f16 or bf16) is known only at run time: a
+// bias, a norm weight — reads too few to be worth a template parameter.
+__device__ __forceinline__ float load_any(const void* p, DType t, int64_t i) {
+  switch (t) {
+    case DType::f16: return __half2float(static_cast<const __half*>(p)[i]);
+    case DType::bf16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    default: return static_cast<const float*>(p)[i];
+  }
 }
 
 // Two f32 values as one bf16x2 register (lo in the low half), rounded to nearest even.
