@@ -21,6 +21,7 @@
 
 #include "kvrun/cuda_plugin.cuh"
 #include "attention_naive_cuda.hpp"
+#include "q_limbs.hpp"
 #include "splitk_combine.cuh"
 #include "kvrun/dtype.hpp"
 #include "kvrun/error.hpp"
@@ -439,6 +440,70 @@ __device__ __forceinline__ void unpack_codes(const uint4& w, float z, float (&x)
   }
 }
 
+// Σ_i a_i·b_i over the 4 bytes of a (signed) and b (unsigned), plus c.
+__device__ __forceinline__ int dp4a_su(uint32_t a, uint32_t b, int c) {
+  int d;
+  asm("dp4a.s32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+// A lane's 16 query values (u8 layout: one 16-byte chunk of codes) of GP heads as three int8 limbs
+// each, packed 4 per word in the codes' byte order, with a power-of-two scale per head and the
+// exact fp32 sum of the values (for the zero point).
+template <int GP>
+struct QLimbs {
+  uint32_t w[GP][3][4];
+  float qs[GP], qsum[GP];
+
+  // q[h][16]: the lane's values. The scale comes from the lane's own max |q| (each lane's partial
+  // dot product is scaled before the row's lanes are summed), so an outlier costs precision only
+  // to the values sharing its lane.
+  __device__ __forceinline__ void build(const float (&q)[GP][16]) {
+#pragma unroll
+    for (int h = 0; h < GP; ++h) {
+      float mx = 0.f, sum = 0.f;
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        mx = fmaxf(mx, fabsf(q[h][i]));
+        sum += q[h][i];
+      }
+      const int e = q_limb_exponent(mx);                   // mx < 2^e
+      const float inv = ldexpf(1.f, 6 - e);                // |q|·inv < 64
+      qs[h] = ldexpf(1.f, e - 6);
+      qsum[h] = sum;
+#pragma unroll
+      for (int wd = 0; wd < 4; ++wd) {
+        uint32_t p0 = 0, p1 = 0, p2 = 0;
+#pragma unroll
+        for (int b = 0; b < 4; ++b) {
+          int l[3];
+          q_limb_split(q[h][4 * wd + b] * inv, l);  // q·inv exact (power of two)
+          p0 |= (uint32_t(l[0]) & 0xffu) << (8 * b);
+          p1 |= (uint32_t(l[1]) & 0xffu) << (8 * b);
+          p2 |= (uint32_t(l[2]) & 0xffu) << (8 * b);
+        }
+        w[h][0][wd] = p0;
+        w[h][1][wd] = p1;
+        w[h][2][wd] = p2;
+      }
+    }
+  }
+
+  // Σ_i q_i·(k_i − z) over the lane's 16 codes k (one uint4), without the row's scale.
+  __device__ __forceinline__ float dot(int h, const uint4& k, float z) const {
+    const uint32_t kw[4] = {k.x, k.y, k.z, k.w};
+    int s0 = 0, s1 = 0, s2 = 0;
+#pragma unroll
+    for (int wd = 0; wd < 4; ++wd) {
+      s0 = dp4a_su(w[h][0][wd], kw[wd], s0);
+      s1 = dp4a_su(w[h][1][wd], kw[wd], s1);
+      s2 = dp4a_su(w[h][2][wd], kw[wd], s2);
+    }
+    const float lk = fmaf(float(s2), 1.f / 16384.f, fmaf(float(s1), 1.f / 128.f, float(s0)));
+    return fmaf(qs[h], lk, -z * qsum[h]);
+  }
+};
+
 // grid (num_seqs · Hkv · nhc, splits), kDecThreads threads. blockIdx.x = (s · Hkv + g) · nhc + hc:
 // query heads g · G + hc · GP .. + GP − 1 (those below (g + 1) · G) of token q_start[s];
 // blockIdx.y = split part z. At most 128 registers (4 blocks per SM; unbounded, the u8 GP = 2
@@ -492,6 +557,11 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
       for (int i = 0; i < E; ++i) qr[h][i] = 0.f;
     }
   }
+  // u8: the K dot product on dp4a. q/qs = l0 + l1/128 + l2/128² with int8 limbs (qs a power of two
+  // per lane and head, |q/qs| < 64): every step exact in fp32, q to 2^-15 of the lane's max.
+  // Σ q(k − z) = qs·(Σ l0·k + Σ l1·k/128 + Σ l2·k/128²) − z·Σ q, the Σ l·k exact in int32.
+  [[maybe_unused]] QLimbs<GP> ql;
+  if constexpr (L == KvLayout::u8) ql.build(qr);
 
   // Online-softmax state of the lane's row group: running max m, running sum l (both equal in
   // the LPK lanes of a row group) and O for the lane's E dims.
@@ -538,12 +608,16 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       float x[E];
-      unpack_codes<L>(kw[u], kz[u], x);
+      if constexpr (L != KvLayout::u8) unpack_codes<L>(kw[u], kz[u], x);
 #pragma unroll
       for (int h = 0; h < GP; ++h) {
         float part = 0.f;
+        if constexpr (L == KvLayout::u8) {
+          part = ql.dot(h, kw[u], kz[u]);
+        } else {
 #pragma unroll
-        for (int i = 0; i < E; ++i) part = fmaf(qr[h][i], x[i], part);
+          for (int i = 0; i < E; ++i) part = fmaf(qr[h][i], x[i], part);
+        }
 #pragma unroll
         for (int off = LPK / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
         if constexpr (L == KvLayout::u8) part *= ks[u];  // q · s(k − z) = s · (q · (k − z))

@@ -37,6 +37,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../q_limbs.hpp"
 #include "cuda_graph.hpp"
 #include "paged_kv_test.hpp"
 #include "devices.hpp"
@@ -324,4 +325,50 @@ TEST_CASE("naive fused decode replays from a CUDA graph, also after the kv lengt
     api.exec_destroy(exec);
     api.graph_destroy(graph);
   }
+}
+
+TEST_CASE("int8 decode arithmetic: q as three int8 limbs gives Σ q·(k − z) to 2e-5 of Σ |q|·|k − z| (CPU)") {
+  // The decode kernel's dp4a path, replayed on the host: a row of 128 query values in lanes of 16,
+  // each lane's scale from its max, limbs per value, integer sums per lane, then
+  // qs·(S0 + S1/128 + S2/128²) − z·Σq per lane. Includes rows with an outlier (100× the rest) and
+  // tiny and large rows. (The cache's own rounding is 1/255 of each row's range.)
+  using namespace kvrun::attention_naive_cuda;
+  std::mt19937_64 rng(77);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::uniform_int_distribution<int> code(0, 255);
+  double worst = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    const float scale = trial % 4 == 0 ? 1e-6f : trial % 4 == 1 ? 1e4f : 1.f;
+    float q[128];
+    for (float& v : q) v = nd(rng) * scale;
+    if (trial % 3 == 0) q[trial % 128] *= 100.f;
+    const int z = code(rng);
+    double exact = 0, mag = 0, got = 0;
+    for (int lane = 0; lane < 8; ++lane) {  // 16 values per lane, each lane its own scale
+      float mx = 0.f;
+      for (int i = 0; i < 16; ++i) mx = std::max(mx, std::fabs(q[lane * 16 + i]));
+      const int e = q_limb_exponent(mx);
+      const float inv = std::ldexp(1.f, 6 - e), qs = std::ldexp(1.f, e - 6);
+      long long s[3] = {0, 0, 0};
+      float qsum = 0.f;
+      for (int i = 0; i < 16; ++i) {
+        const float v = q[lane * 16 + i];
+        const int k = code(rng);
+        int l[3];
+        q_limb_split(v * inv, l);
+        for (int j = 0; j < 3; ++j) {
+          REQUIRE(std::abs(l[j]) <= 64);
+          s[j] += (long long)l[j] * k;
+        }
+        qsum += v;
+        exact += double(v) * (k - z);
+        mag += std::fabs(double(v)) * std::abs(k - z);
+      }
+      const float lk = std::fma(float(s[2]), 1.f / 16384.f, std::fma(float(s[1]), 1.f / 128.f, float(s[0])));
+      got += double(std::fma(qs, lk, -float(z) * qsum));
+    }
+    worst = std::max(worst, std::fabs(got - exact) / mag);
+  }
+  INFO("worst |Δ| / Σ|q||k − z| = " << worst);
+  CHECK(worst < 2e-5);  // fp32 cancellation of qs·Σ l·k against z·Σ q; far below the cache's 1/255
 }
