@@ -410,6 +410,7 @@ struct DecodeParams {
   int64_t rows;             // num_tokens · H
   int H, Hkv, G, nhc;       // nhc: head chunks per KV head (blocks per (sequence, KV head))
   int bt, bt_shift;         // block tokens; log2(bt) when bt is a power of two, else −1
+  bool aligned;             // bt a multiple of a warp round's keys (and u8 metadata aligned): see decode_kernel
   int max_blocks;
   float scale_log2;         // softmax scale · log2 e
 };
@@ -504,6 +505,30 @@ struct QLimbs {
   }
 };
 
+// The scales and zero points of the U consecutive rows r0 .. r0 + U − 1 (u8; r0 a multiple of U,
+// the arrays aligned to 2U and U bytes: checked at launch) as one load each. Rows past the
+// sequence's end but inside its cache block are read too: never written, they may hold anything
+// (NaN included), and the caller must not let them reach a result.
+template <int U>
+__device__ __forceinline__ void load_meta(const Kv& kv, int64_t r0, float (&s)[U], float (&z)[U]) {
+  static_assert(U == 2 || U == 4, "rows per lane");
+  uint32_t sw[U / 2], zw;
+  if constexpr (U == 4) {
+    const uint2 t = __ldg(reinterpret_cast<const uint2*>(kv.scale + r0));
+    sw[0] = t.x;
+    sw[1] = t.y;
+    zw = __ldg(reinterpret_cast<const uint32_t*>(kv.zero + r0));
+  } else {
+    sw[0] = __ldg(reinterpret_cast<const uint32_t*>(kv.scale + r0));
+    zw = __ldg(reinterpret_cast<const uint16_t*>(kv.zero + r0));
+  }
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    s[u] = __half2float(__ushort_as_half(uint16_t(sw[u / 2] >> (16 * (u % 2)))));
+    z[u] = float((zw >> (8 * u)) & 0xffu);
+  }
+}
+
 // grid (num_seqs · Hkv · nhc, splits), kDecThreads threads. blockIdx.x = (s · Hkv + g) · nhc + hc:
 // query heads g · G + hc · GP .. + GP − 1 (those below (g + 1) · G) of token q_start[s];
 // blockIdx.y = split part z. At most 128 registers (4 blocks per SM; unbounded, the u8 GP = 2
@@ -577,28 +602,68 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
   const int32_t* trow = p.table + int64_t(s) * p.max_blocks;
   const uint8_t* kbase = static_cast<const uint8_t*>(p.k.data);
   const uint8_t* vbase = static_cast<const uint8_t*>(p.v.data);
-  for (int jr = j0 + warp * S::kRoundKeys; jr < j1; jr += kDecWarps * S::kRoundKeys) {
+  // With whole rounds inside one cache block (p.aligned: bt a multiple of the round's keys, which
+  // j0 and every round start are too) lane (sub, c) takes the U consecutive rows jr + sub·U + u:
+  // one block-table entry serves the round (read a round ahead) and the lane's U scales and zeros
+  // are one vector load each. Otherwise it takes rows jr + u·KPW + sub, each with its own entry.
+  constexpr int kStride = kDecWarps * S::kRoundKeys;
+  const int bt = p.bt, shift = p.bt_shift;
+  auto block_of = [&](int j) { return shift >= 0 ? j >> shift : j / bt; };
+  int jr = j0 + warp * S::kRoundKeys;
+  int entry = p.aligned && jr < j1 ? __ldg(trow + block_of(jr)) : 0;  // this round's block id
+  for (; jr < j1; jr += kStride) {
     // Every load of the round first: U rows of K and U rows of V (and their scale/zero).
     uint4 kw[U], vw[U];
     float ks[U], kz[U], vs[U], vz[U];
     bool ok[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int j = jr + u * KPW + sub;
-      ok[u] = j < j1;
       kw[u] = vw[u] = make_uint4(0u, 0u, 0u, 0u);
       ks[u] = kz[u] = vs[u] = vz[u] = 0.f;
-      if (ok[u]) {
-        const int blk = p.bt_shift >= 0 ? j >> p.bt_shift : j / p.bt;
-        const int slot = j - blk * p.bt;
-        const int64_t r = (int64_t(__ldg(trow + blk)) * p.Hkv + g) * p.bt + slot;
-        kw[u] = __ldg(reinterpret_cast<const uint4*>(kbase + r * kRowBytes) + c);
-        vw[u] = __ldg(reinterpret_cast<const uint4*>(vbase + r * kRowBytes) + c);
-        if constexpr (L == KvLayout::u8) {
-          ks[u] = __half2float(__ushort_as_half(__ldg(p.k.scale + r)));
-          kz[u] = float(__ldg(p.k.zero + r));
-          vs[u] = __half2float(__ushort_as_half(__ldg(p.v.scale + r)));
-          vz[u] = float(__ldg(p.v.zero + r));
+    }
+    if (p.aligned) {
+      const int blk = block_of(jr);
+      const int next = jr + kStride < j1 ? __ldg(trow + block_of(jr + kStride)) : 0;
+      const int first = jr + sub * U;  // the lane's first row
+      const int64_t r0 = (int64_t(entry) * p.Hkv + g) * bt + (first - blk * bt);
+      entry = next;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        ok[u] = first + u < j1;
+        if (ok[u]) {
+          kw[u] = __ldg(reinterpret_cast<const uint4*>(kbase + (r0 + u) * kRowBytes) + c);
+          vw[u] = __ldg(reinterpret_cast<const uint4*>(vbase + (r0 + u) * kRowBytes) + c);
+        }
+      }
+      if constexpr (L == KvLayout::u8) {
+        if (ok[0]) {
+          load_meta<U>(p.k, r0, ks, kz);
+          load_meta<U>(p.v, r0, vs, vz);
+        }
+        // A row past the end has never been written (its scale may be NaN): its softmax weight is
+        // 0, and 0 · s(v − z) must stay 0, so its V scale and zero become 0 (its score is masked).
+#pragma unroll
+        for (int u = 1; u < U; ++u) {
+          vs[u] = ok[u] ? vs[u] : 0.f;
+          vz[u] = ok[u] ? vz[u] : 0.f;
+        }
+      }
+    } else {
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int j = jr + u * KPW + sub;
+        ok[u] = j < j1;
+        if (ok[u]) {
+          const int blk = block_of(j);
+          const int64_t r = (int64_t(__ldg(trow + blk)) * p.Hkv + g) * bt + (j - blk * bt);
+          kw[u] = __ldg(reinterpret_cast<const uint4*>(kbase + r * kRowBytes) + c);
+          vw[u] = __ldg(reinterpret_cast<const uint4*>(vbase + r * kRowBytes) + c);
+          if constexpr (L == KvLayout::u8) {
+            ks[u] = __half2float(__ushort_as_half(__ldg(p.k.scale + r)));
+            kz[u] = float(__ldg(p.k.zero + r));
+            vs[u] = __half2float(__ushort_as_half(__ldg(p.v.scale + r)));
+            vz[u] = float(__ldg(p.v.zero + r));
+          }
         }
       }
     }
@@ -747,7 +812,12 @@ int decode_heads_per_block(int G, int max_gp) {
 }
 
 template <KvLayout L, int D, int GP>
-void launch_decode_kernel(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
+void launch_decode_kernel(DecodeParams p, dim3 grid, cudaStream_t stream) {
+  using S = DecShape<L, D, GP>;
+  const auto aligned_to = [](const void* q, size_t a) { return reinterpret_cast<uintptr_t>(q) % a == 0; };
+  p.aligned = p.bt % S::kRoundKeys == 0 &&
+              (L != KvLayout::u8 || (aligned_to(p.k.scale, 2 * S::U) && aligned_to(p.v.scale, 2 * S::U) &&
+                                     aligned_to(p.k.zero, S::U) && aligned_to(p.v.zero, S::U)));
   check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, grid, dim3(kDecThreads), 0,
                                  decode_kernel<L, D, GP>, p),
              "launch of decode_kernel");
@@ -802,6 +872,7 @@ void launch_decode(const Args& a, cudaStream_t stream) {
     if ((1 << sh) == a.block_tokens) p.bt_shift = sh;
   p.max_blocks = a.max_blocks;
   p.scale_log2 = a.scale * kLog2e;
+  p.aligned = false;  // set per instance (the round's keys depend on GP) in launch_decode_kernel
 
   const dim3 grid{unsigned(blocks), unsigned(splits)};
   if (gp == 1) launch_decode_kernel<L, D, 1>(p, grid, stream);
