@@ -6,10 +6,12 @@
 //   CudaDevice     ties them together; created by the module's `create` (device.cpp)
 #pragma once
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
+#include <compare>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -164,6 +166,12 @@ class CudaOps final : public Ops {
   void matmul_fused_impl(TensorView y, TensorView x, TensorView w, const TensorView* bias, const MatmulFusion& f);
   // y[M, N] = x[M, K]·w[N, K]ᵀ + β·y on cuBLAS, x in w's dtype (matmul.cu).
   void cublas_gemm(float* y, const void* x, const TensorView& w, int m, int n, int k, float beta);
+  // y[M, N] (f32) = xb[M, K]·w[N, K]ᵀ + bias[N] (+ y before, accumulate) in one cublasLtMatmul with
+  // the bias epilogue; xb and w bf16, bias f32 (matmul.cu). False, with nothing launched, where it
+  // does not apply (KVRUN_CUDA_LT_BIAS=0, a bias of another dtype, no cuBLASLt algorithm): the
+  // caller then runs cublas_gemm and the epilogue kernel.
+  bool lt_gemm_bias(float* y, const __nv_bfloat16* xb, const void* w, const void* bias, DType bias_t, int m, int n,
+                    int k, bool accumulate);
   void sample_impl(int32_t* ids, TensorView logits, const SampleParams* params);
 
   CudaDevice& dev_;
@@ -181,7 +189,34 @@ class CudaOps final : public Ops {
   bool tc_gemm_ready_ = false;  // small_m_gemm_prepare() has run on this device
   cublasHandle_t cublas_ = nullptr;
   void* cublas_ws_ = nullptr;  // cuBLAS workspace (fixed size, so cuBLAS never allocates in a graph)
-  size_t cublas_ws_bytes_ = 0;
+  size_t cublas_ws_bytes_ = 0;  // cuBLASLt runs on the same stream and shares it
+  // cuBLASLt for bf16 GEMMs with an f32 bias (lt_gemm_bias). KVRUN_CUDA_LT_BIAS=0: off (cublasGemmEx
+  // and the epilogue kernel, as before).
+  bool lt_bias_ = true;
+  cublasLtHandle_t cublaslt_ = nullptr;
+  // One shape of lt_gemm_bias: the problem and the pointer alignments the heuristic was told
+  // (bytes, powers of two up to 256; different pointers of the same alignment share the plan).
+  struct LtKey {
+    int m = 0, n = 0, k = 0;
+    bool accumulate = false;  // β = 1
+    uint32_t align_w = 0, align_x = 0, align_y = 0, align_bias = 0;
+    auto operator<=>(const LtKey&) const = default;
+  };
+  // Its descriptors and the algorithm the heuristic chose, made on first use, so that steady-state
+  // steps (and their graph capture) ask the heuristic nothing. ok = false: cuBLASLt offered no
+  // algorithm (the old path is taken for that key from then on).
+  struct LtPlan {
+    bool ok = false;
+    cublasLtMatmulDesc_t desc = nullptr;     // compute f32, A transposed, bias epilogue
+    cublasLtMatrixLayout_t w = nullptr;      // A: bf16 column-major [K, N] (w row-major [N, K])
+    cublasLtMatrixLayout_t x = nullptr;      // B: bf16 column-major [K, M] (xb row-major [M, K])
+    cublasLtMatrixLayout_t y = nullptr;      // C = D: f32 column-major [N, M] (y row-major [M, N])
+    cublasLtMatmulAlgo_t algo{};
+  };
+  static constexpr size_t kLtMaxPlans = 512;  // past this many shapes (prefill lengths) the cache restarts
+  std::map<LtKey, LtPlan> lt_plans_;
+  const LtPlan& lt_plan(const LtKey& key, const void* bias);
+  static void lt_destroy(LtPlan& p) noexcept;
   void* ws_ = nullptr;
   size_t ws_bytes_ = 0;
   bool ws_in_graph_ = false;                             // ws_ was handed out during a capture

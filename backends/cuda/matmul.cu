@@ -10,7 +10,10 @@
 //   larger M         cuBLAS: bf16 weights → x rounded to bf16 in the workspace, cublasGemmEx with
 //                    fp32 accumulation; f16 weights → x rounded to f16 after scaling each row by a
 //                    power of two into the f16 range (undone in the epilogue); f32 weights →
-//                    cublasSgemm (no TF32). Bias (and the f16 row scale) in one epilogue kernel.
+//                    cublasSgemm (no TF32). Bias (and the f16 row scale) in one epilogue kernel —
+//                    except bf16 weights with an f32 bias: one cublasLtMatmul (same operands, fp32
+//                    accumulation) adds the bias in its epilogue (CUBLASLT_EPILOGUE_BIAS), unless
+//                    KVRUN_CUDA_LT_BIAS=0 or cuBLASLt offers no algorithm for the shape.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -528,8 +531,9 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
   if (w.dtype == DType::f32) {
     cublas_gemm(yp, xp, w, m, n, k, 0.f);
   } else if (w.dtype == DType::bf16) {
-    auto* xb = static_cast<__nv_bfloat16*>(workspace(size_t(M * K) * 2, "matmul"));
+    auto* xb = static_cast<__nv_bfloat16*>(workspace(size_t(M * K) * 2, "matmul"));  // [M, K] bf16
     launch_f32_to_bf16(st, xb, xp, M * K);
+    if (bias_p && lt_gemm_bias(yp, xb, w.data, bias_p, bias_t, m, n, k, false)) return;  // bias added
     cublas_gemm(yp, xb, w, m, n, k, 0.f);
   } else {  // f16
     const size_t xh_bytes = align_up(size_t(M * K) * 2, 256);
@@ -558,6 +562,106 @@ void CudaOps::cublas_gemm(float* y, const void* x, const TensorView& w, int m, i
   const cudaDataType_t t = w.dtype == DType::bf16 ? CUDA_R_16BF : CUDA_R_16F;
   KVRUN_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w.data, t, k, x, t, k, &beta, y,
                                   CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// ---------------------------------------------------------------------------------------------
+// cuBLASLt: bf16 GEMM with the f32 bias added in its epilogue.
+//
+// The same column-major view as cublas_gemm: D = yᵀ[N, M] = op_T(A) · B + β·C + bias, with
+//   A = w   bf16, column-major [K, N] (w row-major [N, K]), transposed → [N, K]
+//   B = xbᵀ bf16, column-major [K, M] (xb row-major [M, K])
+//   C = D = yᵀ f32, column-major [N, M], ld N, in place; β = 0 (matmul) or 1 (accumulate)
+//   bias    f32 [N]: CUBLASLT_EPILOGUE_BIAS adds one value per row of D (its length must be D's row
+//           count, N here) to every column, i.e. bias[n] to y[m, n] for every m.
+// Bias type (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE): the bias elements have D's type
+// (f32 here); the exceptions are IMMA and fp8 kernels only. So an f32 bias is used directly and a
+// bf16 or f16 bias keeps the GemmEx + epilogue-kernel path (no conversion buffer).
+
+namespace {
+
+// The largest power of two up to 256 that divides the address (what cuBLASLt's MIN_ALIGNMENT
+// preferences describe).
+uint32_t ptr_alignment(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t low = a & (~a + 1);  // lowest set bit (0 for a null pointer)
+  return low == 0 || low >= 256 ? 256u : uint32_t(low);
+}
+
+}  // namespace
+
+void CudaOps::lt_destroy(LtPlan& p) noexcept {
+  if (p.desc) cublasLtMatmulDescDestroy(p.desc);
+  if (p.w) cublasLtMatrixLayoutDestroy(p.w);
+  if (p.x) cublasLtMatrixLayoutDestroy(p.x);
+  if (p.y) cublasLtMatrixLayoutDestroy(p.y);
+  p = LtPlan{};
+}
+
+const CudaOps::LtPlan& CudaOps::lt_plan(const LtKey& key, const void* bias) {
+  if (auto it = lt_plans_.find(key); it != lt_plans_.end()) return it->second;
+  if (lt_plans_.size() >= kLtMaxPlans) {  // descriptors are not referenced once a call returns
+    for (auto& [k, plan] : lt_plans_) lt_destroy(plan);
+    lt_plans_.clear();
+  }
+  LtPlan p;
+  cublasLtMatmulPreference_t pref = nullptr;
+  try {
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    const int32_t bias_type = CUDA_R_32F;
+    KVRUN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    KVRUN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+    KVRUN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+    KVRUN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    KVRUN_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+    // the heuristic reads the bias pointer's value for its alignment (cublasLt.h)
+    KVRUN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    KVRUN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.w, CUDA_R_16BF, uint64_t(key.k), uint64_t(key.n), int64_t(key.k)));
+    KVRUN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.x, CUDA_R_16BF, uint64_t(key.k), uint64_t(key.m), int64_t(key.k)));
+    KVRUN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.y, CUDA_R_32F, uint64_t(key.n), uint64_t(key.m), int64_t(key.n)));
+
+    KVRUN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    const uint64_t ws = cublas_ws_bytes_;
+    KVRUN_CUBLAS_CHECK(
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align_w},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_x},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_y},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_y}};
+    for (const auto& [attr, a] : aligns)
+      KVRUN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &a, sizeof(a)));
+    cublasLtMatmulHeuristicResult_t res{};
+    int found = 0;
+    const cublasStatus_t hs =
+        cublasLtMatmulAlgoGetHeuristic(cublaslt_, p.desc, p.w, p.x, p.y, p.y, pref, 1, &res, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    pref = nullptr;
+    if (hs != CUBLAS_STATUS_NOT_SUPPORTED) KVRUN_CUBLAS_CHECK(hs);
+    p.ok = hs == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS;
+    if (p.ok) p.algo = res.algo;
+  } catch (...) {
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    lt_destroy(p);
+    throw;
+  }
+  if (!p.ok) lt_destroy(p);  // only the answer is kept: the old path for this key
+  return lt_plans_.emplace(key, p).first->second;
+}
+
+bool CudaOps::lt_gemm_bias(float* y, const __nv_bfloat16* xb, const void* w, const void* bias, DType bias_t, int m,
+                           int n, int k, bool accumulate) {
+  if (!lt_bias_ || !cublaslt_ || !bias || bias_t != DType::f32) return false;
+  const LtKey key{m, n, k, accumulate, ptr_alignment(w), ptr_alignment(xb), ptr_alignment(y), ptr_alignment(bias)};
+  const LtPlan& p = lt_plan(key, bias);
+  if (!p.ok) return false;
+  // the plan is shared by every bias of this alignment (one per layer): point it at this one
+  KVRUN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+  KVRUN_CUBLAS_CHECK(cublasLtMatmul(cublaslt_, p.desc, &one, w, p.w, xb, p.x, &beta, y, p.y, y, p.y, &p.algo,
+                                    cublas_ws_, cublas_ws_bytes_, stream()));
+  return true;
 }
 
 bool CudaOps::matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept {
@@ -623,7 +727,7 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
   const float beta = f.accumulate ? 1.f : 0.f;
   const int m = int(M), n = int(N), k = int(K);
   if (w.dtype == DType::bf16) {
-    auto* xb = static_cast<__nv_bfloat16*>(workspace(size_t(M * K) * 2, "matmul_fused"));
+    auto* xb = static_cast<__nv_bfloat16*>(workspace(size_t(M * K) * 2, "matmul_fused"));  // [M, K] bf16
     if (f.norm_w) {
       launch_rms_norm_bf16(pdl_, st, xb, xp, f.norm_w->data, f.norm_w->dtype, M, K, f.norm_eps);
     } else if (f.swiglu) {
@@ -631,6 +735,8 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
     } else {
       launch_f32_to_bf16(st, xb, xp, M * K);
     }
+    // y = xb·wᵀ + bias (+ y) in one cuBLASLt call: the bias epilogue with β = 1 where accumulating
+    if (bias_p && lt_gemm_bias(yp, xb, w.data, bias_p, bias_t, m, n, k, f.accumulate)) return;
     cublas_gemm(yp, xb, w, m, n, k, beta);
   } else {  // f32 (matmul_fuses refuses f16 here, and norm or SwiGLU with f32 weights)
     cublas_gemm(yp, xp, w, m, n, k, beta);

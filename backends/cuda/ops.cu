@@ -28,6 +28,7 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   tc_gemm_max_rows_ = cuda_plugin::env_int("KVRUN_CUDA_TC_GEMM_MAX_ROWS", 0, kSmallMGemmMaxRows, tc_gemm_max_rows_);
   tc_splits_ = cuda_plugin::env_int("KVRUN_CUDA_TC_SPLITK", 1, kSmallMGemmMaxSplits, tc_splits_);
   fuse_ = cuda_plugin::env_int("KVRUN_CUDA_FUSE", 0, 1, 1) == 1;
+  lt_bias_ = cuda_plugin::env_int("KVRUN_CUDA_LT_BIAS", 0, 1, 1) == 1;
   KVRUN_CUBLAS_CHECK(cublasCreate(&cublas_));
   KVRUN_CUBLAS_CHECK(cublasSetStream(cublas_, dev_.stream()));
   // Plain fp32 SGEMM for f32 weights (no TF32); bf16/f16 GEMMs pick tensor cores themselves.
@@ -37,6 +38,8 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   cublas_ws_bytes_ = size_t(32) << 20;
   check(dev_.allocate(cublas_ws_bytes_, MemCategory::workspace, &cublas_ws_));
   KVRUN_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_, cublas_ws_bytes_));
+  // cuBLASLt (bf16 GEMMs with their bias in the epilogue): the same workspace, passed per call.
+  if (lt_bias_) KVRUN_CUBLAS_CHECK(cublasLtCreate(&cublaslt_));
 }
 
 CudaOps::~CudaOps() {
@@ -44,6 +47,8 @@ CudaOps::~CudaOps() {
     ScopedDevice guard(dev_.index());
     (void)cudaStreamSynchronize(dev_.stream());
     if (cublas_) cublasDestroy(cublas_);
+    for (auto& [key, plan] : lt_plans_) lt_destroy(plan);
+    if (cublaslt_) cublasLtDestroy(cublaslt_);
   } catch (...) {
   }
   if (cublas_ws_) dev_.deallocate(cublas_ws_, cublas_ws_bytes_, MemCategory::workspace);

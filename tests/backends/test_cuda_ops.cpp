@@ -459,7 +459,7 @@ TEST_CASE("cuda: matmul_fused (norm in, SwiGLU in, y +=) vs the CPU's unfused op
       {3, 257, 512, DType::f16, true, false, false, false, false},     // norm only at M = 1
       {100, 1000, 4096, DType::bf16, true, false, false, true, true},  // cuBLAS: norm → bf16
       {100, 700, 1500, DType::bf16, false, true, true, false, true},   // cuBLAS: SwiGLU → bf16, β = 1
-      {100, 515, 256, DType::bf16, false, false, true, true, true},    // β = 1 then the bias
+      {100, 515, 256, DType::bf16, false, false, true, true, true},    // β = 1 and the bias (cuBLASLt)
       {70, 300, 200, DType::f32, false, false, true, false, true},     // Sgemm, β = 1
       {70, 300, 200, DType::f32, true, false, false, false, false},
       {70, 300, 200, DType::f16, false, false, true, false, false},
@@ -517,6 +517,117 @@ TEST_CASE("cuda: matmul_fused (norm in, SwiGLU in, y +=) vs the CPU's unfused op
       check(gops.matmul(y2.view(DType::f32, {M, N}), t.view(DType::f32, {M, K}), dw.view(c.wt, {N, K}),
                         c.bias ? &gb : nullptr));
       CHECK(bitwise_equal(dy.to_host(), y2.to_host()));
+    }
+  }
+}
+
+TEST_CASE("cuda: cuBLAS path with a bias (bf16 weights: cuBLASLt bias epilogue) vs CPU and KVRUN_CUDA_LT_BIAS=0") {
+  NEED_GPU();
+  // Rows past the tensor-core GEMM's default (8) reach cuBLAS. With bf16 weights and an f32 bias
+  // one cublasLtMatmul adds the bias in its epilogue (β = 1 too, matmul_fused's accumulate); a
+  // bf16 or f16 bias keeps cublasGemmEx + the epilogue kernel. A device of its own with
+  // KVRUN_CUDA_LT_BIAS=0 runs the old path everywhere.
+  // Tolerances: against the CPU (x rounded to bf16 for the tensor cores) rel_l2 ≤ 1e-2 as the
+  // other cuBLAS cases (of y − y₀ where accumulating); LT on vs off: the same bf16 products with
+  // fp32 accumulation, summed in another order → rel_l2 ≤ 1e-5; bitwise equal where the bias
+  // dtype keeps the old path in both.
+  setenv("KVRUN_CUDA_LT_BIAS", "0", 1);
+  std::shared_ptr<Device> off_dev;
+  {
+    DeviceRequest req;
+    req.spec = "cuda:0";
+    req.search_dirs = test::cuda_dirs();
+    off_dev = open_device(req);
+  }
+  unsetenv("KVRUN_CUDA_LT_BIAS");
+  REQUIRE(off_dev != nullptr);
+  Device& O = *off_dev;
+  Ops& oops = O.ops();
+  struct Shape {
+    int64_t N, K;
+  };
+  const Shape shapes[] = {{37, 64},      // N not a multiple of 4
+                          {515, 256},
+                          {1000, 1027},  // odd K: bf16 rows of odd length (cuBLASLt may decline)
+                          {3584, 512}};  // q·k·v-like width
+  uint64_t seed = 9100;
+  for (int64_t M : {16, 64, 300}) {
+    for (const Shape& sh : shapes) {
+      for (DType bt : {DType::f32, DType::bf16, DType::f16}) {
+        const int64_t N = sh.N, K = sh.K;
+        // plain matmul: y[M, N] = x[M, K]·w[N, K]ᵀ + bias[N]
+        std::vector<float> got, ref;
+        run_matmul(G, gops, cops, M, N, K, DType::bf16, true, bt, seed += 10, nullptr, &got, &ref);
+        std::vector<float> got_off, ref_off;
+        run_matmul(O, oops, cops, M, N, K, DType::bf16, true, bt, seed, nullptr, &got_off, &ref_off);
+        Diff d = diff(got, ref), d_off = diff(got, got_off);
+        INFO("matmul M " << M << ", N " << N << ", K " << K << ", bias " << dtype_name(bt) << ": vs CPU " << show(d)
+                         << " (≤ 1e-2); LT on vs off " << show(d_off) << " (≤ 1e-5)");
+        CHECK(d.nonfinite == 0);
+        CHECK(d.rel_l2 <= 1e-2);
+        CHECK(d_off.nonfinite == 0);
+        CHECK(d_off.rel_l2 <= 1e-5);
+        if (bt != DType::f32) CHECK(bitwise_equal(got, got_off));  // the old path on both devices
+      }
+    }
+  }
+  // matmul_fused: norm in (β = 0), y += (β = 1), SwiGLU in with y +=; f32 and bf16 bias.
+  struct Case {
+    int64_t M, N, K;
+    bool norm, swiglu, accumulate;
+  };
+  const Case cases[] = {{16, 3584, 512, true, false, false},  // q·k·v-like at batch 16
+                        {64, 515, 256, true, false, false},
+                        {64, 37, 200, false, false, true},
+                        {16, 1000, 1027, false, false, true},
+                        {64, 700, 1500, false, true, true},
+                        {300, 515, 256, true, false, false}};
+  for (const Case& c : cases) {
+    for (DType bt : {DType::f32, DType::bf16}) {
+      const int64_t M = c.M, N = c.N, K = c.K, XC = c.swiglu ? 2 * K : K;
+      INFO("matmul_fused M " << M << " N " << N << " K " << K << (c.norm ? " norm" : "")
+                             << (c.swiglu ? " swiglu" : "") << (c.accumulate ? " +=" : "") << " bias "
+                             << dtype_name(bt));
+      std::vector<float> x = randn(size_t(M * XC), ++seed, 2.f), y0 = randn(size_t(M * N), ++seed, 3.f);
+      std::vector<uint8_t> w = encode(randn(size_t(N * K), ++seed, 0.05f), DType::bf16);
+      std::vector<uint8_t> ln = encode(randn(size_t(K), ++seed, 1.f), DType::bf16);
+      std::vector<uint8_t> b = encode(randn(size_t(N), ++seed), bt);
+      MatmulFusion hf;
+      hf.swiglu = c.swiglu;
+      hf.accumulate = c.accumulate;
+      TensorView hln = hview(ln, DType::bf16, {K}), hb = hview(b, bt, {N});
+      if (c.norm) {
+        hf.norm_w = &hln;
+        hf.norm_eps = 1e-6f;
+      }
+      std::vector<float> ref = y0;
+      check(cops.matmul_fused(hview(ref, DType::f32, {M, N}), hview(x, DType::f32, {M, XC}),
+                              hview(w, DType::bf16, {N, K}), &hb, hf));
+      std::vector<float> outs[2];
+      for (int dev = 0; dev < 2; ++dev) {
+        Device& D = dev == 0 ? G : O;
+        Ops& ops = D.ops();
+        Buffer<float> dx = to_gpu(D, x), dy = to_gpu(D, y0);
+        Buffer<uint8_t> dw = to_gpu(D, w), dln = to_gpu(D, ln), db = to_gpu(D, b);
+        TensorView gln = dln.view(DType::bf16, {K}), gb = db.view(bt, {N});
+        MatmulFusion gf = hf;
+        gf.norm_w = c.norm ? &gln : nullptr;
+        REQUIRE(ops.matmul_fuses(gf, M, dw.view(DType::bf16, {N, K})));
+        if (!c.accumulate) poison(D, dy);
+        check(ops.matmul_fused(dy.view(DType::f32, {M, N}), dx.view(DType::f32, {M, XC}),
+                               dw.view(DType::bf16, {N, K}), &gb, gf));
+        outs[dev] = dy.to_host();
+      }
+      std::vector<float> got = outs[0], ref_p = ref;
+      if (c.accumulate)  // compare the products: the residual is in both exactly once
+        for (size_t i = 0; i < got.size(); ++i) got[i] -= y0[i], ref_p[i] -= y0[i];
+      Diff d = diff(got, ref_p), d_off = diff(outs[0], outs[1]);
+      INFO("vs CPU " << show(d) << " (≤ 1e-2); LT on vs off " << show(d_off) << " (≤ 1e-5)");
+      CHECK(d.nonfinite == 0);
+      CHECK(d.rel_l2 <= 1e-2);
+      CHECK(d_off.nonfinite == 0);
+      CHECK(d_off.rel_l2 <= 1e-5);
+      if (bt != DType::f32) CHECK(bitwise_equal(outs[0], outs[1]));
     }
   }
 }
@@ -1021,16 +1132,19 @@ TEST_CASE("cuda: a decode step captured in a CUDA graph replays bit-identically"
   CudaGraphApi api = cuda_graph_api();
   KVRUN_SKIP_UNLESS(api.ok(), "libcudart graph API not found in the process");
   // One token through rms_norm → matmul (GEMV, M = 1) → rope → silu_mul → add → matmul (cuBLAS,
-  // M = 16) → greedy sample: run eagerly, then capture (global mode: any allocation or host sync
-  // inside an op would break the capture) and replay; results must match bit for bit.
+  // M = 16, bf16 weights with an f32 bias: cuBLASLt's bias epilogue) → greedy sample: run eagerly,
+  // then capture (global mode: any allocation or host sync inside an op would break the capture)
+  // and replay; results must match bit for bit.
   const int64_t K = 512, N = 1024, H = 8, D = 128, M2 = 16, V = 4096;
   std::vector<float> x = randn(size_t(K), 301);
   std::vector<uint8_t> wn = encode(randn(size_t(K), 302), DType::bf16);
   std::vector<uint8_t> w1 = encode(randn(size_t(N * K), 303, 0.05f), DType::bf16);
   std::vector<uint8_t> w2 = encode(randn(size_t(V * K), 304, 0.05f), DType::bf16);
   std::vector<float> xb = randn(size_t(M2 * K), 305);
+  std::vector<float> b2 = randn(size_t(V), 306);  // [V] f32 bias of the M2 matmul
   std::vector<int32_t> pos = {4321};
-  Buffer<float> dx = to_gpu(G, x), dxb = to_gpu(G, xb);
+  Buffer<float> dx = to_gpu(G, x), dxb = to_gpu(G, xb), db2 = to_gpu(G, b2);
+  const TensorView gb2 = db2.view(DType::f32, {V});
   Buffer<uint8_t> dwn = to_gpu(G, wn), dw1 = to_gpu(G, w1), dw2 = to_gpu(G, w2);
   Buffer<int32_t> dpos = to_gpu(G, pos);
   Buffer<float> h(G, size_t(K), MemCategory::workspace), q(G, size_t(N), MemCategory::workspace),
@@ -1045,7 +1159,7 @@ TEST_CASE("cuda: a decode step captured in a CUDA graph replays bit-identically"
     check(gops.silu_mul(r.view(DType::f32, {1, N}), q.view(DType::f32, {1, N}), q.view(DType::f32, {1, N})));
     check(gops.add(r.view(DType::f32, {1, N}), r.view(DType::f32, {1, N}), q.view(DType::f32, {1, N})));
     check(gops.matmul(logits.view(DType::f32, {M2, V}), dxb.view(DType::f32, {M2, K}), dw2.view(DType::bf16, {V, K}),
-                      nullptr));
+                      &gb2));
     check(gops.sample(ids.data(), logits.view(DType::f32, {M2, V}), params.data()));
   };
   auto poison_all = [&] {
