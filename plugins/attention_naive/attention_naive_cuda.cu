@@ -358,9 +358,11 @@ pv_vec_kernel(float* __restrict__ out,                // [num_tokens, H, D] f32
 // about the same time (their second reads hit L2). At the end the KPW lane groups of a warp merge
 // their (m, l, O) by shuffles, then the warps merge through shared memory in warp order.
 //
-// Split-K. When the grid (num_seqs · num_kv_heads · head chunks blocks) would not fill the device
-// (about kDecBlocksPerSm blocks per SM) and the step's longest cache has at least
-// 2 · kDecMinSplitKeys keys, the keys of each sequence are split into gridDim.y parts: part z covers
+// Split-K. When the grid (num_seqs · num_kv_heads · head chunks blocks) would not fill one wave
+// (the kernel's resident blocks per SM, from the occupancy API, times the SMs) and the step's
+// longest cache has at least 2 · kDecMinSplitKeys keys, the keys of each sequence are split into
+// gridDim.y parts, as many as still fit in that one wave (a second, nearly empty wave cost 6 % at
+// an 8192-token context: 32 parts 5.31 vs 16 parts 5.00 ms per batch-1 step): part z covers
 // keys [z · P, min(kv_len, (z + 1) · P)) with P = ceil(kv_len / parts) rounded up to whole block
 // rounds, computed on the device from kv_len. So the number of parts depends only on host values
 // that a captured CUDA graph bakes in with its key (num_seqs, and max_kv_len, which the model
@@ -381,7 +383,6 @@ constexpr int kDecWarps = 4;
 constexpr int kDecThreads = kDecWarps * 32;
 constexpr int kDecMaxSplits = 32;      // parts per sequence at most
 constexpr int kDecMinSplitKeys = 256;  // a split part covers at least about this many keys
-constexpr int kDecBlocksPerSm = 8;     // split only while the grid has fewer blocks than this per SM
 constexpr float kLog2e = 1.4426950408889634f;
 
 template <KvLayout L, int D, int GP = 1>
@@ -823,6 +824,19 @@ void launch_decode_kernel(DecodeParams p, dim3 grid, cudaStream_t stream) {
              "launch of decode_kernel");
 }
 
+// Blocks of decode_kernel<L, D, GP> resident on one SM (registers bound it: 4 for the 128-register
+// instances), asked once per process (every device of a process is assumed alike here).
+template <KvLayout L, int D, int GP>
+int decode_resident_blocks() {
+  static const int n = [] {
+    int b = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_kernel<L, D, GP>, kDecThreads, 0) != cudaSuccess)
+      b = 4;  // the kernel's __launch_bounds__ minimum
+    return std::max(b, 1);
+  }();
+  return n;
+}
+
 template <KvLayout L, int D>
 void launch_decode(const Args& a, cudaStream_t stream) {
   using S = DecShape<L, D>;
@@ -843,9 +857,13 @@ void launch_decode(const Args& a, cudaStream_t stream) {
   if (forced > 0) {
     splits = forced;
   } else {
-    const int64_t target = int64_t(kDecBlocksPerSm) * std::max(a.num_sms, 1);
-    if (blocks < target && a.max_kv_len >= 2 * kDecMinSplitKeys)
-      splits = std::min<int64_t>((target + blocks - 1) / blocks, a.max_kv_len / kDecMinSplitKeys);
+    int resident = 4;
+    if (gp == 1) resident = decode_resident_blocks<L, D, 1>();
+    else if (gp == 2) resident = decode_resident_blocks<L, D, 2>();
+    else if constexpr (S::kMaxGP >= 4) resident = decode_resident_blocks<L, D, 4>();
+    const int64_t wave = int64_t(resident) * std::max(a.num_sms, 1);  // blocks of one full wave
+    if (blocks < wave && a.max_kv_len >= 2 * kDecMinSplitKeys)
+      splits = std::min<int64_t>(wave / blocks, a.max_kv_len / kDecMinSplitKeys);
   }
   splits = std::min<int64_t>(splits, kDecMaxSplits);
   splits = std::min<int64_t>(splits, int64_t(a.scores_capacity / size_t(rows * (D + 2))));
