@@ -53,6 +53,73 @@ __device__ void quantize_row_warp(const float* __restrict__ x,  // [D] f32
   }
 }
 
+// The same for a K row and a V row at once with 16-byte loads and 4-byte stores (D % 4 == 0,
+// D ≤ 128·kVecChunks, every row 16-byte aligned): lane takes the 4-element chunks lane, lane + 32;
+// both rows are loaded before either is reduced, so their load latencies overlap. The range is
+// order-independent and each code is quantize_value of its element: the codes, scales and zero
+// points are those of quantize_row_warp (and of the CPU).
+constexpr int kVecChunks = 2;
+__device__ void quantize_rows_vec(const float* __restrict__ xk, const float* __restrict__ xv,  // [D] f32 each
+                                  int D, int lane,
+                                  uint8_t* __restrict__ qk, uint8_t* __restrict__ qv,          // [D] codes each
+                                  uint16_t* __restrict__ sk, uint16_t* __restrict__ sv,        // [1] fp16 bits each
+                                  uint8_t* __restrict__ zk, uint8_t* __restrict__ zv) {        // [1] each
+  const int chunks = D / 4;
+  float4 a[2][kVecChunks];
+#pragma unroll
+  for (int i = 0; i < kVecChunks; ++i) {
+    const int c = lane + 32 * i;
+    const bool in = c < chunks;
+    a[0][i] = in ? __ldg(reinterpret_cast<const float4*>(xk) + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+    a[1][i] = in ? __ldg(reinterpret_cast<const float4*>(xv) + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  float lo[2] = {0.f, 0.f}, hi[2] = {0.f, 0.f};  // the range always holds 0 (so zero padding is neutral)
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+#pragma unroll
+    for (int i = 0; i < kVecChunks; ++i) {
+      int8kv::range_update(a[r][i].x, &lo[r], &hi[r]);
+      int8kv::range_update(a[r][i].y, &lo[r], &hi[r]);
+      int8kv::range_update(a[r][i].z, &lo[r], &hi[r]);
+      int8kv::range_update(a[r][i].w, &lo[r], &hi[r]);
+    }
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float olo = __shfl_xor_sync(0xffffffffu, lo[r], off);
+      const float ohi = __shfl_xor_sync(0xffffffffu, hi[r], off);
+      int8kv::range_update(olo, &lo[r], &hi[r]);
+      int8kv::range_update(ohi, &lo[r], &hi[r]);
+    }
+  }
+  uint8_t* const q[2] = {qk, qv};
+  uint16_t* const sp[2] = {sk, sv};
+  uint8_t* const zp[2] = {zk, zv};
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float s, z;
+    uint16_t s_bits;
+    int8kv::row_params(lo[r], hi[r], &s, &s_bits, &z);
+#pragma unroll
+    for (int i = 0; i < kVecChunks; ++i) {
+      const int c = lane + 32 * i;
+      if (c < chunks) {
+        const uint32_t w = uint32_t(int8kv::quantize_value(a[r][i].x, s, z)) |
+                           uint32_t(int8kv::quantize_value(a[r][i].y, s, z)) << 8 |
+                           uint32_t(int8kv::quantize_value(a[r][i].z, s, z)) << 16 |
+                           uint32_t(int8kv::quantize_value(a[r][i].w, s, z)) << 24;
+        reinterpret_cast<uint32_t*>(q[r])[c] = w;
+      }
+    }
+    if (lane == 0) {
+      *sp[r] = s_bits;
+      *zp[r] = uint8_t(z);
+    }
+  }
+}
+
 // grid: ceil(num_tokens * num_kv_heads / kWarpsPerBlock) blocks of kWarpsPerBlock warps.
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
@@ -66,7 +133,7 @@ append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
               const int32_t* __restrict__ table,    // [num_seqs, max_blocks]
               const int32_t* __restrict__ token_seq,  // [num_tokens]
               const int32_t* __restrict__ positions,  // [num_tokens]
-              int max_blocks, int num_tokens, int H, int D, int bt) {
+              int max_blocks, int num_tokens, int H, int D, int bt, bool vec) {  // vec: quantize_rows_vec applies
   cuda_plugin::pdl_wait();  // k, v come from the previous kernel (programmatic dependent launch)
   cuda_plugin::pdl_trigger();
   const int lane = threadIdx.x & 31;
@@ -76,8 +143,13 @@ append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
   const int s = token_seq[t], pos = positions[t];
   const int32_t block = table[int64_t(s) * max_blocks + pos / bt];
   const int64_t r = (int64_t(block) * H + h) * bt + pos % bt;  // metadata row
-  quantize_row_warp(k + row * D, D, lane, k_cache + r * D, k_scale + r, k_zero + r);
-  quantize_row_warp(v + row * D, D, lane, v_cache + r * D, v_scale + r, v_zero + r);
+  if (vec) {
+    quantize_rows_vec(k + row * D, v + row * D, D, lane, k_cache + r * D, v_cache + r * D, k_scale + r, v_scale + r,
+                      k_zero + r, v_zero + r);
+  } else {
+    quantize_row_warp(k + row * D, D, lane, k_cache + r * D, k_scale + r, k_zero + r);
+    quantize_row_warp(v + row * D, D, lane, v_cache + r * D, v_scale + r, v_zero + r);
+  }
 }
 
 }  // namespace
@@ -93,10 +165,14 @@ void append(const AppendArgs& a, int device, void* stream) {
   DeviceScope scope(device);
   const int64_t rows = int64_t(a.num_tokens) * a.num_kv_heads;
   const unsigned blocks = unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  const auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const auto a4 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 4 == 0; };
+  const bool vec = a.head_dim % 4 == 0 && a.head_dim <= 128 * kVecChunks && a16(a.k) && a16(a.v) && a4(a.k_cache) &&
+                   a4(a.v_cache);
   check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(device), static_cast<cudaStream_t>(stream), dim3(blocks),
                                  dim3(kWarpsPerBlock * 32), 0, append_kernel, a.k, a.v, a.k_cache, a.v_cache,
                                  a.k_scale, a.v_scale, a.k_zero, a.v_zero, a.block_table, a.token_seq, a.positions,
-                                 a.max_blocks, a.num_tokens, a.num_kv_heads, a.head_dim, a.block_tokens),
+                                 a.max_blocks, a.num_tokens, a.num_kv_heads, a.head_dim, a.block_tokens, vec),
              "launch of append_kernel");
 }
 
