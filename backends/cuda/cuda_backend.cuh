@@ -166,12 +166,12 @@ class CudaOps final : public Ops {
   void matmul_fused_impl(TensorView y, TensorView x, TensorView w, const TensorView* bias, const MatmulFusion& f);
   // y[M, N] = x[M, K]·w[N, K]ᵀ + β·y on cuBLAS, x in w's dtype (matmul.cu).
   void cublas_gemm(float* y, const void* x, const TensorView& w, int m, int n, int k, float beta);
-  // y[M, N] (f32) = xb[M, K]·w[N, K]ᵀ + bias[N] (+ y before, accumulate) in one cublasLtMatmul with
-  // the bias epilogue; xb and w bf16, bias f32 (matmul.cu). False, with nothing launched, where it
-  // does not apply (KVRUN_CUDA_LT_BIAS=0, a bias of another dtype, no cuBLASLt algorithm): the
-  // caller then runs cublas_gemm and the epilogue kernel.
-  bool lt_gemm_bias(float* y, const __nv_bfloat16* xb, const void* w, const void* bias, DType bias_t, int m, int n,
-                    int k, bool accumulate);
+  // y[M, N] (f32) = xb[M, K]·w[N, K]ᵀ (+ y before, accumulate) + bias[N] for bf16 weights past the
+  // small-M GEMM (matmul.cu): one cublasLtMatmul (KVRUN_CUDA_LT_TUNE, and an f32 bias in its
+  // epilogue, KVRUN_CUDA_LT_BIAS) where a plan applies, else cublasGemmEx; a bias the cuBLASLt call
+  // did not add goes through the epilogue kernel. bias: null or bias_t's N values.
+  void bf16_gemm(float* y, const __nv_bfloat16* xb, const TensorView& w, const void* bias, DType bias_t, int m, int n,
+                 int k, bool accumulate);
   void sample_impl(int32_t* ids, TensorView logits, const SampleParams* params);
 
   CudaDevice& dev_;
@@ -190,32 +190,57 @@ class CudaOps final : public Ops {
   cublasHandle_t cublas_ = nullptr;
   void* cublas_ws_ = nullptr;  // cuBLAS workspace (fixed size, so cuBLAS never allocates in a graph)
   size_t cublas_ws_bytes_ = 0;  // cuBLASLt runs on the same stream and shares it
-  // cuBLASLt for bf16 GEMMs with an f32 bias (lt_gemm_bias). KVRUN_CUDA_LT_BIAS=0: off (cublasGemmEx
-  // and the epilogue kernel, as before).
+  // cuBLASLt for bf16 GEMMs (bf16_gemm). KVRUN_CUDA_LT_BIAS=0: an f32 bias is not added in the
+  // epilogue; KVRUN_CUDA_LT_TUNE=0: only the f32-bias GEMMs run on cuBLASLt, with the heuristic's
+  // first algorithm (both 0: cublasGemmEx and the epilogue kernel everywhere, as before cuBLASLt).
   bool lt_bias_ = true;
+  bool lt_tune_ = true;
+  bool lt_tune_log_ = false;  // KVRUN_CUDA_LT_TUNE_LOG=1: one line per plan on stderr (times, pick)
+  int l2_bytes_ = 0;          // L2 size: the tuning runs flush twice this much between runs
   cublasLtHandle_t cublaslt_ = nullptr;
-  // One shape of lt_gemm_bias: the problem and the pointer alignments the heuristic was told
-  // (bytes, powers of two up to 256; different pointers of the same alignment share the plan).
+  // Plans are timed (autotuned) only up to this many rows (decode-like M; larger M is compute-bound
+  // and varies with every prefill length: the heuristic's first algorithm, no timing).
+  static constexpr int kLtTuneMaxRows = 256;
+  static constexpr int kLtTuneAlgos = 8;  // candidates asked of the heuristic
+  // One shape of bf16_gemm's cuBLASLt call: the problem, the epilogue and the pointer alignments
+  // the heuristic was told (bytes, powers of two up to 256; different pointers of the same
+  // alignment share the plan).
   struct LtKey {
     int m = 0, n = 0, k = 0;
     bool accumulate = false;  // β = 1
-    uint32_t align_w = 0, align_x = 0, align_y = 0, align_bias = 0;
+    bool bias = false;        // CUBLASLT_EPILOGUE_BIAS with an f32 bias (else DEFAULT)
+    uint32_t align_w = 0, align_x = 0, align_y = 0, align_bias = 0;  // align_bias 0 without bias
     auto operator<=>(const LtKey&) const = default;
   };
-  // Its descriptors and the algorithm the heuristic chose, made on first use, so that steady-state
-  // steps (and their graph capture) ask the heuristic nothing. ok = false: cuBLASLt offered no
-  // algorithm (the old path is taken for that key from then on).
+  // Its descriptors and algorithm, made on first use, so that steady-state steps (and their graph
+  // capture) ask the heuristic nothing and time nothing. ok = false: cuBLASLt offered no usable
+  // algorithm (cublasGemmEx is taken for that key from then on). The algorithm of a plan never
+  // changes, so results are deterministic within a process; another process may time the
+  // candidates differently and pick another algorithm (another summation order, e.g. split-K).
   struct LtPlan {
     bool ok = false;
-    cublasLtMatmulDesc_t desc = nullptr;     // compute f32, A transposed, bias epilogue
+    bool tuned = false;   // the algorithm is the fastest of the timed candidates
+    int pick = 0;         // index of the algorithm in the heuristic's list
+    int candidates = 0;   // algorithms the heuristic returned (≤ kLtTuneAlgos)
+    float us[kLtTuneAlgos] = {};  // median time of each candidate, µs (-1: not timed, -2: failed)
+    cublasLtMatmulDesc_t desc = nullptr;     // compute f32, A transposed, DEFAULT or BIAS epilogue
     cublasLtMatrixLayout_t w = nullptr;      // A: bf16 column-major [K, N] (w row-major [N, K])
     cublasLtMatrixLayout_t x = nullptr;      // B: bf16 column-major [K, M] (xb row-major [M, K])
     cublasLtMatrixLayout_t y = nullptr;      // C = D: f32 column-major [N, M] (y row-major [M, N])
     cublasLtMatmulAlgo_t algo{};
   };
-  static constexpr size_t kLtMaxPlans = 512;  // past this many shapes (prefill lengths) the cache restarts
+  // Past this many plans the untimed ones (M > kLtTuneMaxRows: prefill lengths) are dropped; timed
+  // ones stay (at most kLtTuneMaxRows per weight shape), so a shape never changes algorithm.
+  static constexpr size_t kLtMaxPlans = 512;
   std::map<LtKey, LtPlan> lt_plans_;
-  const LtPlan& lt_plan(const LtKey& key, const void* bias);
+  // The plan of `key`, made (and timed, see matmul.cu) on first use with these operands: the timing
+  // runs read w, xb and bias and write a scratch buffer, never y.
+  const LtPlan& lt_plan(const LtKey& key, const void* w, const __nv_bfloat16* xb, const void* bias);
+  // Times the heuristic's candidates into p (us, pick, algo, tuned); false when nothing could be
+  // timed (no scratch memory, every candidate failed). Outside graph capture only.
+  bool lt_tune(LtPlan& p, const LtKey& key, const cublasLtMatmulHeuristicResult_t* res, int found, const void* w,
+               const __nv_bfloat16* xb);
+  void lt_log(const LtKey& key, const LtPlan& p, const cublasLtMatmulHeuristicResult_t* res, const char* note) const;
   static void lt_destroy(LtPlan& p) noexcept;
   void* ws_ = nullptr;
   size_t ws_bytes_ = 0;

@@ -7,15 +7,21 @@
 //                    as the CPU up to summation order).
 //   bf16, M ≤ 8      gemm_small_m.cu: tensor cores, reads f32 x (rounded to bf16 as below), the
 //                    bias in the same kernel.
-//   larger M         cuBLAS: bf16 weights → x rounded to bf16 in the workspace, cublasGemmEx with
-//                    fp32 accumulation; f16 weights → x rounded to f16 after scaling each row by a
-//                    power of two into the f16 range (undone in the epilogue); f32 weights →
-//                    cublasSgemm (no TF32). Bias (and the f16 row scale) in one epilogue kernel —
-//                    except bf16 weights with an f32 bias: one cublasLtMatmul (same operands, fp32
-//                    accumulation) adds the bias in its epilogue (CUBLASLT_EPILOGUE_BIAS), unless
-//                    KVRUN_CUDA_LT_BIAS=0 or cuBLASLt offers no algorithm for the shape.
+//   larger M         cuBLAS: bf16 weights → x rounded to bf16 in the workspace (or written as bf16
+//                    by matmul_fused's RMSNorm / SwiGLU kernels), then one cublasLtMatmul with fp32
+//                    accumulation (bf16_gemm): an f32 bias added in its epilogue
+//                    (CUBLASLT_EPILOGUE_BIAS; KVRUN_CUDA_LT_BIAS), and for M ≤ 256 the algorithm
+//                    timed among the heuristic's first 8 when the shape is first seen
+//                    (KVRUN_CUDA_LT_TUNE; see "bf16 weights on the cuBLAS path" below). cublasGemmEx
+//                    instead where no cuBLASLt plan applies: KVRUN_CUDA_LT_TUNE=0 and no f32 bias
+//                    to fuse (or KVRUN_CUDA_LT_BIAS=0 too), or no algorithm. f16 weights → x
+//                    rounded to f16 after scaling each row by a power of two into the f16 range
+//                    (undone in the epilogue), cublasGemmEx; f32 weights → cublasSgemm (no TF32).
+//                    A bias not added by cuBLASLt (and the f16 row scale) in one epilogue kernel.
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "cuda_backend.cuh"
@@ -533,8 +539,8 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
   } else if (w.dtype == DType::bf16) {
     auto* xb = static_cast<__nv_bfloat16*>(workspace(size_t(M * K) * 2, "matmul"));  // [M, K] bf16
     launch_f32_to_bf16(st, xb, xp, M * K);
-    if (bias_p && lt_gemm_bias(yp, xb, w.data, bias_p, bias_t, m, n, k, false)) return;  // bias added
-    cublas_gemm(yp, xb, w, m, n, k, 0.f);
+    bf16_gemm(yp, xb, w, bias_p, bias_t, m, n, k, false);  // the bias too
+    return;
   } else {  // f16
     const size_t xh_bytes = align_up(size_t(M * K) * 2, 256);
     auto* base = static_cast<char*>(workspace(xh_bytes + size_t(M) * sizeof(float), "matmul"));
@@ -565,17 +571,29 @@ void CudaOps::cublas_gemm(float* y, const void* x, const TensorView& w, int m, i
 }
 
 // ---------------------------------------------------------------------------------------------
-// cuBLASLt: bf16 GEMM with the f32 bias added in its epilogue.
+// bf16 weights on the cuBLAS path: cuBLASLt (timed algorithm, f32 bias in the epilogue) or GemmEx.
 //
-// The same column-major view as cublas_gemm: D = yᵀ[N, M] = op_T(A) · B + β·C + bias, with
+// The same column-major view as cublas_gemm: D = yᵀ[N, M] = op_T(A) · B + β·C (+ bias), with
 //   A = w   bf16, column-major [K, N] (w row-major [N, K]), transposed → [N, K]
 //   B = xbᵀ bf16, column-major [K, M] (xb row-major [M, K])
 //   C = D = yᵀ f32, column-major [N, M], ld N, in place; β = 0 (matmul) or 1 (accumulate)
-//   bias    f32 [N]: CUBLASLT_EPILOGUE_BIAS adds one value per row of D (its length must be D's row
-//           count, N here) to every column, i.e. bias[n] to y[m, n] for every m.
+//   bias    f32 [N] (CUBLASLT_EPILOGUE_BIAS): one value per row of D (its length must be D's row
+//           count, N here) added to every column, i.e. bias[n] to y[m, n] for every m.
 // Bias type (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE): the bias elements have D's type
 // (f32 here); the exceptions are IMMA and fp8 kernels only. So an f32 bias is used directly and a
-// bf16 or f16 bias keeps the GemmEx + epilogue-kernel path (no conversion buffer).
+// bf16 or f16 bias is added by the epilogue kernel after the GEMM (no conversion buffer).
+//
+// Algorithm (KVRUN_CUDA_LT_TUNE=1): for M ≤ kLtTuneMaxRows (batched decode; the shapes whose
+// weights cuBLAS's default choice streams at 2.7–3.8 of ~4.3 TB/s on the H200) the heuristic's
+// first kLtTuneAlgos candidates are each run once to warm up and kLtTuneRuns times timed (cudaEvents
+// on the stream, L2 flushed before every run, median) when the plan is made; the fastest is kept
+// unless it beats the heuristic's own first choice by less than kLtTuneMinGain (timing noise
+// should not decide). Larger M, a plan made during graph capture, or a tuning that cannot run
+// (no scratch memory, every candidate failing) keep the heuristic's first algorithm. Either way
+// the algorithm of a plan is fixed for the life of these Ops: results are deterministic within a
+// process. Two processes (or two devices' Ops in one process) may time the candidates differently
+// and pick different algorithms, whose summation order differs (split-K or not, other tiles) —
+// the products agree to fp32 rounding, not bitwise.
 
 namespace {
 
@@ -587,6 +605,10 @@ uint32_t ptr_alignment(const void* p) {
   return low == 0 || low >= 256 ? 256u : uint32_t(low);
 }
 
+constexpr int kLtTuneWarmup = 1;      // untimed runs per candidate (lazy kernel loading, clocks)
+constexpr int kLtTuneRuns = 5;        // timed runs per candidate; the median counts
+constexpr float kLtTuneMinGain = 0.03f;  // another candidate replaces the heuristic's first if ≥ 3 % faster
+
 }  // namespace
 
 void CudaOps::lt_destroy(LtPlan& p) noexcept {
@@ -597,26 +619,39 @@ void CudaOps::lt_destroy(LtPlan& p) noexcept {
   p = LtPlan{};
 }
 
-const CudaOps::LtPlan& CudaOps::lt_plan(const LtKey& key, const void* bias) {
+const CudaOps::LtPlan& CudaOps::lt_plan(const LtKey& key, const void* w, const __nv_bfloat16* xb, const void* bias) {
   if (auto it = lt_plans_.find(key); it != lt_plans_.end()) return it->second;
-  if (lt_plans_.size() >= kLtMaxPlans) {  // descriptors are not referenced once a call returns
-    for (auto& [k, plan] : lt_plans_) lt_destroy(plan);
-    lt_plans_.clear();
+  if (lt_plans_.size() >= kLtMaxPlans) {
+    // Drop the untimed plans (descriptors are not referenced once a call returns; remade, they get
+    // the same heuristic answer). Plans up to kLtTuneMaxRows stay: a timed one might time another
+    // candidate fastest if remade, and one made during capture is what that graph replays.
+    for (auto it = lt_plans_.begin(); it != lt_plans_.end();) {
+      if (!lt_tune_ || it->first.m > kLtTuneMaxRows) {
+        lt_destroy(it->second);
+        it = lt_plans_.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
   LtPlan p;
   cublasLtMatmulPreference_t pref = nullptr;
   try {
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-    const int32_t bias_type = CUDA_R_32F;
+    const cublasLtEpilogue_t epi = key.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     KVRUN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     KVRUN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
     KVRUN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
     KVRUN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
-    KVRUN_CUBLAS_CHECK(
-        cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
-    // the heuristic reads the bias pointer's value for its alignment (cublasLt.h)
-    KVRUN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    if (key.bias) {
+      const int32_t bias_type = CUDA_R_32F;
+      KVRUN_CUBLAS_CHECK(
+          cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+      // the heuristic reads the bias pointer's value for its alignment (cublasLt.h); the timing
+      // runs read the bias itself
+      KVRUN_CUBLAS_CHECK(
+          cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    }
     KVRUN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.w, CUDA_R_16BF, uint64_t(key.k), uint64_t(key.n), int64_t(key.k)));
     KVRUN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.x, CUDA_R_16BF, uint64_t(key.k), uint64_t(key.m), int64_t(key.k)));
     KVRUN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.y, CUDA_R_32F, uint64_t(key.n), uint64_t(key.m), int64_t(key.n)));
@@ -632,36 +667,203 @@ const CudaOps::LtPlan& CudaOps::lt_plan(const LtKey& key, const void* bias) {
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_y}};
     for (const auto& [attr, a] : aligns)
       KVRUN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &a, sizeof(a)));
-    cublasLtMatmulHeuristicResult_t res{};
+
+    // Timing synchronizes the host and allocates: never while the stream is being captured.
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    KVRUN_CUDA_CHECK(cudaStreamIsCapturing(stream(), &cap));
+    const bool capturing = cap != cudaStreamCaptureStatusNone;
+    const bool time_it = lt_tune_ && key.m <= kLtTuneMaxRows && !capturing;
+    const int want = time_it ? kLtTuneAlgos : 1;  // untimed: only the first answer is used
+    cublasLtMatmulHeuristicResult_t res[kLtTuneAlgos] = {};
     int found = 0;
     const cublasStatus_t hs =
-        cublasLtMatmulAlgoGetHeuristic(cublaslt_, p.desc, p.w, p.x, p.y, p.y, pref, 1, &res, &found);
+        cublasLtMatmulAlgoGetHeuristic(cublaslt_, p.desc, p.w, p.x, p.y, p.y, pref, want, res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     pref = nullptr;
     if (hs != CUBLAS_STATUS_NOT_SUPPORTED) KVRUN_CUBLAS_CHECK(hs);
-    p.ok = hs == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS;
-    if (p.ok) p.algo = res.algo;
+    p.candidates = hs == CUBLAS_STATUS_SUCCESS ? std::clamp(found, 0, want) : 0;
+    for (int i = 0; i < kLtTuneAlgos; ++i) p.us[i] = -1.f;
+    // The heuristic's first usable answer (the list is ordered by its estimated time).
+    for (int i = 0; i < p.candidates && !p.ok; ++i) {
+      if (res[i].state == CUBLAS_STATUS_SUCCESS && res[i].workspaceSize <= cublas_ws_bytes_) {
+        p.ok = true;
+        p.pick = i;
+        p.algo = res[i].algo;
+      }
+    }
+    const char* note = "";
+    if (!p.ok) {
+      note = "no algorithm: cublasGemmEx";
+    } else if (time_it) {
+      if (!lt_tune(p, key, res, p.candidates, w, xb)) note = "timing failed: the heuristic's first";
+    } else if (!lt_tune_) {
+      note = "KVRUN_CUDA_LT_TUNE=0: the heuristic's first";
+    } else if (capturing) {
+      // Kept as it is (not timed later): the graph being captured replays this algorithm, and an
+      // eager call of the same shape with another one would sum in another order. The model runs
+      // every decode shape eagerly once before it captures it, so this is the exception.
+      note = "made during graph capture: the heuristic's first, kept";
+    } else {
+      note = "M > 256: the heuristic's first";
+    }
+    if (lt_tune_log_) lt_log(key, p, res, note);
   } catch (...) {
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
     lt_destroy(p);
     throw;
   }
-  if (!p.ok) lt_destroy(p);  // only the answer is kept: the old path for this key
+  if (!p.ok) {  // only the answer is kept: cublasGemmEx for this key
+    const int candidates = p.candidates;
+    lt_destroy(p);
+    p.candidates = candidates;
+  }
   return lt_plans_.emplace(key, p).first->second;
 }
 
-bool CudaOps::lt_gemm_bias(float* y, const __nv_bfloat16* xb, const void* w, const void* bias, DType bias_t, int m,
-                           int n, int k, bool accumulate) {
-  if (!lt_bias_ || !cublaslt_ || !bias || bias_t != DType::f32) return false;
-  const LtKey key{m, n, k, accumulate, ptr_alignment(w), ptr_alignment(xb), ptr_alignment(y), ptr_alignment(bias)};
-  const LtPlan& p = lt_plan(key, bias);
-  if (!p.ok) return false;
-  // the plan is shared by every bias of this alignment (one per layer): point it at this one
-  KVRUN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-  const float one = 1.f, beta = accumulate ? 1.f : 0.f;
-  KVRUN_CUBLAS_CHECK(cublasLtMatmul(cublaslt_, p.desc, &one, w, p.w, xb, p.x, &beta, y, p.y, y, p.y, &p.algo,
-                                    cublas_ws_, cublas_ws_bytes_, stream()));
+bool CudaOps::lt_tune(LtPlan& p, const LtKey& key, const cublasLtMatmulHeuristicResult_t* res, int found,
+                      const void* w, const __nv_bfloat16* xb) {
+  const cudaStream_t st = stream();
+  // Scratch for D (and C: β = 1 reads it): the timing runs must not touch y — with β = 1 each run
+  // would add the product into it once more — nor the workspace (it holds xb, the operand). The
+  // same block is the L2 flush: 2× the L2 is written (a memset) before every run, so that each run
+  // streams w from HBM as a decode step does (a 7B model's o weights, 32 MiB, would otherwise stay
+  // in the H200's 50 MiB L2 between runs and time the L2). A power-of-two size, so that later
+  // tunings get the same block back from the caching pool; freed when the tuning ends.
+  const size_t y_bytes = size_t(key.m) * size_t(key.n) * sizeof(float);
+  size_t flush_bytes = 2 * size_t(std::max(l2_bytes_, 0));
+  size_t bytes = std::bit_ceil(std::max(y_bytes, flush_bytes));
+  void* scratch = nullptr;
+  if (!dev_.allocate(bytes, MemCategory::workspace, &scratch).ok()) {
+    flush_bytes = 0;  // tight on memory: time without the flush rather than not at all
+    bytes = y_bytes;
+    if (!dev_.allocate(bytes, MemCategory::workspace, &scratch).ok()) return false;
+  }
+  cudaEvent_t ev[2 * kLtTuneRuns] = {};
+  struct Release {  // on every way out, exceptions too (frees need no sync: one stream per device)
+    CudaDevice& dev;
+    void* scratch;
+    size_t bytes;
+    cudaEvent_t* ev;
+    ~Release() {
+      for (int i = 0; i < 2 * kLtTuneRuns; ++i)
+        if (ev[i]) (void)cudaEventDestroy(ev[i]);
+      dev.deallocate(scratch, bytes, MemCategory::workspace);
+    }
+  } release{dev_, scratch, bytes, ev};
+  for (cudaEvent_t& e : ev) {
+    if (cudaEventCreate(&e) != cudaSuccess) {
+      e = nullptr;
+      (void)cudaGetLastError();  // no stale error for the next launch check
+      return false;
+    }
+  }
+
+  float* d = static_cast<float*>(scratch);
+  const float one = 1.f, beta = key.accumulate ? 1.f : 0.f;
+  KVRUN_CUDA_CHECK(cudaMemsetAsync(scratch, 0, bytes, st));  // C: zeros rather than leftovers
+  int best = -1;
+  for (int c = 0; c < found; ++c) {
+    if (res[c].state != CUBLAS_STATUS_SUCCESS || res[c].workspaceSize > cublas_ws_bytes_) continue;
+    bool failed = false;
+    for (int r = 0; r < kLtTuneWarmup + kLtTuneRuns && !failed; ++r) {
+      if (flush_bytes) KVRUN_CUDA_CHECK(cudaMemsetAsync(scratch, 0, flush_bytes, st));
+      const int t = r - kLtTuneWarmup;  // timed run t ≥ 0: events ev[2t], ev[2t + 1] around it
+      if (t >= 0) KVRUN_CUDA_CHECK(cudaEventRecord(ev[2 * t], st));
+      const cublasStatus_t s = cublasLtMatmul(cublaslt_, p.desc, &one, w, p.w, xb, p.x, &beta, d, p.y, d, p.y,
+                                              &res[c].algo, cublas_ws_, cublas_ws_bytes_, st);
+      if (s != CUBLAS_STATUS_SUCCESS) {  // this candidate is skipped; the real call never uses it
+        failed = true;
+        p.us[c] = -2.f;
+        (void)cudaGetLastError();
+        break;
+      }
+      if (t >= 0) KVRUN_CUDA_CHECK(cudaEventRecord(ev[2 * t + 1], st));
+    }
+    // An error here is one of the device itself (a faulting kernel), not of the choice: thrown.
+    KVRUN_CUDA_CHECK(cudaStreamSynchronize(st));
+    if (failed) continue;
+    float ms[kLtTuneRuns];
+    for (int t = 0; t < kLtTuneRuns; ++t) KVRUN_CUDA_CHECK(cudaEventElapsedTime(&ms[t], ev[2 * t], ev[2 * t + 1]));
+    std::sort(ms, ms + kLtTuneRuns);
+    p.us[c] = 1000.f * ms[kLtTuneRuns / 2];
+    if (best < 0 || p.us[c] < p.us[best]) best = c;
+  }
+  if (best < 0) return false;
+  // The heuristic's own first choice (p.pick on entry) keeps the plan unless clearly beaten.
+  const int first = p.pick;
+  if (p.us[first] >= 0.f && p.us[best] > (1.f - kLtTuneMinGain) * p.us[first]) best = first;
+  p.pick = best;
+  p.algo = res[best].algo;
+  p.tuned = true;
   return true;
+}
+
+void CudaOps::lt_log(const LtKey& key, const LtPlan& p, const cublasLtMatmulHeuristicResult_t* res,
+                     const char* note) const {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "kvrun cuda: cuBLASLt plan m %d n %d k %d beta %d bias %d align w/x/y %u/%u/%u:",
+                key.m, key.n, key.k, key.accumulate ? 1 : 0, key.bias ? 1 : 0, key.align_w, key.align_x, key.align_y);
+  std::string line = buf;
+  for (int i = 0; i < p.candidates; ++i) {
+    int32_t id = -1, splitk = 0;
+    uint32_t tile = 0;
+    if (res[i].state == CUBLAS_STATUS_SUCCESS) {
+      size_t written = 0;
+      (void)cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof(id), &written);
+      (void)cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof(tile),
+                                                 &written);
+      (void)cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splitk,
+                                                 sizeof(splitk), &written);
+    }
+    if (p.us[i] >= 0.f)
+      std::snprintf(buf, sizeof buf, " [%d] algo %d tile %u splitK %d waves %.2f: %.2f us;", i, id, tile, splitk,
+                    res[i].wavesCount, p.us[i]);
+    else
+      std::snprintf(buf, sizeof buf, " [%d] algo %d tile %u splitK %d: %s;", i, id, tile, splitk,
+                    res[i].state != CUBLAS_STATUS_SUCCESS || res[i].workspaceSize > cublas_ws_bytes_ ? "unusable"
+                    : p.us[i] < -1.5f                                                                 ? "failed"
+                                                                                                      : "not timed");
+    line += buf;
+  }
+  if (p.ok)
+    std::snprintf(buf, sizeof buf, " -> [%d]%s%s%s", p.pick, p.tuned ? " (timed)" : "", *note ? " " : "", note);
+  else
+    std::snprintf(buf, sizeof buf, " -> %s", note);
+  line += buf;
+  std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+void CudaOps::bf16_gemm(float* y, const __nv_bfloat16* xb, const TensorView& w, const void* bias, DType bias_t, int m,
+                        int n, int k, bool accumulate) {
+  // Where the bias goes: the epilogue of the cuBLASLt call (f32, KVRUN_CUDA_LT_BIAS=1), else the
+  // epilogue kernel after the GEMM.
+  const bool lt_bias = lt_bias_ && bias && bias_t == DType::f32;
+  bool done = false;
+  for (const bool with_bias : {true, false}) {  // the bias plan first; without it, a plain one
+    if (done || !cublaslt_ || (with_bias ? !lt_bias : !lt_tune_)) continue;
+    const LtKey key{m,
+                    n,
+                    k,
+                    accumulate,
+                    with_bias,
+                    ptr_alignment(w.data),
+                    ptr_alignment(xb),
+                    ptr_alignment(y),
+                    with_bias ? ptr_alignment(bias) : 0u};
+    const LtPlan& p = lt_plan(key, w.data, xb, with_bias ? bias : nullptr);
+    if (!p.ok) continue;
+    // the plan is shared by every bias of this alignment (one per layer): point it at this one
+    if (with_bias)
+      KVRUN_CUBLAS_CHECK(
+          cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+    KVRUN_CUBLAS_CHECK(cublasLtMatmul(cublaslt_, p.desc, &one, w.data, p.w, xb, p.x, &beta, y, p.y, y, p.y, &p.algo,
+                                      cublas_ws_, cublas_ws_bytes_, stream()));
+    if (with_bias) return;  // bias added
+    done = true;
+  }
+  if (!done) cublas_gemm(y, xb, w, m, n, k, accumulate ? 1.f : 0.f);
+  if (bias) launch_epilogue(stream(), y, nullptr, bias, bias_t, m, n);
 }
 
 bool CudaOps::matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept {
@@ -735,9 +937,9 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
     } else {
       launch_f32_to_bf16(st, xb, xp, M * K);
     }
-    // y = xb·wᵀ + bias (+ y) in one cuBLASLt call: the bias epilogue with β = 1 where accumulating
-    if (bias_p && lt_gemm_bias(yp, xb, w.data, bias_p, bias_t, m, n, k, f.accumulate)) return;
-    cublas_gemm(yp, xb, w, m, n, k, beta);
+    // y = xb·wᵀ (+ y: β = 1 where accumulating) + bias
+    bf16_gemm(yp, xb, w, bias_p, bias_t, m, n, k, f.accumulate);
+    return;
   } else {  // f32 (matmul_fuses refuses f16 here, and norm or SwiGLU with f32 weights)
     cublas_gemm(yp, xp, w, m, n, k, beta);
   }

@@ -29,6 +29,9 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   tc_splits_ = cuda_plugin::env_int("KVRUN_CUDA_TC_SPLITK", 1, kSmallMGemmMaxSplits, tc_splits_);
   fuse_ = cuda_plugin::env_int("KVRUN_CUDA_FUSE", 0, 1, 1) == 1;
   lt_bias_ = cuda_plugin::env_int("KVRUN_CUDA_LT_BIAS", 0, 1, 1) == 1;
+  lt_tune_ = cuda_plugin::env_int("KVRUN_CUDA_LT_TUNE", 0, 1, 1) == 1;
+  lt_tune_log_ = cuda_plugin::env_int("KVRUN_CUDA_LT_TUNE_LOG", 0, 1, 0) == 1;
+  KVRUN_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes_, cudaDevAttrL2CacheSize, dev_.index()));
   KVRUN_CUBLAS_CHECK(cublasCreate(&cublas_));
   KVRUN_CUBLAS_CHECK(cublasSetStream(cublas_, dev_.stream()));
   // Plain fp32 SGEMM for f32 weights (no TF32); bf16/f16 GEMMs pick tensor cores themselves.
@@ -38,8 +41,9 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   cublas_ws_bytes_ = size_t(32) << 20;
   check(dev_.allocate(cublas_ws_bytes_, MemCategory::workspace, &cublas_ws_));
   KVRUN_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_, cublas_ws_bytes_));
-  // cuBLASLt (bf16 GEMMs with their bias in the epilogue): the same workspace, passed per call.
-  if (lt_bias_) KVRUN_CUBLAS_CHECK(cublasLtCreate(&cublaslt_));
+  // cuBLASLt (bf16 GEMMs: timed algorithms, the f32 bias in the epilogue): the same workspace,
+  // passed per call.
+  if (lt_bias_ || lt_tune_) KVRUN_CUBLAS_CHECK(cublasLtCreate(&cublaslt_));
 }
 
 CudaOps::~CudaOps() {

@@ -16,8 +16,10 @@
 #include <filesystem>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_graph.hpp"
@@ -43,6 +45,27 @@ std::shared_ptr<Device> gpu() {
   return test::gpu();
 }
 using test::cpu_dev;
+
+// A cuda:0 device of its own (its own Ops, stream and plans), opened with these environment
+// variables set — the backend reads its switches when the Ops are made; the previous values are
+// restored afterwards.
+std::shared_ptr<Device> gpu_with(std::initializer_list<std::pair<const char*, const char*>> env) {
+  struct Restore {
+    std::vector<std::pair<std::string, std::optional<std::string>>> saved;
+    ~Restore() {
+      for (auto& [name, old] : saved) old ? setenv(name.c_str(), old->c_str(), 1) : unsetenv(name.c_str());
+    }
+  } restore;
+  for (const auto& [name, value] : env) {
+    const char* old = std::getenv(name);
+    restore.saved.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
+    setenv(name, value, 1);
+  }
+  DeviceRequest req;
+  req.spec = "cuda:0";
+  req.search_dirs = test::cuda_dirs();
+  return open_device(req);
+}
 
 // Every M ≤ 8 takes the GEMV kernel in this suite (the backend's default sends only M = 1 there),
 // so the multi-row GEMV stays tested; set before the device (and its Ops) is created.
@@ -525,21 +548,16 @@ TEST_CASE("cuda: cuBLAS path with a bias (bf16 weights: cuBLASLt bias epilogue) 
   NEED_GPU();
   // Rows past the tensor-core GEMM's default (8) reach cuBLAS. With bf16 weights and an f32 bias
   // one cublasLtMatmul adds the bias in its epilogue (β = 1 too, matmul_fused's accumulate); a
-  // bf16 or f16 bias keeps cublasGemmEx + the epilogue kernel. A device of its own with
-  // KVRUN_CUDA_LT_BIAS=0 runs the old path everywhere.
+  // bf16 or f16 bias is added by the epilogue kernel after the GEMM (a plain cublasLtMatmul with
+  // KVRUN_CUDA_LT_TUNE on, the default). A device of its own with KVRUN_CUDA_LT_BIAS=0 and
+  // KVRUN_CUDA_LT_TUNE=0 runs the old path everywhere (cublasGemmEx + the epilogue kernel).
   // Tolerances: against the CPU (x rounded to bf16 for the tensor cores) rel_l2 ≤ 1e-2 as the
-  // other cuBLAS cases (of y − y₀ where accumulating); LT on vs off: the same bf16 products with
-  // fp32 accumulation, summed in another order → rel_l2 ≤ 1e-5; bitwise equal where the bias
-  // dtype keeps the old path in both.
-  setenv("KVRUN_CUDA_LT_BIAS", "0", 1);
-  std::shared_ptr<Device> off_dev;
-  {
-    DeviceRequest req;
-    req.spec = "cuda:0";
-    req.search_dirs = test::cuda_dirs();
-    off_dev = open_device(req);
-  }
-  unsetenv("KVRUN_CUDA_LT_BIAS");
+  // other cuBLAS cases (of y − y₀ where accumulating); cuBLASLt vs the old path: the same bf16
+  // products with fp32 accumulation, summed in another order (the timed algorithm may split K) →
+  // rel_l2 ≤ 1e-5. (Bitwise equality with the old path held for the bf16 and f16 biases before
+  // KVRUN_CUDA_LT_TUNE; now their GEMM runs on cuBLASLt too — the bitwise check of the old path
+  // against itself is in the KVRUN_CUDA_LT_TUNE case below.)
+  std::shared_ptr<Device> off_dev = gpu_with({{"KVRUN_CUDA_LT_BIAS", "0"}, {"KVRUN_CUDA_LT_TUNE", "0"}});
   REQUIRE(off_dev != nullptr);
   Device& O = *off_dev;
   Ops& oops = O.ops();
@@ -567,7 +585,6 @@ TEST_CASE("cuda: cuBLAS path with a bias (bf16 weights: cuBLASLt bias epilogue) 
         CHECK(d.rel_l2 <= 1e-2);
         CHECK(d_off.nonfinite == 0);
         CHECK(d_off.rel_l2 <= 1e-5);
-        if (bt != DType::f32) CHECK(bitwise_equal(got, got_off));  // the old path on both devices
       }
     }
   }
@@ -627,8 +644,209 @@ TEST_CASE("cuda: cuBLAS path with a bias (bf16 weights: cuBLASLt bias epilogue) 
       CHECK(d.rel_l2 <= 1e-2);
       CHECK(d_off.nonfinite == 0);
       CHECK(d_off.rel_l2 <= 1e-5);
-      if (bt != DType::f32) CHECK(bitwise_equal(outs[0], outs[1]));
     }
+  }
+}
+
+TEST_CASE("cuda: bf16 GEMMs on cuBLASLt with timed algorithms (KVRUN_CUDA_LT_TUNE) vs CPU, =0 and the old path") {
+  NEED_GPU();
+  // Three devices of their own, each with fresh plans (the shared device has seen shapes before):
+  //   tune  KVRUN_CUDA_LT_TUNE=1: every bf16 GEMM past the tensor-core rows on cuBLASLt; for
+  //         M ≤ 256 the first call of a shape times the heuristic's candidates (into a scratch
+  //         output) before the real call. KVRUN_CUDA_LT_TUNE_LOG=1 prints the timings (stderr).
+  //   t0    KVRUN_CUDA_LT_TUNE=0: as before this switch (f32 bias: cuBLASLt's bias epilogue with
+  //         the heuristic's first algorithm; everything else cublasGemmEx)
+  //   old   KVRUN_CUDA_LT_TUNE=0 and KVRUN_CUDA_LT_BIAS=0: cublasGemmEx + the epilogue kernel
+  // Tolerances: against the CPU (x rounded to bf16) rel_l2 ≤ 1e-2 as the other cuBLAS cases (of
+  // y − y₀ where accumulating); tune vs old: the same bf16 products with fp32 accumulation in
+  // another order (the timed algorithm may split K) → rel_l2 ≤ 1e-5; t0 vs old bitwise where
+  // neither runs cuBLASLt (no f32 bias: both cublasGemmEx); the same call twice on `tune` bitwise
+  // (a plan's algorithm is fixed — the first call timed it, the second only runs it).
+  std::shared_ptr<Device> tune_dev = gpu_with({{"KVRUN_CUDA_LT_TUNE", "1"}, {"KVRUN_CUDA_LT_TUNE_LOG", "1"}});
+  std::shared_ptr<Device> t0_dev = gpu_with({{"KVRUN_CUDA_LT_TUNE", "0"}});
+  std::shared_ptr<Device> old_dev = gpu_with({{"KVRUN_CUDA_LT_TUNE", "0"}, {"KVRUN_CUDA_LT_BIAS", "0"}});
+  REQUIRE(tune_dev != nullptr);
+  REQUIRE(t0_dev != nullptr);
+  REQUIRE(old_dev != nullptr);
+  Device& T = *tune_dev;
+  Device& T0 = *t0_dev;
+  Device& O = *old_dev;
+  struct Shape {
+    int64_t N, K;
+  };
+  enum Bias { none, f32_bias, bf16_bias };
+  auto bias_name = [](Bias b) { return b == none ? "none" : b == f32_bias ? "f32" : "bf16"; };
+
+  SUBCASE("matmul: M = 16, 64, 300; no bias, f32 bias (epilogue), bf16 bias (epilogue kernel)") {
+    const Shape shapes[] = {{515, 256},    // N odd: y's rows of odd length
+                            {1000, 1027},  // odd K: bf16 rows of odd length (cuBLASLt may decline: GemmEx)
+                            {3584, 512}};  // q·k·v-like width
+    uint64_t seed = 9700;
+    for (int64_t M : {16, 64, 300}) {
+      for (const Shape& sh : shapes) {
+        for (Bias b : {none, f32_bias, bf16_bias}) {
+          const int64_t N = sh.N, K = sh.K;
+          const DType bt = b == bf16_bias ? DType::bf16 : DType::f32;
+          seed += 10;
+          std::vector<float> got, ref, again, ref2, t0, ref3, old, ref4;
+          run_matmul(T, T.ops(), cops, M, N, K, DType::bf16, b != none, bt, seed, nullptr, &got, &ref);
+          run_matmul(T, T.ops(), cops, M, N, K, DType::bf16, b != none, bt, seed, nullptr, &again, &ref2);
+          run_matmul(T0, T0.ops(), cops, M, N, K, DType::bf16, b != none, bt, seed, nullptr, &t0, &ref3);
+          run_matmul(O, O.ops(), cops, M, N, K, DType::bf16, b != none, bt, seed, nullptr, &old, &ref4);
+          const Diff d = diff(got, ref), d_old = diff(got, old), d_t0 = diff(t0, old);
+          INFO("matmul M " << M << ", N " << N << ", K " << K << ", bias " << bias_name(b) << ": tune vs CPU "
+                           << show(d) << " (≤ 1e-2); tune vs old path " << show(d_old) << " (≤ 1e-5); t0 vs old "
+                           << show(d_t0));
+          CHECK(d.nonfinite == 0);
+          CHECK(d.rel_l2 <= 1e-2);
+          CHECK(d_old.nonfinite == 0);
+          CHECK(d_old.rel_l2 <= 1e-5);
+          CHECK(bitwise_equal(got, again));  // the second call runs the algorithm the first one timed
+          CHECK(d_t0.nonfinite == 0);
+          CHECK(d_t0.rel_l2 <= 1e-5);
+          if (b != f32_bias) CHECK(bitwise_equal(t0, old));  // both cublasGemmEx (+ the epilogue kernel)
+        }
+      }
+    }
+  }
+
+  SUBCASE("matmul_fused: norm in, y +=, SwiGLU in with y +=; y₀ known: the timing runs leave y alone") {
+    // Every accumulating case is the first call of its shape with β = 1 on `tune` (matmul never
+    // uses β = 1), so its plan is timed inside this very call, before the real GEMM adds into y.
+    // Had a timing run written y, y − y₀ would hold several products instead of one (far beyond
+    // 1e-2), and the repeat of the call from y₀ (plan made, nothing timed) would differ in bits.
+    struct Case {
+      int64_t N, K;
+      bool norm, swiglu, accumulate;
+    };
+    const Case cases[] = {{3584, 512, true, false, false},  // q·k·v-like: norm in, β = 0
+                          {515, 256, false, false, true},   // o-like: y += (β = 1)
+                          {700, 1500, false, true, true}};  // down-like: SwiGLU in, y +=
+    uint64_t seed = 9900;
+    for (int64_t M : {16, 64, 300}) {
+      for (const Case& c : cases) {
+        for (Bias b : {none, f32_bias}) {
+          const int64_t N = c.N, K = c.K, XC = c.swiglu ? 2 * K : K;
+          INFO("matmul_fused M " << M << " N " << N << " K " << K << (c.norm ? " norm" : "")
+                                 << (c.swiglu ? " swiglu" : "") << (c.accumulate ? " +=" : "") << " bias "
+                                 << bias_name(b));
+          std::vector<float> x = randn(size_t(M * XC), ++seed, 2.f), y0 = randn(size_t(M * N), ++seed, 3.f);
+          std::vector<uint8_t> w = encode(randn(size_t(N * K), ++seed, 0.05f), DType::bf16);
+          std::vector<uint8_t> ln = encode(randn(size_t(K), ++seed, 1.f), DType::bf16);
+          std::vector<float> bias = randn(size_t(N), ++seed);
+          MatmulFusion hf;
+          hf.swiglu = c.swiglu;
+          hf.accumulate = c.accumulate;
+          TensorView hln = hview(ln, DType::bf16, {K}), hb = hview(bias, DType::f32, {N});
+          if (c.norm) {
+            hf.norm_w = &hln;
+            hf.norm_eps = 1e-6f;
+          }
+          std::vector<float> ref = y0;
+          check(cops.matmul_fused(hview(ref, DType::f32, {M, N}), hview(x, DType::f32, {M, XC}),
+                                  hview(w, DType::bf16, {N, K}), b == f32_bias ? &hb : nullptr, hf));
+          // outs: tune (first call: timed), tune again from y₀, t0, old
+          std::vector<float> outs[4];
+          for (int run = 0; run < 4; ++run) {
+            Device& D = run < 2 ? T : run == 2 ? T0 : O;
+            Ops& ops = D.ops();
+            Buffer<float> dx = to_gpu(D, x), dy = to_gpu(D, y0), db = to_gpu(D, bias);
+            Buffer<uint8_t> dw = to_gpu(D, w), dln = to_gpu(D, ln);
+            TensorView gln = dln.view(DType::bf16, {K}), gb = db.view(DType::f32, {N});
+            MatmulFusion gf = hf;
+            gf.norm_w = c.norm ? &gln : nullptr;
+            REQUIRE(ops.matmul_fuses(gf, M, dw.view(DType::bf16, {N, K})));  // the cuBLAS path
+            if (!c.accumulate) poison(D, dy);
+            check(ops.matmul_fused(dy.view(DType::f32, {M, N}), dx.view(DType::f32, {M, XC}),
+                                   dw.view(DType::bf16, {N, K}), b == f32_bias ? &gb : nullptr, gf));
+            outs[run] = dy.to_host();
+          }
+          std::vector<float> got = outs[0], ref_p = ref, old_p = outs[3];
+          if (c.accumulate)  // compare the products: the residual is in each exactly once
+            for (size_t i = 0; i < got.size(); ++i) got[i] -= y0[i], ref_p[i] -= y0[i], old_p[i] -= y0[i];
+          const Diff d = diff(got, ref_p), d_old = diff(got, old_p), d_t0 = diff(outs[2], outs[3]);
+          INFO("tune vs CPU " << show(d) << " (≤ 1e-2); tune vs old path " << show(d_old) << " (≤ 1e-5); t0 vs old "
+                              << show(d_t0));
+          CHECK(d.nonfinite == 0);
+          CHECK(d.rel_l2 <= 1e-2);
+          CHECK(d_old.nonfinite == 0);
+          CHECK(d_old.rel_l2 <= 1e-5);
+          CHECK(bitwise_equal(outs[0], outs[1]));  // timed call == untimed repeat: y and xb untouched
+          CHECK(d_t0.nonfinite == 0);
+          CHECK(d_t0.rel_l2 <= 1e-5);
+          if (b == none) CHECK(bitwise_equal(outs[2], outs[3]));  // both cublasGemmEx
+        }
+      }
+    }
+  }
+
+  SUBCASE("a shape first seen during graph capture: the heuristic's first algorithm, kept afterwards") {
+    CudaGraphApi api = cuda_graph_api();
+    KVRUN_SKIP_UNLESS(api.ok(), "libcudart graph API not found in the process");
+    // Timing would allocate and synchronize, which a capture forbids (global mode: the capture
+    // would be invalidated). So a plan made during capture takes the heuristic's first algorithm
+    // and keeps it: eager calls of that shape afterwards run the same algorithm as the graph
+    // (bitwise equal), they do not time it again.
+    const int64_t M = 16, K = 512, N1 = 1024, N2 = 2048, N3 = 1536;
+    std::shared_ptr<Device> cap_dev = gpu_with({{"KVRUN_CUDA_LT_TUNE", "1"}, {"KVRUN_CUDA_LT_TUNE_LOG", "1"}});
+    REQUIRE(cap_dev != nullptr);
+    Device& C = *cap_dev;
+    Ops& ops = C.ops();
+    std::vector<float> x = randn(size_t(M * K), 9951), b2 = randn(size_t(N2), 9952);
+    std::vector<uint8_t> w1 = encode(randn(size_t(N1 * K), 9953, 0.05f), DType::bf16);
+    std::vector<uint8_t> w2 = encode(randn(size_t(N2 * K), 9954, 0.05f), DType::bf16);
+    std::vector<uint8_t> w3 = encode(randn(size_t(N3 * K), 9955, 0.05f), DType::bf16);
+    Buffer<float> dx = to_gpu(C, x), db2 = to_gpu(C, b2);
+    Buffer<uint8_t> dw1 = to_gpu(C, w1), dw2 = to_gpu(C, w2), dw3 = to_gpu(C, w3);
+    Buffer<float> y1(C, size_t(M * N1), MemCategory::workspace), y2(C, size_t(M * N2), MemCategory::workspace),
+        y3(C, size_t(M * N3), MemCategory::workspace), e2(C, size_t(M * N2), MemCategory::workspace),
+        e3(C, size_t(M * N3), MemCategory::workspace);
+    const TensorView gb2 = db2.view(DType::f32, {N2});
+    // eager, another N: the workspace reaches the bf16 x of M·K (a capture cannot grow it)
+    check(ops.matmul(y1.view(DType::f32, {M, N1}), dx.view(DType::f32, {M, K}), dw1.view(DType::bf16, {N1, K}),
+                     nullptr));
+    check(C.queue().wait());
+    void* stream = C.queue().native_handle();
+    REQUIRE(api.begin(stream, 0 /* cudaStreamCaptureModeGlobal */) == 0);
+    const Status s2 = ops.matmul(y2.view(DType::f32, {M, N2}), dx.view(DType::f32, {M, K}),
+                                 dw2.view(DType::bf16, {N2, K}), &gb2);  // bias epilogue, new shape
+    const Status s3 = ops.matmul(y3.view(DType::f32, {M, N3}), dx.view(DType::f32, {M, K}),
+                                 dw3.view(DType::bf16, {N3, K}), nullptr);  // plain, new shape
+    void* graph = nullptr;
+    const int end_rc = api.end(stream, &graph);
+    REQUIRE_MESSAGE(s2.ok(), s2.message);
+    REQUIRE_MESSAGE(s3.ok(), s3.message);
+    REQUIRE(end_rc == 0);
+    void* exec = nullptr;
+    REQUIRE(api.instantiate(&exec, graph, 0) == 0);
+    poison(C, y2);
+    poison(C, y3);
+    REQUIRE(api.launch(exec, stream) == 0);
+    check(C.queue().wait());
+    const std::vector<float> g2 = y2.to_host(), g3 = y3.to_host();
+    api.exec_destroy(exec);
+    api.graph_destroy(graph);
+    // after the capture, eagerly: the same plans
+    poison(C, e2);
+    poison(C, e3);
+    check(ops.matmul(e2.view(DType::f32, {M, N2}), dx.view(DType::f32, {M, K}), dw2.view(DType::bf16, {N2, K}), &gb2));
+    check(ops.matmul(e3.view(DType::f32, {M, N3}), dx.view(DType::f32, {M, K}), dw3.view(DType::bf16, {N3, K}),
+                     nullptr));
+    CHECK(bitwise_equal(e2.to_host(), g2));
+    CHECK(bitwise_equal(e3.to_host(), g3));
+    // and right: against the CPU
+    std::vector<float> r2(size_t(M * N2)), r3(size_t(M * N3));
+    TensorView hb2 = hview(b2, DType::f32, {N2});
+    check(cops.matmul(hview(r2, DType::f32, {M, N2}), hview(x, DType::f32, {M, K}), hview(w2, DType::bf16, {N2, K}),
+                      &hb2));
+    check(cops.matmul(hview(r3, DType::f32, {M, N3}), hview(x, DType::f32, {M, K}), hview(w3, DType::bf16, {N3, K}),
+                      nullptr));
+    const Diff d2 = diff(g2, r2), d3 = diff(g3, r3);
+    INFO("replayed vs CPU: with bias " << show(d2) << ", without " << show(d3) << " (≤ 1e-2)");
+    CHECK(d2.nonfinite == 0);
+    CHECK(d2.rel_l2 <= 1e-2);
+    CHECK(d3.nonfinite == 0);
+    CHECK(d3.rel_l2 <= 1e-2);
   }
 }
 
