@@ -16,4 +16,10 @@ else
   ncu --csv --clock-control none --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum --launch-skip ${SKIP:-700} --launch-count ${COUNT:-1200} \
     build-cuda/apps/kvrun generate -c /tmp/prof.toml --prompt-ids 1,2,3,4 --max-new-tokens 4 > "$out/ncu.csv" 2> "$out/ncu.err"
 fi
+if ! grep -q '"Kernel Name"' "$out/ncu.csv" 2>/dev/null; then  # no kernel rows: say why instead of a traceback
+  echo "gpu-profile: ncu wrote no kernel rows; the end of its stderr ($out/ncu.err) and stdout:" >&2
+  tail -20 "$out/ncu.err" >&2
+  tail -5 "$out/ncu.csv" >&2
+  exit 1
+fi
 python3 "$(dirname "$0")/ncu-summary.py" "$out/ncu.csv" ${TOP:-18}
