@@ -758,6 +758,14 @@ bool CudaOps::lt_tune(LtPlan& p, const LtKey& key, const cublasLtMatmulHeuristic
     }
   }
 
+  // A timing call that fails (events under a profiler that replays kernels, say) ends the tuning
+  // without an error: the heuristic's first algorithm is as correct, only maybe slower. The error
+  // is cleared so the next launch check does not report it; a device fault is sticky and the next
+  // real call reports it.
+  auto timing_failed = [] {
+    (void)cudaGetLastError();
+    return false;
+  };
   float* d = static_cast<float*>(scratch);
   const float one = 1.f, beta = key.accumulate ? 1.f : 0.f;
   KVRUN_CUDA_CHECK(cudaMemsetAsync(scratch, 0, bytes, st));  // C: zeros rather than leftovers
@@ -768,7 +776,7 @@ bool CudaOps::lt_tune(LtPlan& p, const LtKey& key, const cublasLtMatmulHeuristic
     for (int r = 0; r < kLtTuneWarmup + kLtTuneRuns && !failed; ++r) {
       if (flush_bytes) KVRUN_CUDA_CHECK(cudaMemsetAsync(scratch, 0, flush_bytes, st));
       const int t = r - kLtTuneWarmup;  // timed run t ≥ 0: events ev[2t], ev[2t + 1] around it
-      if (t >= 0) KVRUN_CUDA_CHECK(cudaEventRecord(ev[2 * t], st));
+      if (t >= 0 && cudaEventRecord(ev[2 * t], st) != cudaSuccess) return timing_failed();
       const cublasStatus_t s = cublasLtMatmul(cublaslt_, p.desc, &one, w, p.w, xb, p.x, &beta, d, p.y, d, p.y,
                                               &res[c].algo, cublas_ws_, cublas_ws_bytes_, st);
       if (s != CUBLAS_STATUS_SUCCESS) {  // this candidate is skipped; the real call never uses it
@@ -777,13 +785,14 @@ bool CudaOps::lt_tune(LtPlan& p, const LtKey& key, const cublasLtMatmulHeuristic
         (void)cudaGetLastError();
         break;
       }
-      if (t >= 0) KVRUN_CUDA_CHECK(cudaEventRecord(ev[2 * t + 1], st));
+      if (t >= 0 && cudaEventRecord(ev[2 * t + 1], st) != cudaSuccess) return timing_failed();
     }
     // An error here is one of the device itself (a faulting kernel), not of the choice: thrown.
     KVRUN_CUDA_CHECK(cudaStreamSynchronize(st));
     if (failed) continue;
     float ms[kLtTuneRuns];
-    for (int t = 0; t < kLtTuneRuns; ++t) KVRUN_CUDA_CHECK(cudaEventElapsedTime(&ms[t], ev[2 * t], ev[2 * t + 1]));
+    for (int t = 0; t < kLtTuneRuns; ++t)
+      if (cudaEventElapsedTime(&ms[t], ev[2 * t], ev[2 * t + 1]) != cudaSuccess) return timing_failed();
     std::sort(ms, ms + kLtTuneRuns);
     p.us[c] = 1000.f * ms[kLtTuneRuns / 2];
     if (best < 0 || p.us[c] < p.us[best]) best = c;
