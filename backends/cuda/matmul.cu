@@ -712,11 +712,7 @@ const CudaOps::LtPlan& CudaOps::lt_plan(const LtKey& key, const void* w, const _
     lt_destroy(p);
     throw;
   }
-  if (!p.ok) {  // only the answer is kept: cublasGemmEx for this key
-    const int candidates = p.candidates;
-    lt_destroy(p);
-    p.candidates = candidates;
-  }
+  if (!p.ok) lt_destroy(p);  // only the answer is kept: cublasGemmEx for this key
   return lt_plans_.emplace(key, p).first->second;
 }
 
@@ -844,12 +840,10 @@ void CudaOps::lt_log(const LtKey& key, const LtPlan& p, const cublasLtMatmulHeur
 
 void CudaOps::bf16_gemm(float* y, const __nv_bfloat16* xb, const TensorView& w, const void* bias, DType bias_t, int m,
                         int n, int k, bool accumulate) {
-  // Where the bias goes: the epilogue of the cuBLASLt call (f32, KVRUN_CUDA_LT_BIAS=1), else the
-  // epilogue kernel after the GEMM.
-  const bool lt_bias = lt_bias_ && bias && bias_t == DType::f32;
-  bool done = false;
-  for (const bool with_bias : {true, false}) {  // the bias plan first; without it, a plain one
-    if (done || !cublaslt_ || (with_bias ? !lt_bias : !lt_tune_)) continue;
+  // One cuBLASLt call with or without the bias in its epilogue; false where its plan has no
+  // algorithm. The bias goes into the epilogue of that call (f32, KVRUN_CUDA_LT_BIAS=1), else into
+  // the epilogue kernel after the GEMM (cuBLASLt without the bias, KVRUN_CUDA_LT_TUNE=1, or GemmEx).
+  const auto lt_gemm = [&](bool with_bias) {
     const LtKey key{m,
                     n,
                     k,
@@ -860,7 +854,7 @@ void CudaOps::bf16_gemm(float* y, const __nv_bfloat16* xb, const TensorView& w, 
                     ptr_alignment(y),
                     with_bias ? ptr_alignment(bias) : 0u};
     const LtPlan& p = lt_plan(key, w.data, xb, with_bias ? bias : nullptr);
-    if (!p.ok) continue;
+    if (!p.ok) return false;
     // the plan is shared by every bias of this alignment (one per layer): point it at this one
     if (with_bias)
       KVRUN_CUBLAS_CHECK(
@@ -868,10 +862,10 @@ void CudaOps::bf16_gemm(float* y, const __nv_bfloat16* xb, const TensorView& w, 
     const float one = 1.f, beta = accumulate ? 1.f : 0.f;
     KVRUN_CUBLAS_CHECK(cublasLtMatmul(cublaslt_, p.desc, &one, w.data, p.w, xb, p.x, &beta, y, p.y, y, p.y, &p.algo,
                                       cublas_ws_, cublas_ws_bytes_, stream()));
-    if (with_bias) return;  // bias added
-    done = true;
-  }
-  if (!done) cublas_gemm(y, xb, w, m, n, k, accumulate ? 1.f : 0.f);
+    return true;
+  };
+  if (cublaslt_ && lt_bias_ && bias && bias_t == DType::f32 && lt_gemm(true)) return;  // bias added
+  if (!(cublaslt_ && lt_tune_ && lt_gemm(false))) cublas_gemm(y, xb, w, m, n, k, accumulate ? 1.f : 0.f);
   if (bias) launch_epilogue(stream(), y, nullptr, bias, bias_t, m, n);
 }
 

@@ -812,18 +812,6 @@ int decode_heads_per_block(int G, int max_gp) {
   return gp;
 }
 
-template <KvLayout L, int D, int GP>
-void launch_decode_kernel(DecodeParams p, dim3 grid, cudaStream_t stream) {
-  using S = DecShape<L, D, GP>;
-  const auto aligned_to = [](const void* q, size_t a) { return reinterpret_cast<uintptr_t>(q) % a == 0; };
-  p.aligned = p.bt % S::kRoundKeys == 0 &&
-              (L != KvLayout::u8 || (aligned_to(p.k.scale, 2 * S::U) && aligned_to(p.v.scale, 2 * S::U) &&
-                                     aligned_to(p.k.zero, S::U) && aligned_to(p.v.zero, S::U)));
-  check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, grid, dim3(kDecThreads), 0,
-                                 decode_kernel<L, D, GP>, p),
-             "launch of decode_kernel");
-}
-
 // Blocks of decode_kernel<L, D, GP> resident on one SM (registers bound it: 4 for the 128-register
 // instances), asked once per process (every device of a process is assumed alike here).
 template <KvLayout L, int D, int GP>
@@ -837,12 +825,12 @@ int decode_resident_blocks() {
   return n;
 }
 
-template <KvLayout L, int D>
-void launch_decode(const Args& a, cudaStream_t stream) {
-  using S = DecShape<L, D>;
+// The decode step with GP query heads per block (decode_heads_per_block's choice).
+template <KvLayout L, int D, int GP>
+void launch_decode_gp(const Args& a, cudaStream_t stream) {
+  using S = DecShape<L, D, GP>;
   const int H = a.num_heads, Hkv = a.num_kv_heads, G = H / Hkv;
-  const int gp = decode_heads_per_block(G, S::kMaxGP);
-  const int nhc = (G + gp - 1) / gp;
+  const int nhc = (G + GP - 1) / GP;
   const int64_t blocks = int64_t(a.num_seqs) * Hkv * nhc;
   const int64_t rows = int64_t(a.num_tokens) * H;
   if (blocks > int64_t(INT32_MAX))
@@ -857,11 +845,7 @@ void launch_decode(const Args& a, cudaStream_t stream) {
   if (forced > 0) {
     splits = forced;
   } else {
-    int resident = 4;
-    if (gp == 1) resident = decode_resident_blocks<L, D, 1>();
-    else if (gp == 2) resident = decode_resident_blocks<L, D, 2>();
-    else if constexpr (S::kMaxGP >= 4) resident = decode_resident_blocks<L, D, 4>();
-    const int64_t wave = int64_t(resident) * std::max(a.num_sms, 1);  // blocks of one full wave
+    const int64_t wave = int64_t(decode_resident_blocks<L, D, GP>()) * std::max(a.num_sms, 1);  // one full wave
     if (blocks < wave && a.max_kv_len >= 2 * kDecMinSplitKeys)
       splits = std::min<int64_t>(wave / blocks, a.max_kv_len / kDecMinSplitKeys);
   }
@@ -890,18 +874,29 @@ void launch_decode(const Args& a, cudaStream_t stream) {
     if ((1 << sh) == a.block_tokens) p.bt_shift = sh;
   p.max_blocks = a.max_blocks;
   p.scale_log2 = a.scale * kLog2e;
-  p.aligned = false;  // set per instance (the round's keys depend on GP) in launch_decode_kernel
+  const auto aligned_to = [](const void* q, size_t al) { return reinterpret_cast<uintptr_t>(q) % al == 0; };
+  p.aligned = p.bt % S::kRoundKeys == 0 &&
+              (L != KvLayout::u8 || (aligned_to(p.k.scale, 2 * S::U) && aligned_to(p.v.scale, 2 * S::U) &&
+                                     aligned_to(p.k.zero, S::U) && aligned_to(p.v.zero, S::U)));
 
-  const dim3 grid{unsigned(blocks), unsigned(splits)};
-  if (gp == 1) launch_decode_kernel<L, D, 1>(p, grid, stream);
-  else if (gp == 2) launch_decode_kernel<L, D, 2>(p, grid, stream);
-  else if constexpr (S::kMaxGP >= 4) launch_decode_kernel<L, D, 4>(p, grid, stream);
+  check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, dim3{unsigned(blocks), unsigned(splits)},
+                                 dim3(kDecThreads), 0, decode_kernel<L, D, GP>, p),
+             "launch of decode_kernel");
   if (splits > 1) {
     check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, dim3(unsigned(rows)), dim3(unsigned(D)), 0,
                                    decode_combine_kernel, a.out, static_cast<const float*>(p.partial_o),
                                    static_cast<const float*>(p.partial_ml), int(splits), rows, int(D)),
                "launch of decode_combine_kernel");
   }
+}
+
+template <KvLayout L, int D>
+void launch_decode(const Args& a, cudaStream_t stream) {
+  using S = DecShape<L, D>;
+  const int gp = decode_heads_per_block(a.num_heads / a.num_kv_heads, S::kMaxGP);
+  if (gp == 1) launch_decode_gp<L, D, 1>(a, stream);
+  else if (gp == 2) launch_decode_gp<L, D, 2>(a, stream);
+  else if constexpr (S::kMaxGP >= 4) launch_decode_gp<L, D, 4>(a, stream);
 }
 
 // Whether forward() takes the fused decode path for `a`.
