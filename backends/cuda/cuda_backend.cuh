@@ -111,6 +111,14 @@ class CudaQueue final : public Queue {
 
 class CudaDevice;
 
+// What the batch-1 GEMV does before it waits for the previous kernel (programmatic dependent
+// launch only): prefetch the first l2_bytes of each first-wave block's weight rows into L2, and
+// (early_trigger) let the next kernel launch as soon as every block has started.
+struct GemvPrefetch {
+  int l2_bytes = 0;
+  bool early_trigger = false;
+};
+
 // The dense ops. Kernels run on the device's stream; nothing here synchronizes the host or
 // allocates while a CUDA graph is being captured on that stream (the workspace only grows outside
 // capture; a capture that would need more fails with a message instead).
@@ -176,6 +184,7 @@ class CudaOps final : public Ops {
 
   CudaDevice& dev_;
   int sm_count_ = 0;
+  GemvPrefetch gemv_pf_;  // KVRUN_CUDA_GEMV_L2PF_KB, KVRUN_CUDA_GEMV_EARLY_TRIGGER
   bool pdl_ = false;  // programmatic dependent launch of the GEMV/GEMM, norms, SwiGLU, RoPE (sm_90+; KVRUN_CUDA_PDL=0: off)
   int gemv_max_rows_ = kGemvDefaultRows;  // KVRUN_CUDA_GEMV_MAX_ROWS overrides (tuning)
   // bf16 weights and gemv_max_rows_ < M ≤ tc_gemm_max_rows_: the tensor-core small-M GEMM

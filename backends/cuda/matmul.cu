@@ -107,6 +107,10 @@ struct GemvFusion {
   DType norm_t = DType::f32;
   float eps = 0.f;
   bool accumulate = false;
+  // Launch settings carried with the fusions (set by launch_gemv, not by callers):
+  int pf_blocks = 0;           // blocks [0, pf_blocks) prefetch the start of their rows into L2 ...
+  int pf_bytes = 0;            // ... this many bytes of them (0: no prefetch), before the PDL wait
+  bool early_trigger = false;  // let the next kernel launch when every block has started
 };
 
 // GEMV for small M:  y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]),  M ≤ MMAX ≤ 8.
@@ -139,6 +143,25 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   const int n0 = blockIdx.x * rows_per_block + r * RPW;
   const bool active = n0 < N;
 
+  if (fz.early_trigger) pdl_trigger();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // The first pf_bytes of this block's weight rows (contiguous: rows_per_block rows of K) toward
+  // L2 while the previous kernel ends, 4 KiB per thread and instruction (w 16-byte aligned and
+  // K·sizeof(W) a multiple of 16 on the VEC path).
+  if (VEC && fz.pf_bytes > 0 && int(blockIdx.x) < fz.pf_blocks) {
+    const int64_t row_bytes = int64_t(K) * int64_t(sizeof(W));
+    const int64_t begin = int64_t(blockIdx.x) * rows_per_block * row_bytes;
+    const int64_t end = min(min(int64_t(N), int64_t(blockIdx.x + 1) * rows_per_block) * row_bytes, begin + fz.pf_bytes);
+    constexpr int64_t kPiece = 4096;
+    for (int64_t off = begin + int64_t(threadIdx.x) * kPiece; off < end; off += int64_t(kGemvThreads) * kPiece) {
+      const uint32_t size = uint32_t(min(kPiece, end - off)) & ~15u;
+      if (size)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(reinterpret_cast<const char*>(w) + off),
+                     "r"(size)
+                     : "memory");
+    }
+  }
+#endif
   float acc[RPW][MMAX];
 #pragma unroll
   for (int j = 0; j < RPW; ++j)
@@ -325,7 +348,7 @@ int gemv_blocks_per_sm() {
 // fz.norm_w needs M = 1 (the caller checks).
 template <class W>
 void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float* x, const W* w, const void* bias, DType bias_t,
-                 int M, int N, int K, const GemvFusion& fz = {}) {
+                 int M, int N, int K, const GemvPrefetch& pf, GemvFusion fz = {}) {
   constexpr int E = 16 / int(sizeof(W));
   const bool vec = K % E == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   // Warps per row group (wpr): the K range of the rows is split (wpr doubled) while the grid is
@@ -349,6 +372,11 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
     wpr *= 2;
   }
   const unsigned blocks = unsigned(blocks_for(wpr));
+  if (pdl) {
+    fz.pf_blocks = capacity;
+    fz.pf_bytes = pf.l2_bytes;
+    fz.early_trigger = pf.early_trigger;
+  }
   if (fz.norm_w)
     launch_gemv_m<W, 1, true>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr, fz);
   else if (M == 1)
@@ -511,7 +539,7 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
 
   if (M <= gemv_max_rows_) {
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul w",
-        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K)));
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_pf_));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel");
     return;
   }
@@ -924,7 +952,7 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
       fz.eps = f.norm_eps;
     }
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul_fused w",
-        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), fz));
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_pf_, fz));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel (fused)");
     return;
   }

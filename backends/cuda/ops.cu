@@ -28,6 +28,8 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   tc_gemm_max_rows_ = cuda_plugin::env_int("KVRUN_CUDA_TC_GEMM_MAX_ROWS", 0, kSmallMGemmMaxRows, tc_gemm_max_rows_);
   tc_splits_ = cuda_plugin::env_int("KVRUN_CUDA_TC_SPLITK", 1, kSmallMGemmMaxSplits, tc_splits_);
   fuse_ = cuda_plugin::env_int("KVRUN_CUDA_FUSE", 0, 1, 1) == 1;
+  gemv_pf_.l2_bytes = cuda_plugin::env_int("KVRUN_CUDA_GEMV_L2PF_KB", 0, 4096, 0) * 1024;
+  gemv_pf_.early_trigger = cuda_plugin::env_int("KVRUN_CUDA_GEMV_EARLY_TRIGGER", 0, 1, 0) == 1;
   lt_bias_ = cuda_plugin::env_int("KVRUN_CUDA_LT_BIAS", 0, 1, 1) == 1;
   lt_tune_ = cuda_plugin::env_int("KVRUN_CUDA_LT_TUNE", 0, 1, 1) == 1;
   lt_tune_log_ = cuda_plugin::env_int("KVRUN_CUDA_LT_TUNE_LOG", 0, 1, 0) == 1;
