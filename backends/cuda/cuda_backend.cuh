@@ -117,6 +117,8 @@ class CudaDevice;
 struct GemvPrefetch {
   int l2_bytes = 0;
   bool early_trigger = false;
+  int ring = 0;       // bf16 at M = 1: stages of the shared-memory ring kernel (0: register kernel)
+  int ring_norm = 0;  // the same for the RMSNorm-fused GEMV
 };
 
 // The dense ops. Kernels run on the device's stream; nothing here synchronizes the host or

@@ -22,7 +22,10 @@
 #include <bit>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <mutex>
 #include <string>
+#include <type_traits>
 
 #include "cuda_backend.cuh"
 #include "gemm_small_m.cuh"
@@ -113,6 +116,61 @@ struct GemvFusion {
   bool early_trigger = false;  // let the next kernel launch when every block has started
 };
 
+// Block-wide (every thread calls it): waits for the previous kernel (programmatic dependent
+// launch), then for NORM writes xs4[K / 4] = rms_norm(x_in)·norm_w into shared memory and returns
+// it; returns x_in otherwise. VEC: x_in 16-byte aligned and K a multiple of 4.
+template <bool VEC, bool NORM>
+__device__ __forceinline__ const float* gemv_wait_and_normalize(const float* __restrict__ x_in, int K,
+                                                              const GemvFusion& fz, float4* gemv_xs4) {
+  pdl_wait();
+  if constexpr (NORM) {
+    __shared__ float red[32];
+    constexpr int KR = 4;  // float4 of x per thread kept in registers (K ≤ 4096)
+    float ss = 0.f;
+    if constexpr (VEC) {  // K % 4 == 0, x 16-byte aligned
+      const float4* x4 = reinterpret_cast<const float4*>(x_in);
+      const int K4 = K / 4;
+      float4 xv[KR];
+#pragma unroll
+      for (int i = 0; i < KR; ++i) {
+        const int f = threadIdx.x + i * kGemvThreads;
+        xv[i] = f < K4 ? __ldg(x4 + f) : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+#pragma unroll
+      for (int i = 0; i < KR; ++i)
+        ss = fmaf(xv[i].x, xv[i].x, fmaf(xv[i].y, xv[i].y, fmaf(xv[i].z, xv[i].z, fmaf(xv[i].w, xv[i].w, ss))));
+      for (int f = threadIdx.x + KR * kGemvThreads; f < K4; f += kGemvThreads) {
+        const float4 a = __ldg(x4 + f);
+        ss = fmaf(a.x, a.x, fmaf(a.y, a.y, fmaf(a.z, a.z, fmaf(a.w, a.w, ss))));
+      }
+      ss = block_sum(ss, red);
+      const float inv = 1.0f / sqrtf(ss / float(K) + fz.eps);
+      auto put = [&](int f, float4 a) {
+        gemv_xs4[f] = make_float4(__fmul_rn(__fmul_rn(a.x, inv), load_any(fz.norm_w, fz.norm_t, 4 * f)),
+                                  __fmul_rn(__fmul_rn(a.y, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 1)),
+                                  __fmul_rn(__fmul_rn(a.z, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 2)),
+                                  __fmul_rn(__fmul_rn(a.w, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 3)));
+      };
+#pragma unroll
+      for (int i = 0; i < KR; ++i) {
+        const int f = threadIdx.x + i * kGemvThreads;
+        if (f < K4) put(f, xv[i]);
+      }
+      for (int f = threadIdx.x + KR * kGemvThreads; f < K4; f += kGemvThreads) put(f, __ldg(x4 + f));
+    } else {
+      float* xs = reinterpret_cast<float*>(gemv_xs4);
+      for (int k = threadIdx.x; k < K; k += kGemvThreads) ss = fmaf(x_in[k], x_in[k], ss);
+      ss = block_sum(ss, red);
+      const float inv = 1.0f / sqrtf(ss / float(K) + fz.eps);
+      for (int k = threadIdx.x; k < K; k += kGemvThreads)
+        xs[k] = __fmul_rn(__fmul_rn(x_in[k], inv), load_any(fz.norm_w, fz.norm_t, k));
+    }
+    __syncthreads();
+    return reinterpret_cast<const float*>(gemv_xs4);
+  }
+  return x_in;
+}
+
 // GEMV for small M:  y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]),  M ≤ MMAX ≤ 8.
 //   y: [M, N] f32, x: [M, K] f32, w: [N, K] of W (bf16/f16/f32), bias: [N] of bias_t or null.
 // Block: 8 warps; each warp handles RPW consecutive weight rows n over one of wpr K slices
@@ -174,53 +232,8 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   // Block-wide (every thread, active or not): wait for x, then (NORM) its normalized copy.
   const float* __restrict__ x = x_in;
   auto wait_and_normalize = [&] {
-    pdl_wait();
-    if constexpr (NORM) {
-      extern __shared__ float4 gemv_xs4[];  // [K / 4] (K floats)
-      __shared__ float red[32];
-      constexpr int KR = 4;  // float4 of x per thread kept in registers (K ≤ 4096)
-      float ss = 0.f;
-      if constexpr (VEC) {  // K % 4 == 0, x 16-byte aligned
-        const float4* x4 = reinterpret_cast<const float4*>(x_in);
-        const int K4 = K / 4;
-        float4 xv[KR];
-#pragma unroll
-        for (int i = 0; i < KR; ++i) {
-          const int f = threadIdx.x + i * kGemvThreads;
-          xv[i] = f < K4 ? __ldg(x4 + f) : make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-#pragma unroll
-        for (int i = 0; i < KR; ++i)
-          ss = fmaf(xv[i].x, xv[i].x, fmaf(xv[i].y, xv[i].y, fmaf(xv[i].z, xv[i].z, fmaf(xv[i].w, xv[i].w, ss))));
-        for (int f = threadIdx.x + KR * kGemvThreads; f < K4; f += kGemvThreads) {
-          const float4 a = __ldg(x4 + f);
-          ss = fmaf(a.x, a.x, fmaf(a.y, a.y, fmaf(a.z, a.z, fmaf(a.w, a.w, ss))));
-        }
-        ss = block_sum(ss, red);
-        const float inv = 1.0f / sqrtf(ss / float(K) + fz.eps);
-        auto put = [&](int f, float4 a) {
-          gemv_xs4[f] = make_float4(__fmul_rn(__fmul_rn(a.x, inv), load_any(fz.norm_w, fz.norm_t, 4 * f)),
-                                    __fmul_rn(__fmul_rn(a.y, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 1)),
-                                    __fmul_rn(__fmul_rn(a.z, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 2)),
-                                    __fmul_rn(__fmul_rn(a.w, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 3)));
-        };
-#pragma unroll
-        for (int i = 0; i < KR; ++i) {
-          const int f = threadIdx.x + i * kGemvThreads;
-          if (f < K4) put(f, xv[i]);
-        }
-        for (int f = threadIdx.x + KR * kGemvThreads; f < K4; f += kGemvThreads) put(f, __ldg(x4 + f));
-      } else {
-        float* xs = reinterpret_cast<float*>(gemv_xs4);
-        for (int k = threadIdx.x; k < K; k += kGemvThreads) ss = fmaf(x_in[k], x_in[k], ss);
-        ss = block_sum(ss, red);
-        const float inv = 1.0f / sqrtf(ss / float(K) + fz.eps);
-        for (int k = threadIdx.x; k < K; k += kGemvThreads)
-          xs[k] = __fmul_rn(__fmul_rn(x_in[k], inv), load_any(fz.norm_w, fz.norm_t, k));
-      }
-      __syncthreads();
-      x = reinterpret_cast<const float*>(gemv_xs4);
-    }
+    extern __shared__ float4 gemv_xs4[];  // NORM: [K / 4] (K floats)
+    x = gemv_wait_and_normalize<VEC, NORM>(x_in, K, fz, gemv_xs4);
   };
 
   if constexpr (VEC) {
@@ -300,6 +313,97 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   }
 }
 
+// Batch-1 bf16 GEMV with the weights staged through shared memory:  y[N] = x[K] · w[N, K]ᵀ (+ bias).
+//   y: [N] f32, x: [K] f32 (16-byte aligned), w: [N, K] bf16 (16-byte aligned rows, K % 8 == 0),
+//   bias: [N] of bias_t or null.
+// The block and work split are gemv_kernel's at M = 1 (8 warps, 4 rows per warp, wpr warps per
+// row group over interleaved K slices), but each lane's 16-byte loads go through a ring of S
+// stages in shared memory (cp.async): ring[warp][stage][row][lane] (uint4), so S − 1 stages (4 rows
+// × 512 bytes each per warp) are in flight while one is multiplied, without the registers that
+// held gemv_kernel's loads, and the first S − 1 are issued before the PDL wait. Each lane reads
+// back only the slots it filled itself (no barrier). NORM as gemv_kernel: xs[K] after the ring.
+template <int S, int MINB, bool NORM>
+__global__ void __launch_bounds__(kGemvThreads, MINB)
+    gemv_ring_kernel(float* __restrict__ y, const float* __restrict__ x_in, const __nv_bfloat16* __restrict__ w,
+                     const void* bias, DType bias_t, int N, int K, int wpr, GemvFusion fz) {
+  constexpr int RPW = 4;
+  extern __shared__ uint4 gemv_ring_smem[];  // [kGemvWarps][S][RPW][32] uint4, then NORM: [K] f32
+  __shared__ float partial[kGemvWarps][RPW];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int rows_per_block = kGemvWarps / wpr * RPW;
+  const int r = warp / wpr, part = warp % wpr;
+  const int n0 = blockIdx.x * rows_per_block + r * RPW;
+  const bool active = n0 < N;
+  if (fz.early_trigger) pdl_trigger();
+
+  const uint4* wr[RPW];  // rows past N re-read row N − 1 (not written)
+#pragma unroll
+  for (int j = 0; j < RPW; ++j) wr[j] = reinterpret_cast<const uint4*>(w + int64_t(min(n0 + j, N - 1)) * K);
+  const int nvec = K / 8, stride = 32 * wpr, first = part * 32;
+  // steps of this warp (warp-uniform); a lane whose vector is past nvec zero-fills and skips it
+  const int steps = active && first < nvec ? (nvec - first + stride - 1) / stride : 0;
+  const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(gemv_ring_smem)) +
+                        uint32_t(warp * S * RPW * 32 + lane) * 16u;
+  const uint4* ring_p = gemv_ring_smem + warp * S * RPW * 32 + lane;
+  auto issue = [&](int i) {  // step i into slot i % S, one commit group per step (empty past the end)
+    const int v = first + i * stride + lane;
+    if (i < steps && v < nvec) {
+      const uint32_t slot = ring + uint32_t((i % S) * RPW * 32) * 16u;
+#pragma unroll
+      for (int j = 0; j < RPW; ++j) cp_async_16(slot + uint32_t(j * 32) * 16u, wr[j] + v);
+    }
+    cp_async_commit();
+  };
+#pragma unroll
+  for (int i = 0; i < S - 1; ++i) issue(i);
+
+  extern __shared__ float4 gemv_ring_xs4[];
+  const float* __restrict__ x =
+      gemv_wait_and_normalize<true, NORM>(x_in, K, fz, gemv_ring_xs4 + kGemvWarps * S * RPW * 32);
+
+  float acc[RPW] = {};
+  for (int i = 0; i < steps; ++i) {
+    cp_async_wait<S - 2>();  // step i has landed (this lane's copies)
+    const int v = first + i * stride + lane;
+    if (v < nvec) {
+      const uint4* slot = ring_p + (i % S) * RPW * 32;
+      const float4* xp = reinterpret_cast<const float4*>(x + v * 8);
+      const float4 xa = NORM ? xp[0] : __ldg(xp), xb = NORM ? xp[1] : __ldg(xp + 1);
+#pragma unroll
+      for (int j = 0; j < RPW; ++j) {
+        float wf[8];
+        WeightVec<__nv_bfloat16>::unpack(slot[j * 32], wf);
+        acc[j] = fmaf(wf[0], xa.x, acc[j]);
+        acc[j] = fmaf(wf[1], xa.y, acc[j]);
+        acc[j] = fmaf(wf[2], xa.z, acc[j]);
+        acc[j] = fmaf(wf[3], xa.w, acc[j]);
+        acc[j] = fmaf(wf[4], xb.x, acc[j]);
+        acc[j] = fmaf(wf[5], xb.y, acc[j]);
+        acc[j] = fmaf(wf[6], xb.z, acc[j]);
+        acc[j] = fmaf(wf[7], xb.w, acc[j]);
+      }
+    }
+    issue(i + S - 1);  // into the slot read in step i − 1 (those reads fed FMAs already issued)
+  }
+  cp_async_wait<0>();
+  pdl_trigger();
+#pragma unroll
+  for (int j = 0; j < RPW; ++j) acc[j] = warp_sum(acc[j]);
+  if (lane == 0) {
+#pragma unroll
+    for (int j = 0; j < RPW; ++j) partial[warp][j] = acc[j];
+  }
+  __syncthreads();
+  const int n = n0 + lane;
+  if (part == 0 && lane < RPW && n < N) {
+    float sum = 0.f;
+    for (int p = 0; p < wpr; ++p) sum += partial[r * wpr + p][lane];
+    if (bias) sum += load_any(bias, bias_t, n);
+    if (fz.accumulate) sum = __fadd_rn(y[n], sum);
+    y[n] = sum;
+  }
+}
+
 // Rows per warp: 4 at M = 1 (x loads shared by 4 rows), 1 above (MMAX accumulators per row).
 template <int MMAX>
 constexpr int gemv_rpw() {
@@ -345,6 +449,32 @@ int gemv_blocks_per_sm() {
   return n;
 }
 
+// The ring kernel for S stages (S ∈ {3, 4, 6}) with or without the norm: opts it into the shared
+// memory it may need (once per instantiation) and returns how many of its blocks fit on an SM with
+// `smem` bytes of dynamic shared memory each (0: it cannot run).
+template <int S, bool NORM>
+auto gemv_ring_fn() {
+  return gemv_ring_kernel<S, (S >= 6 ? 2 : 3), NORM>;
+}
+template <int S, bool NORM>
+int gemv_ring_prepare(size_t smem) {
+  static const bool opted = cudaFuncSetAttribute(gemv_ring_fn<S, NORM>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 int(size_t(S) * 16384 + (NORM ? CudaOps::kGemvNormMaxK * 4 : 0))) ==
+                            cudaSuccess;
+  if (!opted) return 0;
+  static std::mutex mu;
+  static std::map<size_t, int> fit;  // dynamic shared memory → blocks per SM
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = fit.find(smem);
+  if (it == fit.end()) {
+    int b = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_ring_fn<S, NORM>(), kGemvThreads, smem) != cudaSuccess)
+      b = 0;
+    it = fit.emplace(smem, b).first;
+  }
+  return it->second;
+}
+
 // fz.norm_w needs M = 1 (the caller checks).
 template <class W>
 void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float* x, const W* w, const void* bias, DType bias_t,
@@ -358,8 +488,20 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
   // 2.6 waves (down 24.1 → 22.6 µs), q·k·v one wave (384 blocks), gate·up 1.7 waves.
   const int units = vec ? K / E : K;
   const int rpw = M == 1 ? gemv_rpw<1>() : gemv_rpw<8>();
-  const int capacity = sm_count * (M == 1 ? (vec ? gemv_blocks_per_sm<W, 1, true>() : gemv_blocks_per_sm<W, 1, false>())
-                                          : (vec ? gemv_blocks_per_sm<W, 8, true>() : gemv_blocks_per_sm<W, 8, false>()));
+  // bf16 at M = 1: the shared-memory ring kernel when KVRUN_CUDA_GEMV_RING(_NORM) names its stages
+  const int ring = !std::is_same_v<W, __nv_bfloat16> || M != 1 || !vec ? 0 : fz.norm_w ? pf.ring_norm : pf.ring;
+  const size_t ring_smem = size_t(ring) * 16384 + (fz.norm_w ? size_t(K) * sizeof(float) : 0);
+  int ring_fit = 0;
+  if (ring) {
+    const bool norm = fz.norm_w != nullptr;
+    ring_fit = ring == 3   ? (norm ? gemv_ring_prepare<3, true>(ring_smem) : gemv_ring_prepare<3, false>(ring_smem))
+               : ring == 4 ? (norm ? gemv_ring_prepare<4, true>(ring_smem) : gemv_ring_prepare<4, false>(ring_smem))
+                           : (norm ? gemv_ring_prepare<6, true>(ring_smem) : gemv_ring_prepare<6, false>(ring_smem));
+  }
+  const int capacity =
+      sm_count * (ring_fit ? ring_fit
+                  : M == 1 ? (vec ? gemv_blocks_per_sm<W, 1, true>() : gemv_blocks_per_sm<W, 1, false>())
+                           : (vec ? gemv_blocks_per_sm<W, 8, true>() : gemv_blocks_per_sm<W, 8, false>()));
   auto blocks_for = [&](int wpr) {
     const int rows_per_block = kGemvWarps / wpr * rpw;
     return (int64_t(N) + rows_per_block - 1) / rows_per_block;
@@ -376,6 +518,19 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
     fz.pf_blocks = capacity;
     fz.pf_bytes = pf.l2_bytes;
     fz.early_trigger = pf.early_trigger;
+  }
+  if (ring_fit) {
+    if constexpr (std::is_same_v<W, __nv_bfloat16>) {
+      const bool norm = fz.norm_w != nullptr;
+      auto go = [&](auto kernel) {
+        launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), ring_smem, kernel, y, x, w, bias, bias_t, N, K,
+                         wpr, fz);
+      };
+      if (ring == 3) norm ? go(gemv_ring_fn<3, true>()) : go(gemv_ring_fn<3, false>());
+      else if (ring == 4) norm ? go(gemv_ring_fn<4, true>()) : go(gemv_ring_fn<4, false>());
+      else norm ? go(gemv_ring_fn<6, true>()) : go(gemv_ring_fn<6, false>());
+      return;
+    }
   }
   if (fz.norm_w)
     launch_gemv_m<W, 1, true>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr, fz);
