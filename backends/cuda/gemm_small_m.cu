@@ -204,8 +204,8 @@ __global__ void __launch_bounds__(kThreads, 3)
 //   y [M, N] f32, partial [splits, M, N] f32 (MN = M·N), bias [N] of bias_t or null.
 __global__ void splitk_reduce_kernel(float* __restrict__ y, const float* __restrict__ partial, int splits, int64_t MN,
                                      int N, const void* bias, DType bias_t) {
+  pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   pdl_wait();
-  pdl_trigger();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < MN; i += int64_t(gridDim.x) * blockDim.x) {
     float s = 0.f;
     for (int z = 0; z < splits; ++z) s += partial[z * MN + i];

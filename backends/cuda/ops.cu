@@ -125,8 +125,8 @@ __global__ void rms_norm_kernel(float* x, const float* delta, Y* y, const W* __r
     const int i = threadIdx.x + j * blockDim.x;
     wv[j] = i < D ? to_f32(w[i]) : 0.f;
   }
+  pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   pdl_wait();
-  pdl_trigger();
   const int64_t row = blockIdx.x;
   float* xr = x + row * D;
   const float* dr = kAdd ? delta + row * D : nullptr;
@@ -216,8 +216,8 @@ Status CudaOps::add_rms_norm(TensorView x, TensorView delta, TensorView y, Tenso
 // O = __nv_bfloat16: matmul_fused's cuBLAS path (rounded once, like swiglu then the f32 → bf16 step).
 template <class I, class O = float>  // I: int where M·2F < 2^31 (cheaper division), else int64_t
 __global__ void swiglu_kernel(O* __restrict__ out, const float* __restrict__ gu, I F, I n) {
+  pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   pdl_wait();  // launched with programmatic dependent launch: gu comes from the previous kernel
-  pdl_trigger();
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
     const I m = i / F, f = i - m * F;
     const float g = gu[m * 2 * F + f];
@@ -230,8 +230,8 @@ __global__ void swiglu_kernel(O* __restrict__ out, const float* __restrict__ gu,
 // aligned, M·F/4 < 2^31): 16-byte loads, a 32-bit index. Same formula per element.
 template <class O>
 __global__ void swiglu4_kernel(O* __restrict__ out, const float4* __restrict__ gu, int F4, int n4) {
+  pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   pdl_wait();  // gu comes from the previous kernel
-  pdl_trigger();
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += gridDim.x * blockDim.x) {
     const int m = i / F4, f4 = i - m * F4;
     const float4 g = gu[int64_t(m) * 2 * F4 + f4], u = gu[int64_t(m) * 2 * F4 + F4 + f4];
@@ -517,8 +517,8 @@ __global__ void rope_table_kernel(float* cs, const int32_t* __restrict__ positio
 
 // x[T, H, D] rotated with cs[T, rot_dim] (rope_kernel's second half).  grid (T, y-blocks over H·half).
 __global__ void rope_apply_kernel(float* x, const float* __restrict__ cs, int H, int D, int rot_dim) {
+  pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   pdl_wait();  // launched with programmatic dependent launch: x comes from the previous kernel
-  pdl_trigger();
   const int half = rot_dim / 2;
   const int64_t t = blockIdx.x;
   float* xt = x + t * int64_t(H) * D;
@@ -575,8 +575,8 @@ Status CudaOps::rope_apply(TensorView x, TensorView cs) noexcept {
 __global__ void split_rope_kernel(const float* __restrict__ qkv, float* __restrict__ q, float* __restrict__ k,
                                   float* __restrict__ v, const float* __restrict__ cs, int Hq, int Hk, int Hv, int D,
                                   int rot_dim) {
+  pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   pdl_wait();  // qkv comes from the previous kernel; q, k, v may still be read by an earlier one
-  pdl_trigger();
   const int half = rot_dim / 2, C = (Hq + Hk + Hv) * D;
   const int64_t t = blockIdx.x;
   const float* src = qkv + t * C;

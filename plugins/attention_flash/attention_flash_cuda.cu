@@ -150,8 +150,8 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
   __shared__ __align__(16) uint16_t smem[2 * kBN * kStride];
   uint16_t* const ks = smem;
   uint16_t* const vs = smem + kBN * kStride;
+  cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   cuda_plugin::pdl_wait();  // q and the cache come from earlier kernels (programmatic dependent launch)
-  cuda_plugin::pdl_trigger();
 
   const int H = p.H, Hkv = p.Hkv, G = H / Hkv;
   const int s = blockIdx.y / Hkv, g = blockIdx.y % Hkv;

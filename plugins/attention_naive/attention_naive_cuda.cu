@@ -551,8 +551,8 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
   static_assert(GP >= 1 && GP <= S::kMaxGP, "heads per block");
   __shared__ __align__(16) float o_sh[kDecWarps][GP][D];  // each warp's unnormalized O
   __shared__ float ml_sh[kDecWarps][GP][2];               // each warp's m and l
+  cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   cuda_plugin::pdl_wait();  // q and the cache come from earlier kernels (programmatic dependent launch)
-  cuda_plugin::pdl_trigger();
 
   const int hc = int(blockIdx.x % unsigned(p.nhc));
   const int sg = int(blockIdx.x / unsigned(p.nhc));

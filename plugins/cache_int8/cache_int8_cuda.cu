@@ -134,8 +134,8 @@ append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
               const int32_t* __restrict__ token_seq,  // [num_tokens]
               const int32_t* __restrict__ positions,  // [num_tokens]
               int max_blocks, int num_tokens, int H, int D, int bt, bool vec) {  // vec: quantize_rows_vec applies
+  cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   cuda_plugin::pdl_wait();  // k, v come from the previous kernel (programmatic dependent launch)
-  cuda_plugin::pdl_trigger();
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);  // token * H + head
   if (row >= int64_t(num_tokens) * H) return;  // whole warp leaves together

@@ -30,8 +30,8 @@ __global__ void splitk_combine_kernel(float* __restrict__ out, const float* __re
                                       const float* __restrict__ partial_ml, int splits, int64_t rows, int D) {
   __shared__ float w[kMaxSplits];  // weight of each part: 2^(m_z − M), 0 for an empty part
   __shared__ float inv_l;
+  cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   cuda_plugin::pdl_wait();  // the parts come from the previous kernel (programmatic dependent launch)
-  cuda_plugin::pdl_trigger();
   const int64_t row = blockIdx.x;
   if (threadIdx.x == 0) {
     float M = -INFINITY;
