@@ -496,6 +496,7 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
     const bool norm = fz.norm_w != nullptr;
     ring_fit = ring == 3   ? (norm ? gemv_ring_prepare<3, true>(ring_smem) : gemv_ring_prepare<3, false>(ring_smem))
                : ring == 4 ? (norm ? gemv_ring_prepare<4, true>(ring_smem) : gemv_ring_prepare<4, false>(ring_smem))
+               : ring == 7 ? (norm ? 0 : gemv_ring_prepare<7, false>(ring_smem))
                            : (norm ? gemv_ring_prepare<6, true>(ring_smem) : gemv_ring_prepare<6, false>(ring_smem));
   }
   const int capacity =
@@ -528,6 +529,7 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
       };
       if (ring == 3) norm ? go(gemv_ring_fn<3, true>()) : go(gemv_ring_fn<3, false>());
       else if (ring == 4) norm ? go(gemv_ring_fn<4, true>()) : go(gemv_ring_fn<4, false>());
+      else if (ring == 7) go(gemv_ring_fn<7, false>());
       else norm ? go(gemv_ring_fn<6, true>()) : go(gemv_ring_fn<6, false>());
       return;
     }

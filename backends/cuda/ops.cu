@@ -30,10 +30,10 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   fuse_ = cuda_plugin::env_int("KVRUN_CUDA_FUSE", 0, 1, 1) == 1;
   gemv_pf_.l2_bytes = cuda_plugin::env_int("KVRUN_CUDA_GEMV_L2PF_KB", 0, 4096, 0) * 1024;
   gemv_pf_.early_trigger = cuda_plugin::env_int("KVRUN_CUDA_GEMV_EARLY_TRIGGER", 0, 1, 0) == 1;
-  gemv_pf_.ring = cuda_plugin::env_int("KVRUN_CUDA_GEMV_RING", 0, 6, 0);
+  gemv_pf_.ring = cuda_plugin::env_int("KVRUN_CUDA_GEMV_RING", 0, 7, 6);
   gemv_pf_.ring_norm = cuda_plugin::env_int("KVRUN_CUDA_GEMV_RING_NORM", 0, 6, 0);
   for (int* r : {&gemv_pf_.ring, &gemv_pf_.ring_norm})
-    if (*r != 0 && *r != 3 && *r != 4 && *r != 6) *r = 4;
+    if (*r != 0 && *r != 3 && *r != 4 && *r != 6 && *r != 7) *r = 4;
   lt_bias_ = cuda_plugin::env_int("KVRUN_CUDA_LT_BIAS", 0, 1, 1) == 1;
   lt_tune_ = cuda_plugin::env_int("KVRUN_CUDA_LT_TUNE", 0, 1, 1) == 1;
   lt_tune_log_ = cuda_plugin::env_int("KVRUN_CUDA_LT_TUNE_LOG", 0, 1, 0) == 1;
