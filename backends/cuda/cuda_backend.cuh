@@ -111,16 +111,6 @@ class CudaQueue final : public Queue {
 
 class CudaDevice;
 
-// What the batch-1 GEMV does before it waits for the previous kernel (programmatic dependent
-// launch only): prefetch the first l2_bytes of each first-wave block's weight rows into L2, and
-// (early_trigger) let the next kernel launch as soon as every block has started.
-struct GemvPrefetch {
-  int l2_bytes = 0;
-  bool early_trigger = false;
-  int ring = 0;       // bf16 at M = 1: stages of the shared-memory ring kernel (0: register kernel)
-  int ring_norm = 0;  // the same for the RMSNorm-fused GEMV
-};
-
 // The dense ops. Kernels run on the device's stream; nothing here synchronizes the host or
 // allocates while a CUDA graph is being captured on that stream (the workspace only grows outside
 // capture; a capture that would need more fails with a message instead).
@@ -186,7 +176,9 @@ class CudaOps final : public Ops {
 
   CudaDevice& dev_;
   int sm_count_ = 0;
-  GemvPrefetch gemv_pf_;  // KVRUN_CUDA_GEMV_L2PF_KB, KVRUN_CUDA_GEMV_EARLY_TRIGGER
+  // Stages of the shared-memory ring of the batch-1 bf16 GEMV without the norm (matmul.cu,
+  // gemv_ring_kernel): 6 by default; KVRUN_CUDA_GEMV_RING=0 (the register kernel) or 4.
+  int gemv_ring_ = 6;
   bool pdl_ = false;  // programmatic dependent launch of the GEMV/GEMM, norms, SwiGLU, RoPE (sm_90+; KVRUN_CUDA_PDL=0: off)
   int gemv_max_rows_ = kGemvDefaultRows;  // KVRUN_CUDA_GEMV_MAX_ROWS overrides (tuning)
   // bf16 weights and gemv_max_rows_ < M ≤ tc_gemm_max_rows_: the tensor-core small-M GEMM

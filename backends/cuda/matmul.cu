@@ -22,8 +22,6 @@
 #include <bit>
 #include <cmath>
 #include <cstdio>
-#include <map>
-#include <mutex>
 #include <string>
 #include <type_traits>
 
@@ -110,10 +108,6 @@ struct GemvFusion {
   DType norm_t = DType::f32;
   float eps = 0.f;
   bool accumulate = false;
-  // Launch settings carried with the fusions (set by launch_gemv, not by callers):
-  int pf_blocks = 0;           // blocks [0, pf_blocks) prefetch the start of their rows into L2 ...
-  int pf_bytes = 0;            // ... this many bytes of them (0: no prefetch), before the PDL wait
-  bool early_trigger = false;  // let the next kernel launch when every block has started
 };
 
 // Block-wide (every thread calls it): waits for the previous kernel (programmatic dependent
@@ -201,25 +195,6 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   const int n0 = blockIdx.x * rows_per_block + r * RPW;
   const bool active = n0 < N;
 
-  if (fz.early_trigger) pdl_trigger();
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // The first pf_bytes of this block's weight rows (contiguous: rows_per_block rows of K) toward
-  // L2 while the previous kernel ends, 4 KiB per thread and instruction (w 16-byte aligned and
-  // K·sizeof(W) a multiple of 16 on the VEC path).
-  if (VEC && fz.pf_bytes > 0 && int(blockIdx.x) < fz.pf_blocks) {
-    const int64_t row_bytes = int64_t(K) * int64_t(sizeof(W));
-    const int64_t begin = int64_t(blockIdx.x) * rows_per_block * row_bytes;
-    const int64_t end = min(min(int64_t(N), int64_t(blockIdx.x + 1) * rows_per_block) * row_bytes, begin + fz.pf_bytes);
-    constexpr int64_t kPiece = 4096;
-    for (int64_t off = begin + int64_t(threadIdx.x) * kPiece; off < end; off += int64_t(kGemvThreads) * kPiece) {
-      const uint32_t size = uint32_t(min(kPiece, end - off)) & ~15u;
-      if (size)
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(reinterpret_cast<const char*>(w) + off),
-                     "r"(size)
-                     : "memory");
-    }
-  }
-#endif
   float acc[RPW][MMAX];
 #pragma unroll
   for (int j = 0; j < RPW; ++j)
@@ -313,39 +288,41 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   }
 }
 
-// Batch-1 bf16 GEMV with the weights staged through shared memory:  y[N] = x[K] · w[N, K]ᵀ (+ bias).
-//   y: [N] f32, x: [K] f32 (16-byte aligned), w: [N, K] bf16 (16-byte aligned rows, K % 8 == 0),
-//   bias: [N] of bias_t or null.
-// The block and work split are gemv_kernel's at M = 1 (8 warps, 4 rows per warp, wpr warps per
-// row group over interleaved K slices), but each lane's 16-byte loads go through a ring of S
-// stages in shared memory (cp.async): ring[warp][stage][row][lane] (uint4), so S − 1 stages (4 rows
-// × 512 bytes each per warp) are in flight while one is multiplied, without the registers that
-// held gemv_kernel's loads, and the first S − 1 are issued before the PDL wait. Each lane reads
-// back only the slots it filled itself (no barrier). NORM as gemv_kernel: xs[K] after the ring.
-template <int S, int MINB, bool NORM>
-__global__ void __launch_bounds__(kGemvThreads, MINB)
-    gemv_ring_kernel(float* __restrict__ y, const float* __restrict__ x_in, const __nv_bfloat16* __restrict__ w,
+// Batch-1 bf16 GEMV with the weights staged through shared memory:  y[N] (+)= x[K] · w[N, K]ᵀ (+ bias).
+//   y: [N] f32, x: [K] f32 (16-byte aligned), w: [N, K] bf16 (16-byte aligned, K % 8 == 0),
+//   bias: [N] of bias_t or null; fz.accumulate: y += (fz.norm_w must be null: see launch_gemv).
+// The block and the work split are gemv_kernel's at M = 1 (8 warps, 4 rows per warp, wpr warps
+// per row group over interleaved K slices; rows past N re-read row N − 1 and are not written),
+// and so are the order of every sum and the reduction. But each lane's 16-byte loads go through a
+// ring of S stages in shared memory (cp.async; one commit group per step):
+//   ring[warp][stage][row][lane]  (uint4; S · 16 KiB per block)
+// so S − 1 steps (4 rows × 512 bytes per warp and step) are in flight while one is multiplied,
+// without the registers that held gemv_kernel's loads; the first S − 1 are issued before the PDL
+// wait. A lane reads back only the slots it filled itself, so no barrier is needed. At S = 6 two
+// blocks fit on an SM: 160 KiB of weights in flight per SM against gemv_kernel's 96 KiB.
+template <int S>
+__global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
+    gemv_ring_kernel(float* __restrict__ y, const float* __restrict__ x, const __nv_bfloat16* __restrict__ w,
                      const void* bias, DType bias_t, int N, int K, int wpr, GemvFusion fz) {
   constexpr int RPW = 4;
-  extern __shared__ uint4 gemv_ring_smem[];  // [kGemvWarps][S][RPW][32] uint4, then NORM: [K] f32
+  extern __shared__ uint4 gemv_ring_smem[];  // [kGemvWarps][S][RPW][32]
   __shared__ float partial[kGemvWarps][RPW];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int rows_per_block = kGemvWarps / wpr * RPW;
   const int r = warp / wpr, part = warp % wpr;
   const int n0 = blockIdx.x * rows_per_block + r * RPW;
   const bool active = n0 < N;
-  if (fz.early_trigger) pdl_trigger();
 
-  const uint4* wr[RPW];  // rows past N re-read row N − 1 (not written)
+  const uint4* wr[RPW];  // [K / 8] each
 #pragma unroll
   for (int j = 0; j < RPW; ++j) wr[j] = reinterpret_cast<const uint4*>(w + int64_t(min(n0 + j, N - 1)) * K);
   const int nvec = K / 8, stride = 32 * wpr, first = part * 32;
-  // steps of this warp (warp-uniform); a lane whose vector is past nvec zero-fills and skips it
+  // steps of this warp (warp-uniform); a lane whose vector lies past nvec copies and adds nothing
   const int steps = active && first < nvec ? (nvec - first + stride - 1) / stride : 0;
   const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(gemv_ring_smem)) +
                         uint32_t(warp * S * RPW * 32 + lane) * 16u;
   const uint4* ring_p = gemv_ring_smem + warp * S * RPW * 32 + lane;
-  auto issue = [&](int i) {  // step i into slot i % S, one commit group per step (empty past the end)
+  auto issue = [&](int i) {  // step i into slot i % S (an empty group past the end)
     const int v = first + i * stride + lane;
     if (i < steps && v < nvec) {
       const uint32_t slot = ring + uint32_t((i % S) * RPW * 32) * 16u;
@@ -356,19 +333,16 @@ __global__ void __launch_bounds__(kGemvThreads, MINB)
   };
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) issue(i);
-
-  extern __shared__ float4 gemv_ring_xs4[];
-  const float* __restrict__ x =
-      gemv_wait_and_normalize<true, NORM>(x_in, K, fz, gemv_ring_xs4 + kGemvWarps * S * RPW * 32);
+  pdl_wait();  // x (and y, with fz.accumulate) come from earlier kernels
 
   float acc[RPW] = {};
   for (int i = 0; i < steps; ++i) {
-    cp_async_wait<S - 2>();  // step i has landed (this lane's copies)
+    cp_async_wait<S - 2>();  // this lane's copies of step i have landed
     const int v = first + i * stride + lane;
     if (v < nvec) {
       const uint4* slot = ring_p + (i % S) * RPW * 32;
-      const float4* xp = reinterpret_cast<const float4*>(x + v * 8);
-      const float4 xa = NORM ? xp[0] : __ldg(xp), xb = NORM ? xp[1] : __ldg(xp + 1);
+      const float4 xa = __ldg(reinterpret_cast<const float4*>(x) + 2 * v);
+      const float4 xb = __ldg(reinterpret_cast<const float4*>(x) + 2 * v + 1);
 #pragma unroll
       for (int j = 0; j < RPW; ++j) {
         float wf[8];
@@ -383,7 +357,8 @@ __global__ void __launch_bounds__(kGemvThreads, MINB)
         acc[j] = fmaf(wf[7], xb.w, acc[j]);
       }
     }
-    issue(i + S - 1);  // into the slot read in step i − 1 (those reads fed FMAs already issued)
+    // into the slot read in step i − 1: the FMAs of those reads have issued, so the reads are done
+    issue(i + S - 1);
   }
   cp_async_wait<0>();
   pdl_trigger();
@@ -449,36 +424,25 @@ int gemv_blocks_per_sm() {
   return n;
 }
 
-// The ring kernel for S stages (S ∈ {3, 4, 6}) with or without the norm: opts it into the shared
-// memory it may need (once per instantiation) and returns how many of its blocks fit on an SM with
-// `smem` bytes of dynamic shared memory each (0: it cannot run).
-template <int S, bool NORM>
-auto gemv_ring_fn() {
-  return gemv_ring_kernel<S, (S >= 6 ? 2 : 3), NORM>;
-}
-template <int S, bool NORM>
-int gemv_ring_prepare(size_t smem) {
-  static const bool opted = cudaFuncSetAttribute(gemv_ring_fn<S, NORM>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 int(size_t(S) * 16384 + (NORM ? CudaOps::kGemvNormMaxK * 4 : 0))) ==
-                            cudaSuccess;
-  if (!opted) return 0;
-  static std::mutex mu;
-  static std::map<size_t, int> fit;  // dynamic shared memory → blocks per SM
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = fit.find(smem);
-  if (it == fit.end()) {
+// Blocks of gemv_ring_kernel<S> that fit on one SM (its S · 16 KiB of shared memory decide), after
+// opting the kernel into that much shared memory; 0 if it cannot run. Once per instantiation.
+template <int S>
+int gemv_ring_blocks_per_sm() {
+  static const int n = [] {
+    const int smem = S * 16384;
     int b = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_ring_fn<S, NORM>(), kGemvThreads, smem) != cudaSuccess)
-      b = 0;
-    it = fit.emplace(smem, b).first;
-  }
-  return it->second;
+    if (cudaFuncSetAttribute(gemv_ring_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_ring_kernel<S>, kGemvThreads, smem) != cudaSuccess)
+      return 0;
+    return b;
+  }();
+  return n;
 }
 
 // fz.norm_w needs M = 1 (the caller checks).
 template <class W>
 void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float* x, const W* w, const void* bias, DType bias_t,
-                 int M, int N, int K, const GemvPrefetch& pf, GemvFusion fz = {}) {
+                 int M, int N, int K, int ring, const GemvFusion& fz = {}) {
   constexpr int E = 16 / int(sizeof(W));
   const bool vec = K % E == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   // Warps per row group (wpr): the K range of the rows is split (wpr doubled) while the grid is
@@ -488,17 +452,11 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
   // 2.6 waves (down 24.1 → 22.6 µs), q·k·v one wave (384 blocks), gate·up 1.7 waves.
   const int units = vec ? K / E : K;
   const int rpw = M == 1 ? gemv_rpw<1>() : gemv_rpw<8>();
-  // bf16 at M = 1: the shared-memory ring kernel when KVRUN_CUDA_GEMV_RING(_NORM) names its stages
-  const int ring = !std::is_same_v<W, __nv_bfloat16> || M != 1 || !vec ? 0 : fz.norm_w ? pf.ring_norm : pf.ring;
-  const size_t ring_smem = size_t(ring) * 16384 + (fz.norm_w ? size_t(K) * sizeof(float) : 0);
-  int ring_fit = 0;
-  if (ring) {
-    const bool norm = fz.norm_w != nullptr;
-    ring_fit = ring == 3   ? (norm ? gemv_ring_prepare<3, true>(ring_smem) : gemv_ring_prepare<3, false>(ring_smem))
-               : ring == 4 ? (norm ? gemv_ring_prepare<4, true>(ring_smem) : gemv_ring_prepare<4, false>(ring_smem))
-               : ring == 7 ? (norm ? 0 : gemv_ring_prepare<7, false>(ring_smem))
-                           : (norm ? gemv_ring_prepare<6, true>(ring_smem) : gemv_ring_prepare<6, false>(ring_smem));
-  }
+  // bf16 at M = 1 without the norm (o, down; KVRUN_CUDA_GEMV_RING stages, 0: off): the ring
+  // kernel. With the norm (q·k·v, gate·up, lm_head) the register kernel stays: ring variants that
+  // normalized x into shared memory after the ring were slower there (docs/PERFORMANCE.md).
+  if (!std::is_same_v<W, __nv_bfloat16> || M != 1 || !vec || fz.norm_w) ring = 0;
+  const int ring_fit = ring == 4 ? gemv_ring_blocks_per_sm<4>() : ring == 6 ? gemv_ring_blocks_per_sm<6>() : 0;
   const int capacity =
       sm_count * (ring_fit ? ring_fit
                   : M == 1 ? (vec ? gemv_blocks_per_sm<W, 1, true>() : gemv_blocks_per_sm<W, 1, false>())
@@ -515,22 +473,10 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
     wpr *= 2;
   }
   const unsigned blocks = unsigned(blocks_for(wpr));
-  if (pdl) {
-    fz.pf_blocks = capacity;
-    fz.pf_bytes = pf.l2_bytes;
-    fz.early_trigger = pf.early_trigger;
-  }
-  if (ring_fit) {
-    if constexpr (std::is_same_v<W, __nv_bfloat16>) {
-      const bool norm = fz.norm_w != nullptr;
-      auto go = [&](auto kernel) {
-        launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), ring_smem, kernel, y, x, w, bias, bias_t, N, K,
-                         wpr, fz);
-      };
-      if (ring == 3) norm ? go(gemv_ring_fn<3, true>()) : go(gemv_ring_fn<3, false>());
-      else if (ring == 4) norm ? go(gemv_ring_fn<4, true>()) : go(gemv_ring_fn<4, false>());
-      else if (ring == 7) go(gemv_ring_fn<7, false>());
-      else norm ? go(gemv_ring_fn<6, true>()) : go(gemv_ring_fn<6, false>());
+  if constexpr (std::is_same_v<W, __nv_bfloat16>) {
+    if (ring_fit) {
+      launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), size_t(ring) * 16384,
+                       ring == 4 ? gemv_ring_kernel<4> : gemv_ring_kernel<6>, y, x, w, bias, bias_t, N, K, wpr, fz);
       return;
     }
   }
@@ -696,7 +642,7 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
 
   if (M <= gemv_max_rows_) {
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul w",
-        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_pf_));
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel");
     return;
   }
@@ -1109,7 +1055,7 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
       fz.eps = f.norm_eps;
     }
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul_fused w",
-        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_pf_, fz));
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, fz));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel (fused)");
     return;
   }

@@ -28,12 +28,9 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   tc_gemm_max_rows_ = cuda_plugin::env_int("KVRUN_CUDA_TC_GEMM_MAX_ROWS", 0, kSmallMGemmMaxRows, tc_gemm_max_rows_);
   tc_splits_ = cuda_plugin::env_int("KVRUN_CUDA_TC_SPLITK", 1, kSmallMGemmMaxSplits, tc_splits_);
   fuse_ = cuda_plugin::env_int("KVRUN_CUDA_FUSE", 0, 1, 1) == 1;
-  gemv_pf_.l2_bytes = cuda_plugin::env_int("KVRUN_CUDA_GEMV_L2PF_KB", 0, 4096, 0) * 1024;
-  gemv_pf_.early_trigger = cuda_plugin::env_int("KVRUN_CUDA_GEMV_EARLY_TRIGGER", 0, 1, 0) == 1;
-  gemv_pf_.ring = cuda_plugin::env_int("KVRUN_CUDA_GEMV_RING", 0, 7, 6);
-  gemv_pf_.ring_norm = cuda_plugin::env_int("KVRUN_CUDA_GEMV_RING_NORM", 0, 6, 0);
-  for (int* r : {&gemv_pf_.ring, &gemv_pf_.ring_norm})
-    if (*r != 0 && *r != 3 && *r != 4 && *r != 6 && *r != 7) *r = 4;
+  gemv_ring_ = cuda_plugin::env_int("KVRUN_CUDA_GEMV_RING", 0, 6, gemv_ring_);
+  if (gemv_ring_ != 0 && gemv_ring_ != 4 && gemv_ring_ != 6)
+    throw Error(ErrorKind::usage, "KVRUN_CUDA_GEMV_RING=" + std::to_string(gemv_ring_) + ": use 0 (off), 4 or 6 (stages)");
   lt_bias_ = cuda_plugin::env_int("KVRUN_CUDA_LT_BIAS", 0, 1, 1) == 1;
   lt_tune_ = cuda_plugin::env_int("KVRUN_CUDA_LT_TUNE", 0, 1, 1) == 1;
   lt_tune_log_ = cuda_plugin::env_int("KVRUN_CUDA_LT_TUNE_LOG", 0, 1, 0) == 1;

@@ -2,7 +2,6 @@
 // Linears from the weights plugin, the Cache and the Attention plugin.
 #include "kvrun/models/transformer.hpp"
 
-#include <cstdlib>
 #include <algorithm>
 #include <cmath>
 
@@ -427,9 +426,7 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     pending = false;
   };
   // y = lin(RMSNorm(x)·ln): the Linear normalizes x itself when it fuses `norm`, else h = RMSNorm(x).
-  static const int dbg_skip = std::getenv("KVRUN_DEBUG_SKIP") ? std::atoi(std::getenv("KVRUN_DEBUG_SKIP")) : 0;
   auto project_normed = [&](Linear& lin, TensorView y, const MatmulFusion& norm, const TensorView& ln) {
-    if (dbg_skip & 512) { check(lin.forward(y, x)); return; }
     if (lin.fuses(norm, T)) {
       settle();
       check(lin.forward_fused(y, x, norm));
@@ -455,7 +452,7 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     bool roped = false;        // q and k already rotated (split_rope)
     if (L.qkv) {
       TensorView qkv = view(w.qkv.data(), DType::f32, {T, (H + 2 * KVH) * D});
-      if (!(dbg_skip & 32)) project_normed(*L.qkv, qkv, norm1, ln1);
+      project_normed(*L.qkv, qkv, norm1, ln1);
       if (T == 1) {
         qt = view(w.qkv.data(), DType::f32, {1, H * D});
         kt = view(w.qkv.data() + H * D, DType::f32, {1, KVH * D});
@@ -463,7 +460,7 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
         qk_adjacent = true;
       } else {
         // several tokens: q, k, v split out of the fused rows, q and k rotated on the way
-        if (!(dbg_skip & 16)) check(ops.split_rope(qkv, view(q.data, DType::f32, {T, H, D}), view(k.data, DType::f32, {T, KVH, D}),
+        check(ops.split_rope(qkv, view(q.data, DType::f32, {T, H, D}), view(k.data, DType::f32, {T, KVH, D}),
                              view(v.data, DType::f32, {T, KVH, D}), rope_cs));
         roped = true;
       }
@@ -476,8 +473,7 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     // RoPE on q and k (rotate-half over rot_dim), Qwen v1 logn scaling of q
     TensorView q3 = view(qt.data, DType::f32, {T, H, D});
     TensorView k3 = view(kt.data, DType::f32, {T, KVH, D});
-    if (dbg_skip & 1) {
-    } else if (qk_adjacent) {
+    if (qk_adjacent) {
       check(ops.rope_apply(view(qt.data, DType::f32, {T, H + KVH, D}), rope_cs));
     } else if (!roped) {
       check(ops.rope_apply(q3, rope_cs));
@@ -485,13 +481,12 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     }
     if (cfg_.use_logn_attn) check(ops.scale_rows(qt, d_logn));
     // quantize-then-attend: keys/values go to the cache first, attention reads them back
-    if (!(dbg_skip & 2)) check(cache_->append(l, step, k3, view(vt.data, DType::f32, {T, KVH, D})));
+    check(cache_->append(l, step, k3, view(vt.data, DType::f32, {T, KVH, D})));
     KvView kv;
     check(cache_->view(l, step, &kv));
-    if (!(dbg_skip & 4)) check(attention_->forward(view(a.data, DType::f32, {T, H, D}), q3, kv, step));
+    check(attention_->forward(view(a.data, DType::f32, {T, H, D}), q3, kv, step));
     // x += o(a)
-    if (dbg_skip & 64) {
-    } else if (L.o->fuses(acc, T)) {
+    if (L.o->fuses(acc, T)) {
       check(L.o->forward_fused(x, a, acc));
     } else {
       check(L.o->forward(h, a));
@@ -500,15 +495,14 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     // x += down(silu(gate(RMSNorm(x))) * up(RMSNorm(x)))
     if (L.gate_up) {
       TensorView gu = view(w.gu.data(), DType::f32, {T, 2 * F});
-      if (!(dbg_skip & 128)) project_normed(*L.gate_up, gu, norm2, ln2);
+      project_normed(*L.gate_up, gu, norm2, ln2);
       MatmulFusion sw_acc;
       sw_acc.swiglu = sw_acc.accumulate = true;
-      if (dbg_skip & 256) continue;
       if (L.down->fuses(sw_acc, T)) {
         check(L.down->forward_fused(x, gu, sw_acc));
         continue;
       }
-      if (!(dbg_skip & 8)) check(ops.swiglu(g, gu));
+      check(ops.swiglu(g, gu));
     } else {
       norm_into_h(ln2);
       check(L.gate->forward(g, h));

@@ -350,6 +350,57 @@ TEST_CASE("cuda: matmul vs CPU, every weight dtype, GEMV (M ≤ 8), tensor-core 
   }
 }
 
+TEST_CASE("cuda: batch-1 bf16 GEMV through the shared-memory ring (KVRUN_CUDA_GEMV_RING 6, 4) vs the register kernel and CPU") {
+  NEED_GPU();
+  // bf16 weights at M = 1 without the norm take gemv_ring_kernel (6 stages by default); devices of
+  // their own with KVRUN_CUDA_GEMV_RING=4 and =0 (gemv_kernel). Every path multiplies the exact
+  // weights by fp32 x with fp32 accumulation: vs CPU rel_l2 ≤ 1e-5 (as the GEMV above); ring vs
+  // register kernel ≤ 1e-6 (the same products; the K split may differ with the blocks per SM).
+  std::shared_ptr<Device> r4_dev = gpu_with({{"KVRUN_CUDA_GEMV_RING", "4"}});
+  std::shared_ptr<Device> r0_dev = gpu_with({{"KVRUN_CUDA_GEMV_RING", "0"}});
+  REQUIRE(r4_dev != nullptr);
+  REQUIRE(r0_dev != nullptr);
+  struct Shape {
+    int64_t N, K;
+  };
+  const Shape shapes[] = {{3, 8},        // one 16-byte vector per row, one warp with rows past N
+                          {37, 64},      // N not a multiple of 4; fewer vectors than lanes
+                          {129, 200},    // K / 8 = 25
+                          {515, 1032},
+                          {4096, 4096},  // o_proj: K split over warps
+                          {4096, 11008}, // down_proj
+                          {1, 16384}};   // one row: the widest K split
+  uint64_t seed = 7300;
+  for (const Shape& s : shapes) {
+    for (int bias = 0; bias < 2; ++bias) {
+      std::vector<float> got, ref, got4, ref4, got0, ref0;
+      run_matmul(G, gops, cops, 1, s.N, s.K, DType::bf16, bias != 0, DType::f32, seed += 10, nullptr, &got, &ref);
+      run_matmul(*r4_dev, r4_dev->ops(), cops, 1, s.N, s.K, DType::bf16, bias != 0, DType::f32, seed, nullptr, &got4,
+                 &ref4);
+      run_matmul(*r0_dev, r0_dev->ops(), cops, 1, s.N, s.K, DType::bf16, bias != 0, DType::f32, seed, nullptr, &got0,
+                 &ref0);
+      const Diff d = diff(got, ref), d4 = diff(got4, ref), d6v0 = diff(got, got0), d4v0 = diff(got4, got0);
+      INFO("N " << s.N << ", K " << s.K << ", bias " << bias << ": ring 6 vs CPU " << show(d) << ", ring 4 vs CPU "
+                << show(d4) << " (≤ 1e-5); vs the register kernel: ring 6 " << show(d6v0) << ", ring 4 "
+                << show(d4v0) << " (≤ 1e-6)");
+      CHECK(d.nonfinite == 0);
+      CHECK(d4.nonfinite == 0);
+      CHECK(d.rel_l2 <= 1e-5);
+      CHECK(d4.rel_l2 <= 1e-5);
+      CHECK(d6v0.rel_l2 <= 1e-6);
+      CHECK(d4v0.rel_l2 <= 1e-6);
+    }
+  }
+  // Anything but 0, 4 or 6 stages is refused, with the variable named, when the device opens.
+  try {
+    gpu_with({{"KVRUN_CUDA_GEMV_RING", "5"}});
+    FAIL("KVRUN_CUDA_GEMV_RING=5 opened a device");
+  } catch (const std::exception& e) {
+    INFO(e.what());
+    CHECK(std::string(e.what()).find("KVRUN_CUDA_GEMV_RING=5") != std::string::npos);
+  }
+}
+
 TEST_CASE("cuda: tensor-core GEMM for bf16 weights, 2 ≤ M ≤ 64 (gemm_small_m.cu) vs CPU") {
   NEED_GPU();
   // A device of its own whose Ops send only M = 1 to the GEMV (the backend's default), so M = 2..8

@@ -68,7 +68,13 @@ class DeviceScope {
 // reads (pdl_wait returns once every earlier kernel has finished and its writes are visible). It
 // calls pdl_trigger() once the next kernel may start its own prologue; the next kernel still waits
 // for this one to finish before it reads. Without the launch attribute both are no-ops, so a
-// kernel written this way is correct however it is launched.
+// kernel written this way is correct however it is launched. Every kernel must reach pdl_wait()
+// before it ends (its end then implies its predecessors'), which keeps a chain of early launches
+// ordered. Short kernels (norms, RoPE, KV append, decode attention, split-K merges) trigger first
+// and then wait: the launches cascade down such a chain, so the bandwidth-bound kernel after it
+// (the o_proj GEMV after RoPE → append → attention) is resident and streaming its weights while
+// the chain runs. Kernels that fill the machine (the GEMVs) trigger after their main loop, so that
+// the next kernel's blocks do not take their SM slots early.
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
