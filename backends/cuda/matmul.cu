@@ -1003,7 +1003,6 @@ void CudaOps::bf16_gemm(float* y, const __nv_bfloat16* xb, const TensorView& w, 
 bool CudaOps::matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept {
   const DType w_dtype = w.dtype;
   if (!fuse_ || (f.norm_w && f.swiglu) || M <= 0 || w.rank != 2 || !is_float_dtype(w_dtype)) return false;
-  if (f.norm_w && M == 1 && gemv_norm_split_ && gemv_ring_ && w_dtype == DType::bf16) return false;
   if (M <= gemv_max_rows_)  // the GEMV: norm at M = 1, accumulate; no SwiGLU (each block would redo it)
     return !f.swiglu &&
            (!f.norm_w || (M == 1 && f.norm_w->numel() <= kGemvNormMaxK && w.shape[0] <= kGemvNormMaxN));
