@@ -179,7 +179,6 @@ class CudaOps final : public Ops {
   // Stages of the shared-memory ring of the batch-1 bf16 GEMV without the norm (matmul.cu,
   // gemv_ring_kernel): 6 by default; KVRUN_CUDA_GEMV_RING=0 (the register kernel) or 4.
   int gemv_ring_ = 6;
-  int gemv_ring_l2_ = 0;  // KVRUN_CUDA_GEMV_RING_L2PF_KB (experiment)
   bool pdl_ = false;  // programmatic dependent launch of the GEMV/GEMM, norms, SwiGLU, RoPE (sm_90+; KVRUN_CUDA_PDL=0: off)
   int gemv_max_rows_ = kGemvDefaultRows;  // KVRUN_CUDA_GEMV_MAX_ROWS overrides (tuning)
   // bf16 weights and gemv_max_rows_ < M ≤ tc_gemm_max_rows_: the tensor-core small-M GEMM

@@ -108,7 +108,6 @@ struct GemvFusion {
   DType norm_t = DType::f32;
   float eps = 0.f;
   bool accumulate = false;
-  int l2_row_bytes = 0;  // gemv_ring_kernel: bytes of each row past the ring's first steps sent toward L2
 };
 
 // Block-wide (every thread calls it): waits for the previous kernel (programmatic dependent
@@ -334,20 +333,6 @@ __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
   };
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) issue(i);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // The next fz.l2_row_bytes of each of the block's rows, after the S − 1 steps the ring holds
-  // (wpr warps · 512 bytes per step), toward L2 while the previous kernels end: one bulk prefetch
-  // per row (16-byte aligned: K % 8 == 0).
-  if (fz.l2_row_bytes > 0 && threadIdx.x < rows_per_block) {
-    const int n = blockIdx.x * rows_per_block + int(threadIdx.x);
-    const int64_t row_bytes = int64_t(K) * 2, from = int64_t(S - 1) * wpr * 512;
-    const int64_t size = min(int64_t(fz.l2_row_bytes), row_bytes - from) & ~int64_t(15);
-    if (n < N && size > 0)
-      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(reinterpret_cast<const char*>(w + int64_t(n) * K) + from),
-                   "r"(uint32_t(size))
-                   : "memory");
-  }
-#endif
   pdl_wait();  // x (and y, with fz.accumulate) come from earlier kernels
 
   float acc[RPW] = {};
@@ -457,7 +442,7 @@ int gemv_ring_blocks_per_sm() {
 // fz.norm_w needs M = 1 (the caller checks).
 template <class W>
 void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float* x, const W* w, const void* bias, DType bias_t,
-                 int M, int N, int K, int ring, int ring_l2_row_bytes, GemvFusion fz = {}) {
+                 int M, int N, int K, int ring, const GemvFusion& fz = {}) {
   constexpr int E = 16 / int(sizeof(W));
   const bool vec = K % E == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   // Warps per row group (wpr): the K range of the rows is split (wpr doubled) while the grid is
@@ -490,7 +475,6 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
   const unsigned blocks = unsigned(blocks_for(wpr));
   if constexpr (std::is_same_v<W, __nv_bfloat16>) {
     if (ring_fit) {
-      fz.l2_row_bytes = pdl ? ring_l2_row_bytes : 0;
       launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), size_t(ring) * 16384,
                        ring == 4 ? gemv_ring_kernel<4> : gemv_ring_kernel<6>, y, x, w, bias, bias_t, N, K, wpr, fz);
       return;
@@ -658,7 +642,7 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
 
   if (M <= gemv_max_rows_) {
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul w",
-        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, gemv_ring_l2_));
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel");
     return;
   }
@@ -1071,7 +1055,7 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
       fz.eps = f.norm_eps;
     }
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul_fused w",
-        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, gemv_ring_l2_, fz));
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, fz));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel (fused)");
     return;
   }
