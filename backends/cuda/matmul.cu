@@ -456,7 +456,11 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
   // kernel. With the norm (q·k·v, gate·up, lm_head) the register kernel stays: ring variants that
   // normalized x into shared memory after the ring were slower there (docs/PERFORMANCE.md).
   if (!std::is_same_v<W, __nv_bfloat16> || M != 1 || !vec || fz.norm_w) ring = 0;
-  const int ring_fit = ring == 4 ? gemv_ring_blocks_per_sm<4>() : ring == 6 ? gemv_ring_blocks_per_sm<6>() : 0;
+  // Only where two of its blocks fit on an SM (the H200's 227 KiB: 2 at 6 stages, 3 at 4): with one
+  // (an A100's 164 KiB at 6 stages) it would keep fewer bytes in flight than the register kernel's
+  // three blocks. The A100 is not measured.
+  int ring_fit = ring == 4 ? gemv_ring_blocks_per_sm<4>() : ring == 6 ? gemv_ring_blocks_per_sm<6>() : 0;
+  if (ring_fit < 2) ring_fit = 0;
   const int capacity =
       sm_count * (ring_fit ? ring_fit
                   : M == 1 ? (vec ? gemv_blocks_per_sm<W, 1, true>() : gemv_blocks_per_sm<W, 1, false>())
