@@ -4,7 +4,9 @@
 // 8 by default, at most 64):
 //   small M (decode) gemv_kernel: bandwidth-bound, streams each weight row once with 16-byte loads,
 //                    fp32 accumulation over the exact weights and fp32 activations (same numbers
-//                    as the CPU up to summation order).
+//                    as the CPU up to summation order). bf16 weights at M = 1 without the fused
+//                    norm (o_proj, down_proj) take gemv_ring_kernel: the same sums, the loads
+//                    staged through a shared-memory cp.async ring (KVRUN_CUDA_GEMV_RING).
 //   bf16, M ≤ 8      gemm_small_m.cu: tensor cores, reads f32 x (rounded to bf16 as below), the
 //                    bias in the same kernel.
 //   larger M         cuBLAS: bf16 weights → x rounded to bf16 in the workspace (or written as bf16
