@@ -112,59 +112,35 @@ struct GemvFusion {
   bool accumulate = false;
 };
 
-// Block-wide (every thread calls it): waits for the previous kernel (programmatic dependent
-// launch), then for NORM writes xs4[K / 4] = rms_norm(x_in)·norm_w into shared memory and returns
-// it; returns x_in otherwise. VEC: x_in 16-byte aligned and K a multiple of 4.
-template <bool VEC, bool NORM>
-__device__ __forceinline__ const float* gemv_wait_and_normalize(const float* __restrict__ x_in, int K,
-                                                              const GemvFusion& fz, float4* gemv_xs4) {
-  pdl_wait();
-  if constexpr (NORM) {
-    __shared__ float red[32];
-    constexpr int KR = 4;  // float4 of x per thread kept in registers (K ≤ 4096)
-    float ss = 0.f;
-    if constexpr (VEC) {  // K % 4 == 0, x 16-byte aligned
-      const float4* x4 = reinterpret_cast<const float4*>(x_in);
-      const int K4 = K / 4;
-      float4 xv[KR];
+// The end of the small-M GEMV kernels (gemv_kernel, gemv_ring_kernel), every thread of the block:
+// each lane's RPW·MMAX sums are reduced over its warp, the wpr partials of a row group added in a
+// fixed order through shared memory (deterministic), then y[m, n] = Σ + bias (or y + (Σ + bias)).
+//   acc: [RPW][MMAX] this lane's sums of rows n0 … n0 + RPW − 1; partial: [kGemvWarps][RPW·MMAX].
+template <int RPW, int MMAX>
+__device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&partial)[kGemvWarps][RPW * MMAX],
+                                           float* y, const void* bias, DType bias_t, int M, int N, int n0, int wpr,
+                                           bool accumulate) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 #pragma unroll
-      for (int i = 0; i < KR; ++i) {
-        const int f = threadIdx.x + i * kGemvThreads;
-        xv[i] = f < K4 ? __ldg(x4 + f) : make_float4(0.f, 0.f, 0.f, 0.f);
-      }
+  for (int j = 0; j < RPW; ++j)
 #pragma unroll
-      for (int i = 0; i < KR; ++i)
-        ss = fmaf(xv[i].x, xv[i].x, fmaf(xv[i].y, xv[i].y, fmaf(xv[i].z, xv[i].z, fmaf(xv[i].w, xv[i].w, ss))));
-      for (int f = threadIdx.x + KR * kGemvThreads; f < K4; f += kGemvThreads) {
-        const float4 a = __ldg(x4 + f);
-        ss = fmaf(a.x, a.x, fmaf(a.y, a.y, fmaf(a.z, a.z, fmaf(a.w, a.w, ss))));
-      }
-      ss = block_sum(ss, red);
-      const float inv = 1.0f / sqrtf(ss / float(K) + fz.eps);
-      auto put = [&](int f, float4 a) {
-        gemv_xs4[f] = make_float4(__fmul_rn(__fmul_rn(a.x, inv), load_any(fz.norm_w, fz.norm_t, 4 * f)),
-                                  __fmul_rn(__fmul_rn(a.y, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 1)),
-                                  __fmul_rn(__fmul_rn(a.z, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 2)),
-                                  __fmul_rn(__fmul_rn(a.w, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 3)));
-      };
+    for (int m = 0; m < MMAX; ++m) acc[j][m] = warp_sum(acc[j][m]);
+  if (lane == 0) {
 #pragma unroll
-      for (int i = 0; i < KR; ++i) {
-        const int f = threadIdx.x + i * kGemvThreads;
-        if (f < K4) put(f, xv[i]);
-      }
-      for (int f = threadIdx.x + KR * kGemvThreads; f < K4; f += kGemvThreads) put(f, __ldg(x4 + f));
-    } else {
-      float* xs = reinterpret_cast<float*>(gemv_xs4);
-      for (int k = threadIdx.x; k < K; k += kGemvThreads) ss = fmaf(x_in[k], x_in[k], ss);
-      ss = block_sum(ss, red);
-      const float inv = 1.0f / sqrtf(ss / float(K) + fz.eps);
-      for (int k = threadIdx.x; k < K; k += kGemvThreads)
-        xs[k] = __fmul_rn(__fmul_rn(x_in[k], inv), load_any(fz.norm_w, fz.norm_t, k));
-    }
-    __syncthreads();
-    return reinterpret_cast<const float*>(gemv_xs4);
+    for (int j = 0; j < RPW; ++j)
+#pragma unroll
+      for (int m = 0; m < MMAX; ++m) partial[warp][j * MMAX + m] = acc[j][m];
   }
-  return x_in;
+  __syncthreads();
+  const int r = warp / wpr, part = warp % wpr;
+  const int j = lane / MMAX, m = lane % MMAX, n = n0 + j;
+  if (part == 0 && j < RPW && m < M && n < N) {
+    float s = 0.f;
+    for (int p = 0; p < wpr; ++p) s += partial[r * wpr + p][lane];
+    if (bias) s += load_any(bias, bias_t, n);
+    if (accumulate) s = __fadd_rn(y[int64_t(m) * N + n], s);
+    y[int64_t(m) * N + n] = s;
+  }
 }
 
 // GEMV for small M:  y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]),  M ≤ MMAX ≤ 8.
@@ -209,8 +185,53 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   // Block-wide (every thread, active or not): wait for x, then (NORM) its normalized copy.
   const float* __restrict__ x = x_in;
   auto wait_and_normalize = [&] {
-    extern __shared__ float4 gemv_xs4[];  // NORM: [K / 4] (K floats)
-    x = gemv_wait_and_normalize<VEC, NORM>(x_in, K, fz, gemv_xs4);
+    pdl_wait();
+    if constexpr (NORM) {
+      extern __shared__ float4 gemv_xs4[];  // [K / 4] (K floats)
+      __shared__ float red[32];
+      constexpr int KR = 4;  // float4 of x per thread kept in registers (K ≤ 4096)
+      float ss = 0.f;
+      if constexpr (VEC) {  // K % 4 == 0, x 16-byte aligned
+        const float4* x4 = reinterpret_cast<const float4*>(x_in);
+        const int K4 = K / 4;
+        float4 xv[KR];
+#pragma unroll
+        for (int i = 0; i < KR; ++i) {
+          const int f = threadIdx.x + i * kGemvThreads;
+          xv[i] = f < K4 ? __ldg(x4 + f) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+#pragma unroll
+        for (int i = 0; i < KR; ++i)
+          ss = fmaf(xv[i].x, xv[i].x, fmaf(xv[i].y, xv[i].y, fmaf(xv[i].z, xv[i].z, fmaf(xv[i].w, xv[i].w, ss))));
+        for (int f = threadIdx.x + KR * kGemvThreads; f < K4; f += kGemvThreads) {
+          const float4 a = __ldg(x4 + f);
+          ss = fmaf(a.x, a.x, fmaf(a.y, a.y, fmaf(a.z, a.z, fmaf(a.w, a.w, ss))));
+        }
+        ss = block_sum(ss, red);
+        const float inv = 1.0f / sqrtf(ss / float(K) + fz.eps);
+        auto put = [&](int f, float4 a) {
+          gemv_xs4[f] = make_float4(__fmul_rn(__fmul_rn(a.x, inv), load_any(fz.norm_w, fz.norm_t, 4 * f)),
+                                    __fmul_rn(__fmul_rn(a.y, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 1)),
+                                    __fmul_rn(__fmul_rn(a.z, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 2)),
+                                    __fmul_rn(__fmul_rn(a.w, inv), load_any(fz.norm_w, fz.norm_t, 4 * f + 3)));
+        };
+#pragma unroll
+        for (int i = 0; i < KR; ++i) {
+          const int f = threadIdx.x + i * kGemvThreads;
+          if (f < K4) put(f, xv[i]);
+        }
+        for (int f = threadIdx.x + KR * kGemvThreads; f < K4; f += kGemvThreads) put(f, __ldg(x4 + f));
+      } else {
+        float* xs = reinterpret_cast<float*>(gemv_xs4);
+        for (int k = threadIdx.x; k < K; k += kGemvThreads) ss = fmaf(x_in[k], x_in[k], ss);
+        ss = block_sum(ss, red);
+        const float inv = 1.0f / sqrtf(ss / float(K) + fz.eps);
+        for (int k = threadIdx.x; k < K; k += kGemvThreads)
+          xs[k] = __fmul_rn(__fmul_rn(x_in[k], inv), load_any(fz.norm_w, fz.norm_t, k));
+      }
+      __syncthreads();
+      x = reinterpret_cast<const float*>(gemv_xs4);
+    }
   };
 
   if constexpr (VEC) {
@@ -269,25 +290,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
     }
   }
   pdl_trigger();
-#pragma unroll
-  for (int j = 0; j < RPW; ++j)
-#pragma unroll
-    for (int m = 0; m < MMAX; ++m) acc[j][m] = warp_sum(acc[j][m]);
-  if (lane == 0) {
-#pragma unroll
-    for (int j = 0; j < RPW; ++j)
-#pragma unroll
-      for (int m = 0; m < MMAX; ++m) partial[warp][j * MMAX + m] = acc[j][m];
-  }
-  __syncthreads();
-  const int j = lane / MMAX, m = lane % MMAX, n = n0 + j;
-  if (part == 0 && j < RPW && m < M && n < N) {
-    float s = 0.f;
-    for (int p = 0; p < wpr; ++p) s += partial[r * wpr + p][lane];
-    if (bias) s += load_any(bias, bias_t, n);
-    if (fz.accumulate) s = __fadd_rn(y[int64_t(m) * N + n], s);
-    y[int64_t(m) * N + n] = s;
-  }
+  gemv_store<RPW, MMAX>(acc, partial, y, bias, bias_t, M, N, n0, wpr, fz.accumulate);
 }
 
 // Batch-1 bf16 GEMV with the weights staged through shared memory:  y[N] (+)= x[K] · w[N, K]ᵀ (+ bias).
@@ -337,26 +340,17 @@ __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
   for (int i = 0; i < S - 1; ++i) issue(i);
   pdl_wait();  // x (and y, with fz.accumulate) come from earlier kernels
 
-  float acc[RPW] = {};
+  float acc[RPW][1] = {};
   for (int i = 0; i < steps; ++i) {
     cp_async_wait<S - 2>();  // this lane's copies of step i have landed
     const int v = first + i * stride + lane;
     if (v < nvec) {
       const uint4* slot = ring_p + (i % S) * RPW * 32;
-      const float4 xa = __ldg(reinterpret_cast<const float4*>(x) + 2 * v);
-      const float4 xb = __ldg(reinterpret_cast<const float4*>(x) + 2 * v + 1);
 #pragma unroll
       for (int j = 0; j < RPW; ++j) {
         float wf[8];
         WeightVec<__nv_bfloat16>::unpack(slot[j * 32], wf);
-        acc[j] = fmaf(wf[0], xa.x, acc[j]);
-        acc[j] = fmaf(wf[1], xa.y, acc[j]);
-        acc[j] = fmaf(wf[2], xa.z, acc[j]);
-        acc[j] = fmaf(wf[3], xa.w, acc[j]);
-        acc[j] = fmaf(wf[4], xb.x, acc[j]);
-        acc[j] = fmaf(wf[5], xb.y, acc[j]);
-        acc[j] = fmaf(wf[6], xb.z, acc[j]);
-        acc[j] = fmaf(wf[7], xb.w, acc[j]);
+        gemv_dot<8, 1>(acc[j], wf, x, v * 8, 1, K);
       }
     }
     // into the slot read in step i − 1: the FMAs of those reads have issued, so the reads are done
@@ -364,21 +358,7 @@ __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
   }
   cp_async_wait<0>();
   pdl_trigger();
-#pragma unroll
-  for (int j = 0; j < RPW; ++j) acc[j] = warp_sum(acc[j]);
-  if (lane == 0) {
-#pragma unroll
-    for (int j = 0; j < RPW; ++j) partial[warp][j] = acc[j];
-  }
-  __syncthreads();
-  const int n = n0 + lane;
-  if (part == 0 && lane < RPW && n < N) {
-    float sum = 0.f;
-    for (int p = 0; p < wpr; ++p) sum += partial[r * wpr + p][lane];
-    if (bias) sum += load_any(bias, bias_t, n);
-    if (fz.accumulate) sum = __fadd_rn(y[n], sum);
-    y[n] = sum;
-  }
+  gemv_store<RPW, 1>(acc, partial, y, bias, bias_t, 1, N, n0, wpr, fz.accumulate);
 }
 
 // Rows per warp: 4 at M = 1 (x loads shared by 4 rows), 1 above (MMAX accumulators per row).
