@@ -346,11 +346,23 @@ __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
     const int v = first + i * stride + lane;
     if (v < nvec) {
       const uint4* slot = ring_p + (i % S) * RPW * 32;
+      // x loaded once for the 4 rows (gemv_dot per row compiles to a load of x per row), then
+      // gemv_dot's order of FMAs
+      const float4 xa = __ldg(reinterpret_cast<const float4*>(x) + 2 * v);
+      const float4 xb = __ldg(reinterpret_cast<const float4*>(x) + 2 * v + 1);
 #pragma unroll
       for (int j = 0; j < RPW; ++j) {
         float wf[8];
         WeightVec<__nv_bfloat16>::unpack(slot[j * 32], wf);
-        gemv_dot<8, 1>(acc[j], wf, x, v * 8, 1, K);
+        float& a = acc[j][0];
+        a = fmaf(wf[0], xa.x, a);
+        a = fmaf(wf[1], xa.y, a);
+        a = fmaf(wf[2], xa.z, a);
+        a = fmaf(wf[3], xa.w, a);
+        a = fmaf(wf[4], xb.x, a);
+        a = fmaf(wf[5], xb.y, a);
+        a = fmaf(wf[6], xb.z, a);
+        a = fmaf(wf[7], xb.w, a);
       }
     }
     // into the slot read in step i − 1: the FMAs of those reads have issued, so the reads are done
