@@ -149,6 +149,10 @@ void random_row(Rng& r, float* x, int n) {
   if (r.integer(0, 3) == 0) x[r.integer(0, n - 1)] *= 4.f;
 }
 
+// The larger of two errors, NaN when either is: std::max(0.0, NaN) is 0, so a plugin that returned
+// NaN (or read uninitialized memory that happens to hold NaN) would pass every `worst <= tol`.
+double worse(double a, double b) { return std::isnan(a) || std::isnan(b) ? std::nan("") : std::max(a, b); }
+
 // max |got - want| over a row, as a fraction of the row's range with 0 included (the unit of
 // PluginInfo::kv_tolerance). NaN when anything read is not finite.
 double row_error(const float* want, const float* got, int n) {
@@ -346,7 +350,7 @@ void check_cache(const LoadedPlugin& lp, Device& cpu, const PluginOptions& opts,
       if (standard && worst <= tol * 1.0001)
         expect(via_read <= tol * 1.0001, "what the layout holds is right, but Cache::read() returns other values: error " +
                                              num(via_read) + " of the row range");
-      worst = std::max(worst, via_read);
+      worst = worse(worst, via_read);
     }
     return worst;
   };
@@ -359,7 +363,7 @@ void check_cache(const LoadedPlugin& lp, Device& cpu, const PluginOptions& opts,
     std::string how;
     for (const HostStep* hs : {&a, &b, &c}) {
       append_step(*cache, *hs, w, rng, p.num_layers);
-      worst = std::max(worst, verify(*hs, &how));
+      worst = worse(worst, verify(*hs, &how));
     }
     expect(worst <= tol * 1.0001, "read-back error " + num(worst) + " of the row range exceeds the tolerance " + num(tol));
     return "3 steps (prefill 7/20/1, chunk 16/1, decode), 2 layers, " + how + ": max error " + num(worst) +
@@ -417,7 +421,7 @@ void check_cache(const LoadedPlugin& lp, Device& cpu, const PluginOptions& opts,
     Status rs;
     double worst = standard ? error_via_layout(*small, again, sw, sp, layout, lay) : 0;
     const double via_read = error_via_read(*small, {1}, sw, 1, &rs);
-    if (rs.ok()) worst = std::max(worst, via_read);
+    if (rs.ok()) worst = worse(worst, via_read);
     expect(worst <= tol * 1.0001, "after the refused step, read-back error " + num(worst) + " exceeds the tolerance");
     return "a full pool of " + std::to_string(nb) + " blocks refused the next block (" + error_kind_name(st.kind) +
            ": " + st.message + "); freed, it took a new sequence";
@@ -659,14 +663,14 @@ void check_attention(const LoadedPlugin& lp, const Registry& reg, Device& cpu, c
               std::copy_n(src.data() + (size_t(pos) * sh.kv_heads + size_t(head)) * sh.dim, sh.dim, dst);
             };
           }
-          worst = std::max(worst, attention_step(*at, p, kv, *hs, reader, rng, &vmax));
+          worst = worse(worst, attention_step(*at, p, kv, *hs, reader, rng, &vmax));
           last_view = kv;
         }
         const double tol = 2e-4 * (1.0 + vmax);
         ++tested;  // checked (passed or not)
         expect(worst <= tol, std::string(sh.what) + ": max |out - reference| " + num(worst) + " exceeds " + num(tol) +
                                  " (causal mask, GQA head mapping, block tables, scale?)");
-        worst_ratio = std::max(worst_ratio, worst / tol);
+        worst_ratio = worse(worst_ratio, worst / tol);
         report += std::string(report.empty() ? "" : "; ") + sh.what + ": max |diff| " + num(worst);
         // An undeclared layout must be refused, not read as something else.
         KvView wrong = last_view;
@@ -811,7 +815,7 @@ void check_weights(const LoadedPlugin& lp, Device& cpu, Checks& ck) {
              "the Linear's in/out features are not 64/24 (rows 8..31 of a [40, 64] tensor)");
       expect(lin->device_bytes() > 0, "device_bytes() is 0");
       double worst = 0;
-      for (int M : {1, 3, 17}) worst = std::max(worst, linear_error(*lin, W, b, M, rng));
+      for (int M : {1, 3, 17}) worst = worse(worst, linear_error(*lin, W, b, M, rng));
       expect(worst <= tol, "max error " + num(worst) + " of Σ|x·w| exceeds " + num(tol));
       return "rows 8..31 of a [40, 64] tensor with bias, M = 1, 3, 17: max error " + num(worst) + " of Σ|x·w|";
     });
@@ -872,7 +876,7 @@ void check_weights(const LoadedPlugin& lp, Device& cpu, Checks& ck) {
         std::unique_ptr<Linear> lin = load_proj_slice(*wf, ckpt, cpu, K, N, off, total);
         expect(lin && lin->in_features() == K && lin->out_features() == N, "the Linear's in/out features are not 128/32");
         double worst = 0;
-        for (int M : {1, 3, 17}) worst = std::max(worst, linear_error(*lin, W, b, M, rng));
+        for (int M : {1, 3, 17}) worst = worse(worst, linear_error(*lin, W, b, M, rng));
         expect(worst <= tol, "max error " + num(worst) + " of Σ|x·w| exceeds " + num(tol));
         return std::string("rows 16..47 of [64, 128] with bias, M = 1, 3, 17: max error ") + num(worst) + " of Σ|x·w|";
       });
@@ -921,7 +925,7 @@ void check_weights(const LoadedPlugin& lp, Device& cpu, Checks& ck) {
     for (float v : W) wmax = std::max(wmax, double(std::fabs(v)));
     expect(wmax > 0 && std::isfinite(wmax), "random_linear's weights are all zero or not finite");
     double worst = 0;
-    for (int M : {1, 5, 40}) worst = std::max(worst, linear_error(*a, W, {}, M, rng));
+    for (int M : {1, 5, 40}) worst = worse(worst, linear_error(*a, W, {}, M, rng));
     expect(worst <= 1e-3, "forward at M = 1, 5, 40 differs from x·Wᵀ by " + num(worst) + " of Σ|x·w| (the small-batch "
                           "and large-batch paths disagree?)");
     return "[64, 256], W read back through the identity; M = 1, 5, 40 agree within " + num(worst) + " of Σ|x·w|";
