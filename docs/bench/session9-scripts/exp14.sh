@@ -1,0 +1,24 @@
+set -uo pipefail
+exec > >(tee ${OUT:-.}/session9-exp14.log) 2>&1
+b=build-cuda/tests; k=build-cuda/apps/kvrun
+echo "commit $(cat .carry/commit)"; date -u
+timeout 60 $b/test_cuda_ops -tc='*wgmma*' > /tmp/w.log 2>&1; rc=$?; echo "test_cuda_ops wgmma rc=$rc $(grep 'test cases' /tmp/w.log | tail -1)"
+grep -E "ERROR|FAILED" -A12 /tmp/w.log | head -30
+if [ $rc = 124 ]; then echo "hang: stopping"; exit 1; fi
+row() { local name=$1; shift; echo "$name | $(timeout 60 $k bench "$@" 2>&1 | grep -A1 -E '^ batch' | tail -1)"; }
+C=configs/bench; I="-c $C/qwen7b-bf16-int8-naive.toml --prompt-tokens 32"
+echo "name | batch new tok/s ms/step p90 floor_ms %floor ttft prefill weights kv workspace peak"
+for r in 1 2; do
+KVRUN_CUDA_WGMMA_MAX_ROWS=0 row b64-cublas $I --batch 64 --new-tokens 128
+row b64-wg9 $I --batch 64 --new-tokens 128
+KVRUN_CUDA_WGMMA_STAGES=6 row b64-wg6 $I --batch 64 --new-tokens 128
+done
+echo "== ncu"
+timeout 100 ncu --clock-control none --kernel-name regex:'gemm_wgmma' --launch-skip 300 --launch-count 4 --metrics gpu__time_duration.sum,dram__bytes_read.sum.per_second,sm__cycles_active.avg,sm__cycles_active.max --csv $k bench $I --batch 64 --new-tokens 4 --warmup-tokens 0 2>/dev/null | grep -E 'gpu__time|dram__|sm__' | awk -F'","' '{print $9, $(NF-2), $NF}' | head -16
+for bb in 16 32; do
+  row b$bb-wg $I --batch $bb --new-tokens 256
+  KVRUN_CUDA_WGMMA_MAX_ROWS=0 row b$bb-cublas $I --batch $bb --new-tokens 256
+done
+date -u
+echo "== ncu grid 32 (one SM per tile: per-SM rate)"
+KVRUN_CUDA_WGMMA_GRID=32 timeout 100 ncu --clock-control none --kernel-name regex:'gemm_wgmma' --launch-skip 300 --launch-count 4 --metrics gpu__time_duration.sum,sm__cycles_active.avg,sm__cycles_active.max --csv $k bench $I --batch 64 --new-tokens 4 --warmup-tokens 0 2>/dev/null | grep -E 'gpu__time|sm__' | awk -F'","' '{printf "%s=%s ", $(NF-2), $NF} NR%3==0 {print ""}' | sed 's/"//g' | head -4
