@@ -20,14 +20,7 @@ using kvrun::cuda_plugin::load_stream_16b;
 using kvrun::cuda_plugin::pdl_trigger;
 using kvrun::cuda_plugin::pdl_wait;
 
-#define CK(x)                                                                              \
-  do {                                                                                     \
-    cudaError_t e_ = (x);                                                                  \
-    if (e_ != cudaSuccess) {                                                               \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                        \
-    }                                                                                      \
-  } while (0)
+#include "check.cuh"  // CK
 
 __device__ __forceinline__ float dot8(const uint4& q, const float* x) {
   const float4 a = __ldg(reinterpret_cast<const float4*>(x));
