@@ -14,8 +14,8 @@
 //   warpring  each warp streams its own 16-row × 64-k tiles through a private cp.async ring of RS
 //           stages (2 KiB each) in shared memory, no block-wide barrier; B blocks of 8 warps per SM
 //   tma     one producer lane per block issues TMA boxes (64 k × R rows, 128-byte swizzle) into an
-//           S-stage ring, one consumer warp releases each stage as it lands (mbarriers); C blocks
-//           per SM
+//           S-stage ring, one consumer thread (or CW whole warps) releases each stage as it lands
+//           (mbarriers); C blocks per SM
 // Every block (or warp) takes an equal contiguous range of the (tile, chunk) steps (stream-K order).
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -99,12 +99,16 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
       : "memory");
 }
 
-template <int S, int R>
-__global__ void __launch_bounds__(64) tma_kernel(const __grid_constant__ CUtensorMap tw, int64_t steps_total,
-                                               uint32_t* sink) {
+// CW = 0: one consumer thread (thread 0) and the producer in thread 32; CW ≥ 1: CW whole consumer
+// warps wait on every stage (all their lanes), lane 0 of each releases it (the empty barrier
+// counts CW arrivals), and the producer is lane 0 of warp CW — the shape of the session-9 GEMM.
+template <int S, int R, int CW = 0>
+__global__ void __launch_bounds__(32 * (CW > 0 ? CW + 1 : 2)) tma_kernel(const __grid_constant__ CUtensorMap tw,
+                                                                        int64_t steps_total, uint32_t* sink) {
   extern __shared__ __align__(1024) unsigned char sm_tma[];
   const uint32_t base = (static_cast<uint32_t>(__cvta_generic_to_shared(sm_tma)) + 1023u) & ~1023u;
   constexpr int kBox = R * 128;
+  constexpr int kProducer = 32 * (CW > 0 ? CW : 1);
   const uint32_t full = base + S * kBox, empty = full + 8 * S;
   const int64_t s0 = steps_total * blockIdx.x / gridDim.x, s1 = steps_total * (blockIdx.x + 1) / gridDim.x;
   const int n = int(s1 - s0);
@@ -112,12 +116,12 @@ __global__ void __launch_bounds__(64) tma_kernel(const __grid_constant__ CUtenso
   if (threadIdx.x == 0) {
     for (int s = 0; s < S; ++s) {
       asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(full + 8 * s));
-      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(empty + 8 * s));
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(empty + 8 * s), "r"(CW > 0 ? CW : 1));
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
-  if (threadIdx.x == 32) {  // producer
+  if (threadIdx.x == kProducer) {
     for (int i = 0; i < n; ++i) {
       if (i >= S) mbar_wait(empty + 8 * (i % S), uint32_t((i / S - 1) & 1));
       const int64_t st = s0 + i;
@@ -130,14 +134,15 @@ __global__ void __launch_bounds__(64) tma_kernel(const __grid_constant__ CUtenso
           "l"(&tw), "r"(c * 64), "r"(tile * R), "r"(full + 8 * (i % S))
           : "memory");
     }
-  } else if (threadIdx.x == 0) {  // consumer
+  } else if (CW > 0 ? threadIdx.x < kProducer : threadIdx.x == 0) {  // consumers
     uint32_t acc = 0;
     for (int i = 0; i < n; ++i) {
       mbar_wait(full + 8 * (i % S), uint32_t((i / S) & 1));
       uint32_t v;
-      asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(base + uint32_t((i % S) * kBox)));
+      asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(base + uint32_t((i % S) * kBox + (threadIdx.x & 31) * 4)));
       acc ^= v;
-      asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(empty + 8 * (i % S)) : "memory");
+      if ((threadIdx.x & 31) == 0)
+        asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(empty + 8 * (i % S)) : "memory");
     }
     if (acc == 0x12345678u) *sink = acc;
   }
@@ -209,21 +214,28 @@ int main() {
   warpring(std::integral_constant<int, 6>{}, 2);
   warpring(std::integral_constant<int, 4>{}, 3);
   warpring(std::integral_constant<int, 12>{}, 1);
-  auto tma = [&](auto s, auto r, int blocks_per_sm) {
-    constexpr int S = decltype(s)::value, R = decltype(r)::value;
+  auto tma = [&](auto s, auto r, int blocks_per_sm, auto cw) {
+    constexpr int S = decltype(s)::value, R = decltype(r)::value, CW = decltype(cw)::value;
     const int smem = S * R * 128 + 16 * S + 1024;
-    CK(cudaFuncSetAttribute(tma_kernel<S, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    CK(cudaFuncSetAttribute(tma_kernel<S, R, CW>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     std::vector<CUtensorMap> maps;
     for (auto p : w) maps.push_back(map_of(p, R));
     const int64_t steps = int64_t(kN / R) * (kK / 64);
-    std::snprintf(name, sizeof name, "tma %d x %d-row boxes x %d blocks/SM", S, R, blocks_per_sm);
-    time(name, [&](int i) { tma_kernel<S, R><<<sms * blocks_per_sm, 64, smem>>>(maps[i], steps, sink); });
+    std::snprintf(name, sizeof name, "tma %d x %d-row boxes x %d blocks/SM%s", S, R, blocks_per_sm,
+                  CW == 4 ? ", 4 consumer warps" : CW == 1 ? ", 1 consumer warp" : "");
+    const int threads = 32 * (CW > 0 ? CW + 1 : 2);
+    time(name, [&](int i) { tma_kernel<S, R, CW><<<sms * blocks_per_sm, threads, smem>>>(maps[i], steps, sink); });
   };
-  tma(std::integral_constant<int, 12>{}, std::integral_constant<int, 128>{}, 1);
-  tma(std::integral_constant<int, 6>{}, std::integral_constant<int, 128>{}, 2);
-  tma(std::integral_constant<int, 3>{}, std::integral_constant<int, 128>{}, 4);
-  tma(std::integral_constant<int, 12>{}, std::integral_constant<int, 64>{}, 2);
-  tma(std::integral_constant<int, 6>{}, std::integral_constant<int, 64>{}, 4);
-  tma(std::integral_constant<int, 5>{}, std::integral_constant<int, 32>{}, 8);
+  using I0 = std::integral_constant<int, 0>;
+  tma(std::integral_constant<int, 12>{}, std::integral_constant<int, 128>{}, 1, I0{});
+  tma(std::integral_constant<int, 6>{}, std::integral_constant<int, 128>{}, 2, I0{});
+  tma(std::integral_constant<int, 3>{}, std::integral_constant<int, 128>{}, 4, I0{});
+  tma(std::integral_constant<int, 12>{}, std::integral_constant<int, 64>{}, 2, I0{});
+  tma(std::integral_constant<int, 6>{}, std::integral_constant<int, 64>{}, 4, I0{});
+  tma(std::integral_constant<int, 5>{}, std::integral_constant<int, 32>{}, 8, I0{});
+  // the consumer shape of the session-9 GEMM (whole warps spinning on each stage): does it slow the copies?
+  tma(std::integral_constant<int, 12>{}, std::integral_constant<int, 128>{}, 1, std::integral_constant<int, 1>{});
+  tma(std::integral_constant<int, 12>{}, std::integral_constant<int, 128>{}, 1, std::integral_constant<int, 4>{});
+  tma(std::integral_constant<int, 9>{}, std::integral_constant<int, 128>{}, 1, std::integral_constant<int, 4>{});
   return 0;
 }
