@@ -82,6 +82,15 @@ struct WeightVec<float> {
   }
 };
 
+// a += wf[0..3] · xv, one FMA per element in order: the GEMVs' unit of summation (both kernels
+// sum through it, so their results agree bit for bit).
+__device__ __forceinline__ void gemv_fma4(float& a, const float* wf, const float4& xv) {
+  a = fmaf(wf[0], xv.x, a);
+  a = fmaf(wf[1], xv.y, a);
+  a = fmaf(wf[2], xv.z, a);
+  a = fmaf(wf[3], xv.w, a);
+}
+
 // acc[m] += Σ_e wf[e] · x[m, k + e] for m < M, reading x with float4 loads (k multiple of 4).
 // SMEM: x is the block's normalized copy in shared memory (plain loads; __ldg is for global only).
 template <int E, int MMAX, bool SMEM = false>
@@ -92,13 +101,7 @@ __device__ __forceinline__ void gemv_dot(float (&acc)[MMAX], const float* wf, co
     if (m < M) {
       const float4* xp = reinterpret_cast<const float4*>(x + int64_t(m) * K + k);
 #pragma unroll
-      for (int j = 0; j < E / 4; ++j) {
-        const float4 xv = SMEM ? xp[j] : __ldg(xp + j);
-        acc[m] = fmaf(wf[4 * j + 0], xv.x, acc[m]);
-        acc[m] = fmaf(wf[4 * j + 1], xv.y, acc[m]);
-        acc[m] = fmaf(wf[4 * j + 2], xv.z, acc[m]);
-        acc[m] = fmaf(wf[4 * j + 3], xv.w, acc[m]);
-      }
+      for (int j = 0; j < E / 4; ++j) gemv_fma4(acc[m], wf + 4 * j, SMEM ? xp[j] : __ldg(xp + j));
     }
   }
 }
@@ -347,22 +350,15 @@ __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
     if (v < nvec) {
       const uint4* slot = ring_p + (i % S) * RPW * 32;
       // x loaded once for the 4 rows (gemv_dot per row compiles to a load of x per row), then
-      // gemv_dot's order of FMAs
+      // gemv_dot's FMAs (gemv_fma4)
       const float4 xa = __ldg(reinterpret_cast<const float4*>(x) + 2 * v);
       const float4 xb = __ldg(reinterpret_cast<const float4*>(x) + 2 * v + 1);
 #pragma unroll
       for (int j = 0; j < RPW; ++j) {
         float wf[8];
         WeightVec<__nv_bfloat16>::unpack(slot[j * 32], wf);
-        float& a = acc[j][0];
-        a = fmaf(wf[0], xa.x, a);
-        a = fmaf(wf[1], xa.y, a);
-        a = fmaf(wf[2], xa.z, a);
-        a = fmaf(wf[3], xa.w, a);
-        a = fmaf(wf[4], xb.x, a);
-        a = fmaf(wf[5], xb.y, a);
-        a = fmaf(wf[6], xb.z, a);
-        a = fmaf(wf[7], xb.w, a);
+        gemv_fma4(acc[j][0], wf, xa);
+        gemv_fma4(acc[j][0], wf + 4, xb);
       }
     }
     // into the slot read in step i − 1: the FMAs of those reads have issued, so the reads are done
@@ -418,12 +414,15 @@ int gemv_blocks_per_sm() {
   return n;
 }
 
-// Blocks of gemv_ring_kernel<S> that fit on one SM (its S · 16 KiB of shared memory decide), after
-// opting the kernel into that much shared memory; 0 if it cannot run. Once per instantiation.
+// gemv_ring_kernel's dynamic shared memory: ring[kGemvWarps][S][4 rows][32 lanes] uint4 (S · 16 KiB).
+constexpr size_t gemv_ring_bytes(int S) { return size_t(kGemvWarps) * S * 4 * 32 * sizeof(uint4); }
+
+// Blocks of gemv_ring_kernel<S> that fit on one SM (its gemv_ring_bytes(S) of shared memory decide),
+// after opting the kernel into that much shared memory; 0 if it cannot run. Once per instantiation.
 template <int S>
 int gemv_ring_blocks_per_sm() {
   static const int n = [] {
-    const int smem = S * 16384;
+    const int smem = int(gemv_ring_bytes(S));
     int b = 0;
     if (cudaFuncSetAttribute(gemv_ring_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_ring_kernel<S>, kGemvThreads, smem) != cudaSuccess)
@@ -473,7 +472,7 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
   const unsigned blocks = unsigned(blocks_for(wpr));
   if constexpr (std::is_same_v<W, __nv_bfloat16>) {
     if (ring_fit) {
-      launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), size_t(ring) * 16384,
+      launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), gemv_ring_bytes(ring),
                        ring == 4 ? gemv_ring_kernel<4> : gemv_ring_kernel<6>, y, x, w, bias, bias_t, N, K, wpr, fz);
       return;
     }
