@@ -21,7 +21,8 @@ starts = [i for i, k in enumerate(ks) if "embedding" in k["name"]]
 step = ks[starts[-2]:starts[-1]] if len(starts) >= 2 else ks
 tot, cnt, byt = collections.Counter(), collections.Counter(), collections.Counter()
 for k in step:
-    key = k["name"].split("(")[0].split("<")[0][-40:] + " grid" + k["grid"]
+    name = k["name"].replace("(anonymous namespace)::", "").replace("<unnamed>::", "")  # ncu spells it both ways
+    key = name.split("(")[0].split("<")[0][-40:] + " grid" + k["grid"]
     tot[key] += k.get("gpu__time_duration.sum", 0.0)
     cnt[key] += 1
     byt[key] += k.get("dram__bytes_read.sum", 0.0) + k.get("dram__bytes_write.sum", 0.0)
