@@ -3,7 +3,8 @@
 // several ways of issuing the loads. No arithmetic: only the bytes' way in. A research tool for
 // docs/PERFORMANCE.md (session 9: a GEMM of kvrun's own streamed its weights at 2.4–3.3 TB/s, and
 // one block per SM took its tile in at ~34 GB/s); not part of the build. On the GPU machine:
-//   nvcc -O3 -std=c++20 -gencode arch=compute_90a,code=sm_90a tools/stream_bench.cu -o stream_bench
+//   nvcc -O3 -std=c++20 -gencode arch=compute_90a,code=sm_90a -Icore/include -Ibackends/include \
+//     tools/stream_bench.cu -o stream_bench
 //   ./stream_bench
 // (cuTensorMapEncodeTiled comes through the runtime's driver entry-point query: no -lcuda.)
 //
@@ -28,7 +29,12 @@
 #include <cstdlib>
 #include <vector>
 
-#include "check.cuh"  // CK
+#include "check.cuh"                // CK
+#include "kvrun/cuda_plugin.cuh"  // cp_async_16 / _commit / _wait: the copies the kernels issue
+
+using kvrun::cuda_plugin::cp_async_16;
+using kvrun::cuda_plugin::cp_async_commit;
+using kvrun::cuda_plugin::cp_async_wait;
 
 constexpr int kN = 12288, kK = 4096, kCopies = 8;
 
@@ -69,25 +75,25 @@ __global__ void __launch_bounds__(256) warpring_kernel(const __nv_bfloat16* __re
       const int p = lane + 32 * j, r = p >> 3, ch = p & 7;  // 16 rows × 8 chunks
       const __nv_bfloat16* src = w + int64_t(tile * 16 + r) * kK + c * 64 + ch * 8;
       const uint32_t dst = ring + uint32_t((i % RS) * 2048 + r * 128 + ((ch ^ (r & 7)) << 4));
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+      cp_async_16(dst, src);
     }
   };
   for (int i = 0; i < RS - 1; ++i) {
     if (i < n) load(i);
-    asm volatile("cp.async.commit_group;" ::: "memory");
+    cp_async_commit();
   }
   uint32_t acc = 0;
   for (int i = 0; i < n; ++i) {
-    asm volatile("cp.async.wait_group %0;" ::"n"(RS - 2) : "memory");
+    cp_async_wait<RS - 2>();
     __syncwarp();
     uint32_t v;
     asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(ring + uint32_t((i % RS) * 2048 + lane * 4)));
     acc ^= v;
     __syncwarp();
     if (i + RS - 1 < n) load(i + RS - 1);
-    asm volatile("cp.async.commit_group;" ::: "memory");
+    cp_async_commit();
   }
-  asm volatile("cp.async.wait_group 0;" ::: "memory");
+  cp_async_wait<0>();
   if (acc == 0x12345678u) *sink = acc;
 }
 
