@@ -457,37 +457,44 @@ struct QLimbs {
   uint32_t w[GP][3][4];
   float qs[GP], qsum[GP];
 
-  // q[h][16]: the lane's values. The scale comes from the lane's own max |q| (each lane's partial
-  // dot product is scaled before the row's lanes are summed), so an outlier costs precision only
-  // to the values sharing its lane.
-  __device__ __forceinline__ void build(const float (&q)[GP][16]) {
+  // Built by the KPW ≥ 4 lanes that share the 16 values (lanes c + LPK·j of a warp, all holding
+  // chunk c of the same rows): the lane with sub-group index wd (mod 4) splits word wd (values
+  // 4·wd .. 4·wd + 3, in q4) and the words are exchanged by shuffles, so a warp splits each value
+  // once instead of KPW times (when every lane split all 16, that was ~40 % of a warp's fixed
+  // instructions per block). The scale comes from the max |q| of the 16 values (each lane's partial
+  // dot product is scaled before the row's lanes are summed, so an outlier costs precision only to
+  // the values sharing its chunk). Max and sum go over the 4 words in a butterfly: every lane gets
+  // the same qs and the same fp32 Σ q (its two additions in the same order up to commutation).
+  template <int LPK>
+  __device__ __forceinline__ void build_shared(const float (&q4)[GP][4], int c) {
 #pragma unroll
     for (int h = 0; h < GP; ++h) {
       float mx = 0.f, sum = 0.f;
 #pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        mx = fmaxf(mx, fabsf(q[h][i]));
-        sum += q[h][i];
+      for (int b = 0; b < 4; ++b) {
+        mx = fmaxf(mx, fabsf(q4[h][b]));
+        sum += q4[h][b];
       }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, LPK));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2 * LPK));
+      sum += __shfl_xor_sync(0xffffffffu, sum, LPK);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2 * LPK);
       const int e = q_limb_exponent(mx);                   // mx < 2^e
       const float inv = ldexpf(1.f, 6 - e);                // |q|·inv < 64
       qs[h] = ldexpf(1.f, e - 6);
       qsum[h] = sum;
+      uint32_t p[3] = {0u, 0u, 0u};
 #pragma unroll
-      for (int wd = 0; wd < 4; ++wd) {
-        uint32_t p0 = 0, p1 = 0, p2 = 0;
+      for (int b = 0; b < 4; ++b) {
+        int l[3];
+        q_limb_split(q4[h][b] * inv, l);  // q·inv exact (power of two)
 #pragma unroll
-        for (int b = 0; b < 4; ++b) {
-          int l[3];
-          q_limb_split(q[h][4 * wd + b] * inv, l);  // q·inv exact (power of two)
-          p0 |= (uint32_t(l[0]) & 0xffu) << (8 * b);
-          p1 |= (uint32_t(l[1]) & 0xffu) << (8 * b);
-          p2 |= (uint32_t(l[2]) & 0xffu) << (8 * b);
-        }
-        w[h][0][wd] = p0;
-        w[h][1][wd] = p1;
-        w[h][2][wd] = p2;
+        for (int k = 0; k < 3; ++k) p[k] |= (uint32_t(l[k]) & 0xffu) << (8 * b);
       }
+#pragma unroll
+      for (int k = 0; k < 3; ++k)
+#pragma unroll
+        for (int wd = 0; wd < 4; ++wd) w[h][k][wd] = __shfl_sync(0xffffffffu, p[k], wd * LPK + c);
     }
   }
 
@@ -570,24 +577,37 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int sub = lane / LPK, c = lane % LPK;  // row of the warp's load, 16-byte chunk of the row
 
-  // The lane's query slice (dims c·E .. c·E + E − 1) of each head, in the exp2 domain.
-  float qr[GP][E];
-#pragma unroll
-  for (int h = 0; h < GP; ++h) {
-    if (h < nh) {
-      const float* qp = p.q + (int64_t(tok) * p.H + h0 + h) * D + c * E;  // no alignment assumed
-#pragma unroll
-      for (int i = 0; i < E; ++i) qr[h][i] = qp[i] * p.scale_log2;
-    } else {
-#pragma unroll
-      for (int i = 0; i < E; ++i) qr[h][i] = 0.f;
-    }
-  }
+  // The lane's query slice (dims c·E .. c·E + E − 1) of each head, in the exp2 domain (fp16/bf16).
   // u8: the K dot product on dp4a. q/qs = l0 + l1/128 + l2/128² with int8 limbs (qs a power of two
   // per lane and head, |q/qs| < 64): every step exact in fp32, q to 2^-15 of the lane's max.
-  // Σ q(k − z) = qs·(Σ l0·k + Σ l1·k/128 + Σ l2·k/128²) − z·Σ q, the Σ l·k exact in int32.
+  // Σ q(k − z) = qs·(Σ l0·k + Σ l1·k/128 + Σ l2·k/128²) − z·Σ q, the Σ l·k exact in int32. The lane
+  // loads only the 4 values of its word of the limbs (build_shared).
+  [[maybe_unused]] float qr[GP][L == KvLayout::u8 ? 1 : E];
   [[maybe_unused]] QLimbs<GP> ql;
-  if constexpr (L == KvLayout::u8) ql.build(qr);
+  if constexpr (L == KvLayout::u8) {
+    static_assert(KPW >= 4, "build_shared: four lanes per chunk");
+    const int wd = sub & 3;  // the lane's word of its chunk
+    float q4[GP][4];
+#pragma unroll
+    for (int h = 0; h < GP; ++h) {
+      const float* qp = p.q + (int64_t(tok) * p.H + h0 + h) * D + c * E + 4 * wd;  // no alignment assumed
+#pragma unroll
+      for (int b = 0; b < 4; ++b) q4[h][b] = h < nh ? qp[b] * p.scale_log2 : 0.f;
+    }
+    ql.template build_shared<LPK>(q4, c);
+  } else {
+#pragma unroll
+    for (int h = 0; h < GP; ++h) {
+      if (h < nh) {
+        const float* qp = p.q + (int64_t(tok) * p.H + h0 + h) * D + c * E;  // no alignment assumed
+#pragma unroll
+        for (int i = 0; i < E; ++i) qr[h][i] = qp[i] * p.scale_log2;
+      } else {
+#pragma unroll
+        for (int i = 0; i < E; ++i) qr[h][i] = 0.f;
+      }
+    }
+  }
 
   // Online-softmax state of the lane's row group: running max m, running sum l (both equal in
   // the LPK lanes of a row group) and O for the lane's E dims.
