@@ -348,7 +348,7 @@ pv_vec_kernel(float* __restrict__ out,                // [num_tokens, H, D] f32
 // with an online softmax in fp32 (running max m, running sum l, unnormalized output O, rescaled by
 // exp2(m_old − m_new) when the max grows); the scores are never written to memory.
 //
-// Work split. A block (kDecWarps warps) owns one (sequence s, KV head g, chunk of GP query heads
+// Work split. A block (W warps: 1 or 4, decode_warps) owns one (sequence s, KV head g, chunk of GP query heads
 // of g's group) and one split part z of s's keys. Each K/V row is read with 16-byte loads, LPK
 // lanes per row (u8: 16 codes a lane, fp16/bf16: 8 values), so a warp reads KPW = 32 / LPK rows per
 // load; per round a warp issues U such loads of K and U of V (all before any arithmetic, for bytes
@@ -379,13 +379,12 @@ pv_vec_kernel(float* __restrict__ out,                // [num_tokens, H, D] f32
 // agree within fp32 rounding (tests: relative L2 ≤ 1e-4). Deterministic: every sum has a fixed
 // order that depends only on the shapes, the split count and kv_len.
 
-constexpr int kDecWarps = 4;
-constexpr int kDecThreads = kDecWarps * 32;
+constexpr int kDecWarps = 4;  // warps per block for a few work items (below: the choice of W)
 constexpr int kDecMaxSplits = 32;      // parts per sequence at most
 constexpr int kDecMinSplitKeys = 256;  // a split part covers at least about this many keys
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <KvLayout L, int D, int GP = 1>
+template <KvLayout L, int D, int GP = 1, int W = kDecWarps>
 struct DecShape {
   static constexpr int E = RowVec<L>::E;                  // elements of a row per lane (one 16-byte load)
   static constexpr int LPK = D / E;                       // lanes per K/V row
@@ -394,7 +393,7 @@ struct DecShape {
   // query head per block, 2 with more (their accumulators take the registers).
   static constexpr int U = GP == 1 ? 4 : 2;
   static constexpr int kRoundKeys = KPW * U;              // keys per warp per round
-  static constexpr int kBlockKeys = kDecWarps * kRoundKeys;  // keys per block per round
+  static constexpr int kBlockKeys = W * kRoundKeys;  // keys per block per round
   static constexpr int kMaxGP = 32 / E;                   // query heads per block (u8 2, fp16/bf16 4)
   static_assert(D % E == 0 && 32 % LPK == 0, "row split");
 };
@@ -537,10 +536,10 @@ __device__ __forceinline__ void load_meta(const Kv& kv, int64_t r0, float (&s)[U
   }
 }
 
-// grid (num_seqs · Hkv · nhc, splits), kDecThreads threads. blockIdx.x = (s · Hkv + g) · nhc + hc:
+// grid (num_seqs · Hkv · nhc, splits), W · 32 threads. blockIdx.x = (s · Hkv + g) · nhc + hc:
 // query heads g · G + hc · GP .. + GP − 1 (those below (g + 1) · G) of token q_start[s];
-// blockIdx.y = split part z. At most 128 registers (4 blocks per SM; unbounded, the u8 GP = 2
-// instances took 167, and a bound of 5 blocks per SM made them spill).
+// blockIdx.y = split part z. At most 128 registers (16 / W blocks per SM; unbounded, the u8
+// GP = 2 instances took 167, and a bound of 5 four-warp blocks per SM made them spill).
 // Parameters (DecodeParams p):
 //   p.out        [num_tokens, H, D] f32          written when gridDim.y == 1
 //   p.q          [num_tokens, H, D] f32
@@ -550,14 +549,15 @@ __device__ __forceinline__ void load_meta(const Kv& kv, int64_t r0, float (&s)[U
 //   p.q_start    [num_seqs + 1] i32, p.kv_len [num_seqs] i32 (device; read here, never on the host)
 //   p.partial_o  [gridDim.y, num_tokens · H, D] f32, p.partial_ml [gridDim.y, num_tokens · H, 2] f32
 //                (m, l) — written when gridDim.y > 1, merged by decode_combine_kernel
-template <KvLayout L, int D, int GP>
-__global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodeParams p) {
-  using S = DecShape<L, D, GP>;
+template <KvLayout L, int D, int GP, int W>
+__global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodeParams p) {
+  using S = DecShape<L, D, GP, W>;
+  constexpr int kDecThreads = W * 32;
   constexpr int E = S::E, LPK = S::LPK, KPW = S::KPW, U = S::U;
   constexpr int kRowBytes = D * RowVec<L>::kSize;
   static_assert(GP >= 1 && GP <= S::kMaxGP, "heads per block");
-  __shared__ __align__(16) float o_sh[kDecWarps][GP][D];  // each warp's unnormalized O
-  __shared__ float ml_sh[kDecWarps][GP][2];               // each warp's m and l
+  __shared__ __align__(16) float o_sh[W][GP][D];  // each warp's unnormalized O
+  __shared__ float ml_sh[W][GP][2];               // each warp's m and l
   cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   cuda_plugin::pdl_wait();  // q and the cache come from earlier kernels (programmatic dependent launch)
 
@@ -627,7 +627,7 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
   // j0 and every round start are too) lane (sub, c) takes the U consecutive rows jr + sub·U + u:
   // one block-table entry serves the round (read a round ahead) and the lane's U scales and zeros
   // are one vector load each. Otherwise it takes rows jr + u·KPW + sub, each with its own entry.
-  constexpr int kStride = kDecWarps * S::kRoundKeys;
+  constexpr int kStride = W * S::kRoundKeys;
   const int bt = p.bt, shift = p.bt_shift;
   auto block_of = [&](int j) { return shift >= 0 ? j >> shift : j / bt; };
   int jr = j0 + warp * S::kRoundKeys;
@@ -781,11 +781,11 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
     if (h >= nh) continue;
     float M = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kDecWarps; ++w)
+    for (int w = 0; w < W; ++w)
       if (ml_sh[w][h][1] > 0.f) M = fmaxf(M, ml_sh[w][h][0]);
     float Lsum = 0.f, O = 0.f;
 #pragma unroll
-    for (int w = 0; w < kDecWarps; ++w) {
+    for (int w = 0; w < W; ++w) {
       const float lw = ml_sh[w][h][1];
       if (lw > 0.f) {
         const float wt = exp2f(ml_sh[w][h][0] - M);
@@ -832,23 +832,47 @@ int decode_heads_per_block(int G, int max_gp) {
   return gp;
 }
 
-// Blocks of decode_kernel<L, D, GP> resident on one SM (registers bound it: 4 for the 128-register
-// instances), asked once per process (every device of a process is assumed alike here).
-template <KvLayout L, int D, int GP>
+// Blocks of decode_kernel<L, D, GP, W> resident on one SM (registers bound it: 16 / W for the
+// 128-register instances), asked once per process (every device of a process is assumed alike here).
+template <KvLayout L, int D, int GP, int W>
 int decode_resident_blocks() {
   static const int n = [] {
     int b = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_kernel<L, D, GP>, kDecThreads, 0) != cudaSuccess)
-      b = 4;  // the kernel's __launch_bounds__ minimum
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_kernel<L, D, GP, W>, W * 32, 0) != cudaSuccess)
+      b = 16 / W;  // the kernel's __launch_bounds__ minimum
     return std::max(b, 1);
   }();
   return n;
 }
 
-// The decode step with GP query heads per block (decode_heads_per_block's choice).
+// KVRUN_NAIVE_DECODE_WARPS=1 or 4 forces the warps per block (tests, tuning); 0 or unset: automatic.
+int forced_decode_warps() {
+  static const int n = [] {
+    const int v = cuda_plugin::env_int("KVRUN_NAIVE_DECODE_WARPS", 0, 4, 0);
+    if (v != 0 && v != 1 && v != 4) fail(ErrorKind::usage, "KVRUN_NAIVE_DECODE_WARPS must be 0, 1 or 4");
+    return v;
+  }();
+  return n;
+}
+
+// Warps per block (per work item). Every warp of a block pays the item's fixed work — the query
+// limbs, the merge of its row groups, the block's merge — so with work items enough to fill the
+// GPU one warp per item is cheapest (batch 64 of Qwen-7B: 2048 items, one wave of 16 one-warp
+// blocks per SM); with fewer, four warps per item keep the SMs busy. Compared in waves: a wave of
+// one-warp blocks takes 4 times the rounds of a wave of four-warp ones.
 template <KvLayout L, int D, int GP>
-void launch_decode_gp(const Args& a, cudaStream_t stream) {
-  using S = DecShape<L, D, GP>;
+int decode_warps(int64_t items, int sms) {
+  if (const int w = forced_decode_warps(); w != 0) return w;
+  const int64_t slots1 = int64_t(decode_resident_blocks<L, D, GP, 1>()) * std::max(sms, 1);
+  const int64_t slots4 = int64_t(decode_resident_blocks<L, D, GP, kDecWarps>()) * std::max(sms, 1);
+  const int64_t waves1 = (items + slots1 - 1) / slots1, waves4 = (items + slots4 - 1) / slots4;
+  return kDecWarps * waves1 <= waves4 ? 1 : kDecWarps;
+}
+
+// The decode step with GP query heads and W warps per block.
+template <KvLayout L, int D, int GP, int W>
+void launch_decode_w(const Args& a, cudaStream_t stream) {
+  using S = DecShape<L, D, GP, W>;
   const int H = a.num_heads, Hkv = a.num_kv_heads, G = H / Hkv;
   const int nhc = (G + GP - 1) / GP;
   const int64_t blocks = int64_t(a.num_seqs) * Hkv * nhc;
@@ -865,7 +889,7 @@ void launch_decode_gp(const Args& a, cudaStream_t stream) {
   if (forced > 0) {
     splits = forced;
   } else {
-    const int64_t wave = int64_t(decode_resident_blocks<L, D, GP>()) * std::max(a.num_sms, 1);  // one full wave
+    const int64_t wave = int64_t(decode_resident_blocks<L, D, GP, W>()) * std::max(a.num_sms, 1);  // one full wave
     if (blocks < wave && a.max_kv_len >= 2 * kDecMinSplitKeys)
       splits = std::min<int64_t>(wave / blocks, a.max_kv_len / kDecMinSplitKeys);
   }
@@ -900,7 +924,7 @@ void launch_decode_gp(const Args& a, cudaStream_t stream) {
                                      aligned_to(p.k.zero, S::U) && aligned_to(p.v.zero, S::U)));
 
   check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, dim3{unsigned(blocks), unsigned(splits)},
-                                 dim3(kDecThreads), 0, decode_kernel<L, D, GP>, p),
+                                 dim3(W * 32), 0, decode_kernel<L, D, GP, W>, p),
              "launch of decode_kernel");
   if (splits > 1) {
     check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, dim3(unsigned(rows)), dim3(unsigned(D)), 0,
@@ -908,6 +932,16 @@ void launch_decode_gp(const Args& a, cudaStream_t stream) {
                                    static_cast<const float*>(p.partial_ml), int(splits), rows, int(D)),
                "launch of decode_combine_kernel");
   }
+}
+
+// The decode step with GP query heads per block (decode_heads_per_block's choice).
+template <KvLayout L, int D, int GP>
+void launch_decode_gp(const Args& a, cudaStream_t stream) {
+  const int nhc = (a.num_heads / a.num_kv_heads + GP - 1) / GP;
+  if (decode_warps<L, D, GP>(int64_t(a.num_seqs) * a.num_kv_heads * nhc, a.num_sms) == 1)
+    launch_decode_w<L, D, GP, 1>(a, stream);
+  else
+    launch_decode_w<L, D, GP, kDecWarps>(a, stream);
 }
 
 template <KvLayout L, int D>
@@ -977,10 +1011,14 @@ void launch_chunks(const Args& a, cudaStream_t stream) {
 template <KvLayout L, int D>
 void load_decode_kernels() {
   cudaFuncAttributes attr;
-  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 1>), "loading decode_kernel");
-  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 2>), "loading decode_kernel");
-  if constexpr (DecShape<L, D>::kMaxGP >= 4)
-    check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 4>), "loading decode_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 1, 1>), "loading decode_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 2, 1>), "loading decode_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 1, kDecWarps>), "loading decode_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 2, kDecWarps>), "loading decode_kernel");
+  if constexpr (DecShape<L, D>::kMaxGP >= 4) {
+    check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 4, 1>), "loading decode_kernel");
+    check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 4, kDecWarps>), "loading decode_kernel");
+  }
 }
 
 template <KvLayout L>
