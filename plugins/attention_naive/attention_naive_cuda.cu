@@ -411,7 +411,6 @@ struct DecodeParams {
   int H, Hkv, G, nhc;       // nhc: head chunks per KV head (blocks per (sequence, KV head))
   int bt, bt_shift;         // block tokens; log2(bt) when bt is a power of two, else −1
   bool aligned;             // bt a multiple of a warp round's keys (and u8 metadata aligned): see decode_kernel
-  bool prefetch;            // aligned only: the next round's rows sent toward L2 (KVRUN_NAIVE_DECODE_PREFETCH)
   int max_blocks;
   float scale_log2;         // softmax scale · log2 e
 };
@@ -633,12 +632,6 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
   auto block_of = [&](int j) { return shift >= 0 ? j >> shift : j / bt; };
   int jr = j0 + warp * S::kRoundKeys;
   int entry = p.aligned && jr < j1 ? __ldg(trow + block_of(jr)) : 0;  // this round's block id
-  // p.prefetch (aligned): the next round's K and V rows are sent toward L2 at the start of this
-  // round (one line per lane, no registers held), so its loads wait for L2 rather than DRAM; the
-  // block ids are therefore read two rounds ahead.
-  constexpr int kRoundLines = S::kRoundKeys * kRowBytes / 128;  // 128-byte lines of a round's K rows
-  static_assert(kRoundLines >= 1 && 2 * kRoundLines <= 32, "prefetch: a line per lane");
-  int entry1 = p.aligned && jr + kStride < j1 ? __ldg(trow + block_of(jr + kStride)) : 0;  // next round's
   for (; jr < j1; jr += kStride) {
     // Every load of the round first: U rows of K and U rows of V (and their scale/zero).
     uint4 kw[U], vw[U];
@@ -651,17 +644,10 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
     }
     if (p.aligned) {
       const int blk = block_of(jr);
-      const int entry2 = jr + 2 * kStride < j1 ? __ldg(trow + block_of(jr + 2 * kStride)) : 0;
-      if (p.prefetch && jr + kStride < j1 && lane < 2 * kRoundLines) {
-        const int nf = jr + kStride;  // the next round's first row
-        const int64_t nr = (int64_t(entry1) * p.Hkv + g) * bt + (nf - block_of(nf) * bt);
-        const uint8_t* line = (lane < kRoundLines ? kbase : vbase) + nr * kRowBytes + (lane % kRoundLines) * 128;
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(line));
-      }
+      const int next = jr + kStride < j1 ? __ldg(trow + block_of(jr + kStride)) : 0;
       const int first = jr + sub * U;  // the lane's first row
       const int64_t r0 = (int64_t(entry) * p.Hkv + g) * bt + (first - blk * bt);
-      entry = entry1;
-      entry1 = entry2;
+      entry = next;
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         ok[u] = first + u < j1;
@@ -831,11 +817,6 @@ bool decode_enabled() {
   static const bool on = cuda_plugin::env_int("KVRUN_NAIVE_DECODE", 0, 1, 1) == 1;
   return on;
 }
-// KVRUN_NAIVE_DECODE_PREFETCH=0 turns the L2 prefetch of the next round's rows off (comparison).
-bool decode_prefetch() {
-  static const bool on = cuda_plugin::env_int("KVRUN_NAIVE_DECODE_PREFETCH", 0, 1, 1) == 1;
-  return on;
-}
 int forced_decode_splits() {
   static const int n = cuda_plugin::env_int("KVRUN_NAIVE_DECODE_SPLITS", 1, kDecMaxSplits, 0);  // 0: automatic
   return n;
@@ -942,7 +923,6 @@ void launch_decode_w(const Args& a, cudaStream_t stream) {
               (L != KvLayout::u8 || (aligned_to(p.k.scale, 2 * S::U) && aligned_to(p.v.scale, 2 * S::U) &&
                                      aligned_to(p.k.zero, S::U) && aligned_to(p.v.zero, S::U)));
 
-  p.prefetch = p.aligned && decode_prefetch();
   check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, dim3{unsigned(blocks), unsigned(splits)},
                                  dim3(W * 32), 0, decode_kernel<L, D, GP, W>, p),
              "launch of decode_kernel");
