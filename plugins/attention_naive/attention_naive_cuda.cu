@@ -348,7 +348,7 @@ pv_vec_kernel(float* __restrict__ out,                // [num_tokens, H, D] f32
 // with an online softmax in fp32 (running max m, running sum l, unnormalized output O, rescaled by
 // exp2(m_old − m_new) when the max grows); the scores are never written to memory.
 //
-// Work split. A block (kDecWarps warps) owns one (sequence s, KV head g, chunk of GP query heads
+// Work split. A block (W warps: 1 or 4, decode_warps) owns one (sequence s, KV head g, chunk of GP query heads
 // of g's group) and one split part z of s's keys. Each K/V row is read with 16-byte loads, LPK
 // lanes per row (u8: 16 codes a lane, fp16/bf16: 8 values), so a warp reads KPW = 32 / LPK rows per
 // load; per round a warp issues U such loads of K and U of V (all before any arithmetic, for bytes
@@ -379,13 +379,12 @@ pv_vec_kernel(float* __restrict__ out,                // [num_tokens, H, D] f32
 // agree within fp32 rounding (tests: relative L2 ≤ 1e-4). Deterministic: every sum has a fixed
 // order that depends only on the shapes, the split count and kv_len.
 
-constexpr int kDecWarps = 4;
-constexpr int kDecThreads = kDecWarps * 32;
+constexpr int kDecWarps = 4;  // warps per block for a few work items (below: the choice of W)
 constexpr int kDecMaxSplits = 32;      // parts per sequence at most
 constexpr int kDecMinSplitKeys = 256;  // a split part covers at least about this many keys
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <KvLayout L, int D, int GP = 1>
+template <KvLayout L, int D, int GP = 1, int W = kDecWarps>
 struct DecShape {
   static constexpr int E = RowVec<L>::E;                  // elements of a row per lane (one 16-byte load)
   static constexpr int LPK = D / E;                       // lanes per K/V row
@@ -394,7 +393,7 @@ struct DecShape {
   // query head per block, 2 with more (their accumulators take the registers).
   static constexpr int U = GP == 1 ? 4 : 2;
   static constexpr int kRoundKeys = KPW * U;              // keys per warp per round
-  static constexpr int kBlockKeys = kDecWarps * kRoundKeys;  // keys per block per round
+  static constexpr int kBlockKeys = W * kRoundKeys;  // keys per block per round
   static constexpr int kMaxGP = 32 / E;                   // query heads per block (u8 2, fp16/bf16 4)
   static_assert(D % E == 0 && 32 % LPK == 0, "row split");
 };
@@ -457,37 +456,44 @@ struct QLimbs {
   uint32_t w[GP][3][4];
   float qs[GP], qsum[GP];
 
-  // q[h][16]: the lane's values. The scale comes from the lane's own max |q| (each lane's partial
-  // dot product is scaled before the row's lanes are summed), so an outlier costs precision only
-  // to the values sharing its lane.
-  __device__ __forceinline__ void build(const float (&q)[GP][16]) {
+  // Built by the KPW ≥ 4 lanes that share the 16 values (lanes c + LPK·j of a warp, all holding
+  // chunk c of the same rows): the lane with sub-group index wd (mod 4) splits word wd (values
+  // 4·wd .. 4·wd + 3, in q4) and the words are exchanged by shuffles, so a warp splits each value
+  // once instead of KPW times (when every lane split all 16, that was ~40 % of a warp's fixed
+  // instructions per block). The scale comes from the max |q| of the 16 values (each lane's partial
+  // dot product is scaled before the row's lanes are summed, so an outlier costs precision only to
+  // the values sharing its chunk). Max and sum go over the 4 words in a butterfly: every lane gets
+  // the same qs and the same fp32 Σ q (its two additions in the same order up to commutation).
+  template <int LPK>
+  __device__ __forceinline__ void build_shared(const float (&q4)[GP][4], int c) {
 #pragma unroll
     for (int h = 0; h < GP; ++h) {
       float mx = 0.f, sum = 0.f;
 #pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        mx = fmaxf(mx, fabsf(q[h][i]));
-        sum += q[h][i];
+      for (int b = 0; b < 4; ++b) {
+        mx = fmaxf(mx, fabsf(q4[h][b]));
+        sum += q4[h][b];
       }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, LPK));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2 * LPK));
+      sum += __shfl_xor_sync(0xffffffffu, sum, LPK);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2 * LPK);
       const int e = q_limb_exponent(mx);                   // mx < 2^e
       const float inv = ldexpf(1.f, 6 - e);                // |q|·inv < 64
       qs[h] = ldexpf(1.f, e - 6);
       qsum[h] = sum;
+      uint32_t p[3] = {0u, 0u, 0u};
 #pragma unroll
-      for (int wd = 0; wd < 4; ++wd) {
-        uint32_t p0 = 0, p1 = 0, p2 = 0;
+      for (int b = 0; b < 4; ++b) {
+        int l[3];
+        q_limb_split(q4[h][b] * inv, l);  // q·inv exact (power of two)
 #pragma unroll
-        for (int b = 0; b < 4; ++b) {
-          int l[3];
-          q_limb_split(q[h][4 * wd + b] * inv, l);  // q·inv exact (power of two)
-          p0 |= (uint32_t(l[0]) & 0xffu) << (8 * b);
-          p1 |= (uint32_t(l[1]) & 0xffu) << (8 * b);
-          p2 |= (uint32_t(l[2]) & 0xffu) << (8 * b);
-        }
-        w[h][0][wd] = p0;
-        w[h][1][wd] = p1;
-        w[h][2][wd] = p2;
+        for (int k = 0; k < 3; ++k) p[k] |= (uint32_t(l[k]) & 0xffu) << (8 * b);
       }
+#pragma unroll
+      for (int k = 0; k < 3; ++k)
+#pragma unroll
+        for (int wd = 0; wd < 4; ++wd) w[h][k][wd] = __shfl_sync(0xffffffffu, p[k], wd * LPK + c);
     }
   }
 
@@ -530,10 +536,10 @@ __device__ __forceinline__ void load_meta(const Kv& kv, int64_t r0, float (&s)[U
   }
 }
 
-// grid (num_seqs · Hkv · nhc, splits), kDecThreads threads. blockIdx.x = (s · Hkv + g) · nhc + hc:
+// grid (num_seqs · Hkv · nhc, splits), W · 32 threads. blockIdx.x = (s · Hkv + g) · nhc + hc:
 // query heads g · G + hc · GP .. + GP − 1 (those below (g + 1) · G) of token q_start[s];
-// blockIdx.y = split part z. At most 128 registers (4 blocks per SM; unbounded, the u8 GP = 2
-// instances took 167, and a bound of 5 blocks per SM made them spill).
+// blockIdx.y = split part z. At most 128 registers (16 / W blocks per SM; unbounded, the u8
+// GP = 2 instances took 167, and a bound of 5 four-warp blocks per SM made them spill).
 // Parameters (DecodeParams p):
 //   p.out        [num_tokens, H, D] f32          written when gridDim.y == 1
 //   p.q          [num_tokens, H, D] f32
@@ -543,14 +549,15 @@ __device__ __forceinline__ void load_meta(const Kv& kv, int64_t r0, float (&s)[U
 //   p.q_start    [num_seqs + 1] i32, p.kv_len [num_seqs] i32 (device; read here, never on the host)
 //   p.partial_o  [gridDim.y, num_tokens · H, D] f32, p.partial_ml [gridDim.y, num_tokens · H, 2] f32
 //                (m, l) — written when gridDim.y > 1, merged by decode_combine_kernel
-template <KvLayout L, int D, int GP>
-__global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodeParams p) {
-  using S = DecShape<L, D, GP>;
+template <KvLayout L, int D, int GP, int W>
+__global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodeParams p) {
+  using S = DecShape<L, D, GP, W>;
+  constexpr int kDecThreads = W * 32;
   constexpr int E = S::E, LPK = S::LPK, KPW = S::KPW, U = S::U;
   constexpr int kRowBytes = D * RowVec<L>::kSize;
   static_assert(GP >= 1 && GP <= S::kMaxGP, "heads per block");
-  __shared__ __align__(16) float o_sh[kDecWarps][GP][D];  // each warp's unnormalized O
-  __shared__ float ml_sh[kDecWarps][GP][2];               // each warp's m and l
+  __shared__ __align__(16) float o_sh[W][GP][D];  // each warp's unnormalized O
+  __shared__ float ml_sh[W][GP][2];               // each warp's m and l
   cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   cuda_plugin::pdl_wait();  // q and the cache come from earlier kernels (programmatic dependent launch)
 
@@ -570,24 +577,37 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int sub = lane / LPK, c = lane % LPK;  // row of the warp's load, 16-byte chunk of the row
 
-  // The lane's query slice (dims c·E .. c·E + E − 1) of each head, in the exp2 domain.
-  float qr[GP][E];
-#pragma unroll
-  for (int h = 0; h < GP; ++h) {
-    if (h < nh) {
-      const float* qp = p.q + (int64_t(tok) * p.H + h0 + h) * D + c * E;  // no alignment assumed
-#pragma unroll
-      for (int i = 0; i < E; ++i) qr[h][i] = qp[i] * p.scale_log2;
-    } else {
-#pragma unroll
-      for (int i = 0; i < E; ++i) qr[h][i] = 0.f;
-    }
-  }
+  // The lane's query slice (dims c·E .. c·E + E − 1) of each head, in the exp2 domain (fp16/bf16).
   // u8: the K dot product on dp4a. q/qs = l0 + l1/128 + l2/128² with int8 limbs (qs a power of two
   // per lane and head, |q/qs| < 64): every step exact in fp32, q to 2^-15 of the lane's max.
-  // Σ q(k − z) = qs·(Σ l0·k + Σ l1·k/128 + Σ l2·k/128²) − z·Σ q, the Σ l·k exact in int32.
+  // Σ q(k − z) = qs·(Σ l0·k + Σ l1·k/128 + Σ l2·k/128²) − z·Σ q, the Σ l·k exact in int32. The lane
+  // loads only the 4 values of its word of the limbs (build_shared).
+  [[maybe_unused]] float qr[GP][L == KvLayout::u8 ? 1 : E];
   [[maybe_unused]] QLimbs<GP> ql;
-  if constexpr (L == KvLayout::u8) ql.build(qr);
+  if constexpr (L == KvLayout::u8) {
+    static_assert(KPW >= 4, "build_shared: four lanes per chunk");
+    const int wd = sub & 3;  // the lane's word of its chunk
+    float q4[GP][4];
+#pragma unroll
+    for (int h = 0; h < GP; ++h) {
+      const float* qp = p.q + (int64_t(tok) * p.H + h0 + h) * D + c * E + 4 * wd;  // no alignment assumed
+#pragma unroll
+      for (int b = 0; b < 4; ++b) q4[h][b] = h < nh ? qp[b] * p.scale_log2 : 0.f;
+    }
+    ql.template build_shared<LPK>(q4, c);
+  } else {
+#pragma unroll
+    for (int h = 0; h < GP; ++h) {
+      if (h < nh) {
+        const float* qp = p.q + (int64_t(tok) * p.H + h0 + h) * D + c * E;  // no alignment assumed
+#pragma unroll
+        for (int i = 0; i < E; ++i) qr[h][i] = qp[i] * p.scale_log2;
+      } else {
+#pragma unroll
+        for (int i = 0; i < E; ++i) qr[h][i] = 0.f;
+      }
+    }
+  }
 
   // Online-softmax state of the lane's row group: running max m, running sum l (both equal in
   // the LPK lanes of a row group) and O for the lane's E dims.
@@ -607,7 +627,7 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
   // j0 and every round start are too) lane (sub, c) takes the U consecutive rows jr + sub·U + u:
   // one block-table entry serves the round (read a round ahead) and the lane's U scales and zeros
   // are one vector load each. Otherwise it takes rows jr + u·KPW + sub, each with its own entry.
-  constexpr int kStride = kDecWarps * S::kRoundKeys;
+  constexpr int kStride = W * S::kRoundKeys;
   const int bt = p.bt, shift = p.bt_shift;
   auto block_of = [&](int j) { return shift >= 0 ? j >> shift : j / bt; };
   int jr = j0 + warp * S::kRoundKeys;
@@ -761,11 +781,11 @@ __global__ void __launch_bounds__(kDecThreads, 4) decode_kernel(const DecodePara
     if (h >= nh) continue;
     float M = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kDecWarps; ++w)
+    for (int w = 0; w < W; ++w)
       if (ml_sh[w][h][1] > 0.f) M = fmaxf(M, ml_sh[w][h][0]);
     float Lsum = 0.f, O = 0.f;
 #pragma unroll
-    for (int w = 0; w < kDecWarps; ++w) {
+    for (int w = 0; w < W; ++w) {
       const float lw = ml_sh[w][h][1];
       if (lw > 0.f) {
         const float wt = exp2f(ml_sh[w][h][0] - M);
@@ -812,23 +832,47 @@ int decode_heads_per_block(int G, int max_gp) {
   return gp;
 }
 
-// Blocks of decode_kernel<L, D, GP> resident on one SM (registers bound it: 4 for the 128-register
-// instances), asked once per process (every device of a process is assumed alike here).
-template <KvLayout L, int D, int GP>
+// Blocks of decode_kernel<L, D, GP, W> resident on one SM (registers bound it: 16 / W for the
+// 128-register instances), asked once per process (every device of a process is assumed alike here).
+template <KvLayout L, int D, int GP, int W>
 int decode_resident_blocks() {
   static const int n = [] {
     int b = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_kernel<L, D, GP>, kDecThreads, 0) != cudaSuccess)
-      b = 4;  // the kernel's __launch_bounds__ minimum
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_kernel<L, D, GP, W>, W * 32, 0) != cudaSuccess)
+      b = 16 / W;  // the kernel's __launch_bounds__ minimum
     return std::max(b, 1);
   }();
   return n;
 }
 
-// The decode step with GP query heads per block (decode_heads_per_block's choice).
+// KVRUN_NAIVE_DECODE_WARPS=1 or 4 forces the warps per block (tests, tuning); 0 or unset: automatic.
+int forced_decode_warps() {
+  static const int n = [] {
+    const int v = cuda_plugin::env_int("KVRUN_NAIVE_DECODE_WARPS", 0, 4, 0);
+    if (v != 0 && v != 1 && v != 4) fail(ErrorKind::usage, "KVRUN_NAIVE_DECODE_WARPS must be 0, 1 or 4");
+    return v;
+  }();
+  return n;
+}
+
+// Warps per block (per work item). Every warp of a block pays the item's fixed work — the query
+// limbs, the merge of its row groups, the block's merge — so with work items enough to fill the
+// GPU one warp per item is cheapest (batch 64 of Qwen-7B: 2048 items, one wave of 16 one-warp
+// blocks per SM); with fewer, four warps per item keep the SMs busy. Compared in waves: a wave of
+// one-warp blocks takes 4 times the rounds of a wave of four-warp ones.
 template <KvLayout L, int D, int GP>
-void launch_decode_gp(const Args& a, cudaStream_t stream) {
-  using S = DecShape<L, D, GP>;
+int decode_warps(int64_t items, int sms) {
+  if (const int w = forced_decode_warps(); w != 0) return w;
+  const int64_t slots1 = int64_t(decode_resident_blocks<L, D, GP, 1>()) * std::max(sms, 1);
+  const int64_t slots4 = int64_t(decode_resident_blocks<L, D, GP, kDecWarps>()) * std::max(sms, 1);
+  const int64_t waves1 = (items + slots1 - 1) / slots1, waves4 = (items + slots4 - 1) / slots4;
+  return kDecWarps * waves1 <= waves4 ? 1 : kDecWarps;
+}
+
+// The decode step with GP query heads and W warps per block.
+template <KvLayout L, int D, int GP, int W>
+void launch_decode_w(const Args& a, cudaStream_t stream) {
+  using S = DecShape<L, D, GP, W>;
   const int H = a.num_heads, Hkv = a.num_kv_heads, G = H / Hkv;
   const int nhc = (G + GP - 1) / GP;
   const int64_t blocks = int64_t(a.num_seqs) * Hkv * nhc;
@@ -845,7 +889,7 @@ void launch_decode_gp(const Args& a, cudaStream_t stream) {
   if (forced > 0) {
     splits = forced;
   } else {
-    const int64_t wave = int64_t(decode_resident_blocks<L, D, GP>()) * std::max(a.num_sms, 1);  // one full wave
+    const int64_t wave = int64_t(decode_resident_blocks<L, D, GP, W>()) * std::max(a.num_sms, 1);  // one full wave
     if (blocks < wave && a.max_kv_len >= 2 * kDecMinSplitKeys)
       splits = std::min<int64_t>(wave / blocks, a.max_kv_len / kDecMinSplitKeys);
   }
@@ -880,7 +924,7 @@ void launch_decode_gp(const Args& a, cudaStream_t stream) {
                                      aligned_to(p.k.zero, S::U) && aligned_to(p.v.zero, S::U)));
 
   check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, dim3{unsigned(blocks), unsigned(splits)},
-                                 dim3(kDecThreads), 0, decode_kernel<L, D, GP>, p),
+                                 dim3(W * 32), 0, decode_kernel<L, D, GP, W>, p),
              "launch of decode_kernel");
   if (splits > 1) {
     check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, dim3(unsigned(rows)), dim3(unsigned(D)), 0,
@@ -888,6 +932,16 @@ void launch_decode_gp(const Args& a, cudaStream_t stream) {
                                    static_cast<const float*>(p.partial_ml), int(splits), rows, int(D)),
                "launch of decode_combine_kernel");
   }
+}
+
+// The decode step with GP query heads per block (decode_heads_per_block's choice).
+template <KvLayout L, int D, int GP>
+void launch_decode_gp(const Args& a, cudaStream_t stream) {
+  const int nhc = (a.num_heads / a.num_kv_heads + GP - 1) / GP;
+  if (decode_warps<L, D, GP>(int64_t(a.num_seqs) * a.num_kv_heads * nhc, a.num_sms) == 1)
+    launch_decode_w<L, D, GP, 1>(a, stream);
+  else
+    launch_decode_w<L, D, GP, kDecWarps>(a, stream);
 }
 
 template <KvLayout L, int D>
@@ -957,10 +1011,14 @@ void launch_chunks(const Args& a, cudaStream_t stream) {
 template <KvLayout L, int D>
 void load_decode_kernels() {
   cudaFuncAttributes attr;
-  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 1>), "loading decode_kernel");
-  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 2>), "loading decode_kernel");
-  if constexpr (DecShape<L, D>::kMaxGP >= 4)
-    check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 4>), "loading decode_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 1, 1>), "loading decode_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 2, 1>), "loading decode_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 1, kDecWarps>), "loading decode_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 2, kDecWarps>), "loading decode_kernel");
+  if constexpr (DecShape<L, D>::kMaxGP >= 4) {
+    check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 4, 1>), "loading decode_kernel");
+    check_cuda(cudaFuncGetAttributes(&attr, decode_kernel<L, D, 4, kDecWarps>), "loading decode_kernel");
+  }
 }
 
 template <KvLayout L>
