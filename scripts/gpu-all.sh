@@ -7,7 +7,7 @@ mkdir -p "$out"
 k=build-cuda/apps/kvrun
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 scripts/gpu-check.sh ${SUITES:-}
-timeout ${SANITIZE_SECONDS:-240} scripts/gpu-sanitize.sh ${SANITIZE:-test_cuda_ops test_plugin_cache_fp16}
+timeout ${SANITIZE_SECONDS:-420} scripts/gpu-sanitize.sh ${SANITIZE:-test_cuda_ops test_plugin_cache_fp16 test_plugin_attention_naive}
 for m in $(ls "$KVRUN_FIXTURES"); do
   for pipe in ${PIPES:-fp16:naive fp16:flash int8:naive}; do
     c=${pipe%%:*}; a=${pipe##*:}

@@ -6,16 +6,26 @@ set -uo pipefail
 out=${OUT:-gpu-logs}
 mkdir -p "$out"
 b=build-cuda/tests
+# A suite is an executable of build-cuda/tests, optionally with environment settings before it
+# (VAR=value:test_name). Default: every CUDA suite the build has — the kernels, every plugin's,
+# the naive decode with one-warp blocks forced, and the model suite last.
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(test_cuda_ops test_plugin_cache_fp16 test_plugin_attention_flash test_plugin_weights_gptq_cuda test_model_cuda)
+if [ ${#suites[@]} -eq 0 ]; then
+  suites=(test_cuda_ops)
+  for f in "$b"/test_plugin_*; do [ -x "$f" ] && [ -f "$f" ] && suites+=("$(basename "$f")"); done
+  suites+=(KVRUN_NAIVE_DECODE_WARPS=1:test_plugin_attention_naive test_model_cuda)
+fi
 status=0
-for t in "${suites[@]}"; do
-  [ -x "$b/$t" ] || { echo "== $t: not built"; continue; }
+for s in "${suites[@]}"; do
+  envs=(); t=$s
+  if [[ $s == *:* ]]; then IFS=' ' read -r -a envs <<< "${s%%:*}"; t=${s#*:}; fi
+  if [ ! -x "$b/$t" ]; then echo "== $s: not built"; status=1; continue; fi
+  log="$out/$(echo "$s" | tr ':=' '__').log"
   start=$SECONDS
-  "$b/$t" > "$out/$t.log" 2>&1
+  env "${envs[@]}" "$b/$t" > "$log" 2>&1
   rc=$?
-  printf '== %-32s rc=%d  %ds  %s\n' "$t" $rc $((SECONDS - start)) "$(grep -E 'test cases:' "$out/$t.log" | tail -1)"
-  grep -E -A3 "ERROR|skipped|^tiny|agreement|ppl|greedy" "$out/$t.log" | grep -v "^--$" | head -${LINES_PER_SUITE:-40}
+  printf '== %-32s rc=%d  %ds  %s\n' "$s" $rc $((SECONDS - start)) "$(grep -E 'test cases:' "$log" | tail -1)"
+  grep -E -A3 "ERROR|skipped|^tiny|agreement|ppl|greedy" "$log" | grep -v "^--$" | head -${LINES_PER_SUITE:-40}
   [ $rc -ne 0 ] && status=1
 done
 exit $status
