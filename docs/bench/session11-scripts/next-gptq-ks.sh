@@ -1,4 +1,5 @@
-# Prepared in session 11, not run (device time spent): branch gptq-g1-ks. The batch-1 GPTQ GEMV
+# Prepared in session 11, not run (device time spent): branch gptq-g1-ks (also KVRUN_GPTQ_G1_CHAINS=2,
+# two independent mma chains per chunk, at the end). The batch-1 GPTQ GEMV
 # (gemv1_mma_kernel) splits each column tile's k range over ks warps; the plan picks the largest ks
 # whose grid fits one wave. KVRUN_GPTQ_G1_KS forces it (1, 2, 4, 8) for every Linear, to see whether
 # the automatic pick leaves time on the table (each block converts all of x into shared memory,
@@ -15,6 +16,12 @@ done
 row() { local name=$1; shift; echo "$name | $($k bench "$@" 2>&1 | grep -A1 -E '^ batch' | tail -1)"; }
 for r in 1 2; do for v in 0 1 2 4 8; do
   KVRUN_GPTQ_G1_KS=$v row b1-gptq-ks$v -c $C/qwen7b-gptq-int8-naive.toml --batch 1 --prompt-tokens 32 --new-tokens 256
+done; done
+# Two mma chains per chunk instead of one (KVRUN_GPTQ_G1_CHAINS=2): the suite, then A/B rows.
+KVRUN_GPTQ_G1_CHAINS=2 timeout 120 $b/test_plugin_weights_gptq -tc='*CUDA*' > /tmp/tc.log 2>&1
+echo "weights_gptq CHAINS=2 rc=$? $(grep 'test cases' /tmp/tc.log | tail -1)"
+for r in 1 2; do for v in 1 2; do
+  KVRUN_GPTQ_G1_CHAINS=$v row b1-gptq-chains$v -c $C/qwen7b-gptq-int8-naive.toml --batch 1 --prompt-tokens 32 --new-tokens 256
 done; done
 printf '[model]\nsynthetic = "qwen-7b"\nsynthetic_weights = "gptq"\n[backend]\ndevice = "cuda"\ngraphs = false\n[attention]\nkind = "naive"\n[cache]\ntype = "int8"\n' > /tmp/g.toml
 for v in 0 1 2 4 8; do
