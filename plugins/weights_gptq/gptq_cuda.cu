@@ -540,6 +540,7 @@ constexpr int kG1Warps = 8;
 constexpr int kG1Stages = 4;  // ring depth per warp (a power of two)
 constexpr int kG1U = 2;       // chunks per stage
 constexpr int kG1Chunk = 512; // bytes of one warp's chunk (32 lanes × 16)
+constexpr int kG1XR = 4;      // float4 of x per thread and round of the x conversion
 
 // Dynamic shared memory of gemv1_mma_kernel, in this order:
 //   ring [kG1Warps][kG1Stages][kG1U][32] uint4   the warps' chunks in flight
@@ -624,12 +625,17 @@ __global__ void __launch_bounds__(kG1Warps * 32)
   const int stages = (nck + kG1U - 1) / kG1U;
   const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(g1_smem)) +
                           unsigned(warp * kG1Stages * kG1U * kG1Chunk + lane * 16);
-  const uint4* qsrc = qm + (int64_t(active ? nt : 0) * KC + c_begin) * 32 + lane;
+  // The stages are loaded in order (0, 1, 2, ... — one call each): a running source pointer and
+  // count instead of addresses rebuilt from the stage index.
+  const uint4* qnext = qm + (int64_t(active ? nt : 0) * KC + c_begin) * 32 + lane;
+  int q_left = nck;  // chunks not yet requested
   auto load_stage = [&](int s) {
     const uint32_t dst = ring_s + unsigned((s & (kG1Stages - 1)) * kG1U * kG1Chunk);
 #pragma unroll
     for (int u = 0; u < kG1U; ++u)
-      if (s * kG1U + u < nck) cuda_plugin::cp_async_16(dst + unsigned(u * kG1Chunk), qsrc + (s * kG1U + u) * 32);
+      if (u < q_left) cuda_plugin::cp_async_16(dst + unsigned(u * kG1Chunk), qnext + u * 32);
+    qnext += kG1U * 32;
+    q_left -= kG1U;
   };
   static_assert((kG1Stages & (kG1Stages - 1)) == 0, "ring depth: a power of two");
   for (int s = 0; s < kG1Stages - 1; ++s) {
@@ -639,14 +645,37 @@ __global__ void __launch_bounds__(kG1Warps * 32)
   for (int i = threadIdx.x; i < KC * S; i += blockDim.x) grp[i] = __ldg(ug + 2 * i * (4 / S));
   if (threadIdx.x < 2) xs[KC * 32 + threadIdx.x] = make_uint2(0u, 0u);
 
-  cuda_plugin::pdl_wait();
+  // x into fragment order, in rounds of kG1XR float4 per thread (float4 f is k-tile f / 4, lane
+  // t = f % 4). The first round's norm weights are read before the wait (they are weights), its x
+  // right after it, and Σx² comes from those registers: one round trip to x before the barrier when
+  // K ≤ kG1XR · 4 · 32 · kG1Warps (every Qwen-7B Linear that takes the norm).
   const int nf = KC * 16;
+  constexpr int kRound = kG1XR * kG1Warps * 32;  // float4 per round
+  float4 nw[kG1XR];                               // norm weights of the first round (fz.norm_w)
+  if (fz.norm_w) {
+#pragma unroll
+    for (int j = 0; j < kG1XR; ++j) {
+      const int f = threadIdx.x + j * kG1Warps * 32;
+      float* e = &nw[j].x;
+#pragma unroll
+      for (int c = 0; c < 4; ++c) e[c] = f < nf && 4 * f + c < fz.K ? cuda_plugin::load_any(fz.norm_w, fz.norm_t, 4 * f + c) : 0.f;
+    }
+  }
+  cuda_plugin::pdl_wait();
+  float4 v[kG1XR];
+#pragma unroll
+  for (int j = 0; j < kG1XR; ++j) {
+    const int f = threadIdx.x + j * kG1Warps * 32;
+    v[j] = f < nf ? __ldg(reinterpret_cast<const float4*>(x) + f) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
   float inv_rms = 0.f;  // fz.norm_w: 1 / sqrt(mean(x²) + eps)
   if (fz.norm_w) {
     float ss = 0.f;
-    for (int f = threadIdx.x; f < nf; f += kG1Warps * 32) {
-      const float4 v = __ldg(reinterpret_cast<const float4*>(x) + f);
-      ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+#pragma unroll
+    for (int j = 0; j < kG1XR; ++j) ss = fmaf(v[j].x, v[j].x, fmaf(v[j].y, v[j].y, fmaf(v[j].z, v[j].z, fmaf(v[j].w, v[j].w, ss))));
+    for (int f = threadIdx.x + kRound; f < nf; f += kG1Warps * 32) {  // K past the first round
+      const float4 u = __ldg(reinterpret_cast<const float4*>(x) + f);
+      ss = fmaf(u.x, u.x, fmaf(u.y, u.y, fmaf(u.z, u.z, fmaf(u.w, u.w, ss))));
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
@@ -658,24 +687,29 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     for (int i = 0; i < kG1Warps; ++i) ss += nred[i];
     inv_rms = 1.0f / sqrtf(ss / float(fz.K) + fz.eps);
   }
-  // x into fragment order: float4 f is k-tile f / 4, lane t = f % 4. Four loads per thread are in
-  // flight before the first is converted.
-  for (int f0 = threadIdx.x; f0 < nf; f0 += 4 * kG1Warps * 32) {
-    float4 v[4];
+  for (int f0 = threadIdx.x; f0 < nf; f0 += kRound) {
+    if (f0 != threadIdx.x) {  // later rounds: x (and norm weights) loaded here
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int f = f0 + j * kG1Warps * 32;
-      v[j] = f < nf ? __ldg(reinterpret_cast<const float4*>(x) + f) : make_float4(0.f, 0.f, 0.f, 0.f);
+      for (int j = 0; j < kG1XR; ++j) {
+        const int f = f0 + j * kG1Warps * 32;
+        v[j] = f < nf ? __ldg(reinterpret_cast<const float4*>(x) + f) : make_float4(0.f, 0.f, 0.f, 0.f);
+        if (fz.norm_w) {
+          float* e = &nw[j].x;
+#pragma unroll
+          for (int c = 0; c < 4; ++c)
+            e[c] = f < nf && 4 * f + c < fz.K ? cuda_plugin::load_any(fz.norm_w, fz.norm_t, 4 * f + c) : 0.f;
+        }
+      }
     }
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < kG1XR; ++j) {
       const int f = f0 + j * kG1Warps * 32;
       if (f >= nf) break;
-      if (fz.norm_w) {  // rows past K are zero padding: no weight to read
-        float* e = &v[j].x;
-#pragma unroll
-        for (int c = 0; c < 4; ++c)
-          e[c] = 4 * f + c < fz.K ? (e[c] * inv_rms) * cuda_plugin::load_any(fz.norm_w, fz.norm_t, 4 * f + c) : 0.f;
+      if (fz.norm_w) {  // rows past K are zero padding (their norm weight is 0)
+        v[j].x = (v[j].x * inv_rms) * nw[j].x;
+        v[j].y = (v[j].y * inv_rms) * nw[j].y;
+        v[j].z = (v[j].z * inv_rms) * nw[j].z;
+        v[j].w = (v[j].w * inv_rms) * nw[j].w;
       }
       const HiLo x2 = split_hi_lo(v[j]);
       const int kt = f >> 2, base = ((kt >> 1) * 8 + (f & 3)) * 2 + (kt & 1);  // in uint2
@@ -701,28 +735,64 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     load_stage(s + kG1Stages - 1);                // into the slot of stage s − 1
     cuda_plugin::cp_async_commit();
     const uint32_t sl = ring + unsigned((s & (kG1Stages - 1)) * kG1U * kG1Chunk);
-#pragma unroll
-    for (int u = 0; u < kG1U; ++u) {
-      const int cr = s * kG1U + u;  // chunk c_begin + cr
-      if (cr >= nck) break;
+    const int cr0 = s * kG1U;  // the stage's first chunk: c_begin + cr0
+    // d += the A fragments of chunk u (dequantized with sv) times x's: four k-tiles, one chain.
+    auto chunk = [&](int u, const LaneSz& sv, float (&d)[4]) {
       const uint4 q = lds128(sl + unsigned(u * kG1Chunk));
       const uint32_t words[4] = {q.x, q.y, q.z, q.w};
-      const uint32_t xc = xb + unsigned(2 * (c_begin + cr)) * xstep;
+      const uint32_t xc = xb + unsigned(2 * (c_begin + cr0 + u)) * xstep;
       const uint4 b01 = lds128(xc), b23 = lds128(xc + xstep);
       const uint32_t bx[4][2] = {{b01.x, b01.y}, {b01.z, b01.w}, {b23.x, b23.y}, {b23.z, b23.w}};
-      float d[4] = {0.f, 0.f, 0.f, 0.f};
-      LaneSz sv = lane_sz(lds64(et + 64u * lds32(gp + 4u * unsigned(cr * S))));
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        if (kTileScale && i > 0) sv = lane_sz(lds64(et + 64u * lds32(gp + 4u * unsigned(cr * S + i))));
         uint32_t a[4];
         dequant_a_lop3(a, words[i], sv.zz0, sv.zz1);
         cuda_plugin::mma_bf16_16816(d, a, bx[i][0], bx[i][1]);
-        if (kTileScale || i == 3) {
+      }
+    };
+    if constexpr (!kTileScale) {
+      static_assert(kG1U == 2, "the stage's group test below pairs two chunks");
+      // Both chunks of the stage in one group (group sizes of 128 rows or more, the usual case):
+      // one scale/zero entry, two independent mma chains added before the one scaling.
+      const uint32_t g0 = lds32(gp + 4u * unsigned(cr0));
+      const bool two = cr0 + 1 < nck;
+      const uint32_t g1 = two ? lds32(gp + 4u * unsigned(cr0 + 1)) : g0;
+      if (g0 == g1) {
+        const LaneSz sv = lane_sz(lds64(et + 64u * g0));
+        float da[4] = {0.f, 0.f, 0.f, 0.f}, db[4] = {0.f, 0.f, 0.f, 0.f};
+        chunk(0, sv, da);
+        if (two) chunk(1, sv, db);
+        acc0 = fmaf(sv.s0, (da[0] + da[1]) + (db[0] + db[1]), acc0);
+        acc1 = fmaf(sv.s1, (da[2] + da[3]) + (db[2] + db[3]), acc1);
+      } else {
+#pragma unroll
+        for (int u = 0; u < kG1U; ++u) {
+          const LaneSz sv = lane_sz(lds64(et + 64u * (u == 0 ? g0 : g1)));
+          float d[4] = {0.f, 0.f, 0.f, 0.f};
+          chunk(u, sv, d);
           acc0 = fmaf(sv.s0, d[0] + d[1], acc0);
           acc1 = fmaf(sv.s1, d[2] + d[3], acc1);
+        }
+      }
+    } else {
 #pragma unroll
-          for (int r = 0; r < 4; ++r) d[r] = 0.f;
+      for (int u = 0; u < kG1U; ++u) {
+        const int cr = cr0 + u;  // chunk c_begin + cr
+        if (cr >= nck) break;
+        const uint4 q = lds128(sl + unsigned(u * kG1Chunk));
+        const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+        const uint32_t xc = xb + unsigned(2 * (c_begin + cr)) * xstep;
+        const uint4 b01 = lds128(xc), b23 = lds128(xc + xstep);
+        const uint32_t bx[4][2] = {{b01.x, b01.y}, {b01.z, b01.w}, {b23.x, b23.y}, {b23.z, b23.w}};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {  // a scale per k-tile
+          const LaneSz sv = lane_sz(lds64(et + 64u * lds32(gp + 4u * unsigned(cr * S + i))));
+          float d[4] = {0.f, 0.f, 0.f, 0.f};
+          uint32_t a[4];
+          dequant_a_lop3(a, words[i], sv.zz0, sv.zz1);
+          cuda_plugin::mma_bf16_16816(d, a, bx[i][0], bx[i][1]);
+          acc0 = fmaf(sv.s0, d[0] + d[1], acc0);
+          acc1 = fmaf(sv.s1, d[2] + d[3], acc1);
         }
       }
     }
