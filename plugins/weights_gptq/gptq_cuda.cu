@@ -585,6 +585,7 @@ struct G1Fusion {
   float eps = 0.f;
   int K = 0;  // the rows of x that count (64·KC ≥ K; the padding is zero)
   bool accumulate = false;
+  bool early_trigger = false;  // KVRUN_GPTQ_G1_TRIGGER=start (experiment): launch the next kernel at once
 };
 
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
@@ -607,6 +608,7 @@ __global__ void __launch_bounds__(kG1Warps * 32)
   const int tile = warp / ks, part = warp % ks;
   const int nt0 = int(blockIdx.x) * tiles, nt = nt0 + tile;
   const bool active = nt < NTp;
+  if (fz.early_trigger) cuda_plugin::pdl_trigger();
 
   // Weights first (no dependency on earlier kernels): the block's scale/zero entries (one group
   // of copies), then the first ring stages of every warp.
@@ -1130,9 +1132,12 @@ class CudaLinear final : public GptqLinearBase {
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
         if (M == 1 && g1_.ok && gemv1_enabled()) {
           auto* kernel = tile_scale_ ? gemv1_mma_kernel<true> : gemv1_mma_kernel<false>;
+          static const int early = cuda_plugin::env_int("KVRUN_GPTQ_G1_TRIGGER", 0, 1, 0);
+          G1Fusion fzp = fz;
+          fzp.early_trigger = early != 0;
           GPTQ_CUDA_CHECK(cuda_plugin::launch(cuda_plugin::pdl_enabled(), st, dim3(g1_.blocks), dim3(kG1Warps * 32),
                                               g1_.smem, kernel, qm, sz_.data(), unit_group.data(), B, X, Y, int(N),
-                                              int(ntp_), int(lay_.Kp / 64), int(lay_.groups), g1_.ks, fz));
+                                              int(ntp_), int(lay_.Kp / 64), int(lay_.groups), g1_.ks, fzp));
           return;
         }
         if (fz.norm_w || fz.accumulate) fail(ErrorKind::internal, "weights.gptq (CUDA): fusion without the batch-1 kernel");
