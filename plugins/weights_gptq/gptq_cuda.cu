@@ -585,7 +585,10 @@ struct G1Fusion {
   float eps = 0.f;
   int K = 0;  // the rows of x that count (64·KC ≥ K; the padding is zero)
   bool accumulate = false;
-  bool early_trigger = false;  // KVRUN_GPTQ_G1_TRIGGER=start (experiment): launch the next kernel at once
+  // Launch the next kernel at this one's start (KVRUN_GPTQ_G1_TRIGGER, default 1): its blocks take
+  // whatever room this grid leaves and stream their scale/zero entries, group table and first ring
+  // stages while this one runs; they still wait (pdl_wait) for this grid to finish before reading x.
+  bool early_trigger = true;
 };
 
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
@@ -800,7 +803,7 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     }
   }
   cuda_plugin::cp_async_wait<0>();
-  cuda_plugin::pdl_trigger();
+  cuda_plugin::pdl_trigger();  // (when fz.early_trigger did not already)
   if (t == 0) {
     red[warp][0][g] = acc0;
     red[warp][1][g] = acc1;
@@ -1132,7 +1135,7 @@ class CudaLinear final : public GptqLinearBase {
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
         if (M == 1 && g1_.ok && gemv1_enabled()) {
           auto* kernel = tile_scale_ ? gemv1_mma_kernel<true> : gemv1_mma_kernel<false>;
-          static const int early = cuda_plugin::env_int("KVRUN_GPTQ_G1_TRIGGER", 0, 1, 0);
+          static const int early = cuda_plugin::env_int("KVRUN_GPTQ_G1_TRIGGER", 0, 1, 1);
           G1Fusion fzp = fz;
           fzp.early_trigger = early != 0;
           GPTQ_CUDA_CHECK(cuda_plugin::launch(cuda_plugin::pdl_enabled(), st, dim3(g1_.blocks), dim3(kG1Warps * 32),
