@@ -534,8 +534,14 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
 //  * each warp streams its chunks of packed codes through a private ring of kG1Stages stages of
 //    kG1U chunks in shared memory (cp.async, one 16-byte copy per lane and chunk): kG1Stages − 1
 //    stages are in flight per warp without holding registers, and only __syncwarp orders the ring.
+//  * with the norm fused, the block's norm weights are read before the PDL wait (weights), x right
+//    after it, and Σx² comes from those registers: one round trip to x before the barrier;
+//  * a stage whose two chunks lie in one group (groups of 128 rows or more) reads one scale/zero
+//    entry and adds the chunks' two mma chains before the one scaling;
+//  * the kernel triggers the next launch at its start (KVRUN_GPTQ_G1_TRIGGER): the next kernel's
+//    blocks stage their own weights wherever they fit while this grid runs.
 // The k split (ks warps per column tile in one block) and the fixed-order reduction are those of
-// gemv_mma_kernel; the arithmetic per k-tile is the same (same products, same fp32 chains).
+// gemv_mma_kernel; the products per k-tile are the same (fp32 chains summed per stage).
 constexpr int kG1Warps = 8;
 constexpr int kG1Stages = 4;  // ring depth per warp (a power of two)
 constexpr int kG1U = 2;       // chunks per stage
