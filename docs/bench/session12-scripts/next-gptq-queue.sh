@@ -7,7 +7,13 @@
 set -uo pipefail
 exec > >(tee ${OUT:-.}/session13-gptq-queue.log) 2>&1
 b=build-cuda/tests; k=build-cuda/apps/kvrun; C=configs/bench
-echo "commit $(cat .carry/commit)"; date -u
+echo "commit $(cat .carry/commit)"; printf '[model]\nsynthetic = "qwen-7b"\nsynthetic_weights = "gptq"\n[backend]\ndevice = "cuda"\n[attention]\nkind = "naive"\n[cache]\ntype = "int8"\n' > /tmp/t.toml
+for q in 0 1; do
+  echo "== block timeline (KVRUN_GPTQ_TRACE), queue $q"
+  KVRUN_GPTQ_G1_QUEUE=$q KVRUN_GPTQ_TRACE=/tmp/trace$q.csv $k generate -c /tmp/t.toml --prompt-ids $(seq -s, 1 32) --max-new-tokens 10 > /tmp/gen$q.log 2>&1
+  python3 docs/bench/session12-scripts/trace_summary.py /tmp/trace$q.csv 3
+done
+date -u
 for e in "KVRUN_GPTQ_G1_QUEUE=0" "KVRUN_GPTQ_G1_QUEUE=1 KVRUN_GPTQ_G1_QUEUE_BLOCKS=3" "KVRUN_GPTQ_G1_QUEUE=1"; do
   env $e timeout 150 $b/test_plugin_weights_gptq > /tmp/t.log 2>&1
   echo "weights_gptq [$e] rc=$? $(grep 'test cases' /tmp/t.log | tail -1)"; grep -E "ERROR|FAILED|worst" -A6 /tmp/t.log | head -30
@@ -29,5 +35,11 @@ for q in 0 1; do
   echo "== gemv1 per Linear (q·k·v, o, gate·up, down), queue $q"
   KVRUN_GPTQ_G1_QUEUE=$q ncu --clock-control none -k regex:gemv1 --launch-skip 128 --launch-count 4 --metrics gpu__time_duration.sum,launch__grid_size \
     $k generate -c /tmp/g.toml --prompt-ids 1,2,3,4 --max-new-tokens 4 2>&1 | grep -E "^    [a-z]"
+done
+printf '[model]\nsynthetic = "qwen-7b"\nsynthetic_weights = "gptq"\n[backend]\ndevice = "cuda"\n[attention]\nkind = "naive"\n[cache]\ntype = "int8"\n' > /tmp/t.toml
+for q in 0 1; do
+  echo "== block timeline (KVRUN_GPTQ_TRACE), queue $q"
+  KVRUN_GPTQ_G1_QUEUE=$q KVRUN_GPTQ_TRACE=/tmp/trace$q.csv $k generate -c /tmp/t.toml --prompt-ids $(seq -s, 1 32) --max-new-tokens 10 > /tmp/gen$q.log 2>&1
+  python3 docs/bench/session12-scripts/trace_summary.py /tmp/trace$q.csv 3
 done
 date -u
