@@ -747,13 +747,19 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     cuda_plugin::cp_async_commit();
     const uint32_t sl = ring + unsigned((s & (kG1Stages - 1)) * kG1U * kG1Chunk);
     const int cr0 = s * kG1U;  // the stage's first chunk: c_begin + cr0
-    // d += the A fragments of chunk u (dequantized with sv) times x's: four k-tiles, one chain.
-    auto chunk = [&](int u, const LaneSz& sv, float (&d)[4]) {
+    // Chunk u of the stage: this lane's code word of each of its 4 k-tiles, and its x fragments.
+    auto fetch = [&](int u, uint32_t (&words)[4], uint32_t (&bx)[4][2]) {
       const uint4 q = lds128(sl + unsigned(u * kG1Chunk));
-      const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+      words[0] = q.x, words[1] = q.y, words[2] = q.z, words[3] = q.w;
       const uint32_t xc = xb + unsigned(2 * (c_begin + cr0 + u)) * xstep;
       const uint4 b01 = lds128(xc), b23 = lds128(xc + xstep);
-      const uint32_t bx[4][2] = {{b01.x, b01.y}, {b01.z, b01.w}, {b23.x, b23.y}, {b23.z, b23.w}};
+      bx[0][0] = b01.x, bx[0][1] = b01.y, bx[1][0] = b01.z, bx[1][1] = b01.w;
+      bx[2][0] = b23.x, bx[2][1] = b23.y, bx[3][0] = b23.z, bx[3][1] = b23.w;
+    };
+    // d += the A fragments of chunk u (dequantized with sv) times x's: four k-tiles, one chain.
+    auto chunk = [&](int u, const LaneSz& sv, float (&d)[4]) {
+      uint32_t words[4], bx[4][2];
+      fetch(u, words, bx);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         uint32_t a[4];
@@ -790,11 +796,8 @@ __global__ void __launch_bounds__(kG1Warps * 32)
       for (int u = 0; u < kG1U; ++u) {
         const int cr = cr0 + u;  // chunk c_begin + cr
         if (cr >= nck) break;
-        const uint4 q = lds128(sl + unsigned(u * kG1Chunk));
-        const uint32_t words[4] = {q.x, q.y, q.z, q.w};
-        const uint32_t xc = xb + unsigned(2 * (c_begin + cr)) * xstep;
-        const uint4 b01 = lds128(xc), b23 = lds128(xc + xstep);
-        const uint32_t bx[4][2] = {{b01.x, b01.y}, {b01.z, b01.w}, {b23.x, b23.y}, {b23.z, b23.w}};
+        uint32_t words[4], bx[4][2];
+        fetch(u, words, bx);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {  // a scale per k-tile
           const LaneSz sv = lane_sz(lds64(et + 64u * lds32(gp + 4u * unsigned(cr * S + i))));
