@@ -767,6 +767,84 @@ double linear_error(Linear& lin, const std::vector<float>& W, const std::vector<
   return worst;
 }
 
+// A linear's weights and bias as the reference reads them: W [out, in], b [out] (empty: none).
+struct DenseOf {
+  std::vector<float> W, b;
+};
+
+// Stores a random GPTQ linear (SPECS.md §2, v1 zero points) under prefix: qweight, qzeros,
+// scales, g_idx (shuffled with act_order) and, with bias, an f16 bias; [total out, K in].
+DenseOf store_gptq(SyntheticCheckpoint& ckpt, const std::string& prefix, Rng& rng, int bits, int group, bool sym,
+                   bool act_order, int64_t K, int64_t total, bool with_bias) {
+  const int64_t G = group == -1 ? K : group, groups = K / G;
+  const int per = 32 / bits, qmax = (1 << bits) - 1;
+  std::vector<int32_t> gidx(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) gidx[size_t(k)] = int32_t(k / G);
+  if (act_order) std::shuffle(gidx.begin(), gidx.end(), rng.engine());
+  std::vector<int> q(static_cast<size_t>(K * total)), zero(static_cast<size_t>(groups * total));
+  std::vector<uint16_t> scales(static_cast<size_t>(groups * total));
+  for (int& v : q) v = rng.integer(0, qmax);
+  for (int& z : zero) z = sym ? (qmax + 1) / 2 : rng.integer(1, qmax);
+  for (uint16_t& v : scales) v = f32_to_f16(float(rng.uniform(0.005, 0.02)));
+  std::vector<int32_t> qweight(static_cast<size_t>(K / per * total), 0), qzeros(static_cast<size_t>(groups * total / per), 0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < total; ++n)
+      qweight[size_t((k / per) * total + n)] |= int32_t(uint32_t(q[size_t(k * total + n)]) << (bits * (k % per)));
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t n = 0; n < total; ++n)
+      qzeros[size_t(g * (total / per) + n / per)] |=
+          int32_t(uint32_t(zero[size_t(g * total + n)] - 1) << (bits * (n % per)));  // v1: stored zero - 1
+  ckpt.add(prefix + ".qweight", DType::i32, {K / per, total}, qweight);
+  ckpt.add(prefix + ".qzeros", DType::i32, {groups, total / per}, qzeros);
+  ckpt.add(prefix + ".scales", DType::f16, {groups, total}, scales);
+  ckpt.add(prefix + ".g_idx", DType::i32, {K}, gidx);
+  DenseOf d;
+  d.W.resize(static_cast<size_t>(total * K));
+  for (int64_t n = 0; n < total; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t g = gidx[size_t(k)];
+      d.W[size_t(n * K + k)] = f16_to_f32(scales[size_t(g * total + n)]) * float(q[size_t(k * total + n)] - zero[size_t(g * total + n)]);
+    }
+  if (with_bias) {
+    std::vector<uint16_t> bias(static_cast<size_t>(total));
+    for (uint16_t& v : bias) v = f32_to_f16(float(rng.uniform(-1, 1)));
+    ckpt.add(prefix + ".bias", DType::f16, {total}, bias);
+    d.b.resize(size_t(total));
+    for (int64_t n = 0; n < total; ++n) d.b[size_t(n)] = f16_to_f32(bias[size_t(n)]);
+  }
+  return d;
+}
+
+std::string gptq_settings_json(int bits, int group, bool sym, bool act_order) {
+  return "{\"bits\": " + std::to_string(bits) + ", \"group_size\": " + std::to_string(group) +
+         ", \"desc_act\": " + (act_order ? "true" : "false") + ", \"sym\": " + (sym ? "true" : "false") + "}";
+}
+
+// Stores a random unquantized linear [total out, K in] of dtype dt under prefix (with an f32-exact
+// bias of the same dtype when with_bias).
+DenseOf store_dense(SyntheticCheckpoint& ckpt, const std::string& prefix, Rng& rng, DType dt, int64_t K, int64_t total,
+                    bool with_bias) {
+  auto store = [&](const std::string& name, std::vector<float>& v, std::vector<int64_t> shape) {
+    if (dt == DType::f32) return ckpt.add(name, dt, shape, v);
+    std::vector<uint16_t> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      h[i] = dt == DType::f16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
+      v[i] = dt == DType::f16 ? f16_to_f32(h[i]) : bf16_to_f32(h[i]);
+    }
+    ckpt.add(name, dt, shape, h);
+  };
+  DenseOf d;
+  d.W.resize(static_cast<size_t>(total * K));
+  for (float& v : d.W) v = float(rng.uniform(-1, 1));
+  store(prefix + ".weight", d.W, {total, K});
+  if (with_bias) {
+    d.b.resize(static_cast<size_t>(total));
+    for (float& v : d.b) v = float(rng.uniform(-1, 1));
+    store(prefix + ".bias", d.b, {total});
+  }
+  return d;
+}
+
 void check_weights(const LoadedPlugin& lp, Device& cpu, Checks& ck) {
   const PluginInfo& info = lp.info;
   auto declares = [&](const std::string& e) {
@@ -833,46 +911,12 @@ void check_weights(const LoadedPlugin& lp, Device& cpu, Checks& ck) {
                           Case{4, 32, true, true, "4-bit, group 32, act-order"},
                           Case{8, -1, true, false, "8-bit, one group, symmetric"}}) {
       ck.run(std::string("weights: gptq ") + c.what + " against the reference", [&] {
-        const int64_t K = 128, total = 64, off = 16, N = 32, G = c.group == -1 ? K : c.group, groups = K / G;
-        const int per = 32 / c.bits, qmax = (1 << c.bits) - 1;
-        std::vector<int32_t> gidx(static_cast<size_t>(K));
-        for (int64_t k = 0; k < K; ++k) gidx[size_t(k)] = int32_t(k / G);
-        if (c.act_order) std::shuffle(gidx.begin(), gidx.end(), rng.engine());
-        std::vector<int> q(static_cast<size_t>(K * total)), zero(static_cast<size_t>(groups * total));
-        std::vector<uint16_t> scales(static_cast<size_t>(groups * total));
-        for (int& v : q) v = rng.integer(0, qmax);
-        for (int& z : zero) z = c.sym ? (qmax + 1) / 2 : rng.integer(1, qmax);
-        for (uint16_t& s : scales) s = f32_to_f16(float(rng.uniform(0.005, 0.02)));
-        std::vector<int32_t> qweight(static_cast<size_t>(K / per * total), 0), qzeros(static_cast<size_t>(groups * total / per), 0);
-        for (int64_t k = 0; k < K; ++k)
-          for (int64_t n = 0; n < total; ++n)
-            qweight[size_t((k / per) * total + n)] |= int32_t(uint32_t(q[size_t(k * total + n)]) << (c.bits * (k % per)));
-        for (int64_t g = 0; g < groups; ++g)
-          for (int64_t n = 0; n < total; ++n)
-            qzeros[size_t(g * (total / per) + n / per)] |=
-                int32_t(uint32_t(zero[size_t(g * total + n)] - 1) << (c.bits * (n % per)));  // v1: stored zero - 1
-        std::vector<uint16_t> bias(static_cast<size_t>(total));
-        for (uint16_t& v : bias) v = f32_to_f16(float(rng.uniform(-1, 1)));
+        const int64_t K = 128, total = 64, off = 16, N = 32;
         SyntheticCheckpoint ckpt;
-        ckpt.add("layer.proj.qweight", DType::i32, {K / per, total}, qweight);
-        ckpt.add("layer.proj.qzeros", DType::i32, {groups, total / per}, qzeros);
-        ckpt.add("layer.proj.scales", DType::f16, {groups, total}, scales);
-        ckpt.add("layer.proj.g_idx", DType::i32, {K}, gidx);
-        ckpt.add("layer.proj.bias", DType::f16, {total}, bias);
-        ckpt.add_file("quantize_config.json", "{\"bits\": " + std::to_string(c.bits) + ", \"group_size\": " +
-                                                  std::to_string(c.group) + ", \"desc_act\": " +
-                                                  (c.act_order ? "true" : "false") + ", \"sym\": " +
-                                                  (c.sym ? "true" : "false") + "}");
-        std::vector<float> W(static_cast<size_t>(N * K)), b(static_cast<size_t>(N));
-        for (int64_t n = 0; n < N; ++n) {
-          const int64_t col = off + n;
-          for (int64_t k = 0; k < K; ++k) {
-            const int64_t g = gidx[size_t(k)];
-            W[size_t(n * K + k)] = f16_to_f32(scales[size_t(g * total + col)]) *
-                                   float(q[size_t(k * total + col)] - zero[size_t(g * total + col)]);
-          }
-          b[size_t(n)] = f16_to_f32(bias[size_t(col)]);
-        }
+        const DenseOf full = store_gptq(ckpt, "layer.proj", rng, c.bits, c.group, c.sym, c.act_order, K, total, true);
+        ckpt.add_file("quantize_config.json", gptq_settings_json(c.bits, c.group, c.sym, c.act_order));
+        std::vector<float> W(full.W.begin() + std::ptrdiff_t(off * K), full.W.begin() + std::ptrdiff_t((off + N) * K));
+        std::vector<float> b(full.b.begin() + std::ptrdiff_t(off), full.b.begin() + std::ptrdiff_t(off + N));
         std::unique_ptr<Linear> lin = load_proj_slice(*wf, ckpt, cpu, K, N, off, total);
         expect(lin && lin->in_features() == K && lin->out_features() == N, "the Linear's in/out features are not 128/32");
         double worst = 0;
@@ -881,6 +925,57 @@ void check_weights(const LoadedPlugin& lp, Device& cpu, Checks& ck) {
         return std::string("rows 16..47 of [64, 128] with bias, M = 1, 3, 17: max error ") + num(worst) + " of Σ|x·w|";
       });
     }
+  }
+
+  // load_joined_linear (q | k | v of a GQA layer, in every encoding the plugin declares): a joined
+  // Linear must compute its parts side by side, biases where they have one; not joining is allowed.
+  struct JoinCase {
+    std::string enc;
+    bool act_order;
+  };
+  std::vector<JoinCase> joins;
+  for (const char* enc : {"bf16", "f16", "f32"})
+    if (declares(enc)) joins.push_back({enc, false});
+  if (declares("gptq")) {
+    joins.push_back({"gptq", false});
+    joins.push_back({"gptq", true});  // act-order: each part's own g_idx (a plugin may refuse to join)
+  }
+  for (const JoinCase& jc : joins) {
+    ck.run("weights: load_joined_linear of " + jc.enc + (jc.act_order ? " act-order" : "") + " q | k | v", [&] {
+      const int64_t K = 128;
+      const std::vector<std::pair<std::string, int64_t>> parts = {{"attn.q", 64}, {"attn.k", 32}, {"attn.v", 32}};
+      SyntheticCheckpoint ckpt;
+      std::vector<LinearSpec> specs;
+      DenseOf ref;  // the parts side by side
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const bool bias = i != 1;  // k without a bias: zeros in the joined one
+        const DType dt = jc.enc == "bf16" ? DType::bf16 : jc.enc == "f16" ? DType::f16 : DType::f32;
+        const DenseOf d = jc.enc == "gptq"
+                              ? store_gptq(ckpt, parts[i].first, rng, 4, 32, false, jc.act_order, K, parts[i].second, bias)
+                              : store_dense(ckpt, parts[i].first, rng, dt, K, parts[i].second, bias);
+        ref.W.insert(ref.W.end(), d.W.begin(), d.W.end());
+        if (d.b.empty()) ref.b.insert(ref.b.end(), size_t(parts[i].second), 0.f);
+        else ref.b.insert(ref.b.end(), d.b.begin(), d.b.end());
+        LinearSpec sp;
+        sp.prefix = parts[i].first;
+        sp.in_features = K;
+        sp.out_features = parts[i].second;
+        sp.bias = bias;
+        specs.push_back(sp);
+      }
+      if (jc.enc == "gptq") ckpt.add_file("quantize_config.json", gptq_settings_json(4, 32, false, jc.act_order));
+      std::unique_ptr<Linear> lin;
+      expect_ok(wf->load_joined_linear(ckpt, specs, cpu, &lin), "load_joined_linear");
+      if (!lin) return std::string("not joined (allowed: the model then loads q, k and v one by one)");
+      expect(lin->in_features() == K && lin->out_features() == 128,
+             "the joined Linear is [" + std::to_string(lin->out_features()) + " out, " +
+                 std::to_string(lin->in_features()) + " in], expected [128 out, 128 in] (64 + 32 + 32 rows)");
+      double worst = 0;
+      for (int M : {1, 3, 17}) worst = worse(worst, linear_error(*lin, ref.W, ref.b, M, rng));
+      expect(worst <= tol, "max error " + num(worst) + " of Σ|x·w| exceeds " + num(tol) +
+                               " against the parts side by side (rows in the order of the parts?)");
+      return "joined: [64 | 32 | 32, 128], k without bias, M = 1, 3, 17: max error " + num(worst) + " of Σ|x·w|";
+    });
   }
 
   ck.run("weights: a missing tensor is refused naming it", [&] {

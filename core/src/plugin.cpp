@@ -31,6 +31,12 @@ Status Plugin::create_weights(Device&, std::unique_ptr<WeightFormat>*) noexcept 
   return not_this_kind(info(), "a weight format");
 }
 
+Status WeightFormat::load_joined_linear(const Checkpoint&, const std::vector<LinearSpec>&, Device&,
+                                        std::unique_ptr<Linear>* out) noexcept {
+  if (out) out->reset();
+  return {};
+}
+
 Status Cache::read(int, int, int, int, TensorView, TensorView) noexcept {
   return {ErrorKind::usage, "layout '" + info().layout + "': this cache does not implement Cache::read()"};
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "kvrun/log.hpp"
 #include "kvrun/ops.hpp"
@@ -54,6 +55,15 @@ Names names_for(Arch a) {
   return n;
 }
 
+// KVRUN_JOIN_LINEARS (default 1): 0 loads q, k, v and gate, up as separate Linears (for
+// comparisons in one run; docs/GPU.md).
+bool join_linears() {
+  const char* v = std::getenv("KVRUN_JOIN_LINEARS");
+  if (!v) return true;
+  const std::string s(v);
+  if (s != "0" && s != "1") fail(ErrorKind::usage, "KVRUN_JOIN_LINEARS=" + s + ": expected 0 or 1");
+  return s == "1";
+}
 
 // Copies a float tensor of the expected shape to the device, keeping its dtype.
 Buffer<uint8_t> upload(const Checkpoint& ck, const std::string& name, std::vector<int64_t> shape, Device& dev,
@@ -104,10 +114,12 @@ Buffer<uint8_t> random_bf16(Device& dev, size_t n, float scale, uint64_t seed, b
 struct Transformer::Layer {
   Buffer<uint8_t> ln1, ln2;  // [hidden]
   DType ln1_dtype = DType::bf16, ln2_dtype = DType::bf16;
-  // q: hidden → H·D, k/v: hidden → KVH·D, o: H·D → hidden. Where the weights come as one tensor
-  // (Qwen v1's c_attn) or are synthetic, qkv (hidden → (H + 2·KVH)·D, q | k | v) replaces q, k, v.
+  // q: hidden → H·D, k/v: hidden → KVH·D, o: H·D → hidden. qkv (hidden → (H + 2·KVH)·D, q | k | v)
+  // replaces q, k, v where the checkpoint stores them as one tensor (Qwen v1's c_attn) or the
+  // weight format joins them (WeightFormat::load_joined_linear).
   std::shared_ptr<Linear> q, k, v, qkv, o;
-  // gate/up: hidden → F, down: F → hidden; synthetic models fuse gate | up into gate_up (hidden → 2F).
+  // gate/up: hidden → F, down: F → hidden; gate_up (hidden → 2F, gate | up) replaces gate and up
+  // where the weight format joins them.
   std::shared_ptr<Linear> gate, up, gate_up, down;
 };
 
@@ -147,17 +159,29 @@ Transformer::Transformer(const ModelConfig& cfg, const Checkpoint& ck, std::shar
     fail(ErrorKind::model, "tensor '" + n.lm_head + "' is missing from " + ck.directory() +
                                " and config.json does not tie the embeddings (tie_word_embeddings)");
   }
-  auto linear = [&](const std::string& prefix, int64_t in, int64_t out, bool bias, int64_t offset = 0,
-                    int64_t total = 0) {
-    LinearSpec spec;
-    spec.prefix = prefix;
-    spec.in_features = in;
-    spec.out_features = out;
-    spec.out_offset = offset;
-    spec.out_total = total;
-    spec.bias = bias;
+  auto spec = [&](const std::string& prefix, int64_t in, int64_t out, bool bias, int64_t offset = 0,
+                  int64_t total = 0) {
+    LinearSpec sp;
+    sp.prefix = prefix;
+    sp.in_features = in;
+    sp.out_features = out;
+    sp.out_offset = offset;
+    sp.out_total = total;
+    sp.bias = bias;
+    return sp;
+  };
+  auto linear = [&](const LinearSpec& sp) {
     std::unique_ptr<Linear> l;
-    check(weights_->load_linear(ck, spec, dev, &l));
+    check(weights_->load_linear(ck, sp, dev, &l));
+    return std::shared_ptr<Linear>(std::move(l));
+  };
+  // q | k | v and gate | up as one Linear each where the weight format can join them (null if not,
+  // or with KVRUN_JOIN_LINEARS=0): one matmul instead of three and of two, and SwiGLU fused into down.
+  const bool join = join_linears();
+  auto joined = [&](const std::vector<LinearSpec>& parts) -> std::shared_ptr<Linear> {
+    if (!join) return nullptr;
+    std::unique_ptr<Linear> l;
+    check(weights_->load_joined_linear(ck, parts, dev, &l));
     return std::shared_ptr<Linear>(std::move(l));
   };
   // MLP width from the tensors (some GPTQ exports pad intermediate_size).
@@ -169,16 +193,25 @@ Transformer::Transformer(const ModelConfig& cfg, const Checkpoint& ck, std::shar
     L->ln1 = upload(ck, p + n.ln1, {hidden}, dev, &L->ln1_dtype);
     L->ln2 = upload(ck, p + n.ln2, {hidden}, dev, &L->ln2_dtype);
     if (cfg.arch == Arch::qwen) {  // c_attn = q | k | v in one tensor, with bias: one Linear
-      L->qkv = linear(p + n.qkv_fused, hidden, (H + 2 * KVH) * D, true, 0, (H + 2 * KVH) * D);
+      L->qkv = linear(spec(p + n.qkv_fused, hidden, (H + 2 * KVH) * D, true, 0, (H + 2 * KVH) * D));
     } else {
-      L->q = linear(p + n.q, hidden, H * D, cfg.qkv_bias);
-      L->k = linear(p + n.k, hidden, KVH * D, cfg.qkv_bias);
-      L->v = linear(p + n.v, hidden, KVH * D, cfg.qkv_bias);
+      const LinearSpec q = spec(p + n.q, hidden, H * D, cfg.qkv_bias), k = spec(p + n.k, hidden, KVH * D, cfg.qkv_bias),
+                       v = spec(p + n.v, hidden, KVH * D, cfg.qkv_bias);
+      L->qkv = joined({q, k, v});
+      if (!L->qkv) {
+        L->q = linear(q);
+        L->k = linear(k);
+        L->v = linear(v);
+      }
     }
-    L->o = linear(p + n.o, H * D, hidden, false);
-    L->gate = linear(p + n.gate, hidden, F, false);
-    L->up = linear(p + n.up, hidden, F, false);
-    L->down = linear(p + n.down, F, hidden, false);
+    L->o = linear(spec(p + n.o, H * D, hidden, false));
+    const LinearSpec gate = spec(p + n.gate, hidden, F, false), up = spec(p + n.up, hidden, F, false);
+    L->gate_up = joined({gate, up});
+    if (!L->gate_up) {
+      L->gate = linear(gate);
+      L->up = linear(up);
+    }
+    L->down = linear(spec(p + n.down, F, hidden, false));
     layers_.push_back(std::move(L));
   }
   init_summary(std::move(name));
@@ -202,13 +235,27 @@ Transformer::Transformer(const ModelConfig& cfg, uint64_t seed, std::shared_ptr<
     check(weights_->random_linear(spec, s++, dev, &l));
     return std::shared_ptr<Linear>(std::move(l));
   };
+  // The Linears a checkpoint of this shape loads into: q | k | v and gate | up joined (separate
+  // with KVRUN_JOIN_LINEARS=0, as a checkpoint then loads them).
+  const bool join = join_linears();
   for (int i = 0; i < cfg.num_layers; ++i) {
     auto L = std::make_unique<Layer>();
     L->ln1 = random_bf16(dev, size_t(hidden), 0, 0, true);
     L->ln2 = random_bf16(dev, size_t(hidden), 0, 0, true);
-    L->qkv = linear(hidden, (H + 2 * KVH) * D, cfg.qkv_bias);
+    if (join || cfg.arch == Arch::qwen) {
+      L->qkv = linear(hidden, (H + 2 * KVH) * D, cfg.qkv_bias);
+    } else {
+      L->q = linear(hidden, H * D, cfg.qkv_bias);
+      L->k = linear(hidden, KVH * D, cfg.qkv_bias);
+      L->v = linear(hidden, KVH * D, cfg.qkv_bias);
+    }
     L->o = linear(H * D, hidden, false);
-    L->gate_up = linear(hidden, 2 * F, false);
+    if (join) {
+      L->gate_up = linear(hidden, 2 * F, false);
+    } else {
+      L->gate = linear(hidden, F, false);
+      L->up = linear(hidden, F, false);
+    }
     L->down = linear(F, hidden, false);
     layers_.push_back(std::move(L));
   }

@@ -23,6 +23,11 @@ class Bf16Weights final : public WeightFormat {
     });
   }
 
+  Status load_joined_linear(const Checkpoint& ck, const std::vector<LinearSpec>& parts, Device& dev,
+                            std::unique_ptr<Linear>* out) noexcept override {
+    return guard([&] { *out = load_dense_joined_linear(ck, parts, dev, "weights.bf16"); });
+  }
+
   Status random_linear(const LinearSpec& spec, uint64_t seed, Device& dev,
                        std::unique_ptr<Linear>* out) noexcept override {
     return guard([&] {

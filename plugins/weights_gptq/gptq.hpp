@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -111,6 +112,11 @@ struct RawTensors {
 // builds the packed form (reordering rows by group where g_idx needs it). Error(model) naming the
 // tensor, its shape and the expected shape on any mismatch.
 Packed pack_linear(const RawTensors& t, const Settings& s, const LinearSpec& spec);
+
+// Several packed linears of the same input as one, their columns side by side in order (biases
+// too, zeros for a part without one): WeightFormat::load_joined_linear. Empty when the parts do
+// not share bits, in_features, groups and the row order (act-order parts sorted differently).
+std::optional<Packed> join_packed(const std::vector<Packed>& parts);
 
 // W[k, n] = scale · (q − zero) of a packed form, read back through perm / unit_group, as a
 // [K, N] row-major double matrix (for tests).

@@ -1,6 +1,7 @@
 // weights.gptq — the WeightFormat: quantized linears from a GPTQ checkpoint, unquantized ones
 // (prefix.weight, f16/bf16/f32) through the backend's dense matmul, and synthetic int4 linears.
 #include <cmath>
+#include <optional>
 #include <random>
 
 #include "gptq.hpp"
@@ -12,6 +13,35 @@
 
 namespace kvrun::gptq {
 namespace {
+
+// The checkpoint tensors of the quantized linear spec.prefix (qweight, qzeros, scales; g_idx and
+// bias when stored). Error(model) naming a missing tensor.
+RawTensors read_raw(const Checkpoint& ck, const LinearSpec& spec) {
+  const std::string& p = spec.prefix;
+  RawTensors t;
+  auto need = [&](const char* suffix, HostTensor* h) {
+    const std::string name = p + suffix;
+    if (!ck.has(name))
+      fail(ErrorKind::model, "tensor '" + name + "' is missing from the checkpoint in " + ck.directory() +
+                                 " (GPTQ linear '" + p + "' has a qweight, so it needs qweight, qzeros and scales)");
+    check(ck.get(name, h));
+  };
+  need(".qweight", &t.qweight);
+  need(".qzeros", &t.qzeros);
+  need(".scales", &t.scales);
+  if (ck.has(p + ".g_idx")) {
+    check(ck.get(p + ".g_idx", &t.g_idx));
+    t.has_g_idx = true;
+  }
+  if (ck.has(p + ".bias")) {
+    check(ck.get(p + ".bias", &t.bias));
+    t.has_bias = true;
+  } else if (spec.bias) {
+    fail(ErrorKind::model, "tensor '" + p + ".bias' is missing from the checkpoint in " + ck.directory() +
+                               " (this architecture has a bias here)");
+  }
+  return t;
+}
 
 class GptqWeights final : public WeightFormat {
  public:
@@ -27,30 +57,29 @@ class GptqWeights final : public WeightFormat {
         fail(ErrorKind::model, "linear '" + p + "' is not in the checkpoint in " + ck.directory() + ": expected '" + p +
                                    ".qweight' (with .qzeros, .scales, .g_idx) or an unquantized '" + p + ".weight'");
       }
-      const Settings s = load_settings(ck);  // a few small files; read per linear, nothing cached
-      RawTensors t;
-      auto need = [&](const char* suffix, HostTensor* h) {
-        const std::string name = p + suffix;
-        if (!ck.has(name))
-          fail(ErrorKind::model, "tensor '" + name + "' is missing from the checkpoint in " + ck.directory() +
-                                     " (GPTQ linear '" + p + "' has a qweight, so it needs qweight, qzeros and scales)");
-        check(ck.get(name, h));
-      };
-      need(".qweight", &t.qweight);
-      need(".qzeros", &t.qzeros);
-      need(".scales", &t.scales);
-      if (ck.has(p + ".g_idx")) {
-        check(ck.get(p + ".g_idx", &t.g_idx));
-        t.has_g_idx = true;
+      *out = make_linear(dev, pack_linear(read_raw(ck, spec), load_settings(ck), spec), &scratch_);
+    });
+  }
+
+  // Quantized parts join when their packed forms share the row order (join_packed); parts the
+  // export left unquantized join as dense ones; a mix of both does not join.
+  Status load_joined_linear(const Checkpoint& ck, const std::vector<LinearSpec>& parts, Device& dev,
+                            std::unique_ptr<Linear>* out) noexcept override {
+    return guard([&] {
+      out->reset();
+      size_t quantized = 0;
+      for (const LinearSpec& p : parts) quantized += ck.has(p.prefix + ".qweight") ? 1 : 0;
+      if (parts.empty()) return;
+      if (quantized == 0) {
+        *out = load_dense_joined_linear(ck, parts, dev, "weights.gptq");
+        return;
       }
-      if (ck.has(p + ".bias")) {
-        check(ck.get(p + ".bias", &t.bias));
-        t.has_bias = true;
-      } else if (spec.bias) {
-        fail(ErrorKind::model, "tensor '" + p + ".bias' is missing from the checkpoint in " + ck.directory() +
-                                   " (this architecture has a bias here)");
-      }
-      *out = make_linear(dev, pack_linear(t, s, spec), &scratch_);
+      if (quantized != parts.size()) return;
+      const Settings s = load_settings(ck);
+      std::vector<Packed> packed;
+      for (const LinearSpec& p : parts) packed.push_back(pack_linear(read_raw(ck, p), s, p));
+      std::optional<Packed> joined = join_packed(packed);
+      if (joined) *out = make_linear(dev, *joined, &scratch_);
     });
   }
 

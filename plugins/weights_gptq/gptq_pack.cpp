@@ -29,6 +29,46 @@ float float_at(const HostTensor& t, size_t i) {
 
 }  // namespace
 
+std::optional<Packed> join_packed(const std::vector<Packed>& parts) {
+  if (parts.empty()) return std::nullopt;
+  const Packed& a = parts[0];
+  int64_t N = 0;
+  bool bias = false;
+  for (const Packed& p : parts) {
+    const Layout& l = p.lay;
+    if (l.bits != a.lay.bits || l.K != a.lay.K || l.Kp != a.lay.Kp || l.groups != a.lay.groups ||
+        l.permuted != a.lay.permuted || p.perm != a.perm || p.unit_group != a.unit_group)
+      return std::nullopt;
+    N += l.N;
+    bias = bias || l.bias;
+  }
+  Packed j;
+  j.lay = a.lay;
+  j.lay.N = N;
+  j.lay.bias = bias;
+  j.perm = a.perm;
+  j.unit_group = a.unit_group;
+  const int64_t rows = a.lay.words_rows(), G = a.lay.groups;
+  j.qweight.resize(size_t(rows * N));
+  j.scales.resize(size_t(G * N));
+  j.zeros.resize(size_t(G * N));
+  if (bias) j.bias.assign(size_t(N), 0.f);
+  int64_t n0 = 0;  // the part's first column in the joined form
+  for (const Packed& p : parts) {
+    const int64_t n = p.lay.N;
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(&j.qweight[size_t(r * N + n0)], &p.qweight[size_t(r * n)], size_t(n) * 4);
+    for (int64_t g = 0; g < G; ++g) {
+      std::memcpy(&j.scales[size_t(g * N + n0)], &p.scales[size_t(g * n)], size_t(n) * 2);
+      std::memcpy(&j.zeros[size_t(g * N + n0)], &p.zeros[size_t(g * n)], size_t(n));
+    }
+    if (p.lay.bias) std::copy(p.bias.begin(), p.bias.end(), j.bias.begin() + std::ptrdiff_t(n0));
+    j.lay.w_max = std::max(j.lay.w_max, p.lay.w_max);
+    n0 += n;
+  }
+  return j;
+}
+
 Packed pack_linear(const RawTensors& t, const Settings& s, const LinearSpec& spec) {
   const int bits = s.bits;
   const uint32_t mask = (1u << bits) - 1u;

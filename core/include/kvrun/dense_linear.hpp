@@ -3,6 +3,7 @@
 // export left unquantized.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -70,10 +71,9 @@ inline std::vector<float> load_linear_bias(const Checkpoint& ck, const LinearSpe
   return bias;
 }
 
-// prefix.weight [out_total, in] (bf16, f16 or f32) → a DenseLinear of the spec's rows, with its
-// bias. `who` names the plugin in messages.
-inline std::unique_ptr<DenseLinear> load_dense_linear(const Checkpoint& ck, const LinearSpec& spec, Device& dev,
-                                                      const char* who) {
+// prefix.weight [out_total, in] (bf16, f16 or f32), checked against the spec. `who` names the
+// plugin in messages.
+inline HostTensor dense_linear_weight(const Checkpoint& ck, const LinearSpec& spec, const char* who) {
   const std::string wname = spec.prefix + ".weight";
   HostTensor w;
   check(ck.get(wname, &w));
@@ -86,12 +86,57 @@ inline std::unique_ptr<DenseLinear> load_dense_linear(const Checkpoint& ck, cons
                                ", expected [" + std::to_string(total) + ", " + std::to_string(spec.in_features) +
                                "] from config.json; the weights and config.json do not match (re-download or "
                                "re-convert them together)");
+  return w;
+}
+
+// prefix.weight [out_total, in] (bf16, f16 or f32) → a DenseLinear of the spec's rows, with its
+// bias. `who` names the plugin in messages.
+inline std::unique_ptr<DenseLinear> load_dense_linear(const Checkpoint& ck, const LinearSpec& spec, Device& dev,
+                                                      const char* who) {
+  const HostTensor w = dense_linear_weight(ck, spec, who);
   auto lin = std::make_unique<DenseLinear>(dev, w.dtype, spec.out_features, spec.in_features);
   const size_t row_bytes = size_t(spec.in_features) * dtype_size(w.dtype);
   lin->weight().upload(static_cast<const uint8_t*>(w.data) + size_t(spec.out_offset) * row_bytes,
                        size_t(spec.out_features) * row_bytes);
   std::vector<float> bias = load_linear_bias(ck, spec);
   if (!bias.empty()) lin->set_bias(bias);
+  check(dev.queue().wait());
+  return lin;
+}
+
+// WeightFormat::load_joined_linear for unquantized parts: their rows stacked into one
+// [Σ out_features, in] weight of their common dtype, their biases side by side (zeros for a part
+// without one). Null when the parts cannot be joined: a part not stored as prefix.weight, dtypes
+// or in_features that differ.
+inline std::unique_ptr<DenseLinear> load_dense_joined_linear(const Checkpoint& ck, const std::vector<LinearSpec>& parts,
+                                                             Device& dev, const char* who) {
+  if (parts.empty()) return nullptr;
+  std::vector<HostTensor> ws;
+  int64_t out = 0;
+  for (const LinearSpec& p : parts) {
+    if (!ck.has(p.prefix + ".weight") || p.in_features != parts[0].in_features) return nullptr;
+    ws.push_back(dense_linear_weight(ck, p, who));
+    if (ws.back().dtype != ws[0].dtype) return nullptr;
+    out += p.out_features;
+  }
+  const int64_t in = parts[0].in_features;
+  auto lin = std::make_unique<DenseLinear>(dev, ws[0].dtype, out, in);
+  const size_t row_bytes = size_t(in) * dtype_size(ws[0].dtype);
+  std::vector<float> bias(size_t(out), 0.f);
+  bool any_bias = false;
+  size_t row = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const LinearSpec& p = parts[i];
+    lin->weight().upload(static_cast<const uint8_t*>(ws[i].data) + size_t(p.out_offset) * row_bytes,
+                         size_t(p.out_features) * row_bytes, row * row_bytes);
+    const std::vector<float> b = load_linear_bias(ck, p);
+    if (!b.empty()) {
+      std::copy(b.begin(), b.end(), bias.begin() + std::ptrdiff_t(row));
+      any_bias = true;
+    }
+    row += size_t(p.out_features);
+  }
+  if (any_bias) lin->set_bias(bias);
   check(dev.queue().wait());
   return lin;
 }

@@ -1,6 +1,6 @@
 // kvrun — the plugin ABI and the three plugin interfaces: Cache, Attention, WeightFormat.
 //
-// A plugin is a shared module exporting one C symbol, KVRUN_PLUGIN_ENTRY_NAME ("kvrun_plugin_v3"),
+// A plugin is a shared module exporting one C symbol, KVRUN_PLUGIN_ENTRY_NAME ("kvrun_plugin_v4"),
 // that returns a PluginHeader. The host reads header->abi_version before anything else, then
 // calls header->create() for the Plugin object. Every virtual method below is noexcept and
 // reports failure as a Status: no C++ exception crosses the boundary. Objects a plugin creates
@@ -16,6 +16,7 @@
 // ABI 2 (the first published SDK): plugin options, Cache::read, KvView::ext, PluginInfo::kv_tolerance
 // and a create() that reports why it failed. ABI 3: Linear::fuses / forward_fused and
 // Ops::matmul_fuses / matmul_fused (MatmulFusion), with defaults, so plugin sources compile as before.
+// ABI 4: WeightFormat::load_joined_linear (q | k | v and gate | up as one Linear), with a default.
 #pragma once
 
 #include <cstdint>
@@ -32,9 +33,9 @@
 
 namespace kvrun {
 
-constexpr uint32_t kPluginAbiVersion = 3;
-#define KVRUN_PLUGIN_ENTRY kvrun_plugin_v3
-#define KVRUN_PLUGIN_ENTRY_NAME "kvrun_plugin_v3"
+constexpr uint32_t kPluginAbiVersion = 4;
+#define KVRUN_PLUGIN_ENTRY kvrun_plugin_v4
+#define KVRUN_PLUGIN_ENTRY_NAME "kvrun_plugin_v4"
 #define KVRUN_PLUGIN_ENTRY_PREFIX "kvrun_plugin_v"
 
 enum class PluginKind : uint8_t { cache, attention, weights };
@@ -161,6 +162,14 @@ class WeightFormat {
   // Builds a random Linear directly on the device (synthetic benchmark models).
   virtual Status random_linear(const LinearSpec& spec, uint64_t seed, Device& dev,
                                std::unique_ptr<Linear>* out) noexcept = 0;
+  // One Linear for several checkpoint linears that read the same input (q | k | v, gate | up):
+  // its output row is theirs side by side, in the order of `parts`, each part exactly what
+  // load_linear(parts[i]) computes (its bias, or zeros where a part has none) — one matmul where
+  // the model would run several. Every part has the same in_features. Leaves *out null (and
+  // returns ok) when this format cannot join these parts — GPTQ act-order parts whose row orders
+  // differ, say —, and the model then loads them one by one; the default always does that.
+  virtual Status load_joined_linear(const Checkpoint& ckpt, const std::vector<LinearSpec>& parts, Device& dev,
+                                    std::unique_ptr<Linear>* out) noexcept;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -268,6 +268,57 @@ TEST_CASE("load_linear through the WeightFormat, quantized and unquantized") {
   CHECK(rel_error(y, ref) <= 1e-5);
 }
 
+TEST_CASE("load_joined_linear: parts side by side; act-order parts only with one row order") {
+  Device& dev = cpu_device();
+  auto wf = gptq::make_weight_format();
+  for (const Config& c : {Config{4, 256, 64, 64, false, false, false, true}, Config{4, 256, 64, 64, true, false, true, false},
+                          Config{8, 256, 48, 128, false, false, true, true}, Config{3, 256, 32, 64, true, true, true, true}}) {
+    CAPTURE(describe(c));
+    const Synthetic a = make_synthetic(c, 31);
+    Synthetic b = make_synthetic(c, 32);
+    b.gidx = a.gidx;  // one row order for both
+    MemCheckpoint ck;
+    a.store(ck, "p.a");
+    b.store(ck, "p.b");
+    LinearSpec sa = spec_of(c), sb = spec_of(c);
+    sa.prefix = "p.a";
+    sb.prefix = "p.b";
+    std::unique_ptr<Linear> lin;
+    Status st = wf->load_joined_linear(ck, {sa, sb}, dev, &lin);
+    REQUIRE_MESSAGE(st.ok(), st.message);
+    REQUIRE(lin != nullptr);
+    CHECK(lin->out_features() == 2 * c.N);
+    const auto x = random_x(3, c.K, 5);
+    const auto ra = reference_matmul(a, x, 3, 0, c.N), rb = reference_matmul(b, x, 3, 0, c.N);
+    std::vector<double> ref;
+    for (int64_t m = 0; m < 3; ++m) {
+      ref.insert(ref.end(), ra.begin() + m * c.N, ra.begin() + (m + 1) * c.N);
+      ref.insert(ref.end(), rb.begin() + m * c.N, rb.begin() + (m + 1) * c.N);
+    }
+    CHECK(rel_error(run(*lin, x, 3), ref) <= 1e-5);
+    if (c.act_order) {  // parts quantized in their own act-order: rows sorted differently, not joined
+      make_synthetic(c, 33).store(ck, "p.c");
+      LinearSpec sc = sa;
+      sc.prefix = "p.c";
+      st = wf->load_joined_linear(ck, {sa, sc}, dev, &lin);
+      REQUIRE_MESSAGE(st.ok(), st.message);
+      CHECK(lin == nullptr);
+    }
+  }
+  // a quantized part beside one the export left unquantized: not joined
+  const Config c{4, 256, 64, 64, false, false, false, false};
+  MemCheckpoint ck;
+  make_synthetic(c, 41).store(ck, "p.q");
+  ck.add("p.d.weight", DType::f16, {c.N, c.K}, std::vector<uint16_t>(size_t(c.N * c.K), f32_to_f16(0.01f)));
+  LinearSpec sq = spec_of(c), sd = spec_of(c);
+  sq.prefix = "p.q";
+  sd.prefix = "p.d";
+  std::unique_ptr<Linear> lin;
+  Status st = wf->load_joined_linear(ck, {sq, sd}, dev, &lin);
+  REQUIRE_MESSAGE(st.ok(), st.message);
+  CHECK(lin == nullptr);
+}
+
 TEST_CASE("the built module loads a GPTQ linear") {
   Device& dev = cpu_device();
   Registry reg;
