@@ -37,6 +37,11 @@ Status WeightFormat::load_joined_linear(const Checkpoint&, const std::vector<Lin
   return {};
 }
 
+Status Cache::append_qkv(int, const StepBatch&, TensorView, TensorView, TensorView) noexcept {
+  return {ErrorKind::internal, "layout '" + info().layout +
+                                   "': this cache does not implement Cache::append_qkv (ask appends_qkv() first)"};
+}
+
 Status Cache::read(int, int, int, int, TensorView, TensorView) noexcept {
   return {ErrorKind::usage, "layout '" + info().layout + "': this cache does not implement Cache::read()"};
 }

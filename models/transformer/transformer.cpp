@@ -55,15 +55,18 @@ Names names_for(Arch a) {
   return n;
 }
 
-// KVRUN_JOIN_LINEARS (default 1): 0 loads q, k, v and gate, up as separate Linears (for
-// comparisons in one run; docs/GPU.md).
-bool join_linears() {
-  const char* v = std::getenv("KVRUN_JOIN_LINEARS");
+// An on/off switch of the environment, on when unset; anything but 0 or 1 is a usage error.
+bool env_switch(const char* name) {
+  const char* v = std::getenv(name);
   if (!v) return true;
   const std::string s(v);
-  if (s != "0" && s != "1") fail(ErrorKind::usage, "KVRUN_JOIN_LINEARS=" + s + ": expected 0 or 1");
+  if (s != "0" && s != "1") fail(ErrorKind::usage, std::string(name) + "=" + s + ": expected 0 or 1");
   return s == "1";
 }
+
+// KVRUN_JOIN_LINEARS (default 1): 0 loads q, k, v and gate, up as separate Linears (for
+// comparisons in one run; docs/GPU.md).
+bool join_linears() { return env_switch("KVRUN_JOIN_LINEARS"); }
 
 // Copies a float tensor of the expected shape to the device, keeping its dtype.
 Buffer<uint8_t> upload(const Checkpoint& ck, const std::string& name, std::vector<int64_t> shape, Device& dev,
@@ -298,6 +301,7 @@ void Transformer::attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention
   use_graphs_ = use_graphs && dev_.queue().supports_graphs();
   cache_ = std::move(cache);
   attention_ = std::move(attention);
+  append_qkv_ = env_switch("KVRUN_APPEND_QKV") && cache_->appends_qkv(cfg_.rot_dim);
   max_step_tokens_ = max_step_tokens;
   const size_t T = size_t(max_step_tokens);
   const size_t hidden = size_t(cfg_.hidden), HD = size_t(cfg_.num_heads) * cfg_.head_dim,
@@ -497,10 +501,16 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     TensorView qt = q, kt = k, vt = v;
     bool qk_adjacent = false;  // q and k heads contiguous: one RoPE launch over both
     bool roped = false;        // q and k already rotated (split_rope)
+    bool appended = false;     // keys and values already in the cache (append_qkv)
     if (L.qkv) {
       TensorView qkv = view(w.qkv.data(), DType::f32, {T, (H + 2 * KVH) * D});
       project_normed(*L.qkv, qkv, norm1, ln1);
-      if (T == 1) {
+      if (append_qkv_) {
+        // the cache rotates q into q_out (one token: in place) and stores k rotated and v
+        qt = T == 1 ? view(w.qkv.data(), DType::f32, {1, H * D}) : q;
+        check(cache_->append_qkv(l, step, qkv, view(qt.data, DType::f32, {T, H, D}), rope_cs));
+        roped = appended = true;
+      } else if (T == 1) {
         qt = view(w.qkv.data(), DType::f32, {1, H * D});
         kt = view(w.qkv.data() + H * D, DType::f32, {1, KVH * D});
         vt = view(w.qkv.data() + (H + KVH) * D, DType::f32, {1, KVH * D});
@@ -528,7 +538,7 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     }
     if (cfg_.use_logn_attn) check(ops.scale_rows(qt, d_logn));
     // quantize-then-attend: keys/values go to the cache first, attention reads them back
-    check(cache_->append(l, step, k3, view(vt.data, DType::f32, {T, KVH, D})));
+    if (!appended) check(cache_->append(l, step, k3, view(vt.data, DType::f32, {T, KVH, D})));
     KvView kv;
     check(cache_->view(l, step, &kv));
     check(attention_->forward(view(a.data, DType::f32, {T, H, D}), q3, kv, step));

@@ -47,6 +47,33 @@ class Fp16Cache final : public PagedCacheBase {
     });
   }
 
+  // append_qkv: the CUDA kernel only (on the CPU the model runs rope_apply and append()).
+  bool appends_qkv(int rot_dim) const noexcept override {
+#ifdef KVRUN_WITH_CUDA
+    return dev_.info().backend == BackendKind::cuda && cache_fp16_cuda::qkv_supported(p_.head_dim, rot_dim);
+#else
+    (void)rot_dim;
+    return false;
+#endif
+  }
+  Status append_qkv(int layer, const StepBatch& step, TensorView qkv, TensorView q_out, TensorView cs) noexcept override {
+    return guard([&] {
+      const int H = check_append_qkv(step, qkv, q_out, cs);
+#ifdef KVRUN_WITH_CUDA
+      cache_fp16_cuda::AppendQkvArgs a;
+      fill_cuda_args(layer, step, a);
+      a.qkv = qkv.as<const float>();
+      a.q_out = q_out.as<float>();
+      a.cs = cs.as<const float>();
+      a.num_heads = H;
+      a.rot_dim = int(cs.cols());
+      cache_fp16_cuda::append_qkv(a, dev_.info().index, dev_.queue().native_handle());
+#else
+      (void)layer, (void)H;
+#endif
+    });
+  }
+
   Status view(int layer, const StepBatch&, KvView* out) noexcept override {
     return guard([&] {
       KvView v = base_view();
@@ -63,8 +90,13 @@ class Fp16Cache final : public PagedCacheBase {
   void append_cuda(int layer, const StepBatch& step, TensorView k, TensorView v) {
     check_append(step, k, v);
     cache_fp16_cuda::AppendArgs a;
+    fill_cuda_args(layer, step, a);
     a.k = k.as<const float>();
     a.v = v.as<const float>();
+    cache_fp16_cuda::append(a, dev_.info().index, dev_.queue().native_handle());
+  }
+  // The cache and step fields of the launch arguments.
+  void fill_cuda_args(int layer, const StepBatch& step, cache_fp16_cuda::AppendArgs& a) {
     a.k_cache = k_.at(size_t(layer)).data();
     a.v_cache = v_.at(size_t(layer)).data();
     a.block_table = tables_.data();
@@ -75,7 +107,6 @@ class Fp16Cache final : public PagedCacheBase {
     a.num_kv_heads = p_.num_kv_heads;
     a.head_dim = p_.head_dim;
     a.block_tokens = p_.block_tokens;
-    cache_fp16_cuda::append(a, dev_.info().index, dev_.queue().native_handle());
   }
 #endif
 

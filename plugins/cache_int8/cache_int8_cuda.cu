@@ -13,6 +13,7 @@
 #include "kvrun/dtype.hpp"
 #include "kvrun/error.hpp"
 #include "quantize.hpp"
+#include "qkv_rope.cuh"
 
 #if defined(__CUDA_ARCH__) && (defined(__USE_FAST_MATH__) || defined(__CUDA_FTZ))
 #error "cache_int8_cuda.cu must be compiled without fast-math and without flush-to-zero (exact SPECS arithmetic)"
@@ -53,26 +54,17 @@ __device__ void quantize_row_warp(const float* __restrict__ x,  // [D] f32
   }
 }
 
-// The same for a K row and a V row at once with 16-byte loads and 4-byte stores (D % 4 == 0,
-// D ≤ 128·kVecChunks, every row 16-byte aligned): lane takes the 4-element chunks lane, lane + 32;
-// both rows are loaded before either is reduced, so their load latencies overlap. The range is
-// order-independent and each code is quantize_value of its element: the codes, scales and zero
-// points are those of quantize_row_warp (and of the CPU).
+// The same for a K row and a V row at once, from registers: lane holds the 4-element chunks lane,
+// lane + 32 of both rows in a[0] (K) and a[1] (V), zeros past D (D % 4 == 0, D ≤ 128·kVecChunks;
+// codes stored with 4-byte stores, every row 4-byte aligned). The range is order-independent and
+// each code is quantize_value of its element: the codes, scales and zero points are those of
+// quantize_row_warp (and of the CPU).
 constexpr int kVecChunks = 2;
-__device__ void quantize_rows_vec(const float* __restrict__ xk, const float* __restrict__ xv,  // [D] f32 each
-                                  int D, int lane,
-                                  uint8_t* __restrict__ qk, uint8_t* __restrict__ qv,          // [D] codes each
-                                  uint16_t* __restrict__ sk, uint16_t* __restrict__ sv,        // [1] fp16 bits each
-                                  uint8_t* __restrict__ zk, uint8_t* __restrict__ zv) {        // [1] each
+__device__ void quantize_rows_regs(const float4 (&a)[2][kVecChunks], int D, int lane,
+                                   uint8_t* __restrict__ qk, uint8_t* __restrict__ qv,    // [D] codes each
+                                   uint16_t* __restrict__ sk, uint16_t* __restrict__ sv,  // [1] fp16 bits each
+                                   uint8_t* __restrict__ zk, uint8_t* __restrict__ zv) {  // [1] each
   const int chunks = D / 4;
-  float4 a[2][kVecChunks];
-#pragma unroll
-  for (int i = 0; i < kVecChunks; ++i) {
-    const int c = lane + 32 * i;
-    const bool in = c < chunks;
-    a[0][i] = in ? __ldg(reinterpret_cast<const float4*>(xk) + c) : make_float4(0.f, 0.f, 0.f, 0.f);
-    a[1][i] = in ? __ldg(reinterpret_cast<const float4*>(xv) + c) : make_float4(0.f, 0.f, 0.f, 0.f);
-  }
   float lo[2] = {0.f, 0.f}, hi[2] = {0.f, 0.f};  // the range always holds 0 (so zero padding is neutral)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -120,6 +112,25 @@ __device__ void quantize_rows_vec(const float* __restrict__ xk, const float* __r
   }
 }
 
+// quantize_rows_regs of K row xk and V row xv [D] f32 (16-byte aligned), both loaded before either
+// is reduced, so their load latencies overlap.
+__device__ void quantize_rows_vec(const float* __restrict__ xk, const float* __restrict__ xv,  // [D] f32 each
+                                  int D, int lane,
+                                  uint8_t* __restrict__ qk, uint8_t* __restrict__ qv,          // [D] codes each
+                                  uint16_t* __restrict__ sk, uint16_t* __restrict__ sv,        // [1] fp16 bits each
+                                  uint8_t* __restrict__ zk, uint8_t* __restrict__ zv) {        // [1] each
+  const int chunks = D / 4;
+  float4 a[2][kVecChunks];
+#pragma unroll
+  for (int i = 0; i < kVecChunks; ++i) {
+    const int c = lane + 32 * i;
+    const bool in = c < chunks;
+    a[0][i] = in ? __ldg(reinterpret_cast<const float4*>(xk) + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+    a[1][i] = in ? __ldg(reinterpret_cast<const float4*>(xv) + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  quantize_rows_regs(a, D, lane, qk, qv, sk, sv, zk, zv);
+}
+
 // grid: ceil(num_tokens * num_kv_heads / kWarpsPerBlock) blocks of kWarpsPerBlock warps.
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
@@ -152,12 +163,86 @@ append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
   }
 }
 
+// Cache::append_qkv: k rotated and v read straight from the fused q | k | v rows, quantized as
+// append_kernel does; the warps past the K/V rows rotate q into q_out (qkv_rope.cuh).
+// grid: ceil(num_tokens · (KVH + H) / kWarpsPerBlock) blocks of kWarpsPerBlock warps; warp row
+// r < T·KVH is (token, KV head) r, the rest (token, q head) r − T·KVH.
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+append_qkv_kernel(const qkv_rope::Rows in,           // qkv [T, (H + 2·KVH)·D], q_out [T, H, D], cs [T, rot]
+                  uint8_t* __restrict__ k_cache,     // [num_blocks, KVH, bt, D] codes
+                  uint8_t* __restrict__ v_cache,     // [num_blocks, KVH, bt, D] codes
+                  uint16_t* __restrict__ k_scale,    // [num_blocks, KVH, bt] fp16 bits
+                  uint16_t* __restrict__ v_scale,    // [num_blocks, KVH, bt] fp16 bits
+                  uint8_t* __restrict__ k_zero,      // [num_blocks, KVH, bt]
+                  uint8_t* __restrict__ v_zero,      // [num_blocks, KVH, bt]
+                  const int32_t* __restrict__ table,      // [num_seqs, max_blocks]
+                  const int32_t* __restrict__ token_seq,  // [num_tokens]
+                  const int32_t* __restrict__ positions,  // [num_tokens]
+                  int max_blocks, int num_tokens, int bt) {
+  cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
+  cuda_plugin::pdl_wait();     // qkv comes from the previous kernel (programmatic dependent launch)
+  const int lane = threadIdx.x & 31;
+  const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
+  const int64_t kv_rows = int64_t(num_tokens) * in.KVH;
+  if (row >= kv_rows) {  // a query head
+    const int64_t qr = row - kv_rows;
+    if (qr < int64_t(num_tokens) * in.H) qkv_rope::rotate_q_head(in, int(qr / in.H), int(qr % in.H), lane);
+    return;  // whole warp leaves together
+  }
+  const int t = int(row / in.KVH), g = int(row % in.KVH);
+  const int s = token_seq[t], pos = positions[t];
+  const int32_t block = table[int64_t(s) * max_blocks + pos / bt];
+  const int64_t r = (int64_t(block) * in.KVH + g) * bt + pos % bt;  // metadata row
+  const int D = in.D, chunks = D / 4;
+  const float* kx = in.k(t, g);
+  const float* vx = in.v(t, g);
+  const float* ct = in.ct(t);
+  float4 a[2][kVecChunks];
+#pragma unroll
+  for (int i = 0; i < kVecChunks; ++i) {
+    const int c = lane + 32 * i;
+    const bool ok = c < chunks;
+    a[0][i] = ok ? qkv_rope::rotated_chunk(kx, ct, c, in.rot) : make_float4(0.f, 0.f, 0.f, 0.f);
+    a[1][i] = ok ? qkv_rope::ld4(vx + 4 * c) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  quantize_rows_regs(a, D, lane, k_cache + r * D, v_cache + r * D, k_scale + r, v_scale + r, k_zero + r, v_zero + r);
+}
+
 }  // namespace
 
 void prepare(int device) {
   DeviceScope scope(device);
   cudaFuncAttributes attr;
   check_cuda(cudaFuncGetAttributes(&attr, append_kernel), "loading the append kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, append_qkv_kernel), "loading the append_qkv kernel");
+}
+
+bool qkv_supported(int head_dim, int rot_dim) {
+  return qkv_rope::supported(head_dim, rot_dim) && head_dim <= 128 * kVecChunks;
+}
+
+void append_qkv(const AppendQkvArgs& a, int device, void* stream) {
+  if (a.num_tokens == 0) return;
+  const auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (!qkv_supported(a.head_dim, a.rot_dim) || !a16(a.qkv) || !a16(a.q_out) || !a16(a.cs))
+    fail(ErrorKind::internal, std::string(kWho) + ": append_qkv needs head_dim % 4 == 0 (≤ 256), rot_dim % 8 == 0 and "
+                              "16-byte aligned qkv, q_out and cs");
+  DeviceScope scope(device);
+  qkv_rope::Rows in;
+  in.qkv = a.qkv;
+  in.q_out = a.q_out;
+  in.cs = a.cs;
+  in.H = a.num_heads;
+  in.KVH = a.num_kv_heads;
+  in.D = a.head_dim;
+  in.rot = a.rot_dim;
+  const int64_t rows = int64_t(a.num_tokens) * (a.num_kv_heads + a.num_heads);
+  const unsigned blocks = unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(device), static_cast<cudaStream_t>(stream), dim3(blocks),
+                                 dim3(kWarpsPerBlock * 32), 0, append_qkv_kernel, in, a.k_cache, a.v_cache, a.k_scale,
+                                 a.v_scale, a.k_zero, a.v_zero, a.block_table, a.token_seq, a.positions, a.max_blocks,
+                                 a.num_tokens, a.block_tokens),
+             "launch of append_qkv_kernel");
 }
 
 void append(const AppendArgs& a, int device, void* stream) {

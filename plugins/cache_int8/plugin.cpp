@@ -50,6 +50,33 @@ class Int8Cache final : public PagedCacheBase {
     });
   }
 
+  // append_qkv: the CUDA kernel only (on the CPU the model runs rope_apply and append()).
+  bool appends_qkv(int rot_dim) const noexcept override {
+#ifdef KVRUN_WITH_CUDA
+    return dev_.info().backend == BackendKind::cuda && cache_int8_cuda::qkv_supported(p_.head_dim, rot_dim);
+#else
+    (void)rot_dim;
+    return false;
+#endif
+  }
+  Status append_qkv(int layer, const StepBatch& step, TensorView qkv, TensorView q_out, TensorView cs) noexcept override {
+    return guard([&] {
+      const int H = check_append_qkv(step, qkv, q_out, cs);
+#ifdef KVRUN_WITH_CUDA
+      cache_int8_cuda::AppendQkvArgs a;
+      fill_cuda_args(layer, step, a);
+      a.qkv = qkv.as<const float>();
+      a.q_out = q_out.as<float>();
+      a.cs = cs.as<const float>();
+      a.num_heads = H;
+      a.rot_dim = int(cs.cols());
+      cache_int8_cuda::append_qkv(a, dev_.info().index, dev_.queue().native_handle());
+#else
+      (void)layer, (void)H;
+#endif
+    });
+  }
+
   Status view(int layer, const StepBatch&, KvView* out) noexcept override {
     return guard([&] {
       const size_t l = size_t(layer);
@@ -70,10 +97,15 @@ class Int8Cache final : public PagedCacheBase {
   // from the step's device arrays, block ids from the table reserve() uploaded.
   void append_cuda(int layer, const StepBatch& step, TensorView k, TensorView v) {
     check_append(step, k, v);
-    const size_t l = size_t(layer);
     cache_int8_cuda::AppendArgs a;
+    fill_cuda_args(layer, step, a);
     a.k = k.as<const float>();
     a.v = v.as<const float>();
+    cache_int8_cuda::append(a, dev_.info().index, dev_.queue().native_handle());
+  }
+  // The cache and step fields of the launch arguments.
+  void fill_cuda_args(int layer, const StepBatch& step, cache_int8_cuda::AppendArgs& a) {
+    const size_t l = size_t(layer);
     a.k_cache = k_.at(l).data();
     a.v_cache = v_.at(l).data();
     a.k_scale = k_scale_[l].data();
@@ -88,7 +120,6 @@ class Int8Cache final : public PagedCacheBase {
     a.num_kv_heads = p_.num_kv_heads;
     a.head_dim = p_.head_dim;
     a.block_tokens = p_.block_tokens;
-    cache_int8_cuda::append(a, dev_.info().index, dev_.queue().native_handle());
   }
 #endif
 

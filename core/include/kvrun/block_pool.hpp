@@ -177,6 +177,27 @@ class PagedCacheBase : public Cache {
     if (step.num_tokens > 0 && (max_blocks_ <= 0 || packed_.size() < size_t(step.num_seqs) * size_t(max_blocks_)))
       fail(ErrorKind::internal, name_ + ": append before reserve() for this step");
   }
+  // Checks the arguments of append_qkv() (kvrun/plugin.hpp) as check_append does, with
+  // appends_qkv(rot_dim) for the table's rot_dim; returns the number of query heads.
+  int check_append_qkv(const StepBatch& step, TensorView qkv, TensorView q_out, TensorView cs) const {
+    const int64_t T = step.num_tokens, D = p_.head_dim, KVH = p_.num_kv_heads;
+    const int64_t H = qkv.cols() % D == 0 ? qkv.cols() / D - 2 * KVH : 0;
+    if (qkv.dtype != DType::f32 || q_out.dtype != DType::f32 || cs.dtype != DType::f32 || qkv.rows() != T || H <= 0 ||
+        q_out.numel() != T * H * D || cs.rows() != T)
+      fail(ErrorKind::internal, name_ + ": append_qkv expects qkv [num_tokens, (H + 2·" + std::to_string(KVH) + ")·" +
+                                    std::to_string(D) + "], q_out [num_tokens, H, " + std::to_string(D) +
+                                    "] and cs [num_tokens, rot_dim], all f32, for " + std::to_string(T) +
+                                    " tokens; got " + qkv.shape_string() + ", " + q_out.shape_string() + ", " +
+                                    cs.shape_string());
+    if (!appends_qkv(int(cs.cols())))
+      fail(ErrorKind::internal, name_ + ": append_qkv with rot_dim " + std::to_string(cs.cols()) +
+                                    ", which appends_qkv() refuses");
+    if (step.num_tokens > 0 && (!step.d_token_seq || !step.d_positions))
+      fail(ErrorKind::internal, name_ + ": the step has no device token_seq/positions arrays");
+    if (step.num_tokens > 0 && (max_blocks_ <= 0 || packed_.size() < size_t(step.num_seqs) * size_t(max_blocks_)))
+      fail(ErrorKind::internal, name_ + ": append before reserve() for this step");
+    return int(H);
+  }
   // Checks the arguments of read(): host f32 k, v of at least [count, num_kv_heads, head_dim],
   // positions inside the sequence's blocks, and (for the shared code paths) a CPU device.
   void check_read(int layer, int seq, int begin, int count, TensorView k, TensorView v) const {

@@ -16,7 +16,8 @@
 // ABI 2 (the first published SDK): plugin options, Cache::read, KvView::ext, PluginInfo::kv_tolerance
 // and a create() that reports why it failed. ABI 3: Linear::fuses / forward_fused and
 // Ops::matmul_fuses / matmul_fused (MatmulFusion), with defaults, so plugin sources compile as before.
-// ABI 4: WeightFormat::load_joined_linear (q | k | v and gate | up as one Linear), with a default.
+// ABI 4: WeightFormat::load_joined_linear (q | k | v and gate | up as one Linear) and
+// Cache::appends_qkv / append_qkv (RoPE and the q | k | v split done by the append), with defaults.
 #pragma once
 
 #include <cstdint>
@@ -205,6 +206,23 @@ class Cache {
   // Writes the step's keys and values of one layer (quantizing if the cache quantizes).
   // k, v: [num_tokens, num_kv_heads, head_dim] f32 in the device's memory.
   virtual Status append(int layer, const StepBatch& step, TensorView k, TensorView v) noexcept = 0;
+  // Optional (ABI 4): append() straight from a fused q | k | v projection, with the step's RoPE
+  // applied on the way — one kernel where the model would run a RoPE (or split + RoPE) kernel and
+  // append(). appends_qkv(rot_dim) says whether append_qkv takes a rotation over the first
+  // rot_dim dims of each head; the model asks once per layer and otherwise runs Ops::rope_apply /
+  // split_rope and append(). The defaults say no.
+  //   qkv:   [num_tokens, (num_heads + 2·num_kv_heads)·head_dim] f32 — q | k | v of each token
+  //   q_out: [num_tokens, num_heads, head_dim] f32 — receives q rotated; may be qkv itself when
+  //          num_tokens == 1 (its q part, rotated in place)
+  //   cs:    [num_tokens, rot_dim] f32 — Ops::rope_table's cos | sin
+  // k is rotated and stored, v stored, exactly as Ops::rope_apply then append() would (bit for
+  // bit: the rotation's products rounded one at a time, as rope_apply documents).
+  virtual bool appends_qkv(int rot_dim) const noexcept {
+    (void)rot_dim;
+    return false;
+  }
+  virtual Status append_qkv(int layer, const StepBatch& step, TensorView qkv, TensorView q_out,
+                            TensorView cs) noexcept;
   virtual Status view(int layer, const StepBatch& step, KvView* out) noexcept = 0;
   virtual Status free_sequence(int seq_id) noexcept = 0;
   // Reads back positions [begin, begin + count) of sequence seq_id of one layer as f32, as an

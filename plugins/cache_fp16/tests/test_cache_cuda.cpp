@@ -86,6 +86,10 @@ struct CacheCase {
   int num_kv_heads;
   int head_dim;
   int block_tokens;
+  // > 0: the CUDA cache appends through append_qkv from fused q | k | v rows with q_heads query
+  // heads and RoPE over rot dims; the CPU reference runs Ops::rope_apply on q and k, then append.
+  int q_heads = 0;
+  int rot = 0;
 };
 
 void run_case(const CacheCase& cc) {
@@ -120,6 +124,7 @@ void run_case(const CacheCase& cc) {
       {{1, 0, 2}, {3, 1, 1}, {37, 6, 21}},
       {{3, 0}, {50, 1}, {0, 7}, 1},
       {{2, 3, 0}, {1, 1, 16}, {22, 50, 8}},
+      {{2}, {1}, {23}},  // one token: append_qkv rotates q in place
   };
   std::mt19937 rng(1234 + cc.head_dim + 7 * cc.num_kv_heads);
   bool poisoned = false;
@@ -162,10 +167,52 @@ void run_case(const CacheCase& cc) {
       gvv.upload(v.data(), v.size());
       std::vector<float> ck = k, cvv = v;
       const int64_t Ti = int64_t(T), Hi = int64_t(H), Di = int64_t(D);
-      check(gc->append(layer, gs.step, gk.view(DType::f32, {Ti, Hi, Di}), gvv.view(DType::f32, {Ti, Hi, Di})));
-      check(cc_cpu->append(layer, cs.step, TensorView(ck.data(), DType::f32, {Ti, Hi, Di}),
-                           TensorView(cvv.data(), DType::f32, {Ti, Hi, Di})));
-      check(G.queue().wait());
+      if (cc.q_heads > 0) {
+        // q | k | v rows [T, (Hq + 2H)·D] and a cos | sin table [T, rot] of random angles
+        const int64_t Hq = cc.q_heads, W = (Hq + 2 * Hi) * Di, rot = cc.rot;
+        std::normal_distribution<float> N(0.f, 2.f);
+        std::uniform_real_distribution<float> A(-40.f, 40.f);
+        std::vector<float> qkv(size_t(Ti * W)), cq(size_t(Ti * Hq * Di)), tab(size_t(Ti * rot));
+        for (int64_t t = 0; t < Ti; ++t) {
+          for (int64_t j = 0; j < Hq * Di; ++j) qkv[size_t(t * W + j)] = cq[size_t(t * Hq * Di + j)] = N(rng);
+          std::copy(k.begin() + t * Hi * Di, k.begin() + (t + 1) * Hi * Di, qkv.begin() + t * W + Hq * Di);
+          std::copy(v.begin() + t * Hi * Di, v.begin() + (t + 1) * Hi * Di, qkv.begin() + t * W + (Hq + Hi) * Di);
+          for (int64_t i = 0; i < rot / 2; ++i) {
+            const float a = A(rng);
+            tab[size_t(t * rot + i)] = std::cos(a);
+            tab[size_t(t * rot + rot / 2 + i)] = std::sin(a);
+          }
+        }
+        Buffer<float> gqkv(G, qkv.size(), MemCategory::weights), gtab(G, tab.size(), MemCategory::weights),
+            gq(G, cq.size(), MemCategory::weights);
+        gqkv.upload(qkv.data(), qkv.size());
+        gtab.upload(tab.data(), tab.size());
+        REQUIRE(gc->appends_qkv(int(rot)));
+        CHECK_FALSE(cc_cpu->appends_qkv(int(rot)));  // the CPU caches leave it to the model's ops
+        // one token: q rotated in place in the q | k | v row, as the model does
+        const TensorView q_out = Ti == 1 ? gqkv.view(DType::f32, {1, Hq, Di}) : gq.view(DType::f32, {Ti, Hq, Di});
+        check(gc->append_qkv(layer, gs.step, gqkv.view(DType::f32, {Ti, W}), q_out, gtab.view(DType::f32, {Ti, rot})));
+        const TensorView ctab(tab.data(), DType::f32, {Ti, rot});
+        check(C.ops().rope_apply(TensorView(cq.data(), DType::f32, {Ti, Hq, Di}), ctab));
+        check(C.ops().rope_apply(TensorView(ck.data(), DType::f32, {Ti, Hi, Di}), ctab));
+        check(cc_cpu->append(layer, cs.step, TensorView(ck.data(), DType::f32, {Ti, Hi, Di}),
+                             TensorView(cvv.data(), DType::f32, {Ti, Hi, Di})));
+        check(G.queue().wait());
+        std::vector<float> gqr(cq.size());
+        if (Ti == 1) {
+          check(G.queue().copy_d2h(gqr.data(), gqkv.data(), gqr.size() * sizeof(float)));
+        } else {
+          check(G.queue().copy_d2h(gqr.data(), gq.data(), gqr.size() * sizeof(float)));
+        }
+        check(G.queue().wait());
+        CHECK_MESSAGE(std::memcmp(gqr.data(), cq.data(), cq.size() * sizeof(float)) == 0,
+                      "append_qkv's rotated q differs from Ops::rope_apply on the CPU (layer " << layer << ")");
+      } else {
+        check(gc->append(layer, gs.step, gk.view(DType::f32, {Ti, Hi, Di}), gvv.view(DType::f32, {Ti, Hi, Di})));
+        check(cc_cpu->append(layer, cs.step, TensorView(ck.data(), DType::f32, {Ti, Hi, Di}),
+                             TensorView(cvv.data(), DType::f32, {Ti, Hi, Di})));
+        check(G.queue().wait());
+      }
     }
 
     // Every live row of every sequence in the step, every layer: identical bits.
@@ -243,6 +290,17 @@ TEST_CASE("cache.int8 on CUDA writes the same codes, scales and zero points as o
   for (CacheCase c : {CacheCase{"int8", 2, 128, 16}, CacheCase{"int8", 8, 64, 16}, CacheCase{"int8", 3, 40, 8},
                       CacheCase{"int8", 1, 256, 32}, CacheCase{"int8", 4, 96, 16}})
     run_case(c);
+}
+
+TEST_CASE("append_qkv on CUDA (RoPE and the q | k | v split in the append) matches rope_apply + append on the CPU") {
+  KVRUN_SKIP_UNLESS(gpu() != nullptr, "no CUDA device");
+  // GQA and MHA, full and partial rotary, head_dim 64 / 128 / 256 and one not a multiple of 32
+  for (const char* kind : {"fp16", "int8"})
+    for (CacheCase c : {CacheCase{kind, 2, 128, 16, 8, 128}, CacheCase{kind, 4, 64, 16, 4, 32},
+                        CacheCase{kind, 1, 256, 32, 3, 256}, CacheCase{kind, 3, 40, 8, 6, 24}}) {
+      INFO("q_heads " << c.q_heads << " rot " << c.rot);
+      run_case(c);
+    }
 }
 
 TEST_CASE("cache append on CUDA allocates nothing") {

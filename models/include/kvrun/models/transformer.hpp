@@ -76,6 +76,9 @@ class Transformer final : public Model {
   ModelSummary summary_;
   // Decode graphs by shape: (sequences, logit rows, kv-length bucket, block table address, stride).
   bool use_graphs_ = false;
+  // The cache appends straight from the fused q | k | v rows with RoPE on the way
+  // (Cache::append_qkv; KVRUN_APPEND_QKV=0 turns it off for comparisons).
+  bool append_qkv_ = false;
   std::map<std::array<int64_t, 5>, void*> graphs_;
   std::set<std::array<int64_t, 5>> seen_shapes_;  // shapes run once eagerly (workspaces sized)
   int64_t graph_replays_ = 0, graph_captures_ = 0;
