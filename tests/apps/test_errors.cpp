@@ -438,6 +438,31 @@ TEST_CASE("errors: a prompt longer than the KV cache") {
   CHECK_ERR(r, "raise cache.max_tokens");
 }
 
+TEST_CASE("errors: a malformed on/off switch of the model (KVRUN_JOIN_LINEARS, KVRUN_APPEND_QKV) is a usage error") {
+  KVRUN_SKIP_UNLESS(kvrun::test::have_fixture(kQ2), "fixture models missing");
+  for (const char* var : {"KVRUN_JOIN_LINEARS", "KVRUN_APPEND_QKV"}) {
+    Run r = run_kvrun("generate -c configs/qwen2-fp16-naive.toml --set backend.device=cpu --prompt-ids 1,2 "
+                      "--max-new-tokens 1",
+                      std::string(var) + "=yes");
+    CHECK(r.code == 2);
+    CHECK_ERR(r, std::string(var) + "=yes: expected 0 or 1");
+  }
+  // the switch off is a valid run (q, k, v and gate, up loaded apart) with the same greedy tokens
+  Run on = run_kvrun("generate -c configs/qwen2-fp16-naive.toml --set backend.device=cpu --prompt-ids 1,2,3 "
+                     "--max-new-tokens 6 --json");
+  Run off = run_kvrun("generate -c configs/qwen2-fp16-naive.toml --set backend.device=cpu --prompt-ids 1,2,3 "
+                      "--max-new-tokens 6 --json",
+                      "KVRUN_JOIN_LINEARS=0");
+  CHECK(on.code == 0);
+  CHECK(off.code == 0);
+  const auto tokens = [](const std::string& out) {
+    const size_t p = out.find("\"output_ids\"");
+    return p == std::string::npos ? std::string() : out.substr(p, out.find(']', p) - p);
+  };
+  CHECK(!tokens(on.out).empty());
+  CHECK(tokens(on.out) == tokens(off.out));
+}
+
 TEST_CASE("errors: the KV cache running out mid-generation ends that sequence only") {
   KVRUN_SKIP_UNLESS(kvrun::test::have_fixture(kQ2), "fixture models missing");
   Scratch s;
