@@ -175,24 +175,13 @@ append_qkv_kernel(const qkv_rope::Rows in,           // qkv [T, (H + 2·KVH)·D]
                   uint16_t* __restrict__ v_scale,    // [num_blocks, KVH, bt] fp16 bits
                   uint8_t* __restrict__ k_zero,      // [num_blocks, KVH, bt]
                   uint8_t* __restrict__ v_zero,      // [num_blocks, KVH, bt]
-                  const int32_t* __restrict__ table,      // [num_seqs, max_blocks]
-                  const int32_t* __restrict__ token_seq,  // [num_tokens]
-                  const int32_t* __restrict__ positions,  // [num_tokens]
-                  int max_blocks, int num_tokens, int bt) {
+                  const qkv_rope::Slots sl) {        // table [num_seqs, max_blocks], token_seq / positions [T]
   cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   cuda_plugin::pdl_wait();     // qkv comes from the previous kernel (programmatic dependent launch)
   const int lane = threadIdx.x & 31;
-  const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
-  const int64_t kv_rows = int64_t(num_tokens) * in.KVH;
-  if (row >= kv_rows) {  // a query head
-    const int64_t qr = row - kv_rows;
-    if (qr < int64_t(num_tokens) * in.H) qkv_rope::rotate_q_head(in, int(qr / in.H), int(qr % in.H), lane);
-    return;  // whole warp leaves together
-  }
-  const int t = int(row / in.KVH), g = int(row % in.KVH);
-  const int s = token_seq[t], pos = positions[t];
-  const int32_t block = table[int64_t(s) * max_blocks + pos / bt];
-  const int64_t r = (int64_t(block) * in.KVH + g) * bt + pos % bt;  // metadata row
+  int t, g;
+  int64_t r;  // metadata row
+  if (!qkv_rope::kv_row(in, sl, int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5), lane, &t, &g, &r)) return;
   const int D = in.D, chunks = D / 4;
   const float* kx = in.k(t, g);
   const float* vx = in.v(t, g);
@@ -217,31 +206,17 @@ void prepare(int device) {
   check_cuda(cudaFuncGetAttributes(&attr, append_qkv_kernel), "loading the append_qkv kernel");
 }
 
-bool qkv_supported(int head_dim, int rot_dim) {
-  return qkv_rope::supported(head_dim, rot_dim) && head_dim <= 128 * kVecChunks;
-}
-
 void append_qkv(const AppendQkvArgs& a, int device, void* stream) {
   if (a.num_tokens == 0) return;
-  const auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (!qkv_supported(a.head_dim, a.rot_dim) || !a16(a.qkv) || !a16(a.q_out) || !a16(a.cs))
-    fail(ErrorKind::internal, std::string(kWho) + ": append_qkv needs head_dim % 4 == 0 (≤ 256), rot_dim % 8 == 0 and "
-                              "16-byte aligned qkv, q_out and cs");
+  int64_t rows = 0;
+  const qkv_rope::Rows in = qkv_rope::rows_of(a.src, a.num_kv_heads, a.head_dim, a.num_tokens, &rows, kWho);
   DeviceScope scope(device);
-  qkv_rope::Rows in;
-  in.qkv = a.qkv;
-  in.q_out = a.q_out;
-  in.cs = a.cs;
-  in.H = a.num_heads;
-  in.KVH = a.num_kv_heads;
-  in.D = a.head_dim;
-  in.rot = a.rot_dim;
-  const int64_t rows = int64_t(a.num_tokens) * (a.num_kv_heads + a.num_heads);
   const unsigned blocks = unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
   check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(device), static_cast<cudaStream_t>(stream), dim3(blocks),
                                  dim3(kWarpsPerBlock * 32), 0, append_qkv_kernel, in, a.k_cache, a.v_cache, a.k_scale,
-                                 a.v_scale, a.k_zero, a.v_zero, a.block_table, a.token_seq, a.positions, a.max_blocks,
-                                 a.num_tokens, a.block_tokens),
+                                 a.v_scale, a.k_zero, a.v_zero,
+                                 qkv_rope::Slots{a.block_table, a.token_seq, a.positions, a.max_blocks, a.num_tokens,
+                                                 a.block_tokens}),
              "launch of append_qkv_kernel");
 }
 

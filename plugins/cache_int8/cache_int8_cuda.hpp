@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "qkv_append.hpp"
+
 namespace kvrun::cache_int8_cuda {
 
 struct AppendArgs {
@@ -28,15 +30,9 @@ struct AppendArgs {
 // Cache::append_qkv: keys (rotated) and values straight from a fused q | k | v projection, the
 // queries rotated into q_out; the cache and step fields as in AppendArgs.
 struct AppendQkvArgs : AppendArgs {
-  const float* qkv = nullptr;  // [num_tokens, (num_heads + 2·num_kv_heads)·head_dim] f32, device
-  float* q_out = nullptr;      // [num_tokens, num_heads, head_dim] f32, device (may be qkv when num_tokens == 1)
-  const float* cs = nullptr;   // [num_tokens, rot_dim] f32 cos | sin, device
-  int num_heads = 0;
-  int rot_dim = 0;
+  qkv_rope::Source src;
 };
-// Whether append_qkv takes these shapes (head_dim % 4 == 0 and ≤ 256, rot_dim % 8 == 0, ≤ head_dim).
-bool qkv_supported(int head_dim, int rot_dim);
-// Enqueues it like append(); codes, scales and zero points bit-identical to rope_apply + append().
+// Enqueues it like append(), bit-identical to rope_apply + append() (shapes: qkv_rope::supported).
 void append_qkv(const AppendQkvArgs& a, int device, void* stream);
 
 // Enqueues the quantization of the step's keys and values on `stream` (a cudaStream_t) of CUDA

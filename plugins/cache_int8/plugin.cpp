@@ -11,6 +11,7 @@
 
 #include "kvrun/block_pool.hpp"
 #include "kvrun/plugin.hpp"
+#include "qkv_append.hpp"
 #include "quantize.hpp"
 #ifdef KVRUN_WITH_CUDA
 #include "cache_int8_cuda.hpp"
@@ -52,12 +53,7 @@ class Int8Cache final : public PagedCacheBase {
 
   // append_qkv: the CUDA kernel only (on the CPU the model runs rope_apply and append()).
   bool appends_qkv(int rot_dim) const noexcept override {
-#ifdef KVRUN_WITH_CUDA
-    return dev_.info().backend == BackendKind::cuda && cache_int8_cuda::qkv_supported(p_.head_dim, rot_dim);
-#else
-    (void)rot_dim;
-    return false;
-#endif
+    return dev_.info().backend == BackendKind::cuda && qkv_rope::supported(p_.head_dim, rot_dim);
   }
   Status append_qkv(int layer, const StepBatch& step, TensorView qkv, TensorView q_out, TensorView cs) noexcept override {
     return guard([&] {
@@ -65,11 +61,7 @@ class Int8Cache final : public PagedCacheBase {
 #ifdef KVRUN_WITH_CUDA
       cache_int8_cuda::AppendQkvArgs a;
       fill_cuda_args(layer, step, a);
-      a.qkv = qkv.as<const float>();
-      a.q_out = q_out.as<float>();
-      a.cs = cs.as<const float>();
-      a.num_heads = H;
-      a.rot_dim = int(cs.cols());
+      a.src = qkv_rope::source_of(H, qkv, q_out, cs);
       cache_int8_cuda::append_qkv(a, dev_.info().index, dev_.queue().native_handle());
 #else
       (void)layer, (void)H;

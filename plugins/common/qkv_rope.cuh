@@ -7,6 +7,10 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+
+#include "kvrun/error.hpp"
+#include "qkv_append.hpp"
 
 namespace kvrun::qkv_rope {
 
@@ -25,10 +29,25 @@ struct Rows {
   __device__ __forceinline__ const float* ct(int t) const { return cs + int64_t(t) * rot; }
 };
 
-// The shapes the helpers below take: whole float4 chunks (D % 4 == 0), chunks that never straddle
-// the rotated halves (rot % 8 == 0), rot ≤ D, at most 2 chunks per lane (D ≤ 256).
-__host__ __device__ inline bool supported(int D, int rot) {
-  return D > 0 && D % 4 == 0 && D <= 256 && rot > 0 && rot % 8 == 0 && rot <= D;
+// Host: the Rows of a launch, after checking what the helpers below need (supported() shapes,
+// 16-byte aligned qkv, q_out and cs); `who` names the plugin in the error. The kernels give each
+// (token, KV head) and each (token, q head) one warp: *warps = num_tokens · (KVH + H).
+inline Rows rows_of(const Source& src, int num_kv_heads, int head_dim, int num_tokens, int64_t* warps,
+                    const char* who) {
+  const auto a16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (!supported(head_dim, src.rot_dim) || !a16(src.qkv) || !a16(src.q_out) || !a16(src.cs))
+    fail(ErrorKind::internal, std::string(who) + ": append_qkv needs head_dim % 4 == 0 (≤ 256), rot_dim % 8 == 0 "
+                                                  "(≤ head_dim) and 16-byte aligned qkv, q_out and cs");
+  Rows r;
+  r.qkv = src.qkv;
+  r.q_out = src.q_out;
+  r.cs = src.cs;
+  r.H = src.num_heads;
+  r.KVH = num_kv_heads;
+  r.D = head_dim;
+  r.rot = src.rot_dim;
+  *warps = int64_t(num_tokens) * (num_kv_heads + src.num_heads);
+  return r;
 }
 
 __device__ __forceinline__ float rot_lo(float x1, float x2, float c, float s) {
@@ -73,6 +92,36 @@ __device__ __forceinline__ void rotate_q_head(const Rows& r, int t, int h, int l
     const int c = lane + 32 * i;
     if (c < chunks) dst[c] = o[i];
   }
+}
+
+// Where a step's token goes in a paged cache: the block table, token → sequence and position.
+struct Slots {
+  const int32_t* table = nullptr;      // [num_seqs, max_blocks] block ids
+  const int32_t* token_seq = nullptr;  // [num_tokens] step sequence index of each token
+  const int32_t* positions = nullptr;  // [num_tokens] absolute position of each token
+  int max_blocks = 0;
+  int num_tokens = 0;
+  int block_tokens = 0;
+};
+
+// The start of an append_qkv kernel for the warp `row` (blockIdx.x · warps per block + warp):
+// rows past the T·KVH K/V rows rotate their q head (rotate_q_head) and return false; a K/V row
+// returns true with its token t, KV head g and its metadata row in the cache,
+// (block · KVH + g) · block_tokens + position % block_tokens (times D: its first element).
+__device__ __forceinline__ bool kv_row(const Rows& in, const Slots& sl, int64_t row, int lane, int* t, int* g,
+                                       int64_t* meta_row) {
+  const int64_t kv_rows = int64_t(sl.num_tokens) * in.KVH;
+  if (row >= kv_rows) {  // a query head (the whole warp leaves together)
+    const int64_t qr = row - kv_rows;
+    if (qr < int64_t(sl.num_tokens) * in.H) rotate_q_head(in, int(qr / in.H), int(qr % in.H), lane);
+    return false;
+  }
+  *t = int(row / in.KVH);
+  *g = int(row % in.KVH);
+  const int s = sl.token_seq[*t], pos = sl.positions[*t];
+  const int32_t block = sl.table[int64_t(s) * sl.max_blocks + pos / sl.block_tokens];
+  *meta_row = (int64_t(block) * in.KVH + *g) * sl.block_tokens + pos % sl.block_tokens;
+  return true;
 }
 
 }  // namespace kvrun::qkv_rope
