@@ -37,7 +37,7 @@ Status WeightFormat::load_joined_linear(const Checkpoint&, const std::vector<Lin
   return {};
 }
 
-Status Cache::append_qkv(int, const StepBatch&, TensorView, TensorView, TensorView) noexcept {
+Status Cache::append_qkv(int, const StepBatch&, TensorView, TensorView, TensorView, const float*) noexcept {
   return {ErrorKind::internal, "layout '" + info().layout +
                                    "': this cache does not implement Cache::append_qkv (ask appends_qkv() first)"};
 }

@@ -506,9 +506,11 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
       TensorView qkv = view(w.qkv.data(), DType::f32, {T, (H + 2 * KVH) * D});
       project_normed(*L.qkv, qkv, norm1, ln1);
       if (append_qkv_) {
-        // the cache rotates q into q_out (one token: in place) and stores k rotated and v
+        // the cache rotates (and logn-scales) q into q_out (one token: in place) and stores k
+        // rotated and v
         qt = T == 1 ? view(w.qkv.data(), DType::f32, {1, H * D}) : q;
-        check(cache_->append_qkv(l, step, qkv, view(qt.data, DType::f32, {T, H, D}), rope_cs));
+        check(cache_->append_qkv(l, step, qkv, view(qt.data, DType::f32, {T, H, D}), rope_cs,
+                                 cfg_.use_logn_attn ? d_logn : nullptr));
         roped = appended = true;
       } else if (T == 1) {
         qt = view(w.qkv.data(), DType::f32, {1, H * D});
@@ -536,7 +538,7 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
       check(ops.rope_apply(q3, rope_cs));
       check(ops.rope_apply(k3, rope_cs));
     }
-    if (cfg_.use_logn_attn) check(ops.scale_rows(qt, d_logn));
+    if (cfg_.use_logn_attn && !appended) check(ops.scale_rows(qt, d_logn));
     // quantize-then-attend: keys/values go to the cache first, attention reads them back
     if (!appended) check(cache_->append(l, step, k3, view(vt.data, DType::f32, {T, KVH, D})));
     KvView kv;

@@ -55,16 +55,17 @@ class Int8Cache final : public PagedCacheBase {
   bool appends_qkv(int rot_dim) const noexcept override {
     return dev_.info().backend == BackendKind::cuda && qkv_rope::supported(p_.head_dim, rot_dim);
   }
-  Status append_qkv(int layer, const StepBatch& step, TensorView qkv, TensorView q_out, TensorView cs) noexcept override {
+  Status append_qkv(int layer, const StepBatch& step, TensorView qkv, TensorView q_out, TensorView cs,
+                    const float* q_scale) noexcept override {
     return guard([&] {
       const int H = check_append_qkv(step, qkv, q_out, cs);
 #ifdef KVRUN_WITH_CUDA
       cache_int8_cuda::AppendQkvArgs a;
       fill_cuda_args(layer, step, a);
-      a.src = qkv_rope::source_of(H, qkv, q_out, cs);
+      a.src = qkv_rope::source_of(H, qkv, q_out, cs, q_scale);
       cache_int8_cuda::append_qkv(a, dev_.info().index, dev_.queue().native_handle());
 #else
-      (void)layer, (void)H;
+      (void)layer, (void)H, (void)q_scale;
 #endif
     });
   }

@@ -12,12 +12,14 @@ struct Source {
   const float* qkv = nullptr;  // [num_tokens, (num_heads + 2·num_kv_heads)·head_dim] f32
   float* q_out = nullptr;      // [num_tokens, num_heads, head_dim] f32 (may be qkv when num_tokens == 1)
   const float* cs = nullptr;   // [num_tokens, rot_dim] f32: cos of the angles 0 .. rot_dim/2 − 1, then their sin
+  const float* q_scale = nullptr;  // [num_tokens] f32 or null: factor of each token's rotated q
   int num_heads = 0;
   int rot_dim = 0;
 };
 
-inline Source source_of(int num_heads, const TensorView& qkv, const TensorView& q_out, const TensorView& cs) {
-  return Source{qkv.as<const float>(), q_out.as<float>(), cs.as<const float>(), num_heads, int(cs.cols())};
+inline Source source_of(int num_heads, const TensorView& qkv, const TensorView& q_out, const TensorView& cs,
+                        const float* q_scale) {
+  return Source{qkv.as<const float>(), q_out.as<float>(), cs.as<const float>(), q_scale, num_heads, int(cs.cols())};
 }
 
 // The shapes the kernels take: whole float4 chunks (head_dim % 4 == 0), chunks that never straddle

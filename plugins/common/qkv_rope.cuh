@@ -19,6 +19,7 @@ struct Rows {
   const float* qkv = nullptr;  // [T, (H + 2·KVH)·D] f32: q heads, then k heads, then v heads
   float* q_out = nullptr;      // [T, H, D] f32 (may be qkv itself when T == 1)
   const float* cs = nullptr;   // [T, rot] f32: cos of angles 0 .. rot/2 − 1, then their sin
+  const float* q_scale = nullptr;  // [T] f32 or null: rotated q times q_scale[t] (Ops::scale_rows)
   int H = 0, KVH = 0, D = 0, rot = 0;
   __device__ __forceinline__ int64_t row_elems() const { return int64_t(H + 2 * KVH) * D; }
   __device__ __forceinline__ const float* q(int t, int h) const { return qkv + t * row_elems() + int64_t(h) * D; }
@@ -42,6 +43,7 @@ inline Rows rows_of(const Source& src, int num_kv_heads, int head_dim, int num_t
   r.qkv = src.qkv;
   r.q_out = src.q_out;
   r.cs = src.cs;
+  r.q_scale = src.q_scale;
   r.H = src.num_heads;
   r.KVH = num_kv_heads;
   r.D = head_dim;
@@ -73,17 +75,22 @@ __device__ __forceinline__ float4 rotated_chunk(const float* x, const float* ct,
                      rot_hi(own.w, p.w, co.w, si.w));
 }
 
-// One warp writes q head h of token t rotated into q_out: every lane reads its chunks (and their
-// partners) before any lane writes, so q_out may be the q part of qkv (T == 1, in place).
+// One warp writes q head h of token t rotated (and scaled by q_scale[t]) into q_out: every lane
+// reads its chunks (and their partners) before any lane writes, so q_out may be the q part of qkv
+// (T == 1, in place).
 __device__ __forceinline__ void rotate_q_head(const Rows& r, int t, int h, int lane) {
   const float* x = r.q(t, h);
   const float* ct = r.ct(t);
   const int chunks = r.D / 4;
+  const float f = r.q_scale ? r.q_scale[t] : 1.f;
   float4 o[2];
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     const int c = lane + 32 * i;
-    if (c < chunks) o[i] = rotated_chunk(x, ct, c, r.rot);
+    if (c < chunks) {
+      o[i] = rotated_chunk(x, ct, c, r.rot);
+      if (r.q_scale) o[i] = make_float4(__fmul_rn(o[i].x, f), __fmul_rn(o[i].y, f), __fmul_rn(o[i].z, f), __fmul_rn(o[i].w, f));
+    }
   }
   __syncwarp();
   float4* dst = reinterpret_cast<float4*>(r.q_out + (int64_t(t) * r.H + h) * r.D);

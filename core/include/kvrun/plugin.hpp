@@ -215,14 +215,16 @@ class Cache {
   //   q_out: [num_tokens, num_heads, head_dim] f32 — receives q rotated; may be qkv itself when
   //          num_tokens == 1 (its q part, rotated in place)
   //   cs:    [num_tokens, rot_dim] f32 — Ops::rope_table's cos | sin
+  //   q_scale: [num_tokens] f32 or null — each token's rotated q multiplied by its factor, as
+  //          Ops::scale_rows would (Qwen v1's logn attention scaling)
   // k is rotated and stored, v stored, exactly as Ops::rope_apply then append() would (bit for
   // bit: the rotation's products rounded one at a time, as rope_apply documents).
   virtual bool appends_qkv(int rot_dim) const noexcept {
     (void)rot_dim;
     return false;
   }
-  virtual Status append_qkv(int layer, const StepBatch& step, TensorView qkv, TensorView q_out,
-                            TensorView cs) noexcept;
+  virtual Status append_qkv(int layer, const StepBatch& step, TensorView qkv, TensorView q_out, TensorView cs,
+                            const float* q_scale) noexcept;
   virtual Status view(int layer, const StepBatch& step, KvView* out) noexcept = 0;
   virtual Status free_sequence(int seq_id) noexcept = 0;
   // Reads back positions [begin, begin + count) of sequence seq_id of one layer as f32, as an

@@ -183,17 +183,25 @@ void run_case(const CacheCase& cc) {
             tab[size_t(t * rot + rot / 2 + i)] = std::sin(a);
           }
         }
+        // Qwen v1's logn factors (≥ 1) on every other layer, none on the others
+        std::vector<float> qs(static_cast<size_t>(Ti));
+        std::uniform_real_distribution<float> F(1.f, 1.5f);
+        for (float& f : qs) f = F(rng);
+        const bool scaled = layer % 2 == 1;
         Buffer<float> gqkv(G, qkv.size(), MemCategory::weights), gtab(G, tab.size(), MemCategory::weights),
-            gq(G, cq.size(), MemCategory::weights);
+            gq(G, cq.size(), MemCategory::weights), gqs(G, qs.size(), MemCategory::weights);
         gqkv.upload(qkv.data(), qkv.size());
         gtab.upload(tab.data(), tab.size());
+        gqs.upload(qs.data(), qs.size());
         REQUIRE(gc->appends_qkv(int(rot)));
         CHECK_FALSE(cc_cpu->appends_qkv(int(rot)));  // the CPU caches leave it to the model's ops
         // one token: q rotated in place in the q | k | v row, as the model does
         const TensorView q_out = Ti == 1 ? gqkv.view(DType::f32, {1, Hq, Di}) : gq.view(DType::f32, {Ti, Hq, Di});
-        check(gc->append_qkv(layer, gs.step, gqkv.view(DType::f32, {Ti, W}), q_out, gtab.view(DType::f32, {Ti, rot})));
+        check(gc->append_qkv(layer, gs.step, gqkv.view(DType::f32, {Ti, W}), q_out, gtab.view(DType::f32, {Ti, rot}),
+                             scaled ? gqs.data() : nullptr));
         const TensorView ctab(tab.data(), DType::f32, {Ti, rot});
         check(C.ops().rope_apply(TensorView(cq.data(), DType::f32, {Ti, Hq, Di}), ctab));
+        if (scaled) check(C.ops().scale_rows(TensorView(cq.data(), DType::f32, {Ti, Hq * Di}), qs.data()));
         check(C.ops().rope_apply(TensorView(ck.data(), DType::f32, {Ti, Hi, Di}), ctab));
         check(cc_cpu->append(layer, cs.step, TensorView(ck.data(), DType::f32, {Ti, Hi, Di}),
                              TensorView(cvv.data(), DType::f32, {Ti, Hi, Di})));
