@@ -190,6 +190,7 @@ Transformer::Transformer(const ModelConfig& cfg, const Checkpoint& ck, std::shar
   // MLP width from the tensors (some GPTQ exports pad intermediate_size).
   const int64_t F = stored_out_features(ck, n.layer(0) + n.up);
   cfg_.intermediate = int(F);
+  int apart = 0;  // layers whose q, k, v or gate, up the weight format could not join
   for (int i = 0; i < cfg.num_layers; ++i) {
     auto L = std::make_unique<Layer>();
     const std::string p = n.layer(i);
@@ -215,8 +216,14 @@ Transformer::Transformer(const ModelConfig& cfg, const Checkpoint& ck, std::shar
       L->up = linear(up);
     }
     L->down = linear(spec(p + n.down, F, hidden, false));
+    if (join && (!L->qkv || !L->gate_up)) ++apart;
     layers_.push_back(std::move(L));
   }
+  if (apart > 0)
+    log_info("model: in " + std::to_string(apart) + " of " + std::to_string(cfg.num_layers) +
+             " layers the weight format could not join q, k, v or gate, up into one Linear (GPTQ act-order "
+             "parts each sorted by their own g_idx, or parts of different dtypes): they run as separate, "
+             "slower matmuls");
   init_summary(std::move(name));
 }
 
