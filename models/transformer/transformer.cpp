@@ -321,11 +321,17 @@ void Transformer::attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention
   w->a = f(T * HD);
   w->k = f(T * KVD);
   w->v = f(T * KVD);
-  const Layer& L0 = *layers_.front();
+  // Layers may differ (a weight format can join one layer's projections and not another's).
+  bool any_qkv = false, any_gate_up = false, any_apart = false;
+  for (const auto& L : layers_) {
+    any_qkv = any_qkv || L->qkv;
+    any_gate_up = any_gate_up || L->gate_up;
+    any_apart = any_apart || !L->gate_up;
+  }
   w->g = f(T * F);
-  if (!L0.gate_up) w->u = f(T * F);
-  if (L0.qkv) w->qkv = f(T * (HD + 2 * KVD));
-  if (L0.gate_up) w->gu = f(T * 2 * F);
+  if (any_apart) w->u = f(T * F);
+  if (any_qkv) w->qkv = f(T * (HD + 2 * KVD));
+  if (any_gate_up) w->gu = f(T * 2 * F);
   w->rope = f(T * size_t(cfg_.rot_dim));
   w->sel = f(T * hidden);
   w->ids = Buffer<int32_t>(dev_, T, MemCategory::workspace);

@@ -463,6 +463,25 @@ TEST_CASE("errors: a malformed on/off switch of the model (KVRUN_JOIN_LINEARS, K
   CHECK(tokens(on.out) == tokens(off.out));
 }
 
+TEST_CASE("errors: projections the weight format cannot join load apart, and the model says so") {
+  // layer 0's k_proj stored as f16 beside a bf16 q_proj and v_proj (the same bytes, read as f16:
+  // finite values): the dense join refuses mixed dtypes, so q, k, v of that layer load apart
+  KVRUN_SKIP_UNLESS(kvrun::test::have_fixture(kQ2), "fixture models missing");
+  Scratch s;
+  const std::string shard = "model-00001-of-00004.safetensors";
+  fs::path m = s.model(kQ2, {shard});
+  edit_safetensors(fixture_file(kQ2, shard), m / shard,
+                   [](json& h) { h["model.layers.0.self_attn.k_proj.weight"]["dtype"] = "F16"; });
+  Run r = run_kvrun("generate -c " + s.config(m) + kGen);
+  CHECK(r.code == 0);
+  CHECK_ERR(r, "in 1 of 6 layers the weight format could not join q, k, v or gate, up");
+  // the stock checkpoint joins everything: no such note
+  Scratch s2;
+  Run ok = run_kvrun("generate -c " + s2.config(kvrun::test::fixture(kQ2)) + kGen);
+  CHECK(ok.code == 0);
+  CHECK_FALSE(contains(ok.err, "could not join"));
+}
+
 TEST_CASE("errors: the KV cache running out mid-generation ends that sequence only") {
   KVRUN_SKIP_UNLESS(kvrun::test::have_fixture(kQ2), "fixture models missing");
   Scratch s;
