@@ -820,6 +820,11 @@ std::string gptq_settings_json(int bits, int group, bool sym, bool act_order) {
          ", \"desc_act\": " + (act_order ? "true" : "false") + ", \"sym\": " + (sym ? "true" : "false") + "}";
 }
 
+// The dtype of an unquantized encoding ("bf16", "f16", "f32").
+DType dense_dtype(const std::string& enc) {
+  return enc == "bf16" ? DType::bf16 : enc == "f16" ? DType::f16 : DType::f32;
+}
+
 // Stores a random unquantized linear [total out, K in] of dtype dt under prefix (with an f32-exact
 // bias of the same dtype when with_bias).
 DenseOf store_dense(SyntheticCheckpoint& ckpt, const std::string& prefix, Rng& rng, DType dt, int64_t K, int64_t total,
@@ -866,28 +871,11 @@ void check_weights(const LoadedPlugin& lp, Device& cpu, Checks& ck) {
   for (const char* enc : {"bf16", "f16", "f32"}) {
     if (!declares(enc)) continue;
     ck.run(std::string("weights: ") + enc + " linear against the reference", [&] {
-      const DType dt = std::string(enc) == "bf16" ? DType::bf16 : std::string(enc) == "f16" ? DType::f16 : DType::f32;
       const int64_t K = 64, total = 40, off = 8, N = 24;
-      std::vector<float> wf32(static_cast<size_t>(total * K)), bf32(static_cast<size_t>(total));
-      for (float& v : wf32) v = float(rng.uniform(-1, 1));
-      for (float& v : bf32) v = float(rng.uniform(-1, 1));
       SyntheticCheckpoint ckpt;
-      auto store = [&](const std::string& name, const std::vector<float>& v, std::vector<int64_t> shape) {
-        if (dt == DType::f32) return ckpt.add(name, dt, shape, v);
-        std::vector<uint16_t> h(v.size());
-        for (size_t i = 0; i < v.size(); ++i) h[i] = dt == DType::f16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
-        ckpt.add(name, dt, shape, h);
-      };
-      store("layer.proj.weight", wf32, {total, K});
-      store("layer.proj.bias", bf32, {total});
-      HostTensor tw, tb;
-      check(ckpt.get("layer.proj.weight", &tw));
-      check(ckpt.get("layer.proj.bias", &tb));
-      std::vector<float> W(static_cast<size_t>(N * K)), b(static_cast<size_t>(N));
-      for (int64_t n = 0; n < N; ++n) {
-        for (int64_t k = 0; k < K; ++k) W[size_t(n * K + k)] = load_f32(tw.data, dt, size_t((off + n) * K + k));
-        b[size_t(n)] = load_f32(tb.data, dt, size_t(off + n));
-      }
+      const DenseOf full = store_dense(ckpt, "layer.proj", rng, dense_dtype(enc), K, total, true);
+      std::vector<float> W(full.W.begin() + std::ptrdiff_t(off * K), full.W.begin() + std::ptrdiff_t((off + N) * K));
+      std::vector<float> b(full.b.begin() + std::ptrdiff_t(off), full.b.begin() + std::ptrdiff_t(off + N));
       std::unique_ptr<Linear> lin = load_proj_slice(*wf, ckpt, cpu, K, N, off, total);
       expect(lin && lin->in_features() == K && lin->out_features() == N,
              "the Linear's in/out features are not 64/24 (rows 8..31 of a [40, 64] tensor)");
@@ -949,10 +937,9 @@ void check_weights(const LoadedPlugin& lp, Device& cpu, Checks& ck) {
       DenseOf ref;  // the parts side by side
       for (size_t i = 0; i < parts.size(); ++i) {
         const bool bias = i != 1;  // k without a bias: zeros in the joined one
-        const DType dt = jc.enc == "bf16" ? DType::bf16 : jc.enc == "f16" ? DType::f16 : DType::f32;
         const DenseOf d = jc.enc == "gptq"
                               ? store_gptq(ckpt, parts[i].first, rng, 4, 32, false, jc.act_order, K, parts[i].second, bias)
-                              : store_dense(ckpt, parts[i].first, rng, dt, K, parts[i].second, bias);
+                              : store_dense(ckpt, parts[i].first, rng, dense_dtype(jc.enc), K, parts[i].second, bias);
         ref.W.insert(ref.W.end(), d.W.begin(), d.W.end());
         if (d.b.empty()) ref.b.insert(ref.b.end(), size_t(parts[i].second), 0.f);
         else ref.b.insert(ref.b.end(), d.b.begin(), d.b.end());

@@ -67,9 +67,9 @@ class GptqWeights final : public WeightFormat {
                             std::unique_ptr<Linear>* out) noexcept override {
     return guard([&] {
       out->reset();
+      if (parts.empty()) return;
       size_t quantized = 0;
       for (const LinearSpec& p : parts) quantized += ck.has(p.prefix + ".qweight") ? 1 : 0;
-      if (parts.empty()) return;
       if (quantized == 0) {
         *out = load_dense_joined_linear(ck, parts, dev, "weights.gptq");
         return;

@@ -172,6 +172,10 @@ class PagedCacheBase : public Cache {
     if (k.dtype != DType::f32 || v.dtype != DType::f32 || k.numel() < n || v.numel() < n)
       fail(ErrorKind::internal, name_ + ": append expects k and v of [num_tokens, num_kv_heads, head_dim] f32, got " +
                                     k.shape_string() + " and " + v.shape_string());
+    check_step_walk(step);
+  }
+  // The step's device token arrays are there and reserve() was done for it (an append's device walk).
+  void check_step_walk(const StepBatch& step) const {
     if (step.num_tokens > 0 && (!step.d_token_seq || !step.d_positions))
       fail(ErrorKind::internal, name_ + ": the step has no device token_seq/positions arrays");
     if (step.num_tokens > 0 && (max_blocks_ <= 0 || packed_.size() < size_t(step.num_seqs) * size_t(max_blocks_)))
@@ -192,10 +196,7 @@ class PagedCacheBase : public Cache {
     if (!appends_qkv(int(cs.cols())))
       fail(ErrorKind::internal, name_ + ": append_qkv with rot_dim " + std::to_string(cs.cols()) +
                                     ", which appends_qkv() refuses");
-    if (step.num_tokens > 0 && (!step.d_token_seq || !step.d_positions))
-      fail(ErrorKind::internal, name_ + ": the step has no device token_seq/positions arrays");
-    if (step.num_tokens > 0 && (max_blocks_ <= 0 || packed_.size() < size_t(step.num_seqs) * size_t(max_blocks_)))
-      fail(ErrorKind::internal, name_ + ": append before reserve() for this step");
+    check_step_walk(step);
     return int(H);
   }
   // Checks the arguments of read(): host f32 k, v of at least [count, num_kv_heads, head_dim],
