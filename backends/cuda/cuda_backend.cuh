@@ -144,6 +144,9 @@ class CudaOps final : public Ops {
   bool matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept override;
   Status matmul_fused(TensorView y, TensorView x, TensorView w, const TensorView* bias,
                       const MatmulFusion& f) noexcept override;
+  // x as bf16 (matmul.cu): where cuBLAS multiplies bf16 weights (M past the small-M GEMM) and f
+  // converts x only (no norm, no SwiGLU) — the bf16 operand is x itself, no conversion kernel.
+  bool matmul_reads_bf16(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept override;
   static constexpr int64_t kGemvNormMaxK = 16384;  // the GEMV's normalized x in ≤ 64 KiB of shared memory
   // Every GEMV block normalizes x itself: past this many rows (lm_head's 152k: ~4700 blocks) the
   // separate norm kernel costs less than the blocks' repeated work.

@@ -1007,6 +1007,10 @@ bool CudaOps::matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w
   return w_dtype == DType::f32 && !f.norm_w && !f.swiglu;  // cuBLAS Sgemm with β = 1
 }
 
+bool CudaOps::matmul_reads_bf16(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept {
+  return !f.norm_w && !f.swiglu && w.dtype == DType::bf16 && M > gemv_max_rows_ && matmul_fuses(f, M, w);
+}
+
 Status CudaOps::matmul_fused(TensorView y, TensorView x, TensorView w, const TensorView* bias,
                              const MatmulFusion& f) noexcept {
   return guard([&] { matmul_fused_impl(y, x, w, bias, f); });
@@ -1017,7 +1021,8 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
   require_device(y, "matmul_fused", "y");
   require_device(x, "matmul_fused", "x");
   require_device(w, "matmul_fused", "w");
-  require(x.dtype == DType::f32 && y.dtype == DType::f32, "cuda matmul_fused: x and y must be f32");
+  require(y.dtype == DType::f32 && (x.dtype == DType::f32 || x.dtype == DType::bf16),
+          "cuda matmul_fused: x must be f32 (or bf16) and y f32");
   require(w.rank == 2 && is_float_dtype(w.dtype), "cuda matmul_fused: w must be [N, K] of f32, f16 or bf16, got " +
                                                       std::string(dtype_name(w.dtype)) + " " + w.shape_string());
   const int64_t M = x.rows(), N = w.shape[0], K = w.shape[1];
@@ -1037,11 +1042,18 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
   require(matmul_fuses(f, M, w), "cuda matmul_fused: this fusion is not done for M = " + std::to_string(M) +
                                            " with " + std::string(dtype_name(w.dtype)) +
                                            " weights (ask matmul_fuses first)");
+  const bool x_bf16 = x.dtype == DType::bf16;
+  require(!x_bf16 || matmul_reads_bf16(f, M, w), "cuda matmul_fused: x is bf16 but this fusion reads f32 for M = " +
+                                                    std::to_string(M) + " (ask matmul_reads_bf16 first)");
   const auto [bias_p, bias_t] = bias_operand(bias, N, "matmul_fused");
   if (M == 0 || N == 0) return;
   ScopedDevice g(dev_.index());
   const cudaStream_t st = stream();
   float* yp = y.as<float>();
+  if (x_bf16) {  // the cuBLAS operand as it is: y = x·wᵀ (+ y) + bias
+    bf16_gemm(yp, x.as<const __nv_bfloat16>(), w, bias_p, bias_t, int(M), int(N), int(K), f.accumulate);
+    return;
+  }
   const float* xp = x.as<const float>();
   if (M <= gemv_max_rows_) {
     GemvFusion fz;

@@ -309,6 +309,7 @@ void Transformer::attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention
   cache_ = std::move(cache);
   attention_ = std::move(attention);
   append_qkv_ = env_switch("KVRUN_APPEND_QKV") && cache_->appends_qkv(cfg_.rot_dim);
+  attn_bf16_ = env_switch("KVRUN_ATTN_BF16");
   max_step_tokens_ = max_step_tokens;
   const size_t T = size_t(max_step_tokens);
   const size_t hidden = size_t(cfg_.hidden), HD = size_t(cfg_.num_heads) * cfg_.head_dim,
@@ -501,6 +502,9 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
   };
   MatmulFusion acc;
   acc.accumulate = true;
+  // The attention may write its output as bf16 for an o projection that multiplies in bf16 anyway
+  // (reads_bf16): the same values, one conversion kernel fewer per layer (KVRUN_ATTN_BF16=0: f32).
+  const bool attn_bf16 = attn_bf16_ && attention_->writes_bf16(step);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     Layer& L = *layers_[size_t(l)];
     const TensorView ln1 = view(L.ln1.data(), L.ln1_dtype, {hidden});
@@ -556,11 +560,16 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     if (!appended) check(cache_->append(l, step, k3, view(vt.data, DType::f32, {T, KVH, D})));
     KvView kv;
     check(cache_->view(l, step, &kv));
-    check(attention_->forward(view(a.data, DType::f32, {T, H, D}), q3, kv, step));
     // x += o(a)
-    if (L.o->fuses(acc, T)) {
+    const bool o_fused = L.o->fuses(acc, T);
+    if (o_fused && attn_bf16 && L.o->reads_bf16(acc, T)) {
+      check(attention_->forward(view(a.data, DType::bf16, {T, H, D}), q3, kv, step));  // [T, H·D] bf16
+      check(L.o->forward_fused(x, view(a.data, DType::bf16, {T, H * D}), acc));
+    } else if (o_fused) {
+      check(attention_->forward(view(a.data, DType::f32, {T, H, D}), q3, kv, step));
       check(L.o->forward_fused(x, a, acc));
     } else {
+      check(attention_->forward(view(a.data, DType::f32, {T, H, D}), q3, kv, step));
       check(L.o->forward(h, a));
       pending = true;
     }

@@ -9,6 +9,7 @@
 // rows per warp; other head_dims: element loads): fp16/bf16 converted, int8 dequantized as
 // x = scale · (q − zero) in registers (never an fp16 copy of the cache). GQA: query head h reads
 // KV head h / (num_heads / num_kv_heads).
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -399,7 +400,7 @@ struct DecShape {
 };
 
 struct DecodeParams {
-  float* out;               // [num_tokens, H, D] f32
+  void* out;                // [num_tokens, H, D] f32, or bf16 when out_bf16
   const float* q;           // [num_tokens, H, D] f32
   Kv k, v;                  // [num_blocks, Hkv, bt, D] (+ scale/zero [num_blocks, Hkv, bt] for u8)
   const int32_t* table;     // [num_seqs, max_blocks]
@@ -413,6 +414,7 @@ struct DecodeParams {
   bool aligned;             // bt a multiple of a warp round's keys (and u8 metadata aligned): see decode_kernel
   int max_blocks;
   float scale_log2;         // softmax scale · log2 e
+  bool out_bf16;            // out is bf16 (rounded to nearest even)
 };
 
 // The E values of a 16-byte chunk as f32 without the row's scale: fp16/bf16 converted; u8 as
@@ -541,7 +543,7 @@ __device__ __forceinline__ void load_meta(const Kv& kv, int64_t r0, float (&s)[U
 // blockIdx.y = split part z. At most 128 registers (16 / W blocks per SM; unbounded, the u8
 // GP = 2 instances took 167, and a bound of 5 four-warp blocks per SM made them spill).
 // Parameters (DecodeParams p):
-//   p.out        [num_tokens, H, D] f32          written when gridDim.y == 1
+//   p.out        [num_tokens, H, D] f32 (bf16 when p.out_bf16)   written when gridDim.y == 1
 //   p.q          [num_tokens, H, D] f32
 //   p.k, p.v     data [num_blocks, Hkv, bt, D] fp16/bf16 bits or u8 codes; for u8 also
 //                scale [num_blocks, Hkv, bt] fp16 bits and zero [num_blocks, Hkv, bt] u8
@@ -795,7 +797,9 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
     }
     const int64_t row = int64_t(tok) * p.H + h0 + h;
     if (nsplit == 1) {
-      p.out[row * D + d] = Lsum > 0.f ? O / Lsum : 0.f;  // Lsum >= 1 whenever kv_len >= 1
+      const float o = Lsum > 0.f ? O / Lsum : 0.f;  // Lsum >= 1 whenever kv_len >= 1
+      if (p.out_bf16) static_cast<__nv_bfloat16*>(p.out)[row * D + d] = __float2bfloat16_rn(o);
+      else static_cast<float*>(p.out)[row * D + d] = o;
     } else {
       const int64_t prow = int64_t(z) * p.rows + row;
       p.partial_o[prow * D + d] = O;
@@ -809,6 +813,7 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
 
 // Split parts are merged by splitk_combine_kernel (plugins/common/splitk_combine.cuh).
 constexpr auto decode_combine_kernel = splitk_combine_kernel<kDecMaxSplits>;
+constexpr auto decode_combine_bf16_kernel = splitk_combine_kernel<kDecMaxSplits, __nv_bfloat16>;
 
 // KVRUN_NAIVE_DECODE=0 turns the fused decode path off (decode steps then run the three score
 // kernels); KVRUN_NAIVE_DECODE_SPLITS=N forces N split parts (1..kDecMaxSplits, still bounded by
@@ -918,6 +923,7 @@ void launch_decode_w(const Args& a, cudaStream_t stream) {
     if ((1 << sh) == a.block_tokens) p.bt_shift = sh;
   p.max_blocks = a.max_blocks;
   p.scale_log2 = a.scale * kLog2e;
+  p.out_bf16 = a.out_bf16;
   const auto aligned_to = [](const void* q, size_t al) { return reinterpret_cast<uintptr_t>(q) % al == 0; };
   p.aligned = p.bt % S::kRoundKeys == 0 &&
               (L != KvLayout::u8 || (aligned_to(p.k.scale, 2 * S::U) && aligned_to(p.v.scale, 2 * S::U) &&
@@ -927,9 +933,15 @@ void launch_decode_w(const Args& a, cudaStream_t stream) {
                                  dim3(W * 32), 0, decode_kernel<L, D, GP, W>, p),
              "launch of decode_kernel");
   if (splits > 1) {
-    check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, dim3(unsigned(rows)), dim3(unsigned(D)), 0,
-                                   decode_combine_kernel, a.out, static_cast<const float*>(p.partial_o),
-                                   static_cast<const float*>(p.partial_ml), int(splits), rows, int(D)),
+    const auto* po = static_cast<const float*>(p.partial_o);
+    const auto* pml = static_cast<const float*>(p.partial_ml);
+    const dim3 grid{unsigned(rows)}, block{unsigned(D)};
+    check_cuda(a.out_bf16 ? cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, grid, block, 0,
+                                                decode_combine_bf16_kernel, static_cast<__nv_bfloat16*>(a.out), po,
+                                                pml, int(splits), rows, int(D))
+                          : cuda_plugin::launch(cuda_plugin::pdl_enabled(), stream, grid, block, 0,
+                                                decode_combine_kernel, static_cast<float*>(a.out), po, pml,
+                                                int(splits), rows, int(D)),
                "launch of decode_combine_kernel");
   }
 }
@@ -955,12 +967,12 @@ void launch_decode(const Args& a, cudaStream_t stream) {
 
 // Whether forward() takes the fused decode path for `a`.
 bool use_decode(const Args& a) {
-  return a.decode && decode_enabled() && (a.head_dim == 64 || a.head_dim == 128) && a.num_seqs == a.num_tokens &&
-         a.num_tokens > 0;
+  return decode_writes_bf16(a.decode, a.head_dim, a.num_seqs, a.num_tokens);
 }
 
 template <KvLayout L>
 void launch_chunks(const Args& a, cudaStream_t stream) {
+  if (a.out_bf16) fail(ErrorKind::internal, "attention.naive (CUDA): a bf16 output is written by decode steps only");
   const int H = a.num_heads, Hkv = a.num_kv_heads, G = H / Hkv, D = a.head_dim;
   const int64_t stride = a.max_kv_len;
   const int64_t per_token = int64_t(H) * stride;  // score floats of one token
@@ -993,15 +1005,15 @@ void launch_chunks(const Args& a, cudaStream_t stream) {
     check_cuda(cudaGetLastError(), "launch of softmax_kernel");
     const dim3 pv_grid{unsigned(n), unsigned(H)};
     if (D == 128)
-      pv_vec_kernel<L, 128><<<pv_grid, kPvThreads, 0, stream>>>(a.out, a.scores, v, a.block_table, a.q_start,
+      pv_vec_kernel<L, 128><<<pv_grid, kPvThreads, 0, stream>>>(static_cast<float*>(a.out), a.scores, v, a.block_table, a.q_start,
                                                                 a.kv_len, a.token_seq, t0, H, Hkv, a.block_tokens,
                                                                 a.max_blocks, int(stride));
     else if (D == 64)
-      pv_vec_kernel<L, 64><<<pv_grid, kPvThreads, 0, stream>>>(a.out, a.scores, v, a.block_table, a.q_start,
+      pv_vec_kernel<L, 64><<<pv_grid, kPvThreads, 0, stream>>>(static_cast<float*>(a.out), a.scores, v, a.block_table, a.q_start,
                                                                a.kv_len, a.token_seq, t0, H, Hkv, a.block_tokens,
                                                                a.max_blocks, int(stride));
     else
-      pv_kernel<L><<<pv_grid, kPvThreads, 0, stream>>>(a.out, a.scores, v, a.block_table, a.q_start, a.kv_len,
+      pv_kernel<L><<<pv_grid, kPvThreads, 0, stream>>>(static_cast<float*>(a.out), a.scores, v, a.block_table, a.q_start, a.kv_len,
                                                        a.token_seq, t0, H, Hkv, D, a.block_tokens, a.max_blocks,
                                                        int(stride));
     check_cuda(cudaGetLastError(), "launch of pv_kernel");
@@ -1046,6 +1058,10 @@ void prepare_layout(size_t qk_smem, int smem_optin) {
 
 }  // namespace
 
+bool decode_writes_bf16(bool decode, int head_dim, int num_seqs, int num_tokens) {
+  return decode && decode_enabled() && (head_dim == 64 || head_dim == 128) && num_seqs == num_tokens && num_tokens > 0;
+}
+
 int prepare(int device, int num_heads, int num_kv_heads, int head_dim) {
   DeviceScope scope(device);
   int optin = 0;
@@ -1058,6 +1074,7 @@ int prepare(int device, int num_heads, int num_kv_heads, int head_dim) {
   cudaFuncAttributes attr;
   check_cuda(cudaFuncGetAttributes(&attr, softmax_kernel), "loading softmax_kernel");
   check_cuda(cudaFuncGetAttributes(&attr, decode_combine_kernel), "loading decode_combine_kernel");
+  check_cuda(cudaFuncGetAttributes(&attr, decode_combine_bf16_kernel), "loading decode_combine_kernel");
   int sms = 0;
   check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
              "cudaDeviceGetAttribute(MultiProcessorCount)");

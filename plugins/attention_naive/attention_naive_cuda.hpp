@@ -13,7 +13,10 @@ constexpr int kMaxHeadDim = 256;
 enum class KvLayout : int { f16 = 0, bf16 = 1, u8 = 2 };
 
 struct Args {
-  float* out = nullptr;      // [num_tokens, num_heads, head_dim] f32, device
+  void* out = nullptr;       // [num_tokens, num_heads, head_dim] f32 (bf16 with out_bf16), device
+  // out is bf16 (each value the f32 result rounded to nearest even); decode steps only
+  // (decode_writes_bf16).
+  bool out_bf16 = false;
   const float* q = nullptr;  // [num_tokens, num_heads, head_dim] f32, device
   KvLayout layout = KvLayout::f16;
   const void* k = nullptr;   // [num_blocks, num_kv_heads, block_tokens, head_dim] fp16/bf16 bits or uint8 codes
@@ -51,6 +54,10 @@ struct Args {
 // graph. Throws Error(usage) when one token's scores do not fit the workspace, Error(device) when a
 // launch fails.
 void forward(const Args& a, int device, void* stream);
+
+// Whether forward() takes out_bf16 for a step with these properties: the fused decode path only
+// (one query token per sequence, head_dim 64 or 128, KVRUN_NAIVE_DECODE not 0).
+bool decode_writes_bf16(bool decode, int head_dim, int num_seqs, int num_tokens);
 
 // Loads the kernels on `device` and allows the dynamic shared memory of the Q·Kᵀ kernel
 // (group · head_dim f32 values); call once at creation. Returns the device's SM count. Throws

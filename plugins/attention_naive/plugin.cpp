@@ -109,6 +109,21 @@ class NaiveAttention final : public Attention {
     });
   }
 
+  // CUDA decode steps (the fused decode kernel) write bf16 as well as f32.
+  bool writes_bf16(const StepBatch& step) const noexcept override {
+#ifdef KVRUN_WITH_CUDA
+    if (dev_.info().backend == BackendKind::cuda) {
+      try {
+        return attention_naive_cuda::decode_writes_bf16(is_decode(step), p_.head_dim, step.num_seqs, step.num_tokens);
+      } catch (...) {  // a malformed KVRUN_NAIVE_DECODE: f32 here; forward() reports it
+        return false;
+      }
+    }
+#endif
+    (void)step;
+    return false;
+  }
+
   size_t workspace_bytes() const noexcept override {
 #ifdef KVRUN_WITH_CUDA
     if (dev_.info().backend == BackendKind::cuda) return scores_.bytes();
@@ -143,9 +158,13 @@ class NaiveAttention final : public Attention {
     else if (kv.layout == layout::paged_u8_token_head) a.layout = nc::KvLayout::u8;
     else fail(ErrorKind::usage, "attention.naive cannot read KV layout '" + std::string(kv.layout) + "'");
     const int64_t n = int64_t(step.num_tokens) * p_.num_heads * p_.head_dim;
-    if (q.dtype != DType::f32 || out.dtype != DType::f32 || q.numel() < n || out.numel() < n)
+    const bool out_bf16 = out.dtype == DType::bf16;
+    if (q.dtype != DType::f32 || (out.dtype != DType::f32 && !out_bf16) || q.numel() < n || out.numel() < n)
       fail(ErrorKind::internal, "attention.naive: q and out must be [num_tokens, num_heads, head_dim] f32, got " +
                                     q.shape_string() + " and " + out.shape_string());
+    if (out_bf16 && !writes_bf16(step))
+      fail(ErrorKind::internal, "attention.naive: a bf16 output for a step that is not a CUDA decode step (ask "
+                                "writes_bf16 first)");
     if (kv.num_kv_heads != p_.num_kv_heads || kv.head_dim != p_.head_dim)
       fail(ErrorKind::internal, "attention.naive: the KV view's heads/head_dim do not match the attention's");
     if (a.layout == nc::KvLayout::u8 && (!kv.k_scale || !kv.v_scale || !kv.k_zero || !kv.v_zero))
@@ -156,7 +175,8 @@ class NaiveAttention final : public Attention {
     if (int64_t(step.max_kv_len) > p_.max_kv_len)
       fail(ErrorKind::usage, "attention.naive: the step's kv length " + std::to_string(step.max_kv_len) +
                                  " exceeds AttentionParams::max_kv_len " + std::to_string(p_.max_kv_len));
-    a.out = out.as<float>();
+    a.out = out.data;
+    a.out_bf16 = out_bf16;
     a.q = q.as<const float>();
     a.k = kv.k;
     a.v = kv.v;
@@ -180,11 +200,13 @@ class NaiveAttention final : public Attention {
     a.scores_capacity = scores_.size();
     // One query token per sequence: the fused decode kernel (head_dim 64/128). Under a captured
     // graph this is fixed by the graph's shape (the model captures decode steps only).
-    a.decode = step.max_q_len == 1 && step.num_tokens == step.num_seqs;
+    a.decode = is_decode(step);
     a.num_seqs = step.num_seqs;
     a.num_sms = num_sms_;
     nc::forward(a, dev_.info().index, dev_.queue().native_handle());
   }
+
+  static bool is_decode(const StepBatch& step) { return step.max_q_len == 1 && step.num_tokens == step.num_seqs; }
 
   // [tokens per chunk, num_heads, max_kv_len] f32 (CUDA only); the fused decode kernel keeps its
   // split-K partial results here ([splits, num_tokens · num_heads, head_dim + 2]).

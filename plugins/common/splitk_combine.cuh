@@ -4,19 +4,22 @@
 // Internal linkage (anonymous namespace): each plugin module gets its own copy of the kernel.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "kvrun/cuda_plugin.cuh"
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 namespace kvrun {
 namespace {
 
 // grid rows (= tokens · heads), blockDim ≥ 1 (D is a good choice): merges the parts of one row in
 // order z = 0 .. splits − 1 (deterministic), splits ≤ kMaxSplits.
-//   out        [rows, D] f32        Σ_z 2^(m_z − M) O_z / Σ_z 2^(m_z − M) l_z, M = max over parts with l > 0
+//   out        [rows, D] O (f32, or __nv_bfloat16: the f32 result rounded to nearest even)
+//                               Σ_z 2^(m_z − M) O_z / Σ_z 2^(m_z − M) l_z, M = max over parts with l > 0
 //   partial_o  [splits, rows, D] f32
 //   partial_ml [splits, rows, 2] f32 (m_z, l_z)
 // A part with l = 0 (no keys: an empty split range, or every key masked) gets weight 0 and its m
@@ -25,8 +28,8 @@ namespace {
 // results on the H200 for 4 and more parts when built with nvcc 13.0.88 for sm_90 (the same source
 // with the loops rolled is correct). Do not let them unroll without rerunning the CUDA attention
 // tests with 4+ parts.
-template <int kMaxSplits>
-__global__ void splitk_combine_kernel(float* __restrict__ out, const float* __restrict__ partial_o,
+template <int kMaxSplits, typename O = float>
+__global__ void splitk_combine_kernel(O* __restrict__ out, const float* __restrict__ partial_o,
                                       const float* __restrict__ partial_ml, int splits, int64_t rows, int D) {
   __shared__ float w[kMaxSplits];  // weight of each part: 2^(m_z − M), 0 for an empty part
   __shared__ float inv_l;
@@ -56,7 +59,8 @@ __global__ void splitk_combine_kernel(float* __restrict__ out, const float* __re
 #pragma unroll 1
     for (int z = 0; z < splits; ++z)
       if (w[z] != 0.f) acc += partial_o[(int64_t(z) * rows + row) * D + d] * w[z];
-    out[row * D + d] = acc * inv_l;
+    if constexpr (std::is_same_v<O, float>) out[row * D + d] = acc * inv_l;
+    else out[row * D + d] = __float2bfloat16_rn(acc * inv_l);
   }
 }
 

@@ -438,9 +438,9 @@ TEST_CASE("errors: a prompt longer than the KV cache") {
   CHECK_ERR(r, "raise cache.max_tokens");
 }
 
-TEST_CASE("errors: a malformed on/off switch of the model (KVRUN_JOIN_LINEARS, KVRUN_APPEND_QKV) is a usage error") {
+TEST_CASE("errors: a malformed on/off switch of the model (KVRUN_JOIN_LINEARS, KVRUN_APPEND_QKV, KVRUN_ATTN_BF16) is a usage error") {
   KVRUN_SKIP_UNLESS(kvrun::test::have_fixture(kQ2), "fixture models missing");
-  for (const char* var : {"KVRUN_JOIN_LINEARS", "KVRUN_APPEND_QKV"}) {
+  for (const char* var : {"KVRUN_JOIN_LINEARS", "KVRUN_APPEND_QKV", "KVRUN_ATTN_BF16"}) {
     Run r = run_kvrun("generate -c configs/qwen2-fp16-naive.toml --set backend.device=cpu --prompt-ids 1,2 "
                       "--max-new-tokens 1",
                       std::string(var) + "=yes");

@@ -598,6 +598,88 @@ TEST_CASE("cuda: matmul_fused (norm in, SwiGLU in, y +=) vs the CPU's unfused op
   }
 }
 
+// matmul_reads_bf16 (ABI 5): the attention's output handed over as bf16. Where the backend says yes
+// (bf16 weights on cuBLAS, no norm or SwiGLU in f), matmul_fused with x in bf16 must give exactly
+// (bitwise) what it gives for x in f32 holding the same values — the f32 path rounds x to bf16
+// for cuBLAS, so the GEMM sees the same operand. Everywhere else it says no, and a bf16 x is
+// refused with a message.
+TEST_CASE("cuda: matmul_fused with x in bf16 (matmul_reads_bf16) == x in f32 (bitwise); where it is taken") {
+  NEED_GPU();
+  struct Case {
+    int64_t M, N, K;
+    DType wt;
+    bool norm, swiglu, accumulate, bias;
+    bool reads;  // what matmul_reads_bf16 must answer
+  };
+  const Case cases[] = {
+      {64, 515, 256, DType::bf16, false, false, true, true, true},     // o_proj at batch 64: y +=, bias
+      {64, 4096, 4096, DType::bf16, false, false, true, false, true},  // Qwen-7B's o_proj
+      {100, 700, 1500, DType::bf16, false, false, false, false, true}, // y = (no β)
+      {9, 256, 128, DType::bf16, false, false, true, false, true},     // the first M past the GEMV (8 here)
+      {8, 256, 128, DType::bf16, false, false, true, false, false},    // the GEMV (this suite: M ≤ 8) reads f32
+      {1, 256, 128, DType::bf16, false, false, true, false, false},
+      {64, 256, 128, DType::bf16, true, false, false, false, false},   // norm: its kernel writes bf16
+      {64, 256, 128, DType::bf16, false, true, true, false, false},    // SwiGLU: likewise
+      {70, 300, 200, DType::f32, false, false, true, false, false},    // Sgemm reads f32
+  };
+  uint64_t seed = 9100;
+  for (const Case& c : cases) {
+    const int64_t M = c.M, N = c.N, K = c.K, XC = c.swiglu ? 2 * K : K;
+    INFO("M " << M << " N " << N << " K " << K << " w " << dtype_name(c.wt) << (c.norm ? " norm" : "")
+              << (c.swiglu ? " swiglu" : "") << (c.accumulate ? " +=" : "") << (c.bias ? " bias" : ""));
+    // x: bf16 values, held as bf16 bits and as the same values in f32
+    const std::vector<uint8_t> xb = encode(randn(size_t(M * XC), ++seed, 2.f), DType::bf16);
+    std::vector<float> x(size_t(M * XC));
+    for (size_t i = 0; i < x.size(); ++i) {
+      uint16_t h;
+      std::memcpy(&h, xb.data() + 2 * i, 2);
+      const uint32_t u = uint32_t(h) << 16;
+      std::memcpy(&x[i], &u, 4);
+    }
+    std::vector<float> y0 = randn(size_t(M * N), ++seed, 3.f), b = randn(size_t(N), ++seed);
+    std::vector<uint8_t> w = encode(randn(size_t(N * K), ++seed, 0.05f), c.wt);
+    const std::vector<uint8_t> ln = encode(randn(size_t(K), ++seed, 1.f), DType::bf16);
+    Buffer<float> dx = to_gpu(G, x), dy = to_gpu(G, y0), dy2 = to_gpu(G, y0), db = to_gpu(G, b);
+    Buffer<uint8_t> dxb = to_gpu(G, xb), dw = to_gpu(G, w), dln = to_gpu(G, ln);
+    const TensorView gln = dln.view(DType::bf16, {K}), gb = db.view(DType::f32, {N}), gw = dw.view(c.wt, {N, K});
+    MatmulFusion f;
+    f.swiglu = c.swiglu;
+    f.accumulate = c.accumulate;
+    if (c.norm) {
+      f.norm_w = &gln;
+      f.norm_eps = 1e-6f;
+    }
+    const bool fuses = gops.matmul_fuses(f, M, gw);
+    CHECK(gops.matmul_reads_bf16(f, M, gw) == c.reads);
+    CHECK((!c.reads || fuses));
+    if (!c.reads) {
+      if (!fuses) continue;
+      Status st = gops.matmul_fused(dy.view(DType::f32, {M, N}), dxb.view(DType::bf16, {M, XC}), gw,
+                                    c.bias ? &gb : nullptr, f);
+      CHECK(!st.ok());
+      CHECK(st.message.find("ask matmul_reads_bf16") != std::string::npos);
+      CHECK(bitwise_equal(dy.to_host(), y0));
+      continue;
+    }
+    check(gops.matmul_fused(dy.view(DType::f32, {M, N}), dxb.view(DType::bf16, {M, XC}), gw, c.bias ? &gb : nullptr, f));
+    check(gops.matmul_fused(dy2.view(DType::f32, {M, N}), dx.view(DType::f32, {M, XC}), gw, c.bias ? &gb : nullptr, f));
+    const std::vector<float> got = dy.to_host(), want = dy2.to_host();
+    CHECK(bitwise_equal(got, want));
+    // and it is the product at all (not, say, y left alone): against the CPU, as the suite above
+    std::vector<float> ref = y0;
+    const TensorView hb = hview(b, DType::f32, {N});
+    check(cops.matmul_fused(hview(ref, DType::f32, {M, N}), hview(x, DType::f32, {M, XC}), hview(w, c.wt, {N, K}),
+                            c.bias ? &hb : nullptr, f));
+    std::vector<float> g2 = got;
+    if (c.accumulate)
+      for (size_t i = 0; i < g2.size(); ++i) g2[i] -= y0[i], ref[i] -= y0[i];
+    const Diff d = diff(g2, ref);
+    INFO(show(d) << " (tolerance rel_l2 ≤ 1e-5: x is exactly bf16 on both sides)");
+    CHECK(d.nonfinite == 0);
+    CHECK(d.rel_l2 <= 1e-5);
+  }
+}
+
 TEST_CASE("cuda: cuBLAS path with a bias (bf16 weights: cuBLASLt bias epilogue) vs CPU and KVRUN_CUDA_LT_BIAS=0") {
   NEED_GPU();
   // Rows past the tensor-core GEMM's default (8) reach cuBLAS. With bf16 weights and an f32 bias

@@ -152,7 +152,53 @@ void full_model_suite(const std::string& model, size_t expected_windows) {
   }
 }
 
+// The attention's output handed to the o projection as bf16 (Attention::writes_bf16 +
+// Linear::reads_bf16, taken on CUDA where o runs on cuBLAS: batches past the small-M GEMM's 8
+// rows) is the same bf16 operand the o projection made itself before — so greedy decoding of 16
+// ragged prompts must give the same tokens with KVRUN_ATTN_BF16=0 and 1, and the full-length
+// prompts must still follow transformers' greedy continuation. On the CPU nothing changes (the
+// attention writes f32); the test runs there too.
+void attn_bf16_suite(const std::string& model) {
+  KVRUN_SKIP_UNLESS(device_available(), "no CUDA device");
+  KVRUN_SKIP_UNLESS(test::have_fixture(model), "fixture model missing (set KVRUN_FIXTURES)");
+  const Reference ref = load_reference(model);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int cut : {0, 3, 6, 9})
+    for (int b = 0; b < 4; ++b) prompts.emplace_back(ref.greedy.begin() + b * 80, ref.greedy.begin() + b * 80 + 32 - cut);
+  GenerationSettings st;
+  st.max_new_tokens = 24;
+  const auto run = [&](const char* on, const std::string& cache) {
+    setenv("KVRUN_ATTN_BF16", on, 1);
+    Pipeline pipe(cpu_config(model, cache, "naive"));
+    pipe.prepare(16 * 64, 16);
+    unsetenv("KVRUN_ATTN_BF16");
+    Engine engine(pipe.model());
+    std::vector<std::vector<int32_t>> out;
+    for (auto& r : engine.generate(prompts, st, nullptr, nullptr, nullptr)) out.push_back(r.output_ids);
+    return out;
+  };
+  for (const std::string cache : {"fp16", "int8"}) {
+    const auto with = run("1", cache), without = run("0", cache);
+    REQUIRE(with.size() == 16);
+    for (size_t i = 0; i < with.size(); ++i) {
+      INFO(model << " " << cache << "/naive, prompt " << i);
+      CHECK(with[i].size() == 24);
+      CHECK(with[i] == without[i]);
+    }
+    if (cache != "fp16") continue;
+    for (int b = 0; b < 4; ++b) {
+      int prefix = 0;
+      while (prefix < 24 && with[size_t(b)][size_t(prefix)] == ref.greedy[size_t(b * 80 + 32 + prefix)]) ++prefix;
+      INFO(model << " fp16/naive batch 16, prompt " << b << ": first mismatch with transformers at " << prefix);
+      CHECK(prefix >= 16);
+    }
+  }
+}
+
 }  // namespace
 
 TEST_CASE("tiny-qwen2 matches transformers") { full_model_suite("tiny-qwen2", 650); }
 TEST_CASE("tiny-qwen1 matches transformers") { full_model_suite("tiny-qwen1", 673); }
+TEST_CASE("tiny-qwen2: the attention's bf16 output for o (KVRUN_ATTN_BF16) keeps greedy tokens, batch 16") {
+  attn_bf16_suite("tiny-qwen2");
+}

@@ -38,6 +38,9 @@ class DenseLinear final : public Linear {
     TensorView b(bias_.data(), DType::f32, {out_}, dev_.space());
     return dev_.ops().matmul_fused(y, x, w, bias_.empty() ? nullptr : &b, f);
   }
+  bool reads_bf16(const MatmulFusion& f, int64_t M) const noexcept override {
+    return dev_.ops().matmul_reads_bf16(f, M, TensorView(w_.data(), dtype_, {out_, in_}, dev_.space()));
+  }
   int64_t in_features() const noexcept override { return in_; }
   int64_t out_features() const noexcept override { return out_; }
   size_t device_bytes() const noexcept override { return w_.bytes() + bias_.bytes(); }

@@ -100,6 +100,13 @@ class Ops {
     (void)y, (void)x, (void)w, (void)bias, (void)f;
     return {ErrorKind::internal, "matmul_fused: this backend fuses nothing (ask matmul_fuses first)"};
   }
+  //   matmul_reads_bf16: whether matmul_fused(y, x, w, bias, f) also takes x as bf16 [M, K] (values
+  //               already rounded, read as they are; the same product as x in f32 holding those
+  //               values). Asked only where matmul_fuses said yes, for f without norm_w and swiglu.
+  virtual bool matmul_reads_bf16(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept {
+    (void)f, (void)M, (void)w;
+    return false;
+  }
 };
 
 }  // namespace kvrun

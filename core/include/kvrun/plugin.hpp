@@ -1,6 +1,6 @@
 // kvrun — the plugin ABI and the three plugin interfaces: Cache, Attention, WeightFormat.
 //
-// A plugin is a shared module exporting one C symbol, KVRUN_PLUGIN_ENTRY_NAME ("kvrun_plugin_v4"),
+// A plugin is a shared module exporting one C symbol, KVRUN_PLUGIN_ENTRY_NAME ("kvrun_plugin_v5"),
 // that returns a PluginHeader. The host reads header->abi_version before anything else, then
 // calls header->create() for the Plugin object. Every virtual method below is noexcept and
 // reports failure as a Status: no C++ exception crosses the boundary. Objects a plugin creates
@@ -18,6 +18,8 @@
 // Ops::matmul_fuses / matmul_fused (MatmulFusion), with defaults, so plugin sources compile as before.
 // ABI 4: WeightFormat::load_joined_linear (q | k | v and gate | up as one Linear) and
 // Cache::appends_qkv / append_qkv (RoPE and the q | k | v split done by the append), with defaults.
+// ABI 5: Attention::writes_bf16, Linear::reads_bf16 and Ops::matmul_reads_bf16 (the attention's
+// output handed to the o projection as bf16, without a conversion kernel), with defaults.
 #pragma once
 
 #include <cstdint>
@@ -34,9 +36,9 @@
 
 namespace kvrun {
 
-constexpr uint32_t kPluginAbiVersion = 4;
-#define KVRUN_PLUGIN_ENTRY kvrun_plugin_v4
-#define KVRUN_PLUGIN_ENTRY_NAME "kvrun_plugin_v4"
+constexpr uint32_t kPluginAbiVersion = 5;
+#define KVRUN_PLUGIN_ENTRY kvrun_plugin_v5
+#define KVRUN_PLUGIN_ENTRY_NAME "kvrun_plugin_v5"
 #define KVRUN_PLUGIN_ENTRY_PREFIX "kvrun_plugin_v"
 
 enum class PluginKind : uint8_t { cache, attention, weights };
@@ -139,6 +141,16 @@ class Linear {
   virtual Status forward_fused(TensorView y, TensorView x, const MatmulFusion& f) noexcept {
     (void)y, (void)x, (void)f;
     return {ErrorKind::internal, "Linear::forward_fused: this Linear fuses nothing (ask fuses() first)"};
+  }
+  // Optional (ABI 5): whether forward_fused(y, x, f) also takes x as bf16 [M, in_features] — values
+  // already rounded to bf16 by whoever wrote them (an Attention that writes_bf16), read as they are.
+  // Asked only where fuses(f, M) said yes and f has neither norm_w nor swiglu. The product must
+  // equal forward_fused with the same values in f32 (the default path rounds x to bf16 anyway on
+  // backends that multiply in bf16, which is where this pays: one conversion kernel fewer).
+  // The default says no.
+  virtual bool reads_bf16(const MatmulFusion& f, int64_t M) const noexcept {
+    (void)f, (void)M;
+    return false;
   }
 };
 
@@ -257,10 +269,19 @@ struct AttentionParams {
 class Attention {
  public:
   virtual ~Attention() = default;
-  // out, q: [num_tokens, num_heads, head_dim] f32. Token t of sequence s at absolute position p
-  // attends to keys 0..p of s (causal); the step's own keys are already in kv.
+  // out, q: [num_tokens, num_heads, head_dim] f32 (out may be bf16 for a step where writes_bf16
+  // said yes). Token t of sequence s at absolute position p attends to keys 0..p of s (causal);
+  // the step's own keys are already in kv.
   virtual Status forward(TensorView out, TensorView q, const KvView& kv, const StepBatch& step) noexcept = 0;
   virtual size_t workspace_bytes() const noexcept = 0;
+  // Optional (ABI 5): whether forward() for this step also takes `out` as bf16, each element the
+  // f32 result rounded to nearest even — exactly what converting the f32 output would give. The
+  // model asks once per step and uses it where the o projection reads_bf16 (the conversion kernel
+  // before a bf16 GEMM is then gone). The default says no.
+  virtual bool writes_bf16(const StepBatch& step) const noexcept {
+    (void)step;
+    return false;
+  }
 };
 
 // ---------------------------------------------------------------------------------------------

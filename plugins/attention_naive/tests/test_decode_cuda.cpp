@@ -21,6 +21,10 @@
 // kv lengths changed on the device (the split ranges come from kv_len on the device). Mixed
 // (prefill + decode) steps and head_dim 80 still take the three-kernel path and are checked too.
 //
+// bf16 output (Attention::writes_bf16, ABI 5): every decode step says yes on CUDA (no on the CPU,
+// no for mixed steps and head_dim 80), and its bf16 output is the f32 output of the same call
+// rounded to nearest even, bit for bit — split parts (the combine kernel) included.
+//
 // Without a CUDA device every case prints "skipped: no CUDA device" and returns.
 #include <doctest/doctest.h>
 
@@ -66,6 +70,37 @@ std::vector<int> pasts_of(const std::vector<int>& kv) {
   std::vector<int> p;
   for (int l : kv) p.push_back(l - 1);
   return p;
+}
+
+// bf16 bits of f32 x, rounded to nearest even (NaN kept a NaN); the host twin of __float2bfloat16_rn.
+uint16_t bf16_rne(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
+  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// The step through `att` with a bf16 output (poisoned first): its bf16 bits.
+std::vector<uint16_t> run_gpu_bf16(Device& G, Attention& att, const std::vector<float>& q, const KvView& kv,
+                                   const DeviceStep& s, int H, int D) {
+  const int64_t T = s.step.num_tokens;
+  Buffer<float> gq(G, q.size(), MemCategory::weights);
+  Buffer<uint16_t> gout(G, q.size(), MemCategory::weights);
+  gq.upload(q.data(), q.size());
+  check(G.queue().fill_bytes(gout.data(), 0xFF, gout.bytes()));
+  check(att.forward(gout.view(DType::bf16, {T, H, D}), gq.view(DType::f32, {T, H, D}), kv, s.step));
+  check(G.queue().wait());
+  return gout.to_host();
+}
+
+// The bf16 output equals the f32 output `f32` rounded, bit for bit.
+void check_bf16_of(const std::vector<uint16_t>& got, const std::vector<float>& f32, const char* what) {
+  REQUIRE(got.size() == f32.size());
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (got[i] != bf16_rne(f32[i]) && bad++ == 0) first = i;
+  CHECK_MESSAGE(bad == 0, what << ": " << bad << " of " << got.size() << " bf16 outputs are not the f32 output rounded"
+                               << " (first at " << first << ": " << got[first] << " vs " << bf16_rne(f32[first]) << ")");
 }
 
 // Relative L2 errors of `got` against `ref`: over everything, and the largest over rows of D.
@@ -175,7 +210,16 @@ void run_config(const Config& c, Lay lay, const std::vector<Shape>& shapes) {
     const std::vector<float> again = run_gpu(G, *naive, q, dkv.view, gs, c.H, c.D);
     CHECK_MESSAGE(std::memcmp(got.data(), again.data(), got.size() * sizeof(float)) == 0,
                   "two runs of the same step differ");
-    check_close(run_gpu(G, *naive_small, q, dkv.view, gs, c.H, c.D), want, c.D, "naive CUDA (small workspace)");
+    const std::vector<float> small = run_gpu(G, *naive_small, q, dkv.view, gs, c.H, c.D);
+    check_close(small, want, c.D, "naive CUDA (small workspace)");
+    CHECK_FALSE(ref->writes_bf16(cs.step));
+    const bool fused = c.D == 64 || c.D == 128;  // the decode kernel; head_dim 80 takes the three kernels
+    CHECK(naive->writes_bf16(gs.step) == fused);
+    if (fused) {
+      check_bf16_of(run_gpu_bf16(G, *naive, q, dkv.view, gs, c.H, c.D), got, "naive CUDA, bf16 output");
+      check_bf16_of(run_gpu_bf16(G, *naive_small, q, dkv.view, gs, c.H, c.D), small,
+                    "naive CUDA (small workspace), bf16 output");
+    }
   }
 }
 
@@ -244,6 +288,13 @@ TEST_CASE("naive on CUDA: mixed steps and head_dim 80 still take the three-kerne
     const std::vector<float> q = random_q(rng, size_t(4 * c.H * c.D), 1.f);
     check_close(run_gpu(G, *naive, q, dkv.view, gs, c.H, c.D), run_cpu(*ref, q, host_view(hkv), cs, c.H, c.D), c.D,
                 "naive CUDA, mixed step");
+    CHECK_FALSE(naive->writes_bf16(gs.step));  // not a decode step: f32 only
+    Buffer<float> gq(G, q.size(), MemCategory::weights);
+    Buffer<uint16_t> gout(G, q.size(), MemCategory::weights);
+    const Status st = naive->forward(gout.view(DType::bf16, {4, c.H, c.D}), gq.view(DType::f32, {4, c.H, c.D}),
+                                     dkv.view, gs.step);
+    CHECK_FALSE(st.ok());
+    CHECK(st.message.find("writes_bf16") != std::string::npos);
   }
 }
 

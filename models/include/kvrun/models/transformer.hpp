@@ -79,6 +79,7 @@ class Transformer final : public Model {
   // The cache appends straight from the fused q | k | v rows with RoPE on the way
   // (Cache::append_qkv; KVRUN_APPEND_QKV=0 turns it off for comparisons).
   bool append_qkv_ = false;
+  bool attn_bf16_ = true;  // KVRUN_ATTN_BF16 (read at attach)
   std::map<std::array<int64_t, 5>, void*> graphs_;
   std::set<std::array<int64_t, 5>> seen_shapes_;  // shapes run once eagerly (workspaces sized)
   int64_t graph_replays_ = 0, graph_captures_ = 0;
