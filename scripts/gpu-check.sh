@@ -13,7 +13,7 @@ suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
   suites=(test_cuda_ops)
   for f in "$b"/test_plugin_*; do [ -x "$f" ] && [ -f "$f" ] && suites+=("$(basename "$f")"); done
-  suites+=(KVRUN_NAIVE_DECODE_WARPS=1:test_plugin_attention_naive test_model_cuda)
+  suites+=(KVRUN_NAIVE_DECODE_WARPS=1:test_plugin_attention_naive KVRUN_FLASH_DECODE=0:test_plugin_attention_flash test_model_cuda)
 fi
 status=0
 for s in "${suites[@]}"; do

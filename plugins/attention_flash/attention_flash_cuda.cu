@@ -30,6 +30,7 @@
 
 #include "kvrun/cuda_plugin.cuh"
 #include "attention_flash_cuda.hpp"
+#include "paged_decode.hpp"
 #include "splitk_combine.cuh"
 #include "kvrun/error.hpp"
 
@@ -45,6 +46,14 @@ constexpr int kMinSplitKeys = 256;  // a split part covers at least this many ke
 // Split-K is on by default (used when a step has too few blocks to fill the device and its longest
 // cache has at least 2 · kMinSplitKeys keys). KVRUN_FLASH_SPLITK=0 turns it off (every step runs
 // unsplit). It was off until combine_kernel's wrong results for 4+ parts were found (see there).
+// Decode steps run the decode kernel shared with attention.naive (paged_decode.cu): one query row
+// per (sequence, head) fills 1 of the 16 rows of a tensor-core tile, and the step is bound by the
+// bytes of K and V, which that kernel streams at the copy rate (docs/PERFORMANCE.md, session 14:
+// batch 64 at 1024 new tokens, and batch 1). KVRUN_FLASH_DECODE=0 keeps them on the tiles below.
+bool decode_kernel_enabled() {
+  static const bool on = cuda_plugin::env_int("KVRUN_FLASH_DECODE", 0, 1, 1) == 1;
+  return on;
+}
 bool split_k_enabled() {
   static const bool on = cuda_plugin::env_int("KVRUN_FLASH_SPLITK", 0, 1, 1) == 1;
   return on;
@@ -431,6 +440,7 @@ int prepare(int device) {
   DeviceScope scope(device);
   load_kernels<64>();
   load_kernels<128>();
+  paged_decode::load_kernels(kWho);
   cudaFuncAttributes attr;
   check_cuda(cudaFuncGetAttributes(&attr, combine_kernel), "loading combine_kernel");
   int sms = 0;
@@ -439,8 +449,41 @@ int prepare(int device) {
   return sms;
 }
 
+bool uses_decode_kernel(bool decode, int head_dim) {
+  return decode && paged_decode::supported_head_dim(head_dim) && decode_kernel_enabled();
+}
+
 void forward(const Args& a, int device, void* stream) {
   if (a.num_tokens == 0) return;
+  if (uses_decode_kernel(a.decode, a.head_dim)) {
+    DeviceScope scope(device);
+    paged_decode::Args d;
+    d.who = kWho;
+    d.out = a.out;
+    d.out_bf16 = a.out_bf16;
+    d.q = a.q;
+    d.layout = a.bf16 ? paged_decode::KvLayout::bf16 : paged_decode::KvLayout::f16;
+    d.k = a.k;
+    d.v = a.v;
+    d.block_table = a.block_table;
+    d.max_blocks = a.max_blocks;
+    d.block_tokens = a.block_tokens;
+    d.q_start = a.q_start;
+    d.kv_len = a.kv_len;
+    d.num_tokens = a.num_tokens;
+    d.num_seqs = a.num_seqs;
+    d.num_heads = a.num_heads;
+    d.num_kv_heads = a.num_kv_heads;
+    d.head_dim = a.head_dim;
+    d.max_kv_len = a.max_kv_len;
+    d.scale = a.scale;
+    d.scores = a.partial_o;  // split parts: [splits, rows, head_dim] then [splits, rows, 2]
+    d.scores_capacity = size_t(a.partial_rows) * size_t(a.head_dim);
+    d.num_sms = a.num_sms;
+    paged_decode::launch(d, stream);
+    return;
+  }
+  if (a.out_bf16) fail(ErrorKind::internal, "attention.flash (CUDA): a bf16 output is written by decode steps only");
   const int H = a.num_heads, Hkv = a.num_kv_heads, G = H / Hkv;
   if (int64_t(a.num_seqs) * Hkv > 65535)
     fail(ErrorKind::usage, "attention.flash (CUDA): num_seqs · num_kv_heads = " +
@@ -467,7 +510,7 @@ void forward(const Args& a, int device, void* stream) {
   }
 
   Params p;
-  p.out = a.out;
+  p.out = static_cast<float*>(a.out);
   p.q = a.q;
   p.k = static_cast<const uint16_t*>(a.k);
   p.v = static_cast<const uint16_t*>(a.v);
@@ -496,7 +539,7 @@ void forward(const Args& a, int device, void* stream) {
   }
   if (splits > 1) {
     check_cuda(cuda_plugin::launch(cuda_plugin::pdl_enabled(), st, dim3(unsigned(rows)), dim3(unsigned(a.head_dim)), 0,
-                                   combine_kernel, a.out, static_cast<const float*>(a.partial_o),
+                                   combine_kernel, static_cast<float*>(a.out), static_cast<const float*>(a.partial_o),
                                    static_cast<const float*>(a.partial_ml), splits, int64_t(rows), int(a.head_dim)),
                "launch of combine_kernel");
   }

@@ -17,7 +17,8 @@ constexpr int kSplitTokens = 32;
 bool supports_head_dim(int head_dim);
 
 struct Args {
-  float* out = nullptr;      // [num_tokens, num_heads, head_dim] f32, device
+  void* out = nullptr;       // [num_tokens, num_heads, head_dim] f32 (bf16 with out_bf16), device
+  bool out_bf16 = false;     // decode steps only (writes_bf16): the f32 result rounded to nearest even
   const float* q = nullptr;  // [num_tokens, num_heads, head_dim] f32, device
   bool bf16 = false;         // element type of k and v: bf16 (true) or fp16 (false)
   const void* k = nullptr;   // [num_blocks, num_kv_heads, block_tokens, head_dim] 16-bit elements
@@ -38,8 +39,14 @@ struct Args {
   float* partial_o = nullptr;   // workspace [partial_rows, head_dim] f32 (split-K partial outputs)
   float* partial_ml = nullptr;  // workspace [partial_rows, 2] f32 (running max, sum per partial row)
   int64_t partial_rows = 0;     // capacity, in (split, token, head) rows
+  bool decode = false;          // one query token per sequence (num_tokens == num_seqs, max_q_len == 1)
   int num_sms = 0;              // streaming multiprocessors of the device
 };
+
+// Whether a step with these properties runs the shared decode kernel (plugins/common/paged_decode.cu)
+// rather than the tensor-core tiles: one query token per sequence (decode), head_dim 64 or 128,
+// KVRUN_FLASH_DECODE not 0. Such steps may write a bf16 output.
+bool uses_decode_kernel(bool decode, int head_dim);
 
 // Enqueues the attention of the step on `stream` (a cudaStream_t) of CUDA device `device`.
 // No allocation, no host synchronization: capturable in a CUDA graph. Throws Error(usage) for an

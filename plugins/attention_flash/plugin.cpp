@@ -116,6 +116,21 @@ class FlashAttention final : public Attention {
     });
   }
 
+  // CUDA decode steps (the shared decode kernel) write bf16 as well as f32.
+  bool writes_bf16(const StepBatch& step) const noexcept override {
+#ifdef KVRUN_WITH_CUDA
+    if (dev_.info().backend == BackendKind::cuda) {
+      try {
+        return attention_flash_cuda::uses_decode_kernel(is_decode(step), p_.head_dim);
+      } catch (...) {  // a malformed KVRUN_FLASH_DECODE: f32 here; forward() reports it
+        return false;
+      }
+    }
+#endif
+    (void)step;
+    return false;
+  }
+
   size_t workspace_bytes() const noexcept override {
 #ifdef KVRUN_WITH_CUDA
     if (dev_.info().backend == BackendKind::cuda) return partial_o_.bytes() + partial_ml_.bytes();
@@ -151,15 +166,21 @@ class FlashAttention final : public Attention {
     else fail(ErrorKind::usage, "attention.flash reads only paged_f16/paged_bf16 caches, not '" + std::string(kv.layout) +
                                     "'; use attention.kind = \"naive\"");
     const int64_t n = int64_t(step.num_tokens) * p_.num_heads * p_.head_dim;
-    if (q.dtype != DType::f32 || out.dtype != DType::f32 || q.numel() < n || out.numel() < n)
+    const bool out_bf16 = out.dtype == DType::bf16;
+    if (q.dtype != DType::f32 || (out.dtype != DType::f32 && !out_bf16) || q.numel() < n || out.numel() < n)
       fail(ErrorKind::internal, "attention.flash: q and out must be [num_tokens, num_heads, head_dim] f32, got " +
                                     q.shape_string() + " and " + out.shape_string());
+    if (out_bf16 && !writes_bf16(step))
+      fail(ErrorKind::internal, "attention.flash: a bf16 output for a step that is not a CUDA decode step (ask "
+                                "writes_bf16 first)");
     if (kv.num_kv_heads != p_.num_kv_heads || kv.head_dim != p_.head_dim)
       fail(ErrorKind::internal, "attention.flash: the KV view's heads/head_dim do not match the attention's");
     if (step.num_tokens == 0) return;
     if (!step.d_q_start || !step.d_kv_len)
       fail(ErrorKind::internal, "attention.flash: the step has no device q_start/kv_len arrays");
-    a.out = out.as<float>();
+    a.out = out.data;
+    a.out_bf16 = out_bf16;
+    a.decode = is_decode(step);
     a.q = q.as<const float>();
     a.k = kv.k;
     a.v = kv.v;
@@ -182,6 +203,8 @@ class FlashAttention final : public Attention {
     a.num_sms = num_sms_;
     fc::forward(a, dev_.info().index, dev_.queue().native_handle());
   }
+
+  static bool is_decode(const StepBatch& step) { return step.max_q_len == 1 && step.num_tokens == step.num_seqs; }
 
   int64_t partial_rows_ = 0;
   int num_sms_ = 0;

@@ -5,12 +5,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "paged_decode.hpp"
+
 namespace kvrun::attention_naive_cuda {
 
 // head_dim limit of the CUDA kernels (a warp holds a K or V row in registers, 8 values per lane).
 constexpr int kMaxHeadDim = 256;
 
-enum class KvLayout : int { f16 = 0, bf16 = 1, u8 = 2 };
+using KvLayout = paged_decode::KvLayout;
 
 struct Args {
   void* out = nullptr;       // [num_tokens, num_heads, head_dim] f32 (bf16 with out_bf16), device

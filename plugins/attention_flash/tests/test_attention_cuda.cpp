@@ -8,7 +8,9 @@
 // Shapes: kv lengths 1 … 4096 (decode and prefill, around tile and block edges), a ragged batch
 // (q_lens {1, 7, 300}, pasts {0, 100, 3000}), decode batches that take the split-K path, GQA 4:1
 // and 1:1, head_dim 64 and 128 (and 80 for naive). Flash runs with its defaults (split-K on; run
-// the suite with KVRUN_FLASH_SPLITK=0 for the unsplit path). KV slots that no sequence owns hold NaN bits, so
+// the suite with KVRUN_FLASH_SPLITK=0 for the unsplit path); its decode steps run the decode kernel
+// it shares with naive (then naive's bound, and a bf16 output equal to the f32 one rounded), or
+// its own tensor-core tiles with KVRUN_FLASH_DECODE=0 (meson test plugin_attention_flash_tiles). KV slots that no sequence owns hold NaN bits, so
 // a kernel reading past a sequence's length fails; outputs are poisoned with NaN before each call,
 // so a row it forgot to write fails. The workspace must not change size or grow during forward.
 // The last cases run the attentions over the views of cache.fp16 / cache.int8 on both devices, and
@@ -22,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -144,10 +147,19 @@ void run_config(const Config& c, Lay lay) {
       CHECK(e <= kTolNaive);
     }
     if (flash) {
-      const double e = rel_l2(run_gpu(G, *flash, q, dkv.view, gs, c.H, c.D), want);
-      const double tol = lay == Lay::f16 ? kTolFlashF16 : kTolFlashBf16;
+      const std::vector<float> got = run_gpu(G, *flash, q, dkv.view, gs, c.H, c.D);
+      const double e = rel_l2(got, want);
+      // decode steps take the decode kernel shared with naive (fp32 throughout: naive's bound),
+      // unless KVRUN_FLASH_DECODE=0 keeps them on the tensor-core tiles
+      const bool decode = gs.step.max_q_len == 1 && gs.step.num_tokens == gs.step.num_seqs;
+      const char* env = std::getenv("KVRUN_FLASH_DECODE");
+      const bool decode_kernel = decode && !(env && std::string(env) == "0");
+      const double tol = decode_kernel ? kTolNaive : lay == Lay::f16 ? kTolFlashF16 : kTolFlashBf16;
       INFO("flash CUDA rel L2 " << e << " (tolerance " << tol << ")");
       CHECK(e <= tol);
+      // a bf16 output (Attention::writes_bf16) for decode steps: the f32 output rounded, bit for bit
+      CHECK(flash->writes_bf16(gs.step) == decode_kernel);
+      if (decode_kernel) check_bf16_of(run_gpu_bf16(G, *flash, q, dkv.view, gs, c.H, c.D), got, "flash CUDA, bf16 output");
     }
   }
 }

@@ -41,7 +41,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "../q_limbs.hpp"
+#include "q_limbs.hpp"
 #include "cuda_graph.hpp"
 #include "paged_kv_test.hpp"
 #include "devices.hpp"
@@ -70,37 +70,6 @@ std::vector<int> pasts_of(const std::vector<int>& kv) {
   std::vector<int> p;
   for (int l : kv) p.push_back(l - 1);
   return p;
-}
-
-// bf16 bits of f32 x, rounded to nearest even (NaN kept a NaN); the host twin of __float2bfloat16_rn.
-uint16_t bf16_rne(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
-  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-// The step through `att` with a bf16 output (poisoned first): its bf16 bits.
-std::vector<uint16_t> run_gpu_bf16(Device& G, Attention& att, const std::vector<float>& q, const KvView& kv,
-                                   const DeviceStep& s, int H, int D) {
-  const int64_t T = s.step.num_tokens;
-  Buffer<float> gq(G, q.size(), MemCategory::weights);
-  Buffer<uint16_t> gout(G, q.size(), MemCategory::weights);
-  gq.upload(q.data(), q.size());
-  check(G.queue().fill_bytes(gout.data(), 0xFF, gout.bytes()));
-  check(att.forward(gout.view(DType::bf16, {T, H, D}), gq.view(DType::f32, {T, H, D}), kv, s.step));
-  check(G.queue().wait());
-  return gout.to_host();
-}
-
-// The bf16 output equals the f32 output `f32` rounded, bit for bit.
-void check_bf16_of(const std::vector<uint16_t>& got, const std::vector<float>& f32, const char* what) {
-  REQUIRE(got.size() == f32.size());
-  size_t bad = 0, first = 0;
-  for (size_t i = 0; i < got.size(); ++i)
-    if (got[i] != bf16_rne(f32[i]) && bad++ == 0) first = i;
-  CHECK_MESSAGE(bad == 0, what << ": " << bad << " of " << got.size() << " bf16 outputs are not the f32 output rounded"
-                               << " (first at " << first << ": " << got[first] << " vs " << bf16_rne(f32[first]) << ")");
 }
 
 // Relative L2 errors of `got` against `ref`: over everything, and the largest over rows of D.
@@ -383,7 +352,7 @@ TEST_CASE("int8 decode arithmetic: q as three int8 limbs gives Σ q·(k − z) t
   // each lane's scale from its max, limbs per value, integer sums per lane, then
   // qs·(S0 + S1/128 + S2/128²) − z·Σq per lane. Includes rows with an outlier (100× the rest) and
   // tiny and large rows. (The cache's own rounding is 1/255 of each row's range.)
-  using namespace kvrun::attention_naive_cuda;
+  using namespace kvrun::paged_decode;
   std::mt19937_64 rng(77);
   std::normal_distribution<float> nd(0.f, 1.f);
   std::uniform_int_distribution<int> code(0, 255);

@@ -1,4 +1,4 @@
-// attention.naive — query values as three int8 limbs for the int8 decode's dp4a dot products
+// The paged decode kernel (paged_decode.cu) — query values as three int8 limbs for the int8 decode's dp4a dot products
 // (host and device: the CUDA kernel builds them, the CPU tests check the arithmetic).
 //
 // With a power-of-two scale qs per group of values (the kernel: a lane's 16; qs = 2^(e − 6) for the
@@ -13,7 +13,7 @@
 
 #include "kvrun/dtype.hpp"  // KVRUN_HD
 
-namespace kvrun::attention_naive_cuda {
+namespace kvrun::paged_decode {
 
 // The exponent e with mx < 2^e (0 for mx = 0 or not finite): the group's limb scale is 2^(e − 6).
 KVRUN_HD int q_limb_exponent(float mx) {
@@ -33,4 +33,4 @@ KVRUN_HD void q_limb_split(float t, int (&l)[3]) {
   l[2] = int(l2);
 }
 
-}  // namespace kvrun::attention_naive_cuda
+}  // namespace kvrun::paged_decode
