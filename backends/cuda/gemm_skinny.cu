@@ -192,14 +192,53 @@ __global__ void __launch_bounds__(kSkThreads, 3)
   __syncthreads();
   if (!last_part) return;
   __threadfence();
-  for (int idx = threadIdx.x; idx < M * kSkRows; idx += kSkThreads) {
-    const int m = idx / kSkRows, n = nb * kSkRows + idx % kSkRows;
-    if (n >= N) continue;
-    float s = 0.f;
-    for (int zz = 0; zz < S; ++zz) s += __ldcg(partial + (int64_t(zz) * M + m) * N + n);  // L2: other blocks wrote it
-    const float v = s + (bias ? bias[n] : 0.f);
-    float* p = y + int64_t(m) * N + n;
-    *p = accumulate ? *p + v : v;
+  // The sum of the parts, 4 columns per thread (N % 4 == 0: float4 rows; else one column at a
+  // time), four outputs' loads of every part in flight at once: the tail of the kernel is this
+  // block's L2 round trips, so they go in few rounds.
+  const int ncol = min(kSkRows, N - nb * kSkRows);
+  if ((N & 3) == 0) {
+    const int q4 = ncol / 4, total = M * q4;
+    for (int i0 = threadIdx.x; i0 < total; i0 += 4 * kSkThreads) {
+      float4 sum[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) sum[u] = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+      for (int zz = 0; zz < kSkinnyMaxSplits; ++zz) {
+        if (zz >= S) break;
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          const int i = i0 + u * kSkThreads;
+          if (i < total) {
+            const int m = i / q4, n = nb * kSkRows + 4 * (i % q4);
+            const float4 v = __ldcg(reinterpret_cast<const float4*>(partial + (int64_t(zz) * M + m) * N + n));
+            sum[u].x += v.x, sum[u].y += v.y, sum[u].z += v.z, sum[u].w += v.w;
+          }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int i = i0 + u * kSkThreads;
+        if (i >= total) continue;
+        const int m = i / q4, n = nb * kSkRows + 4 * (i % q4);
+        float4 r = sum[u];
+        if (bias) r.x += bias[n], r.y += bias[n + 1], r.z += bias[n + 2], r.w += bias[n + 3];
+        float4* p = reinterpret_cast<float4*>(y + int64_t(m) * N + n);
+        if (accumulate) {
+          const float4 o = *p;
+          r.x = o.x + r.x, r.y = o.y + r.y, r.z = o.z + r.z, r.w = o.w + r.w;
+        }
+        *p = r;
+      }
+    }
+  } else {
+    for (int idx = threadIdx.x; idx < M * ncol; idx += kSkThreads) {
+      const int m = idx / ncol, n = nb * kSkRows + idx % ncol;
+      float s = 0.f;
+      for (int zz = 0; zz < S; ++zz) s += __ldcg(partial + (int64_t(zz) * M + m) * N + n);  // L2: other blocks wrote it
+      const float v = s + (bias ? bias[n] : 0.f);
+      float* p = y + int64_t(m) * N + n;
+      *p = accumulate ? *p + v : v;
+    }
   }
   if (threadIdx.x == 0) counters[nb] = 0u;  // ready for the next launch
 }
@@ -235,13 +274,20 @@ bool skinny_gemm_supported(int64_t M, int64_t N, int64_t K, const void* x, const
          (reinterpret_cast<uintptr_t>(w) & 15u) == 0;
 }
 
+// KVRUN_CUDA_SKINNY_SPLITS=N forces N parts (1..kSkinnyMaxSplits, still at most one per 4 chunks);
+// 0 or unset: automatic. For tuning.
+static int forced_skinny_splits() {
+  static const int n = cuda_plugin::env_int("KVRUN_CUDA_SKINNY_SPLITS", 0, kSkinnyMaxSplits, 0);
+  return n;
+}
+
 int skinny_gemm_splits(const SkinnyGemm& a) {
   const int nt = skinny_tiles(a.M);
   const int resident = nt == 2 ? skinny_resident<2>() : nt == 4 ? skinny_resident<4>() : skinny_resident<8>();
   const int64_t slots = int64_t(resident) * std::max(a.sm_count, 1);
   const int64_t nblk = (a.N + kSkRows - 1) / kSkRows;
   const int64_t chunks = a.K / kSkChunk;
-  int64_t s = (slots + nblk / 2) / nblk;  // parts that fill the resident slots, rounded
+  int64_t s = forced_skinny_splits() ? forced_skinny_splits() : (slots + nblk / 2) / nblk;  // fill the slots, rounded
   s = std::min<int64_t>({s, kSkinnyMaxSplits, std::max<int64_t>(chunks / kSkMinChunks, 1)});
   return int(std::max<int64_t>(s, 1));
 }
