@@ -39,19 +39,20 @@ namespace {
 constexpr int kSkWarps = 4;
 constexpr int kSkThreads = kSkWarps * 32;
 constexpr int kSkRows = kSkWarps * 32;  // weight rows per block
-constexpr int kSkChunk = 64;            // k per x stage
-constexpr int kSkStages = 4;            // x stages in shared memory
+constexpr int kSkChunk = 64;            // k per stage
+constexpr int kSkStages = 4;            // stages of the shared-memory ring (weights and x of one chunk each)
 constexpr int kSkMinChunks = 4;         // chunks per split part at least
+constexpr int kSkWBytes = kSkRows * kSkChunk * 2;  // [128][64] bf16 weights of a stage
 
 template <int NT>
 constexpr int skinny_stage_bytes() {
-  return 8 * NT * kSkChunk * 2;  // [8·NT][64] bf16
+  return kSkWBytes + 8 * NT * kSkChunk * 2;  // weights, then x [8·NT][64] bf16
 }
 
-// Byte offset of 16-byte piece q (0..7) of x row r in a stage: rows of 128 bytes, the pieces of odd
-// rows swapped by halves, so the 8 lanes of a quarter warp (rows r, r + 1; pieces 4h + t) hit 8
-// distinct bank groups.
-__device__ __forceinline__ int skinny_xoff(int r, int q) { return r * 128 + ((q ^ ((r & 1) << 2)) << 4); }
+// Byte offset of 16-byte piece q (0..7) of row r in a [rows][64] bf16 tile: rows of 128 bytes, the
+// pieces of odd rows swapped by halves, so the 8 lanes of a quarter warp (rows r, r + 1; pieces
+// 4h + t) hit 8 distinct bank groups.
+__device__ __forceinline__ int skinny_off(int r, int q) { return r * 128 + ((q ^ ((r & 1) << 2)) << 4); }
 
 // Parameters:
 //   y         [M, N] f32           written (or added to, accumulate) by the last part of a column block
@@ -60,18 +61,16 @@ __device__ __forceinline__ int skinny_xoff(int r, int q) { return r * 128 + ((q 
 //   x         [M, K] bf16          rows 16-byte aligned (K % 64 == 0)
 //   w         [N, K] bf16          rows 16-byte aligned
 //   bias      [N] f32 or null
-// grid (ceil(N / 128), splits), kSkThreads threads, skinny_stage_bytes<NT>() · kSkStages bytes of
-// dynamic shared memory. Launched with programmatic dependent launch where available: a lane's first
-// chunk of weights is requested before the wait (weights are not written by earlier kernels).
+// grid (ceil(N / 128), splits), kSkThreads threads, kSkStages · skinny_stage_bytes<NT>() bytes of
+// dynamic shared memory. Launched with programmatic dependent launch where available.
 template <int NT>
-__global__ void __launch_bounds__(kSkThreads, 3)
+__global__ void __launch_bounds__(kSkThreads, 2)
     skinny_gemm_kernel(float* __restrict__ y, float* __restrict__ partial, unsigned* __restrict__ counters,
                        const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
                        const float* __restrict__ bias, int M, int N, int K, int accumulate) {
-  extern __shared__ __align__(128) unsigned char xsm[];  // [kSkStages][8·NT][64] bf16 (skinny_xoff)
+  extern __shared__ __align__(128) unsigned char sm[];  // [kSkStages][weights [128][64] | x [8·NT][64]] bf16
   __shared__ unsigned last_part;
   constexpr int kStageBytes = skinny_stage_bytes<NT>();
-  constexpr int kPieces = 8 * NT * 8;  // 16-byte pieces of x per stage
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   const int nb = int(blockIdx.x), z = int(blockIdx.y), S = int(gridDim.y);
@@ -80,41 +79,29 @@ __global__ void __launch_bounds__(kSkThreads, 3)
   const int nc = c1 - c0;
   const int row0 = nb * kSkRows + warp * 32;
 
-  // The lane's 4 weight rows: i = 2·mt + hi → row row0 + 16·mt + 8·hi + g; rows past N read as zeros.
-  const __nv_bfloat16* wr[4];
-  bool wok[4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int r = row0 + 16 * (i >> 1) + 8 * (i & 1) + g;
-    wok[i] = r < N;
-    wr[i] = w + int64_t(wok[i] ? r : 0) * K + int64_t(c0) * kSkChunk + 8 * t;
-  }
-  uint4 wc[4][2], wn[4][2];  // this chunk's and the next chunk's weights: [row i][half]
-  auto load_w = [&](uint4 (&dst)[4][2], int c) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-        dst[i][h] = wok[i] ? load_stream_16b(reinterpret_cast<const uint4*>(wr[i] + c * kSkChunk + 32 * h))
-                           : make_uint4(0u, 0u, 0u, 0u);
-  };
-  if (nc > 0) load_w(wc, 0);
-
   pdl_wait();  // x, y, the counters and the partial buffer belong to earlier kernels too
 
-  auto stage_x = [&](int c) {  // chunk c (of this part) into stage c % kSkStages; rows ≥ M zero
-    unsigned char* dst = xsm + (c % kSkStages) * kStageBytes;
-    const __nv_bfloat16* src = x + int64_t(c0 + c) * kSkChunk;
+  // Stage c (of this part) ← chunk c0 + c: the block's 128 weight rows (rows past N zero) and x's
+  // 8·NT rows (rows ≥ M zero).
+  auto stage = [&](int c) {
+    unsigned char* dst = sm + (c % kSkStages) * kStageBytes;
+    const int64_t k0 = int64_t(c0 + c) * kSkChunk;
 #pragma unroll
-    for (int p = threadIdx.x; p < kPieces; p += kSkThreads) {
+    for (int p = threadIdx.x; p < kSkRows * 8; p += kSkThreads) {
+      const int r = p >> 3, q = p & 7, n = nb * kSkRows + r;
+      const bool ok = n < N;
+      cp_async_16(dst + skinny_off(r, q), w + int64_t(ok ? n : 0) * K + k0 + 8 * q, ok);
+    }
+#pragma unroll
+    for (int p = threadIdx.x; p < 8 * NT * 8; p += kSkThreads) {
       const int r = p >> 3, q = p & 7;
       const bool ok = r < M;
-      cp_async_16(dst + skinny_xoff(r, q), src + int64_t(ok ? r : 0) * K + 8 * q, ok);
+      cp_async_16(dst + kSkWBytes + skinny_off(r, q), x + int64_t(ok ? r : 0) * K + k0 + 8 * q, ok);
     }
   };
 #pragma unroll
   for (int c = 0; c < kSkStages - 1; ++c) {
-    if (c < nc) stage_x(c);
+    if (c < nc) stage(c);
     cp_async_commit();
   }
 
@@ -129,22 +116,23 @@ __global__ void __launch_bounds__(kSkThreads, 3)
   for (int c = 0; c < nc; ++c) {
     cp_async_wait<kSkStages - 2>();  // this thread's copies of chunk c are done …
     __syncthreads();                 // … and everyone's; stage (c − 1) % kSkStages is free again
-    if (c + kSkStages - 1 < nc) stage_x(c + kSkStages - 1);
+    if (c + kSkStages - 1 < nc) stage(c + kSkStages - 1);
     cp_async_commit();
-    if (c + 1 < nc) load_w(wn, c + 1);
-    const unsigned char* st = xsm + (c % kSkStages) * kStageBytes;
+    const unsigned char* st = sm + (c % kSkStages) * kStageBytes;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       uint32_t a[2][2][4];  // [m tile][k16 step][fragment]
 #pragma unroll
       for (int mt = 0; mt < 2; ++mt) {
-        const uint4 lo = wc[2 * mt][h], hi = wc[2 * mt + 1][h];  // rows g and g + 8 of the tile
+        const int r = warp * 32 + 16 * mt + g;
+        const uint4 lo = *reinterpret_cast<const uint4*>(st + skinny_off(r, 4 * h + t));      // row g
+        const uint4 hi = *reinterpret_cast<const uint4*>(st + skinny_off(r + 8, 4 * h + t));  // row g + 8
         a[mt][0][0] = lo.x, a[mt][0][1] = hi.x, a[mt][0][2] = lo.y, a[mt][0][3] = hi.y;
         a[mt][1][0] = lo.z, a[mt][1][1] = hi.z, a[mt][1][2] = lo.w, a[mt][1][3] = hi.w;
       }
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
-        const uint4 b = *reinterpret_cast<const uint4*>(st + skinny_xoff(8 * j + g, 4 * h + t));
+        const uint4 b = *reinterpret_cast<const uint4*>(st + kSkWBytes + skinny_off(8 * j + g, 4 * h + t));
 #pragma unroll
         for (int mt = 0; mt < 2; ++mt) {
           mma_bf16_16816(acc[mt][j], a[mt][0], b.x, b.y);
@@ -152,10 +140,6 @@ __global__ void __launch_bounds__(kSkThreads, 3)
         }
       }
     }
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) wc[i][h] = wn[i][h];
   }
   pdl_trigger();  // the next kernel may start its prologue (it waits for this one before it reads)
 
@@ -245,14 +229,28 @@ __global__ void __launch_bounds__(kSkThreads, 3)
 
 int skinny_tiles(int M) { return M <= 16 ? 2 : M <= 32 ? 4 : 8; }
 
+template <int NT>
+size_t skinny_smem_bytes() {
+  return size_t(kSkStages) * skinny_stage_bytes<NT>();
+}
+
+// Allows the kernel its dynamic shared memory (> 48 KB needs the opt-in), once per process.
+template <int NT>
+void skinny_prepare() {
+  static const bool opted = cudaFuncSetAttribute(skinny_gemm_kernel<NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 int(skinny_smem_bytes<NT>())) == cudaSuccess;
+  if (!opted) throw Error(ErrorKind::device, "cuda skinny GEMM: cannot give the kernel its shared memory");
+}
+
 // Blocks of skinny_gemm_kernel<NT> resident on one SM, asked once per process.
 template <int NT>
 int skinny_resident() {
+  skinny_prepare<NT>();
   static const int n = [] {
     int b = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, skinny_gemm_kernel<NT>, kSkThreads,
-                                                      size_t(kSkStages) * skinny_stage_bytes<NT>()) != cudaSuccess)
-      b = 3;
+                                                      skinny_smem_bytes<NT>()) != cudaSuccess)
+      b = 2;
     return std::max(b, 1);
   }();
   return n;
@@ -260,10 +258,11 @@ int skinny_resident() {
 
 template <int NT>
 void launch_skinny(const SkinnyGemm& a, int splits, float* partial, unsigned* counters) {
+  skinny_prepare<NT>();
   const unsigned nblk = unsigned((a.N + kSkRows - 1) / kSkRows);
-  launch_maybe_pdl(a.pdl, a.stream, dim3(nblk, unsigned(splits)), dim3(kSkThreads),
-                   size_t(kSkStages) * skinny_stage_bytes<NT>(), skinny_gemm_kernel<NT>, a.y, partial, counters, a.x,
-                   a.w, a.bias, a.M, a.N, a.K, int(a.accumulate));
+  launch_maybe_pdl(a.pdl, a.stream, dim3(nblk, unsigned(splits)), dim3(kSkThreads), skinny_smem_bytes<NT>(),
+                   skinny_gemm_kernel<NT>, a.y, partial, counters, a.x, a.w, a.bias, a.M, a.N, a.K,
+                   int(a.accumulate));
 }
 
 }  // namespace
