@@ -175,17 +175,6 @@ class CudaOps final : public Ops {
   // did not add goes through the epilogue kernel. bias: null or bias_t's N values.
   void bf16_gemm(float* y, const __nv_bfloat16* xb, const TensorView& w, const void* bias, DType bias_t, int m, int n,
                  int k, bool accumulate);
-  // The skinny GEMM's split count for a bf16 product of these operands (gemm_skinny.cu: M ≤ 64,
-  // K % 64 == 0, an f32 bias or none), or 0 where cuBLAS runs it (KVRUN_CUDA_SKINNY=0 too). With
-  // splits > 1 the caller provides splits · M · N floats of partial results (skinny_partial_bytes).
-  int skinny_splits(int64_t M, int64_t N, int64_t K, const void* w, const void* bias, DType bias_t) const;
-  static size_t skinny_partial_bytes(int splits, int64_t M, int64_t N) {
-    return splits > 1 ? size_t(splits) * size_t(M) * size_t(N) * sizeof(float) : 0;
-  }
-  // y[M, N] (+)= xb·wᵀ + bias for bf16 weights: the skinny GEMM when splits > 0 (partial: its
-  // scratch), else bf16_gemm.
-  void bf16_product(float* y, const __nv_bfloat16* xb, const TensorView& w, const void* bias, DType bias_t, int m,
-                    int n, int k, bool accumulate, int splits, float* partial);
   void sample_impl(int32_t* ids, TensorView logits, const SampleParams* params);
 
   CudaDevice& dev_;
@@ -202,10 +191,6 @@ class CudaOps final : public Ops {
   // overrides (0: off; the kernel tests use 64).
   int tc_gemm_max_rows_ = 8;
   bool fuse_ = true;    // KVRUN_CUDA_FUSE=0: matmul_fuses says no to everything (A/B of the fusions)
-  // bf16 weights, 9..64 rows (past the small-M GEMM): kvrun's skinny GEMM (gemm_skinny.cu) instead
-  // of cuBLAS; KVRUN_CUDA_SKINNY=0 sends them to cuBLAS. Its split-K counters live here.
-  bool skinny_ = true;
-  unsigned* skinny_counters_ = nullptr;  // [kSkinnyMaxNBlocks] u32, zero between launches
   int tc_splits_ = 0;  // KVRUN_CUDA_TC_SPLITK=1..16 forces the K split of that kernel (tuning); 0: automatic
   bool tc_gemm_ready_ = false;  // small_m_gemm_prepare() has run on this device
   cublasHandle_t cublas_ = nullptr;

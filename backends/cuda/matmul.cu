@@ -28,7 +28,6 @@
 #include <type_traits>
 
 #include "cuda_backend.cuh"
-#include "gemm_skinny.cuh"
 #include "gemm_small_m.cuh"
 #include "kernel_common.cuh"
 
@@ -666,12 +665,9 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
   if (w.dtype == DType::f32) {
     cublas_gemm(yp, xp, w, m, n, k, 0.f);
   } else if (w.dtype == DType::bf16) {
-    const int sk = skinny_splits(M, N, K, w.data, bias_p, bias_t);
-    const size_t xbytes = align_up(size_t(M * K) * 2, 256);
-    auto* base = static_cast<char*>(workspace(xbytes + skinny_partial_bytes(sk, M, N), "matmul"));
-    auto* xb = reinterpret_cast<__nv_bfloat16*>(base);  // [M, K] bf16
+    auto* xb = static_cast<__nv_bfloat16*>(workspace(size_t(M * K) * 2, "matmul"));  // [M, K] bf16
     launch_f32_to_bf16(st, xb, xp, M * K);
-    bf16_product(yp, xb, w, bias_p, bias_t, m, n, k, false, sk, reinterpret_cast<float*>(base + xbytes));  // the bias too
+    bf16_gemm(yp, xb, w, bias_p, bias_t, m, n, k, false);  // the bias too
     return;
   } else {  // f16
     const size_t xh_bytes = align_up(size_t(M * K) * 2, 256);
@@ -1011,28 +1007,6 @@ bool CudaOps::matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w
   return w_dtype == DType::f32 && !f.norm_w && !f.swiglu;  // cuBLAS Sgemm with β = 1
 }
 
-int CudaOps::skinny_splits(int64_t M, int64_t N, int64_t K, const void* w, const void* bias, DType bias_t) const {
-  if (!skinny_ || (bias && bias_t != DType::f32)) return 0;
-  // (x is the workspace, or a bf16 x the caller checked; 16-byte alignment is asked of w here and of
-  // x again in bf16_product)
-  if (!skinny_gemm_supported(M, N, K, w, w)) return 0;
-  SkinnyGemm a{};
-  a.M = int(M), a.N = int(N), a.K = int(K), a.sm_count = sm_count_;
-  return skinny_gemm_splits(a);
-}
-
-void CudaOps::bf16_product(float* y, const __nv_bfloat16* xb, const TensorView& w, const void* bias, DType bias_t,
-                           int m, int n, int k, bool accumulate, int splits, float* partial) {
-  if (splits > 0 && skinny_gemm_supported(m, n, k, xb, w.data)) {
-    SkinnyGemm a{y, xb, w.as<const __nv_bfloat16>(), static_cast<const float*>(bias), accumulate, m, n, k, sm_count_,
-                 pdl_, stream()};
-    skinny_gemm(a, splits, partial, skinny_counters_);
-    KVRUN_CUDA_CHECK_LAUNCH("skinny_gemm_kernel");
-    return;
-  }
-  bf16_gemm(y, xb, w, bias, bias_t, m, n, k, accumulate);
-}
-
 bool CudaOps::matmul_reads_bf16(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept {
   return !f.norm_w && !f.swiglu && w.dtype == DType::bf16 && M > gemv_max_rows_ && matmul_fuses(f, M, w);
 }
@@ -1076,12 +1050,8 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
   ScopedDevice g(dev_.index());
   const cudaStream_t st = stream();
   float* yp = y.as<float>();
-  if (x_bf16) {  // the bf16 operand as it is: y = x·wᵀ (+ y) + bias
-    const int sk = skinny_splits(M, N, K, w.data, bias_p, bias_t);
-    const size_t pbytes = skinny_partial_bytes(sk, M, N);
-    auto* partial = pbytes ? static_cast<float*>(workspace(pbytes, "matmul_fused")) : nullptr;
-    bf16_product(yp, x.as<const __nv_bfloat16>(), w, bias_p, bias_t, int(M), int(N), int(K), f.accumulate, sk,
-                 partial);
+  if (x_bf16) {  // the cuBLAS operand as it is: y = x·wᵀ (+ y) + bias
+    bf16_gemm(yp, x.as<const __nv_bfloat16>(), w, bias_p, bias_t, int(M), int(N), int(K), f.accumulate);
     return;
   }
   const float* xp = x.as<const float>();
@@ -1102,10 +1072,7 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
   const float beta = f.accumulate ? 1.f : 0.f;
   const int m = int(M), n = int(N), k = int(K);
   if (w.dtype == DType::bf16) {
-    const int sk = skinny_splits(M, N, K, w.data, bias_p, bias_t);
-    const size_t xbytes = align_up(size_t(M * K) * 2, 256);
-    auto* base = static_cast<char*>(workspace(xbytes + skinny_partial_bytes(sk, M, N), "matmul_fused"));
-    auto* xb = reinterpret_cast<__nv_bfloat16*>(base);  // [M, K] bf16
+    auto* xb = static_cast<__nv_bfloat16*>(workspace(size_t(M * K) * 2, "matmul_fused"));  // [M, K] bf16
     if (f.norm_w) {
       launch_rms_norm_bf16(pdl_, st, xb, xp, f.norm_w->data, f.norm_w->dtype, M, K, f.norm_eps);
     } else if (f.swiglu) {
@@ -1114,7 +1081,7 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
       launch_f32_to_bf16(st, xb, xp, M * K);
     }
     // y = xb·wᵀ (+ y: β = 1 where accumulating) + bias
-    bf16_product(yp, xb, w, bias_p, bias_t, m, n, k, f.accumulate, sk, reinterpret_cast<float*>(base + xbytes));
+    bf16_gemm(yp, xb, w, bias_p, bias_t, m, n, k, f.accumulate);
     return;
   } else {  // f32 (matmul_fuses refuses f16 here, and norm or SwiGLU with f32 weights)
     cublas_gemm(yp, xp, w, m, n, k, beta);

@@ -13,7 +13,6 @@
 #include "cuda_backend.cuh"
 #include "gemm_small_m.cuh"
 #include "kvrun/random.hpp"
-#include "gemm_skinny.cuh"
 #include "kernel_common.cuh"
 
 namespace kvrun::cuda {
@@ -35,7 +34,6 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   lt_bias_ = cuda_plugin::env_int("KVRUN_CUDA_LT_BIAS", 0, 1, 1) == 1;
   lt_tune_ = cuda_plugin::env_int("KVRUN_CUDA_LT_TUNE", 0, 1, 1) == 1;
   lt_tune_log_ = cuda_plugin::env_int("KVRUN_CUDA_LT_TUNE_LOG", 0, 1, 0) == 1;
-  skinny_ = cuda_plugin::env_int("KVRUN_CUDA_SKINNY", 0, 1, 1) == 1;
   KVRUN_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes_, cudaDevAttrL2CacheSize, dev_.index()));
   KVRUN_CUBLAS_CHECK(cublasCreate(&cublas_));
   KVRUN_CUBLAS_CHECK(cublasSetStream(cublas_, dev_.stream()));
@@ -49,10 +47,6 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   // cuBLASLt (bf16 GEMMs: timed algorithms, the f32 bias in the epilogue): the same workspace,
   // passed per call.
   if (lt_bias_ || lt_tune_) KVRUN_CUBLAS_CHECK(cublasLtCreate(&cublaslt_));
-  void* counters = nullptr;
-  check(dev_.allocate(kSkinnyMaxNBlocks * sizeof(unsigned), MemCategory::workspace, &counters));
-  skinny_counters_ = static_cast<unsigned*>(counters);
-  KVRUN_CUDA_CHECK(cudaMemsetAsync(skinny_counters_, 0, kSkinnyMaxNBlocks * sizeof(unsigned), dev_.stream()));
 }
 
 CudaOps::~CudaOps() {
@@ -65,7 +59,6 @@ CudaOps::~CudaOps() {
   } catch (...) {
   }
   if (cublas_ws_) dev_.deallocate(cublas_ws_, cublas_ws_bytes_, MemCategory::workspace);
-  if (skinny_counters_) dev_.deallocate(skinny_counters_, kSkinnyMaxNBlocks * sizeof(unsigned), MemCategory::workspace);
   if (ws_) dev_.deallocate(ws_, ws_bytes_, MemCategory::workspace);
   for (auto& [p, n] : retired_ws_) dev_.deallocate(p, n, MemCategory::workspace);
 }

@@ -450,45 +450,6 @@ TEST_CASE("cuda: tensor-core GEMM for bf16 weights, 2 ≤ M ≤ 64 (gemm_small_m
   }
 }
 
-// The skinny GEMM (gemm_skinny.cu: bf16 weights and bf16 x, 9..64 rows in this suite — the rows
-// past the GEMV — which the decode step's projections at batches 9–64 take instead of cuBLAS).
-// x is rounded to bf16 before both backends see it, so only the order of the fp32 sums differs:
-// relative L2 ≤ 1e-5 against the CPU and against cuBLAS (a device with KVRUN_CUDA_SKINNY=0).
-// Shapes: one chunk and N below one column block; N not a multiple of 128 (rows past N); K split
-// over parts (the last part of a column block adds them: two runs must give the same bits); down's
-// K = 11008; M not a multiple of 8; a bias. matmul_fused's paths (norm, SwiGLU, y +=, x in bf16) go
-// through the same kernel at these rows in the cases above.
-TEST_CASE("cuda: skinny GEMM (bf16 weights and x, M ≤ 64) vs CPU and cuBLAS; split parts deterministic") {
-  NEED_GPU();
-  std::shared_ptr<Device> cub_dev = gpu_with({{"KVRUN_CUDA_SKINNY", "0"}});
-  REQUIRE(cub_dev != nullptr);
-  Device& B = *cub_dev;
-  struct Shape {
-    int64_t N, K;
-  };
-  const Shape shapes[] = {{37, 64}, {300, 256}, {515, 1024}, {4096, 1024}, {1000, 11008}, {2048, 4096}};
-  uint64_t seed = 12000;
-  for (int64_t M : {9, 16, 17, 33, 64}) {
-    for (const Shape& s : shapes) {
-      for (int bias = 0; bias < 2; ++bias) {
-        INFO("M " << M << ", N " << s.N << ", K " << s.K << (bias ? ", f32 bias" : ""));
-        std::vector<float> x = randn(size_t(M * s.K), seed += 10);
-        for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
-        std::vector<float> got, ref, again, ref2, cub, ref3;
-        run_matmul(G, gops, cops, M, s.N, s.K, DType::bf16, bias != 0, DType::f32, seed, &x, &got, &ref);
-        run_matmul(G, gops, cops, M, s.N, s.K, DType::bf16, bias != 0, DType::f32, seed, &x, &again, &ref2);
-        run_matmul(B, B.ops(), cops, M, s.N, s.K, DType::bf16, bias != 0, DType::f32, seed, &x, &cub, &ref3);
-        const Diff d = diff(got, ref), dc = diff(got, cub);
-        INFO("vs CPU " << show(d) << "; vs cuBLAS " << show(dc) << " (tolerance rel_l2 ≤ 1e-5)");
-        CHECK(d.nonfinite == 0);
-        CHECK(d.rel_l2 <= 1e-5);
-        CHECK(dc.rel_l2 <= 1e-5);
-        CHECK(bitwise_equal(got, again));
-      }
-    }
-  }
-}
-
 TEST_CASE("cuda: matmul with f16 weights keeps activations beyond the f16 range (per-row scaling)") {
   NEED_GPU();
   // One row of x far beyond 65504 (and a row of tiny values): the f16 cuBLAS path scales rows by a
@@ -732,15 +693,8 @@ TEST_CASE("cuda: cuBLAS path with a bias (bf16 weights: cuBLASLt bias epilogue) 
   // rel_l2 ≤ 1e-5. (Bitwise equality with the old path held for the bf16 and f16 biases before
   // KVRUN_CUDA_LT_TUNE; now their GEMM runs on cuBLASLt too — the bitwise check of the old path
   // against itself is in the KVRUN_CUDA_LT_TUNE case below.)
-  // (Both devices of their own with KVRUN_CUDA_SKINNY=0: the rows ≤ 64 of these shapes would take
-  // the skinny GEMM, which has its own case below.)
-  std::shared_ptr<Device> lt_dev = gpu_with({{"KVRUN_CUDA_SKINNY", "0"}});
-  std::shared_ptr<Device> off_dev =
-      gpu_with({{"KVRUN_CUDA_LT_BIAS", "0"}, {"KVRUN_CUDA_LT_TUNE", "0"}, {"KVRUN_CUDA_SKINNY", "0"}});
-  REQUIRE(lt_dev != nullptr);
+  std::shared_ptr<Device> off_dev = gpu_with({{"KVRUN_CUDA_LT_BIAS", "0"}, {"KVRUN_CUDA_LT_TUNE", "0"}});
   REQUIRE(off_dev != nullptr);
-  Device& L = *lt_dev;
-  Ops& lops = L.ops();
   Device& O = *off_dev;
   Ops& oops = O.ops();
   struct Shape {
@@ -757,7 +711,7 @@ TEST_CASE("cuda: cuBLAS path with a bias (bf16 weights: cuBLASLt bias epilogue) 
         const int64_t N = sh.N, K = sh.K;
         // plain matmul: y[M, N] = x[M, K]·w[N, K]ᵀ + bias[N]
         std::vector<float> got, ref;
-        run_matmul(L, lops, cops, M, N, K, DType::bf16, true, bt, seed += 10, nullptr, &got, &ref);
+        run_matmul(G, gops, cops, M, N, K, DType::bf16, true, bt, seed += 10, nullptr, &got, &ref);
         std::vector<float> got_off, ref_off;
         run_matmul(O, oops, cops, M, N, K, DType::bf16, true, bt, seed, nullptr, &got_off, &ref_off);
         Diff d = diff(got, ref), d_off = diff(got, got_off);
@@ -804,7 +758,7 @@ TEST_CASE("cuda: cuBLAS path with a bias (bf16 weights: cuBLASLt bias epilogue) 
                               hview(w, DType::bf16, {N, K}), &hb, hf));
       std::vector<float> outs[2];
       for (int dev = 0; dev < 2; ++dev) {
-        Device& D = dev == 0 ? L : O;
+        Device& D = dev == 0 ? G : O;
         Ops& ops = D.ops();
         Buffer<float> dx = to_gpu(D, x), dy = to_gpu(D, y0);
         Buffer<uint8_t> dw = to_gpu(D, w), dln = to_gpu(D, ln), db = to_gpu(D, b);
@@ -844,12 +798,9 @@ TEST_CASE("cuda: bf16 GEMMs on cuBLASLt with timed algorithms (KVRUN_CUDA_LT_TUN
   // another order (the timed algorithm may split K) → rel_l2 ≤ 1e-5; t0 vs old bitwise where
   // neither runs cuBLASLt (no f32 bias: both cublasGemmEx); the same call twice on `tune` bitwise
   // (a plan's algorithm is fixed — the first call timed it, the second only runs it).
-  // (KVRUN_CUDA_SKINNY=0 on all three: rows ≤ 64 would take the skinny GEMM instead of cuBLAS.)
-  std::shared_ptr<Device> tune_dev =
-      gpu_with({{"KVRUN_CUDA_LT_TUNE", "1"}, {"KVRUN_CUDA_LT_TUNE_LOG", "1"}, {"KVRUN_CUDA_SKINNY", "0"}});
-  std::shared_ptr<Device> t0_dev = gpu_with({{"KVRUN_CUDA_LT_TUNE", "0"}, {"KVRUN_CUDA_SKINNY", "0"}});
-  std::shared_ptr<Device> old_dev =
-      gpu_with({{"KVRUN_CUDA_LT_TUNE", "0"}, {"KVRUN_CUDA_LT_BIAS", "0"}, {"KVRUN_CUDA_SKINNY", "0"}});
+  std::shared_ptr<Device> tune_dev = gpu_with({{"KVRUN_CUDA_LT_TUNE", "1"}, {"KVRUN_CUDA_LT_TUNE_LOG", "1"}});
+  std::shared_ptr<Device> t0_dev = gpu_with({{"KVRUN_CUDA_LT_TUNE", "0"}});
+  std::shared_ptr<Device> old_dev = gpu_with({{"KVRUN_CUDA_LT_TUNE", "0"}, {"KVRUN_CUDA_LT_BIAS", "0"}});
   REQUIRE(tune_dev != nullptr);
   REQUIRE(t0_dev != nullptr);
   REQUIRE(old_dev != nullptr);
@@ -973,8 +924,7 @@ TEST_CASE("cuda: bf16 GEMMs on cuBLASLt with timed algorithms (KVRUN_CUDA_LT_TUN
     // and keeps it: eager calls of that shape afterwards run the same algorithm as the graph
     // (bitwise equal), they do not time it again.
     const int64_t M = 16, K = 512, N1 = 1024, N2 = 2048, N3 = 1536;
-    std::shared_ptr<Device> cap_dev =
-        gpu_with({{"KVRUN_CUDA_LT_TUNE", "1"}, {"KVRUN_CUDA_LT_TUNE_LOG", "1"}, {"KVRUN_CUDA_SKINNY", "0"}});
+    std::shared_ptr<Device> cap_dev = gpu_with({{"KVRUN_CUDA_LT_TUNE", "1"}, {"KVRUN_CUDA_LT_TUNE_LOG", "1"}});
     REQUIRE(cap_dev != nullptr);
     Device& C = *cap_dev;
     Ops& ops = C.ops();
