@@ -11,6 +11,10 @@
 // causal mask, running max m / sum l per row, O = O·correction + P·V with P converted to the
 // element type in registers (the accumulator layout of S is the A-operand layout of P·V).
 //
+// Decode steps (one query token per sequence) do not come here by default: they run the fused
+// decode kernel shared with attention.naive (plugins/common/paged_decode.cu; KVRUN_FLASH_DECODE=0
+// keeps them on the tiles below). The tiles take prefill and mixed steps.
+//
 // Decode (at most 16 query rows per sequence and KV head, e.g. one token with G <= 16) would leave
 // warps 1..3 idle; there the block owns one 16-row slab and its 4 warps split every key tile (warp
 // w: keys 16·w .. 16·w + 15), each with its own m, l and O, merged in warp order at the end.
