@@ -231,6 +231,17 @@ TEST_CASE("attention on CUDA refuses what it cannot do, clearly") {
     CHECK(st.message.find("paged_u8_token_head") != std::string::npos);
   }
   {
+    // a bf16 output for a prefill step (10 query tokens): flash writes bf16 for decode steps only
+    const HostKv h16 = make_kv(Lay::f16, c.Hkv, c.D, 16, {10}, rng);
+    const DeviceKv d16(G, h16);
+    std::shared_ptr<Attention> flash = registry().create_attention("flash", params(c), G);
+    CHECK_FALSE(flash->writes_bf16(gs.step));
+    Buffer<uint16_t> ob(G, size_t(10 * 4 * 64), MemCategory::weights);
+    const Status st = flash->forward(ob.view(DType::bf16, {10, 4, 64}), q.view(DType::f32, {10, 4, 64}), d16.view, gs.step);
+    CHECK(st.kind == ErrorKind::internal);
+    CHECK(st.message.find("writes_bf16") != std::string::npos);
+  }
+  {
     AttentionParams p = params(c);
     p.max_kv_len = 8;  // the step has 10 keys
     std::shared_ptr<Attention> naive = registry().create_attention("naive", p, G);
