@@ -443,33 +443,8 @@ void forward(const Args& a, int device, void* stream) {
   DeviceScope scope(device);
   const auto s = static_cast<cudaStream_t>(stream);
   if (decode_writes_bf16(a.decode, a.head_dim, a.num_seqs, a.num_tokens)) {  // the fused decode kernel
-    paged_decode::Args d;
+    paged_decode::Args d = a;  // the decode kernel's part of the arguments
     d.who = kWho;
-    d.out = a.out;
-    d.out_bf16 = a.out_bf16;
-    d.q = a.q;
-    d.layout = a.layout;
-    d.k = a.k;
-    d.v = a.v;
-    d.k_scale = a.k_scale;
-    d.v_scale = a.v_scale;
-    d.k_zero = a.k_zero;
-    d.v_zero = a.v_zero;
-    d.block_table = a.block_table;
-    d.max_blocks = a.max_blocks;
-    d.block_tokens = a.block_tokens;
-    d.q_start = a.q_start;
-    d.kv_len = a.kv_len;
-    d.num_tokens = a.num_tokens;
-    d.num_seqs = a.num_seqs;
-    d.num_heads = a.num_heads;
-    d.num_kv_heads = a.num_kv_heads;
-    d.head_dim = a.head_dim;
-    d.max_kv_len = a.max_kv_len;
-    d.scale = a.scale;
-    d.scores = a.scores;
-    d.scores_capacity = a.scores_capacity;
-    d.num_sms = a.num_sms;
     paged_decode::launch(d, s);
     return;
   }

@@ -14,39 +14,16 @@ constexpr int kMaxHeadDim = 256;
 
 using KvLayout = paged_decode::KvLayout;
 
-struct Args {
-  void* out = nullptr;       // [num_tokens, num_heads, head_dim] f32 (bf16 with out_bf16), device
-  // out is bf16 (each value the f32 result rounded to nearest even); decode steps only
-  // (decode_writes_bf16).
-  bool out_bf16 = false;
-  const float* q = nullptr;  // [num_tokens, num_heads, head_dim] f32, device
-  KvLayout layout = KvLayout::f16;
-  const void* k = nullptr;   // [num_blocks, num_kv_heads, block_tokens, head_dim] fp16/bf16 bits or uint8 codes
-  const void* v = nullptr;   // [num_blocks, num_kv_heads, block_tokens, head_dim]
-  const uint16_t* k_scale = nullptr;  // [num_blocks, num_kv_heads, block_tokens] fp16 bits (u8 only)
-  const uint16_t* v_scale = nullptr;  // [num_blocks, num_kv_heads, block_tokens] fp16 bits (u8 only)
-  const uint8_t* k_zero = nullptr;    // [num_blocks, num_kv_heads, block_tokens] (u8 only)
-  const uint8_t* v_zero = nullptr;    // [num_blocks, num_kv_heads, block_tokens] (u8 only)
-  const int32_t* block_table = nullptr;  // [num_seqs, max_blocks] block ids
-  int max_blocks = 0;
-  int block_tokens = 0;
-  const int32_t* q_start = nullptr;    // [num_seqs + 1] first token row of each sequence
-  const int32_t* kv_len = nullptr;     // [num_seqs] past_len + q_len
-  const int32_t* token_seq = nullptr;  // [num_tokens] sequence of each token
-  int num_tokens = 0;
-  int num_heads = 0;
-  int num_kv_heads = 0;
-  int head_dim = 0;
-  int max_kv_len = 0;  // of the step: the row stride of the score chunk
-  float scale = 0.f;
-  float* scores = nullptr;    // workspace [scores_capacity] f32 (chunk of [tokens, num_heads, max_kv_len])
-  size_t scores_capacity = 0;  // floats
+// The step as the kernels see it: the fused decode kernel's arguments (paged_decode::Args: out,
+// out_bf16 — decode steps only, see decode_writes_bf16 —, q, layout, k, v and their u8 scales and
+// zeros, block table, q_start, kv_len, the sizes, scale, and `scores` as the score-chunk workspace
+// [scores_capacity] f32 that the decode kernel uses for its split-K partial results), plus:
+struct Args : paged_decode::Args {
+  const int32_t* token_seq = nullptr;  // [num_tokens] sequence of each token (the score kernels)
   // Decode: every sequence of the step has exactly one query token (num_tokens == num_seqs and
   // max_q_len == 1). With head_dim 64 or 128 the fused decode kernel runs instead of the three
-  // score kernels; it uses `scores` as its split-K partial-result workspace.
+  // score kernels.
   bool decode = false;
-  int num_seqs = 0;
-  int num_sms = 1;  // of the device (split heuristic)
 };
 
 // Enqueues the attention of the step on `stream` (a cudaStream_t) of CUDA device `device`: for
