@@ -21,10 +21,11 @@ namespace {
 void check_cuda(const char* who, cudaError_t err, const char* what) { cuda_plugin::check(err, who, what); }
 
 // ---- Fused decode (one query token per sequence, head_dim 64 and 128) ---------------------------
-// Used when every sequence of the step has exactly one query token (Args::decode): its position is
-// kv_len − 1, so it attends to all kv_len keys (causality holds trivially). One pass over K and V
-// with an online softmax in fp32 (running max m, running sum l, unnormalized output O, rescaled by
-// exp2(m_old − m_new) when the max grows); the scores are never written to memory.
+// Used when every sequence of the step has exactly one query token (the plugins check it before
+// they call launch()): its position is kv_len − 1, so it attends to all kv_len keys (causality
+// holds trivially). One pass over K and V with an online softmax in fp32 (running max m, running
+// sum l, unnormalized output O, rescaled by exp2(m_old − m_new) when the max grows); the scores are
+// never written to memory.
 //
 // Work split. A block (W warps: 1 or 4, decode_warps) owns one (sequence s, KV head g, chunk of GP query heads
 // of g's group) and one split part z of s's keys. Each K/V row is read with 16-byte loads, LPK
