@@ -211,29 +211,8 @@ int main() {
     }
     CK(cudaStreamSynchronize(st));
     std::vector<float> ref;
-    auto time_graph = [&](auto&& body) {  // body(i) launches kernel i of the chain
-      cudaGraph_t g;
-      cudaGraphExec_t ge;
-      CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-      for (int i = 0; i < kLaunches; ++i) body(i);
-      CK(cudaStreamEndCapture(st, &g));
-      CK(cudaGraphInstantiate(&ge, g, 0));
-      CK(cudaGraphLaunch(ge, st));
-      std::vector<float> t;
-      for (int r = 0; r < 7; ++r) {
-        CK(cudaEventRecord(e0, st));
-        CK(cudaGraphLaunch(ge, st));
-        CK(cudaEventRecord(e1, st));
-        CK(cudaEventSynchronize(e1));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        t.push_back(ms);
-      }
-      CK(cudaGraphExecDestroy(ge));
-      CK(cudaGraphDestroy(g));
-      std::sort(t.begin(), t.end());
-      return t[t.size() / 2] * 1e3 / kLaunches;  // µs per launch
-    };
+    // µs per launch of a chain of kLaunches (body(i) launches kernel i), as graph replays
+    auto time_graph = [&](auto&& body) { return ::time_graph(st, kLaunches, body); };
     {
       const double us = time_graph([&](int i) {
         read_kernel<<<sms * 8, 256, 0, st>>>(y, reinterpret_cast<const uint4*>(ws[i % copies]), bytes / 16);

@@ -21,7 +21,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "check.cuh"              // CK
+#include "check.cuh"              // CK, time_graph
 #include "kvrun/cuda_plugin.cuh"  // cp_async_16 / _commit / _wait, mma_bf16_16816: as the kernels use them
 
 using kvrun::cuda_plugin::cp_async_16;
@@ -166,37 +166,6 @@ Variant variant(const char* name) {
   return {name, skinny_kernel<WARPS, XSPLIT, STAGES>, WARPS, BR, smem};
 }
 
-// Median µs per launch of `launch(i)` for i = 0 .. reps − 1, captured once in a graph and replayed.
-template <class F>
-float time_graph(cudaStream_t st, int reps, F&& launch) {
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < reps; ++i) launch(i);
-  CK(cudaStreamEndCapture(st, &graph));
-  CK(cudaGraphInstantiate(&exec, graph, 0));
-  CK(cudaGraphLaunch(exec, st));  // warm-up
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  std::vector<float> ms;
-  for (int r = 0; r < 7; ++r) {
-    CK(cudaEventRecord(a, st));
-    CK(cudaGraphLaunch(exec, st));
-    CK(cudaEventRecord(b, st));
-    CK(cudaEventSynchronize(b));
-    float v;
-    CK(cudaEventElapsedTime(&v, a, b));
-    ms.push_back(v);
-  }
-  std::sort(ms.begin(), ms.end());
-  CK(cudaGraphExecDestroy(exec));
-  CK(cudaGraphDestroy(graph));
-  CK(cudaEventDestroy(a));
-  CK(cudaEventDestroy(b));
-  return 1000.f * ms[ms.size() / 2] / float(reps);
-}
-
 double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); ++i) num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]), den += double(b[i]) * b[i];
@@ -271,7 +240,7 @@ int main() {
     std::vector<float> ref(size_t(kM) * N), got(size_t(kM) * N);
     CK(cudaMemcpy(ref.data(), yref, ref.size() * 4, cudaMemcpyDeviceToHost));
     const int reps = 4 * copies;
-    const float us_lt = time_graph(st, reps, [&](int i) { lt_run(i, y); });
+    const double us_lt = time_graph(st, reps, [&](int i) { lt_run(i, y); });
     std::printf("%-8s N %5d K %5d  cuBLASLt                                   %8.2f us  %5.2f TB/s\n", sh.name, N, K,
                 us_lt, wbytes / us_lt / 1e6);
     for (const Variant& v : variants) {
@@ -290,7 +259,7 @@ int main() {
         CK(cudaGetLastError());
         CK(cudaMemcpy(got.data(), y, got.size() * 4, cudaMemcpyDeviceToHost));
         const double err = rel_l2(got, ref);
-        const float us = time_graph(st, reps, [&](int i) { run(i, y); });
+        const double us = time_graph(st, reps, [&](int i) { run(i, y); });
         std::printf("%-8s N %5d K %5d  %-42s S %d  %8.2f us  %5.2f TB/s  blocks %4d x %d (%d/SM)  rel L2 %.1e%s\n",
                     sh.name, N, K, v.name, S, us, wbytes / us / 1e6, nblk, S, per_sm, err, err > 1e-3 ? "  WRONG" : "");
       }
