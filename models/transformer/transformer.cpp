@@ -60,7 +60,9 @@ bool env_switch(const char* name) {
   const char* v = std::getenv(name);
   if (!v) return true;
   const std::string s(v);
-  if (s != "0" && s != "1") fail(ErrorKind::usage, std::string(name) + "=" + s + ": expected 0 or 1");
+  if (s != "0" && s != "1")
+    fail(ErrorKind::usage, std::string(name) + "=" + s + ": expected 0 or 1 (an on/off switch for comparisons; " +
+                               "docs/GPU.md lists them; unset it for the default)");
   return s == "1";
 }
 
