@@ -506,7 +506,8 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
   acc.accumulate = true;
   // The attention may write its output as bf16 for an o projection that multiplies in bf16 anyway
   // (reads_bf16): the same values, one conversion kernel fewer per layer (KVRUN_ATTN_BF16=0: f32).
-  const bool attn_bf16 = attn_bf16_ && attention_->writes_bf16(step);
+  const bool attn_writes_bf16 = attention_->writes_bf16(step);
+  const bool attn_bf16 = attn_bf16_ && attn_writes_bf16;
   bool logged_bf16 = false;  // the debug line below: once per step
   for (int l = 0; l < cfg_.num_layers; ++l) {
     Layer& L = *layers_[size_t(l)];
@@ -565,22 +566,21 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     check(cache_->view(l, step, &kv));
     // x += o(a)
     const bool o_fused = L.o->fuses(acc, T);
-    const bool o_bf16 = o_fused && attn_bf16 && L.o->reads_bf16(acc, T);
+    const bool o_reads_bf16 = o_fused && L.o->reads_bf16(acc, T);
+    const bool o_bf16 = attn_bf16 && o_reads_bf16;
     if (!logged_bf16 && log_level() <= LogLevel::debug) {
       logged_bf16 = true;
       log_debug("model: step of " + std::to_string(T) + " tokens: attention output " +
                 (o_bf16 ? "handed to o_proj as bf16" : "in f32") + " (KVRUN_ATTN_BF16 " + (attn_bf16_ ? "on" : "off") +
-                ", attention writes bf16: " + (attention_->writes_bf16(step) ? "yes" : "no") + ", o_proj fuses y +=: " +
-                (o_fused ? "yes" : "no") + ", reads bf16: " + (L.o->reads_bf16(acc, T) ? "yes" : "no") + ")");
+                ", attention writes bf16: " + (attn_writes_bf16 ? "yes" : "no") + ", o_proj fuses y +=: " +
+                (o_fused ? "yes" : "no") + ", reads bf16: " + (o_reads_bf16 ? "yes" : "no") + ")");
     }
-    if (o_bf16) {
-      check(attention_->forward(view(a.data, DType::bf16, {T, H, D}), q3, kv, step));  // [T, H·D] bf16
-      check(L.o->forward_fused(x, view(a.data, DType::bf16, {T, H * D}), acc));
-    } else if (o_fused) {
-      check(attention_->forward(view(a.data, DType::f32, {T, H, D}), q3, kv, step));
-      check(L.o->forward_fused(x, a, acc));
+    // the attention's output: [T, H·D], bf16 where o_proj reads it so, else f32 (a)
+    const DType a_dtype = o_bf16 ? DType::bf16 : DType::f32;
+    check(attention_->forward(view(a.data, a_dtype, {T, H, D}), q3, kv, step));
+    if (o_fused) {
+      check(L.o->forward_fused(x, view(a.data, a_dtype, {T, H * D}), acc));
     } else {
-      check(attention_->forward(view(a.data, DType::f32, {T, H, D}), q3, kv, step));
       check(L.o->forward(h, a));
       pending = true;
     }
