@@ -584,7 +584,9 @@ __device__ __forceinline__ uint4 lds128(uint32_t a) {
 
 // Linear::forward_fused at M = 1 (MatmulFusion without SwiGLU): norm_w non-null — x is the residual
 // stream and the block multiplies rms_norm(x[:K])·norm_w instead (Σx² over the block's own read of
-// x, fp32); accumulate — y[n] += instead of y[n] =.
+// x, fp32); accumulate — y[n] += instead of y[n] =. (SwiGLU taken in while x is converted was
+// slower than the backend's swiglu kernel before the GEMV: 2.23–2.24 vs 2.12–2.15 ms/step, session
+// 15 — every block computed all K silu values.)
 struct G1Fusion {
   const void* norm_w = nullptr;  // [K] of norm_t, in unpermuted row order
   DType norm_t = DType::f32;
@@ -672,7 +674,14 @@ __global__ void __launch_bounds__(kG1Warps * 32)
       for (int c = 0; c < 4; ++c) e[c] = f < nf && 4 * f + c < fz.K ? cuda_plugin::load_any(fz.norm_w, fz.norm_t, 4 * f + c) : 0.f;
     }
   }
+  // The lanes that write y (part 0 of each tile, lanes 0–15: column wn) read their bias now (a
+  // weight) and, after the wait, the y they add to — not at the end, where each read was one more
+  // round trip before the grid could finish.
+  const bool writer = part == 0 && active && lane < 16;
+  const int wn = nt * 16 + (lane & 7) + 8 * (lane >> 3);
+  const float bias_n = writer && wn < N && bias ? bias[wn] : 0.f;
   cuda_plugin::pdl_wait();
+  const float y_n = writer && wn < N && fz.accumulate ? y[wn] : 0.f;
   float4 v[kG1XR];
 #pragma unroll
   for (int j = 0; j < kG1XR; ++j) {
@@ -818,15 +827,12 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     red[warp][1][g] = acc1;
   }
   __syncthreads();
-  if (part == 0 && active && lane < 16) {
+  if (writer && wn < N) {
     const int r = lane >> 3, e = lane & 7;
-    const int n = nt * 16 + e + 8 * r;
-    if (n < N) {
-      float v = 0.f;
-      for (int p = 0; p < ks; ++p) v += red[warp + p][r][e];
-      v += bias ? bias[n] : 0.f;
-      y[n] = fz.accumulate ? __fadd_rn(y[n], v) : v;
-    }
+    float v = 0.f;
+    for (int p = 0; p < ks; ++p) v += red[warp + p][r][e];
+    v += bias_n;
+    y[wn] = fz.accumulate ? __fadd_rn(y_n, v) : v;
   }
 }
 
