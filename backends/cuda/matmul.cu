@@ -115,14 +115,23 @@ struct GemvFusion {
   bool accumulate = false;
 };
 
+// The writing lane's bias and old y, read by the GEMV kernels before their main loop (the bias
+// before the PDL wait, y after it) instead of in gemv_store, where each read was one more round
+// trip before the grid could end. Same values, same sums.
+struct GemvStorePre {
+  float bias = 0.f;  // bias[n] (when bias is non-null)
+  float y = 0.f;     // y[m, n] (when accumulating)
+};
+
 // The end of the small-M GEMV kernels (gemv_kernel, gemv_ring_kernel), every thread of the block:
 // each lane's RPW·MMAX sums are reduced over its warp, the wpr partials of a row group added in a
 // fixed order through shared memory (deterministic), then y[m, n] = Σ + bias (or y + (Σ + bias)).
 //   acc: [RPW][MMAX] this lane's sums of rows n0 … n0 + RPW − 1; partial: [kGemvWarps][RPW·MMAX].
+//   pre: the writing lane's bias and y, read earlier by the kernel.
 template <int RPW, int MMAX>
 __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&partial)[kGemvWarps][RPW * MMAX],
                                            float* y, const void* bias, DType bias_t, int M, int N, int n0, int wpr,
-                                           bool accumulate) {
+                                           bool accumulate, const GemvStorePre& pre) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 #pragma unroll
   for (int j = 0; j < RPW; ++j)
@@ -140,8 +149,8 @@ __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&part
   if (part == 0 && j < RPW && m < M && n < N) {
     float s = 0.f;
     for (int p = 0; p < wpr; ++p) s += partial[r * wpr + p][lane];
-    if (bias) s += load_any(bias, bias_t, n);
-    if (accumulate) s = __fadd_rn(y[int64_t(m) * N + n], s);
+    if (bias) s += pre.bias;
+    if (accumulate) s = __fadd_rn(pre.y, s);
     y[int64_t(m) * N + n] = s;
   }
 }
@@ -175,6 +184,12 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   const int part = warp % wpr;  // which K slice of those rows
   const int n0 = blockIdx.x * rows_per_block + r * RPW;
   const bool active = n0 < N;
+  // The lane that writes (row n0 + lane / MMAX, x row lane % MMAX) in gemv_store reads its bias now
+  // (a weight) and its old y right after the wait.
+  GemvStorePre pre;
+  const int pj = lane / MMAX, pm = lane % MMAX, pn = n0 + pj;
+  const bool writer = part == 0 && pj < RPW && pm < M && pn < N;
+  if (writer && bias) pre.bias = load_any(bias, bias_t, pn);
 
   float acc[RPW][MMAX];
 #pragma unroll
@@ -189,6 +204,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   const float* __restrict__ x = x_in;
   auto wait_and_normalize = [&] {
     pdl_wait();
+    if (writer && fz.accumulate) pre.y = y[int64_t(pm) * N + pn];
     if constexpr (NORM) {
       extern __shared__ float4 gemv_xs4[];  // [K / 4] (K floats)
       __shared__ float red[32];
@@ -293,7 +309,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
     }
   }
   pdl_trigger();
-  gemv_store<RPW, MMAX>(acc, partial, y, bias, bias_t, M, N, n0, wpr, fz.accumulate);
+  gemv_store<RPW, MMAX>(acc, partial, y, bias, bias_t, M, N, n0, wpr, fz.accumulate, pre);
 }
 
 // Batch-1 bf16 GEMV with the weights staged through shared memory:  y[N] (+)= x[K] · w[N, K]ᵀ (+ bias).
@@ -341,7 +357,13 @@ __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
   };
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) issue(i);
+  // The lane that writes row n0 + lane (gemv_store: part 0, lanes < RPW) reads its bias now and its
+  // y right after the wait.
+  GemvStorePre pre;
+  const bool writer = part == 0 && lane < RPW && n0 + lane < N;
+  if (writer && bias) pre.bias = load_any(bias, bias_t, n0 + lane);
   pdl_wait();  // x (and y, with fz.accumulate) come from earlier kernels
+  if (writer && fz.accumulate) pre.y = y[n0 + lane];
 
   float acc[RPW][1] = {};
   for (int i = 0; i < steps; ++i) {
@@ -366,7 +388,7 @@ __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
   }
   cp_async_wait<0>();
   pdl_trigger();
-  gemv_store<RPW, 1>(acc, partial, y, bias, bias_t, 1, N, n0, wpr, fz.accumulate);
+  gemv_store<RPW, 1>(acc, partial, y, bias, bias_t, 1, N, n0, wpr, fz.accumulate, pre);
 }
 
 // Rows per warp: 4 at M = 1 (x loads shared by 4 rows), 1 above (MMAX accumulators per row).
