@@ -5,7 +5,9 @@
 // cycles. This tool times variants with more warps per SM and each chunk's fragments loaded before
 // its mma's, each against cuBLASLt's heuristic pick, as CUDA-graph replays over weight copies that
 // together exceed L2 (every launch streams its weights from DRAM, as in a decode step). Prepared in
-// session 14 and compiled, not yet run (the session's device time was spent). Build and run:
+// session 14, run in session 15 (docs/bench/session15-c.log): no variant came near cuBLASLt on any
+// shape (best against cuBLASLt, µs: q·k·v 39.6 / 29.2, o 16.3 / 11.6, gate·up 71.0 / 49.6, down
+// 33.6 / 29.2). Build and run:
 //   nvcc -O3 -std=c++20 -gencode arch=compute_90,code=sm_90 -Icore/include -Ibackends/include \
 //     tools/skinny_bench.cu -lcublasLt -o skinny_bench && ./skinny_bench
 // Output: one line per (shape, variant, split parts): µs per launch (the reduction of the parts
