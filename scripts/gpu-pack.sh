@@ -16,8 +16,15 @@ newest=$(find core/include backends plugins \( -name '*.cuh' -o -name '*.hpp' -o
 [ -n "$newest" ] && find build-cuda -name '*.cu.o' ! -newer "$newest" -delete
 ninja -C build-cuda
 mkdir -p .carry/lib
-# Only the linked outputs travel (objects stay here): shared objects, executables.
-(cd build-cuda && find . -type f \( -name '*.so' -o -perm -u+x \) ! -path '*.p/*' ! -path './meson-*' -print0 |
+# Only the linked outputs travel (objects stay here): shared objects, executables — less the test
+# executables that have no GPU case (scripts/gpu-check.sh runs none of them), ~2 MB of the 64 MiB a
+# call may carry; KVRUN_PACK_CPU_TESTS=1 keeps them.
+cpu_only=()
+if [ "${KVRUN_PACK_CPU_TESTS:-0}" != 1 ]; then
+  for t in test_core_\* test_fuzz_regressions test_model_cpu test_cpu_ops test_bench test_cli test_tokenizer \
+           test_sdk test_errors test_checkpoint; do cpu_only+=(! -name "$t"); done
+fi
+(cd build-cuda && find . -type f \( -name '*.so' -o -perm -u+x \) ! -path '*.p/*' ! -path './meson-*' "${cpu_only[@]}" -print0 |
   tar --null -czf ../.carry/build-cuda.tgz -T -)
 for lib in libtomlplusplus.so.3 libutf8proc.so.2; do
   cp -L "/usr/lib/x86_64-linux-gnu/$lib" .carry/lib/
