@@ -629,13 +629,7 @@ TEST_CASE("cuda: matmul_fused with x in bf16 (matmul_reads_bf16) == x in f32 (bi
               << (c.swiglu ? " swiglu" : "") << (c.accumulate ? " +=" : "") << (c.bias ? " bias" : ""));
     // x: bf16 values, held as bf16 bits and as the same values in f32
     const std::vector<uint8_t> xb = encode(randn(size_t(M * XC), ++seed, 2.f), DType::bf16);
-    std::vector<float> x(size_t(M * XC));
-    for (size_t i = 0; i < x.size(); ++i) {
-      uint16_t h;
-      std::memcpy(&h, xb.data() + 2 * i, 2);
-      const uint32_t u = uint32_t(h) << 16;
-      std::memcpy(&x[i], &u, 4);
-    }
+    std::vector<float> x = decode(xb, DType::bf16);
     std::vector<float> y0 = randn(size_t(M * N), ++seed, 3.f), b = randn(size_t(N), ++seed);
     std::vector<uint8_t> w = encode(randn(size_t(N * K), ++seed, 0.05f), c.wt);
     const std::vector<uint8_t> ln = encode(randn(size_t(K), ++seed, 1.f), DType::bf16);

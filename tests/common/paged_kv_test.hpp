@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -237,14 +236,6 @@ inline std::vector<float> run_gpu(Device& G, Attention& att, const std::vector<f
 }
 
 
-// bf16 bits of f32 x, rounded to nearest even (NaN kept a NaN); the host twin of __float2bfloat16_rn.
-inline uint16_t bf16_rne(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
-  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
 // The step through `att` with a bf16 output (poisoned first): its bf16 bits.
 inline std::vector<uint16_t> run_gpu_bf16(Device& G, Attention& att, const std::vector<float>& q, const KvView& kv,
                                           const DeviceStep& s, int H, int D) {
@@ -258,14 +249,15 @@ inline std::vector<uint16_t> run_gpu_bf16(Device& G, Attention& att, const std::
   return gout.to_host();
 }
 
-// The bf16 output equals the f32 output `f32` rounded, bit for bit.
+// The bf16 output equals the f32 output `f32` rounded to nearest even (dtype.hpp's f32_to_bf16, the
+// host twin of __float2bfloat16_rn), bit for bit.
 inline void check_bf16_of(const std::vector<uint16_t>& got, const std::vector<float>& f32, const char* what) {
   REQUIRE(got.size() == f32.size());
   size_t bad = 0, first = 0;
   for (size_t i = 0; i < got.size(); ++i)
-    if (got[i] != bf16_rne(f32[i]) && bad++ == 0) first = i;
+    if (got[i] != f32_to_bf16(f32[i]) && bad++ == 0) first = i;
   CHECK_MESSAGE(bad == 0, what << ": " << bad << " of " << got.size() << " bf16 outputs are not the f32 output rounded"
-                               << " (first at " << first << ": " << got[first] << " vs " << bf16_rne(f32[first]) << ")");
+                               << " (first at " << first << ": " << got[first] << " vs " << f32_to_bf16(f32[first]) << ")");
 }
 
 // Queries ~ N(0, stdev²).
