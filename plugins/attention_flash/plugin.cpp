@@ -15,6 +15,7 @@
 #include "kvrun/plugin.hpp"
 #ifdef KVRUN_WITH_CUDA
 #include "attention_flash_cuda.hpp"
+#include "paged_decode.hpp"
 #endif
 
 namespace kvrun {
@@ -204,7 +205,9 @@ class FlashAttention final : public Attention {
     fc::forward(a, dev_.info().index, dev_.queue().native_handle());
   }
 
-  static bool is_decode(const StepBatch& step) { return step.max_q_len == 1 && step.num_tokens == step.num_seqs; }
+  static bool is_decode(const StepBatch& step) {
+    return paged_decode::is_decode_step(step.max_q_len, step.num_tokens, step.num_seqs);
+  }
 
   int64_t partial_rows_ = 0;
   int num_sms_ = 0;

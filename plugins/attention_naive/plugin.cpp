@@ -206,7 +206,9 @@ class NaiveAttention final : public Attention {
     nc::forward(a, dev_.info().index, dev_.queue().native_handle());
   }
 
-  static bool is_decode(const StepBatch& step) { return step.max_q_len == 1 && step.num_tokens == step.num_seqs; }
+  static bool is_decode(const StepBatch& step) {
+    return paged_decode::is_decode_step(step.max_q_len, step.num_tokens, step.num_seqs);
+  }
 
   // [tokens per chunk, num_heads, max_kv_len] f32 (CUDA only); the fused decode kernel keeps its
   // split-K partial results here ([splits, num_tokens · num_heads, head_dim + 2]).

@@ -13,6 +13,13 @@ namespace kvrun::paged_decode {
 
 enum class KvLayout : int { f16 = 0, bf16 = 1, u8 = 2 };
 
+// A decode step: one query token per sequence (the longest query 1 token, as many tokens as
+// sequences) — the steps launch() takes (q_start[s] = s). Both attention plugins ask it of their
+// StepBatch (max_q_len, num_tokens, num_seqs) to choose this kernel.
+constexpr bool is_decode_step(int64_t max_q_len, int64_t num_tokens, int64_t num_seqs) {
+  return max_q_len == 1 && num_tokens == num_seqs;
+}
+
 // The paged KV of one layer as the kernels see it.
 struct Kv {
   const void* data;        // [num_blocks, Hkv, bt, D] element per layout
