@@ -115,23 +115,34 @@ struct GemvFusion {
   bool accumulate = false;
 };
 
-// The writing lane's bias and old y, read by the GEMV kernels before their main loop (the bias
-// before the PDL wait, y after it) instead of in gemv_store, where each read was one more round
-// trip before the grid could end. Same values, same sums.
-struct GemvStorePre {
+// The output y[m, n] a lane writes in gemv_store, if any (part 0 of its row group; lane → row
+// n0 + lane / MMAX of x row lane % MMAX), with its bias (read at construction, before the PDL wait:
+// a weight) and its old y (read_y, right after the wait) — read before the GEMV's main loop, not in
+// gemv_store, where each was one more round trip before the grid could end. Same values, same sums.
+template <int RPW, int MMAX>
+struct GemvOut {
+  int m, n;
+  bool writes;
   float bias = 0.f;  // bias[n] (when bias is non-null)
-  float y = 0.f;     // y[m, n] (when accumulating)
+  float y = 0.f;     // y[m, n] (after read_y, when accumulating)
+  __device__ __forceinline__ GemvOut(int lane, int part, int n0, int M, int N, const void* bias_p, DType bias_t)
+      : m(lane % MMAX), n(n0 + lane / MMAX), writes(part == 0 && lane / MMAX < RPW && m < M && n < N) {
+    if (writes && bias_p) bias = load_any(bias_p, bias_t, n);
+  }
+  __device__ __forceinline__ void read_y(const float* y_p, int N, bool accumulate) {
+    if (writes && accumulate) y = y_p[int64_t(m) * N + n];
+  }
 };
 
 // The end of the small-M GEMV kernels (gemv_kernel, gemv_ring_kernel), every thread of the block:
 // each lane's RPW·MMAX sums are reduced over its warp, the wpr partials of a row group added in a
 // fixed order through shared memory (deterministic), then y[m, n] = Σ + bias (or y + (Σ + bias)).
-//   acc: [RPW][MMAX] this lane's sums of rows n0 … n0 + RPW − 1; partial: [kGemvWarps][RPW·MMAX].
-//   pre: the writing lane's bias and y, read earlier by the kernel.
+//   acc: [RPW][MMAX] this lane's sums of rows n0 … n0 + RPW − 1; partial: [kGemvWarps][RPW·MMAX];
+//   out: the lane's output, its bias and old y (read earlier by the kernel).
 template <int RPW, int MMAX>
 __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&partial)[kGemvWarps][RPW * MMAX],
-                                           float* y, const void* bias, DType bias_t, int M, int N, int n0, int wpr,
-                                           bool accumulate, const GemvStorePre& pre) {
+                                           float* y, bool has_bias, int N, int wpr, bool accumulate,
+                                           const GemvOut<RPW, MMAX>& out) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 #pragma unroll
   for (int j = 0; j < RPW; ++j)
@@ -144,14 +155,13 @@ __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&part
       for (int m = 0; m < MMAX; ++m) partial[warp][j * MMAX + m] = acc[j][m];
   }
   __syncthreads();
-  const int r = warp / wpr, part = warp % wpr;
-  const int j = lane / MMAX, m = lane % MMAX, n = n0 + j;
-  if (part == 0 && j < RPW && m < M && n < N) {
+  const int r = warp / wpr;
+  if (out.writes) {
     float s = 0.f;
     for (int p = 0; p < wpr; ++p) s += partial[r * wpr + p][lane];
-    if (bias) s += pre.bias;
-    if (accumulate) s = __fadd_rn(pre.y, s);
-    y[int64_t(m) * N + n] = s;
+    if (has_bias) s += out.bias;
+    if (accumulate) s = __fadd_rn(out.y, s);
+    y[int64_t(out.m) * N + out.n] = s;
   }
 }
 
@@ -184,12 +194,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   const int part = warp % wpr;  // which K slice of those rows
   const int n0 = blockIdx.x * rows_per_block + r * RPW;
   const bool active = n0 < N;
-  // The lane that writes (row n0 + lane / MMAX, x row lane % MMAX) in gemv_store reads its bias now
-  // (a weight) and its old y right after the wait.
-  GemvStorePre pre;
-  const int pj = lane / MMAX, pm = lane % MMAX, pn = n0 + pj;
-  const bool writer = part == 0 && pj < RPW && pm < M && pn < N;
-  if (writer && bias) pre.bias = load_any(bias, bias_t, pn);
+  GemvOut<RPW, MMAX> out(lane, part, n0, M, N, bias, bias_t);  // its old y: right after the wait
 
   float acc[RPW][MMAX];
 #pragma unroll
@@ -204,7 +209,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   const float* __restrict__ x = x_in;
   auto wait_and_normalize = [&] {
     pdl_wait();
-    if (writer && fz.accumulate) pre.y = y[int64_t(pm) * N + pn];
+    out.read_y(y, N, fz.accumulate);
     if constexpr (NORM) {
       extern __shared__ float4 gemv_xs4[];  // [K / 4] (K floats)
       __shared__ float red[32];
@@ -309,7 +314,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
     }
   }
   pdl_trigger();
-  gemv_store<RPW, MMAX>(acc, partial, y, bias, bias_t, M, N, n0, wpr, fz.accumulate, pre);
+  gemv_store<RPW, MMAX>(acc, partial, y, bias != nullptr, N, wpr, fz.accumulate, out);
 }
 
 // Batch-1 bf16 GEMV with the weights staged through shared memory:  y[N] (+)= x[K] · w[N, K]ᵀ (+ bias).
@@ -357,13 +362,9 @@ __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
   };
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) issue(i);
-  // The lane that writes row n0 + lane (gemv_store: part 0, lanes < RPW) reads its bias now and its
-  // y right after the wait.
-  GemvStorePre pre;
-  const bool writer = part == 0 && lane < RPW && n0 + lane < N;
-  if (writer && bias) pre.bias = load_any(bias, bias_t, n0 + lane);
+  GemvOut<RPW, 1> out(lane, part, n0, 1, N, bias, bias_t);
   pdl_wait();  // x (and y, with fz.accumulate) come from earlier kernels
-  if (writer && fz.accumulate) pre.y = y[n0 + lane];
+  out.read_y(y, N, fz.accumulate);
 
   float acc[RPW][1] = {};
   for (int i = 0; i < steps; ++i) {
@@ -388,7 +389,7 @@ __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
   }
   cp_async_wait<0>();
   pdl_trigger();
-  gemv_store<RPW, 1>(acc, partial, y, bias, bias_t, 1, N, n0, wpr, fz.accumulate, pre);
+  gemv_store<RPW, 1>(acc, partial, y, bias != nullptr, N, wpr, fz.accumulate, out);
 }
 
 // Rows per warp: 4 at M = 1 (x loads shared by 4 rows), 1 above (MMAX accumulators per row).
