@@ -33,7 +33,6 @@ append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
               const int32_t* __restrict__ positions,  // [num_tokens]
               int max_blocks, int num_tokens, int H, int D, int bt) {
   cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
-  cuda_plugin::pdl_wait();  // k, v come from the previous kernel (programmatic dependent launch)
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);  // token * H + head
   if (row >= int64_t(num_tokens) * H) return;
@@ -41,6 +40,8 @@ append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
   const int s = token_seq[t], pos = positions[t];
   const int32_t block = table[int64_t(s) * max_blocks + pos / bt];
   const int64_t dst = ((int64_t(block) * H + h) * bt + pos % bt) * D;
+  // (the slot above: the step's metadata, uploaded before its first kernel — read before the wait)
+  cuda_plugin::pdl_wait();  // k, v come from the previous kernel (programmatic dependent launch)
   const int64_t src = row * D;
   for (int d = lane; d < D; d += 32) {
     k_cache[dst + d] = f32_to_f16(k[src + d]);
@@ -65,17 +66,20 @@ append_qkv_kernel(const qkv_rope::Rows in,              // qkv [T, (H + 2·KVH)�
                   uint16_t* __restrict__ v_cache,       // [num_blocks, KVH, bt, D] fp16 bits
                   const qkv_rope::Slots sl) {           // table [num_seqs, max_blocks], token_seq / positions [T]
   cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
-  cuda_plugin::pdl_wait();     // qkv comes from the previous kernel (programmatic dependent launch)
   const int lane = threadIdx.x & 31;
-  int t, g;
-  int64_t r;
-  if (!qkv_rope::kv_row(in, sl, int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5), lane, &t, &g, &r)) return;
-  const int64_t dst = r * in.D;
-  const float* kx = in.k(t, g);
-  const float* vx = in.v(t, g);
-  const float* ct = in.ct(t);
-  for (int c = lane; c < in.D / 4; c += 32) {
-    store_f16x4(k_cache + dst + 4 * c, qkv_rope::rotated_chunk(kx, ct, c, in.rot));
+  // The slot and the cos/sin first: none of it comes from the previous kernel (plan_row).
+  const qkv_rope::RowPlan pl = qkv_rope::plan_row(in, sl, int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5), lane);
+  cuda_plugin::pdl_wait();  // qkv comes from the previous kernel (programmatic dependent launch)
+  if (pl.kind == qkv_rope::RowPlan::q) qkv_rope::rotate_q_head(in, pl, lane);
+  if (pl.kind != qkv_rope::RowPlan::kv) return;  // (the whole warp leaves together)
+  const int64_t dst = pl.meta_row * in.D;
+  const float* kx = in.k(pl.t, pl.h);
+  const float* vx = in.v(pl.t, pl.h);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {  // chunks lane and lane + 32 (D ≤ 256: qkv_rope::supported)
+    const int c = lane + 32 * i;
+    if (c >= in.D / 4) break;
+    store_f16x4(k_cache + dst + 4 * c, qkv_rope::rotated_chunk(kx, pl.cs[i], c, in.rot));
     store_f16x4(v_cache + dst + 4 * c, qkv_rope::ld4(vx + 4 * c));
   }
 }

@@ -146,7 +146,6 @@ append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
               const int32_t* __restrict__ positions,  // [num_tokens]
               int max_blocks, int num_tokens, int H, int D, int bt, bool vec) {  // vec: quantize_rows_vec applies
   cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
-  cuda_plugin::pdl_wait();  // k, v come from the previous kernel (programmatic dependent launch)
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);  // token * H + head
   if (row >= int64_t(num_tokens) * H) return;  // whole warp leaves together
@@ -154,6 +153,8 @@ append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
   const int s = token_seq[t], pos = positions[t];
   const int32_t block = table[int64_t(s) * max_blocks + pos / bt];
   const int64_t r = (int64_t(block) * H + h) * bt + pos % bt;  // metadata row
+  // (the slot above: the step's metadata, uploaded before its first kernel — read before the wait)
+  cuda_plugin::pdl_wait();  // k, v come from the previous kernel (programmatic dependent launch)
   if (vec) {
     quantize_rows_vec(k + row * D, v + row * D, D, lane, k_cache + r * D, v_cache + r * D, k_scale + r, v_scale + r,
                       k_zero + r, v_zero + r);
@@ -177,21 +178,23 @@ append_qkv_kernel(const qkv_rope::Rows in,           // qkv [T, (H + 2·KVH)·D]
                   uint8_t* __restrict__ v_zero,      // [num_blocks, KVH, bt]
                   const qkv_rope::Slots sl) {        // table [num_seqs, max_blocks], token_seq / positions [T]
   cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
-  cuda_plugin::pdl_wait();     // qkv comes from the previous kernel (programmatic dependent launch)
   const int lane = threadIdx.x & 31;
-  int t, g;
-  int64_t r;  // metadata row
-  if (!qkv_rope::kv_row(in, sl, int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5), lane, &t, &g, &r)) return;
+  // The slot and the cos/sin first: none of it comes from the previous kernel (plan_row).
+  const qkv_rope::RowPlan pl = qkv_rope::plan_row(in, sl, int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5), lane);
+  cuda_plugin::pdl_wait();  // qkv comes from the previous kernel (programmatic dependent launch)
+  if (pl.kind == qkv_rope::RowPlan::q) qkv_rope::rotate_q_head(in, pl, lane);
+  if (pl.kind != qkv_rope::RowPlan::kv) return;  // (the whole warp leaves together)
   const int D = in.D, chunks = D / 4;
-  const float* kx = in.k(t, g);
-  const float* vx = in.v(t, g);
-  const float* ct = in.ct(t);
+  const int64_t r = pl.meta_row;
+  const float* kx = in.k(pl.t, pl.h);
+  const float* vx = in.v(pl.t, pl.h);
   float4 a[2][kVecChunks];
+  static_assert(kVecChunks <= 2, "RowPlan holds the cos/sin of two chunks per lane");
 #pragma unroll
   for (int i = 0; i < kVecChunks; ++i) {
     const int c = lane + 32 * i;
     const bool ok = c < chunks;
-    a[0][i] = ok ? qkv_rope::rotated_chunk(kx, ct, c, in.rot) : make_float4(0.f, 0.f, 0.f, 0.f);
+    a[0][i] = ok ? qkv_rope::rotated_chunk(kx, pl.cs[i], c, in.rot) : make_float4(0.f, 0.f, 0.f, 0.f);
     a[1][i] = ok ? qkv_rope::ld4(vx + 4 * c) : make_float4(0.f, 0.f, 0.f, 0.f);
   }
   quantize_rows_regs(a, D, lane, k_cache + r * D, v_cache + r * D, k_scale + r, v_scale + r, k_zero + r, v_zero + r);

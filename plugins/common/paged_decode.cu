@@ -59,6 +59,7 @@ void check_cuda(const char* who, cudaError_t err, const char* what) { cuda_plugi
 // order that depends only on the shapes, the split count and kv_len.
 
 constexpr int kDecWarps = 4;  // warps per block for a few work items (below: the choice of W)
+constexpr int kDecWideWarps = 16;  // (experiment: one query head per block only)
 constexpr int kDecMaxSplits = 32;      // parts per sequence at most
 constexpr int kDecMinSplitKeys = 256;  // a split part covers at least about this many keys
 constexpr float kLog2e = 1.4426950408889634f;
@@ -201,13 +202,13 @@ __device__ __forceinline__ void load_meta(const Kv& kv, int64_t r0, float (&s)[U
   static_assert(U == 2 || U == 4, "rows per lane");
   uint32_t sw[U / 2], zw;
   if constexpr (U == 4) {
-    const uint2 t = __ldg(reinterpret_cast<const uint2*>(kv.scale + r0));
+    const uint2 t = __ldcg(reinterpret_cast<const uint2*>(kv.scale + r0));
     sw[0] = t.x;
     sw[1] = t.y;
-    zw = __ldg(reinterpret_cast<const uint32_t*>(kv.zero + r0));
+    zw = __ldcg(reinterpret_cast<const uint32_t*>(kv.zero + r0));
   } else {
-    sw[0] = __ldg(reinterpret_cast<const uint32_t*>(kv.scale + r0));
-    zw = __ldg(reinterpret_cast<const uint16_t*>(kv.zero + r0));
+    sw[0] = __ldcg(reinterpret_cast<const uint32_t*>(kv.scale + r0));
+    zw = __ldcg(reinterpret_cast<const uint16_t*>(kv.zero + r0));
   }
 #pragma unroll
   for (int u = 0; u < U; ++u) {
@@ -239,7 +240,6 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
   __shared__ __align__(16) float o_sh[W][GP][D];  // each warp's unnormalized O
   __shared__ float ml_sh[W][GP][2];               // each warp's m and l
   cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
-  cuda_plugin::pdl_wait();  // q and the cache come from earlier kernels (programmatic dependent launch)
 
   const int hc = int(blockIdx.x % unsigned(p.nhc));
   const int sg = int(blockIdx.x / unsigned(p.nhc));
@@ -256,6 +256,127 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int sub = lane / LPK, c = lane % LPK;  // row of the warp's load, 16-byte chunk of the row
+
+  // Online-softmax state of the lane's row group: running max m, running sum l (both equal in
+  // the LPK lanes of a row group) and O for the lane's E dims.
+  float m[GP], l[GP], acc[GP][E];
+#pragma unroll
+  for (int h = 0; h < GP; ++h) {
+    m[h] = -INFINITY;
+    l[h] = 0.f;
+#pragma unroll
+    for (int i = 0; i < E; ++i) acc[h][i] = 0.f;
+  }
+
+  const int32_t* trow = p.table + int64_t(s) * p.max_blocks;
+  const uint8_t* kbase = static_cast<const uint8_t*>(p.k.data);
+  const uint8_t* vbase = static_cast<const uint8_t*>(p.v.data);
+  // With whole rounds inside one cache block (p.aligned: bt a multiple of the round's keys, which
+  // j0 and every round start are too) lane (sub, c) takes the U consecutive rows jr + sub·U + u:
+  // one block-table entry serves the round (read a round ahead) and the lane's U scales and zeros
+  // are one vector load each. Otherwise it takes rows jr + u·KPW + sub, each with its own entry.
+  constexpr int kStride = W * S::kRoundKeys;
+  const int bt = p.bt, shift = p.bt_shift;
+  auto block_of = [&](int j) { return shift >= 0 ? j >> shift : j / bt; };
+  int jr = j0 + warp * S::kRoundKeys;
+  int entry = p.aligned && jr < j1 ? __ldg(trow + block_of(jr)) : 0;  // this round's block id
+  // A round's loads (every load of the round first: U rows of K and U rows of V, and their
+  // scale/zero), into kw .. ok.
+  uint4 kw[U], vw[U];
+  float ks[U], kz[U], vs[U], vz[U];
+  bool ok[U];
+  auto load_round = [&]() {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      kw[u] = vw[u] = make_uint4(0u, 0u, 0u, 0u);
+      ks[u] = kz[u] = vs[u] = vz[u] = 0.f;
+    }
+    if (p.aligned) {
+      const int blk = block_of(jr);
+      const int next = jr + kStride < j1 ? __ldg(trow + block_of(jr + kStride)) : 0;
+      const int first = jr + sub * U;  // the lane's first row
+      const int64_t r0 = (int64_t(entry) * p.Hkv + g) * bt + (first - blk * bt);
+      entry = next;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        ok[u] = first + u < j1;
+        if (ok[u]) {
+          kw[u] = __ldcg(reinterpret_cast<const uint4*>(kbase + (r0 + u) * kRowBytes) + c);
+          vw[u] = __ldcg(reinterpret_cast<const uint4*>(vbase + (r0 + u) * kRowBytes) + c);
+        }
+      }
+      if constexpr (L == KvLayout::u8) {
+        if (ok[0]) {
+          load_meta<U>(p.k, r0, ks, kz);
+          load_meta<U>(p.v, r0, vs, vz);
+        }
+        // A row past the end has never been written (its scale may be NaN): its softmax weight is
+        // 0, and 0 · s(v − z) must stay 0, so its V scale and zero become 0 (its score is masked).
+#pragma unroll
+        for (int u = 1; u < U; ++u) {
+          vs[u] = ok[u] ? vs[u] : 0.f;
+          vz[u] = ok[u] ? vz[u] : 0.f;
+        }
+      }
+    } else {
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int j = jr + u * KPW + sub;
+        ok[u] = j < j1;
+        if (ok[u]) {
+          const int blk = block_of(j);
+          const int64_t r = (int64_t(__ldg(trow + blk)) * p.Hkv + g) * bt + (j - blk * bt);
+          kw[u] = __ldcg(reinterpret_cast<const uint4*>(kbase + r * kRowBytes) + c);
+          vw[u] = __ldcg(reinterpret_cast<const uint4*>(vbase + r * kRowBytes) + c);
+          if constexpr (L == KvLayout::u8) {
+            ks[u] = __half2float(__ushort_as_half(__ldcg(p.k.scale + r)));
+            kz[u] = float(__ldcg(p.k.zero + r));
+            vs[u] = __half2float(__ushort_as_half(__ldcg(p.v.scale + r)));
+            vz[u] = float(__ldcg(p.v.zero + r));
+          }
+        }
+      }
+    }
+  };
+  // The first round is loaded before the wait: every key but the step's own (kv_len − 1) was
+  // stored by earlier steps, and the block table and kv_len were uploaded before the step's first
+  // kernel (StepBatch, KvView), so the chain kv_len → block id → K/V rows — the decode's longest —
+  // runs while the previous kernel (the KV append) still runs. Only the step's own key comes from
+  // that kernel: after the wait the lane holding it loads it again. The K/V loads bypass L1
+  // (__ldcg): a line read here before the wait may hold that key's old bytes, and no load after
+  // the wait may be served from it.
+  if (jr < j1) load_round();
+  // The step's own key: which of the lane's first-round rows it is (own_u, −1: none) and its row
+  // in the cache.
+  const int own = n - 1;
+  int own_u = -1;
+  int64_t own_r = 0;
+  if (jr < j1 && own < j1) {
+    if (p.aligned) {
+      const int first = jr + sub * U;
+      if (own >= first && own < first + U) own_u = own - first;
+    } else {
+      const int d = own - jr - sub;
+      if (d >= 0 && d % KPW == 0 && d / KPW < U) own_u = d / KPW;
+    }
+    if (own_u >= 0) {
+      const int blk = block_of(own);
+      own_r = (int64_t(__ldg(trow + blk)) * p.Hkv + g) * bt + (own - blk * bt);
+    }
+  }
+  cuda_plugin::pdl_wait();  // q and the step's own key come from the previous kernel (programmatic dependent launch)
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    if (u != own_u) continue;
+    kw[u] = __ldcg(reinterpret_cast<const uint4*>(kbase + own_r * kRowBytes) + c);
+    vw[u] = __ldcg(reinterpret_cast<const uint4*>(vbase + own_r * kRowBytes) + c);
+    if constexpr (L == KvLayout::u8) {
+      ks[u] = __half2float(__ushort_as_half(__ldcg(p.k.scale + own_r)));
+      kz[u] = float(__ldcg(p.k.zero + own_r));
+      vs[u] = __half2float(__ushort_as_half(__ldcg(p.v.scale + own_r)));
+      vz[u] = float(__ldcg(p.v.zero + own_r));
+    }
+  }
 
   // The lane's query slice (dims c·E .. c·E + E − 1) of each head, in the exp2 domain (fp16/bf16).
   // u8: the K dot product on dp4a. q/qs = l0 + l1/128 + l2/128² with int8 limbs (qs a power of two
@@ -289,85 +410,7 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
     }
   }
 
-  // Online-softmax state of the lane's row group: running max m, running sum l (both equal in
-  // the LPK lanes of a row group) and O for the lane's E dims.
-  float m[GP], l[GP], acc[GP][E];
-#pragma unroll
-  for (int h = 0; h < GP; ++h) {
-    m[h] = -INFINITY;
-    l[h] = 0.f;
-#pragma unroll
-    for (int i = 0; i < E; ++i) acc[h][i] = 0.f;
-  }
-
-  const int32_t* trow = p.table + int64_t(s) * p.max_blocks;
-  const uint8_t* kbase = static_cast<const uint8_t*>(p.k.data);
-  const uint8_t* vbase = static_cast<const uint8_t*>(p.v.data);
-  // With whole rounds inside one cache block (p.aligned: bt a multiple of the round's keys, which
-  // j0 and every round start are too) lane (sub, c) takes the U consecutive rows jr + sub·U + u:
-  // one block-table entry serves the round (read a round ahead) and the lane's U scales and zeros
-  // are one vector load each. Otherwise it takes rows jr + u·KPW + sub, each with its own entry.
-  constexpr int kStride = W * S::kRoundKeys;
-  const int bt = p.bt, shift = p.bt_shift;
-  auto block_of = [&](int j) { return shift >= 0 ? j >> shift : j / bt; };
-  int jr = j0 + warp * S::kRoundKeys;
-  int entry = p.aligned && jr < j1 ? __ldg(trow + block_of(jr)) : 0;  // this round's block id
-  for (; jr < j1; jr += kStride) {
-    // Every load of the round first: U rows of K and U rows of V (and their scale/zero).
-    uint4 kw[U], vw[U];
-    float ks[U], kz[U], vs[U], vz[U];
-    bool ok[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      kw[u] = vw[u] = make_uint4(0u, 0u, 0u, 0u);
-      ks[u] = kz[u] = vs[u] = vz[u] = 0.f;
-    }
-    if (p.aligned) {
-      const int blk = block_of(jr);
-      const int next = jr + kStride < j1 ? __ldg(trow + block_of(jr + kStride)) : 0;
-      const int first = jr + sub * U;  // the lane's first row
-      const int64_t r0 = (int64_t(entry) * p.Hkv + g) * bt + (first - blk * bt);
-      entry = next;
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        ok[u] = first + u < j1;
-        if (ok[u]) {
-          kw[u] = __ldg(reinterpret_cast<const uint4*>(kbase + (r0 + u) * kRowBytes) + c);
-          vw[u] = __ldg(reinterpret_cast<const uint4*>(vbase + (r0 + u) * kRowBytes) + c);
-        }
-      }
-      if constexpr (L == KvLayout::u8) {
-        if (ok[0]) {
-          load_meta<U>(p.k, r0, ks, kz);
-          load_meta<U>(p.v, r0, vs, vz);
-        }
-        // A row past the end has never been written (its scale may be NaN): its softmax weight is
-        // 0, and 0 · s(v − z) must stay 0, so its V scale and zero become 0 (its score is masked).
-#pragma unroll
-        for (int u = 1; u < U; ++u) {
-          vs[u] = ok[u] ? vs[u] : 0.f;
-          vz[u] = ok[u] ? vz[u] : 0.f;
-        }
-      }
-    } else {
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int j = jr + u * KPW + sub;
-        ok[u] = j < j1;
-        if (ok[u]) {
-          const int blk = block_of(j);
-          const int64_t r = (int64_t(__ldg(trow + blk)) * p.Hkv + g) * bt + (j - blk * bt);
-          kw[u] = __ldg(reinterpret_cast<const uint4*>(kbase + r * kRowBytes) + c);
-          vw[u] = __ldg(reinterpret_cast<const uint4*>(vbase + r * kRowBytes) + c);
-          if constexpr (L == KvLayout::u8) {
-            ks[u] = __half2float(__ushort_as_half(__ldg(p.k.scale + r)));
-            kz[u] = float(__ldg(p.k.zero + r));
-            vs[u] = __half2float(__ushort_as_half(__ldg(p.v.scale + r)));
-            vz[u] = float(__ldg(p.v.zero + r));
-          }
-        }
-      }
-    }
+  while (jr < j1) {
     // Scores (log2 domain) of the U keys for each head: partial dot over the lane's dims, summed
     // over the LPK lanes of the row (butterfly: every lane of the row gets the same value).
     float sc[U][GP];
@@ -420,6 +463,8 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
         for (int i = 0; i < E; ++i) acc[h][i] = fmaf(w, x[i], acc[h][i]);
       }
     }
+    jr += kStride;
+    if (jr < j1) load_round();
   }
 
   // Merge the KPW row groups of the warp (lanes c, c + LPK, …): M = max m, weights 2^(m − M)
@@ -527,8 +572,9 @@ int decode_resident_blocks() {
 // KVRUN_NAIVE_DECODE_WARPS=1 or 4 forces the warps per block (tests, tuning); 0 or unset: automatic.
 int forced_decode_warps() {
   static const int n = [] {
-    const int v = cuda_plugin::env_int("KVRUN_NAIVE_DECODE_WARPS", 0, 4, 0);
-    if (v != 0 && v != 1 && v != 4) fail(ErrorKind::usage, "KVRUN_NAIVE_DECODE_WARPS must be 0, 1 or 4");
+    const int v = cuda_plugin::env_int("KVRUN_NAIVE_DECODE_WARPS", 0, kDecWideWarps, 0);
+    if (v != 0 && v != 1 && v != kDecWarps && v != kDecWideWarps)
+      fail(ErrorKind::usage, "KVRUN_NAIVE_DECODE_WARPS must be 0, 1, 4 or 16");
     return v;
   }();
   return n;
@@ -624,10 +670,10 @@ void launch_decode_w(const Args& a, cudaStream_t stream) {
 template <KvLayout L, int D, int GP>
 void launch_decode_gp(const Args& a, cudaStream_t stream) {
   const int nhc = (a.num_heads / a.num_kv_heads + GP - 1) / GP;
-  if (decode_warps<L, D, GP>(int64_t(a.num_seqs) * a.num_kv_heads * nhc, a.num_sms) == 1)
-    launch_decode_w<L, D, GP, 1>(a, stream);
-  else
-    launch_decode_w<L, D, GP, kDecWarps>(a, stream);
+  const int w = decode_warps<L, D, GP>(int64_t(a.num_seqs) * a.num_kv_heads * nhc, a.num_sms);
+  if (w == 1) launch_decode_w<L, D, GP, 1>(a, stream);
+  else if (GP == 1 && w == kDecWideWarps) launch_decode_w<L, D, 1, kDecWideWarps>(a, stream);
+  else launch_decode_w<L, D, GP, kDecWarps>(a, stream);
 }
 
 template <KvLayout L, int D>
@@ -645,6 +691,7 @@ void load_decode_kernels(const char* who) {
   check_cuda(who, cudaFuncGetAttributes(&attr, decode_kernel<L, D, 1, 1>), "loading decode_kernel");
   check_cuda(who, cudaFuncGetAttributes(&attr, decode_kernel<L, D, 2, 1>), "loading decode_kernel");
   check_cuda(who, cudaFuncGetAttributes(&attr, decode_kernel<L, D, 1, kDecWarps>), "loading decode_kernel");
+  check_cuda(who, cudaFuncGetAttributes(&attr, decode_kernel<L, D, 1, kDecWideWarps>), "loading decode_kernel");
   check_cuda(who, cudaFuncGetAttributes(&attr, decode_kernel<L, D, 2, kDecWarps>), "loading decode_kernel");
   if constexpr (DecShape<L, D>::kMaxGP >= 4) {
     check_cuda(who, cudaFuncGetAttributes(&attr, decode_kernel<L, D, 4, 1>), "loading decode_kernel");

@@ -60,45 +60,34 @@ __device__ __forceinline__ float rot_hi(float x2, float x1, float c, float s) {
 }
 __device__ __forceinline__ float4 ld4(const float* p) { return __ldg(reinterpret_cast<const float4*>(p)); }
 
-// Elements 4c .. 4c + 3 of the head row x [D] (16-byte aligned) rotated with ct [rot] (4c < D).
-__device__ __forceinline__ float4 rotated_chunk(const float* x, const float* ct, int c, int rot) {
+// The cos and sin of the rotation for one 16-byte chunk c of a head row (elements 4c .. 4c + 3),
+// from ct [rot] (Rows::ct): for a chunk in the first half of the rotary dims the angles 4c ..
+// 4c + 3, in the second half 4c − rot/2 .. (zeros past the rotary dims, unused).
+struct ChunkCs {
+  float4 co, si;
+};
+__device__ __forceinline__ ChunkCs chunk_cs(const float* ct, int c, int rot) {
+  const int e = 4 * c, half = rot / 2;
+  if (e >= rot) return {make_float4(0.f, 0.f, 0.f, 0.f), make_float4(0.f, 0.f, 0.f, 0.f)};
+  const int a = e < half ? e : e - half;
+  return {ld4(ct + a), ld4(ct + half + a)};
+}
+
+// Elements 4c .. 4c + 3 of the head row x [D] (16-byte aligned) rotated with cs = chunk_cs(ct, c,
+// rot) (4c < D).
+__device__ __forceinline__ float4 rotated_chunk(const float* x, const ChunkCs& cs, int c, int rot) {
   const int e = 4 * c, half = rot / 2;
   const float4 own = ld4(x + e);
   if (e >= rot) return own;  // past the rotary dims (partial rotary)
+  const float4 &co = cs.co, &si = cs.si;
   if (e < half) {
-    const float4 p = ld4(x + e + half), co = ld4(ct + e), si = ld4(ct + half + e);
+    const float4 p = ld4(x + e + half);
     return make_float4(rot_lo(own.x, p.x, co.x, si.x), rot_lo(own.y, p.y, co.y, si.y), rot_lo(own.z, p.z, co.z, si.z),
                        rot_lo(own.w, p.w, co.w, si.w));
   }
-  const float4 p = ld4(x + e - half), co = ld4(ct + e - half), si = ld4(ct + e);
+  const float4 p = ld4(x + e - half);
   return make_float4(rot_hi(own.x, p.x, co.x, si.x), rot_hi(own.y, p.y, co.y, si.y), rot_hi(own.z, p.z, co.z, si.z),
                      rot_hi(own.w, p.w, co.w, si.w));
-}
-
-// One warp writes q head h of token t rotated (and scaled by q_scale[t]) into q_out: every lane
-// reads its chunks (and their partners) before any lane writes, so q_out may be the q part of qkv
-// (T == 1, in place).
-__device__ __forceinline__ void rotate_q_head(const Rows& r, int t, int h, int lane) {
-  const float* x = r.q(t, h);
-  const float* ct = r.ct(t);
-  const int chunks = r.D / 4;
-  const float f = r.q_scale ? r.q_scale[t] : 1.f;
-  float4 o[2];
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int c = lane + 32 * i;
-    if (c < chunks) {
-      o[i] = rotated_chunk(x, ct, c, r.rot);
-      if (r.q_scale) o[i] = make_float4(__fmul_rn(o[i].x, f), __fmul_rn(o[i].y, f), __fmul_rn(o[i].z, f), __fmul_rn(o[i].w, f));
-    }
-  }
-  __syncwarp();
-  float4* dst = reinterpret_cast<float4*>(r.q_out + (int64_t(t) * r.H + h) * r.D);
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int c = lane + 32 * i;
-    if (c < chunks) dst[c] = o[i];
-  }
 }
 
 // Where a step's token goes in a paged cache: the block table, token → sequence and position.
@@ -111,24 +100,69 @@ struct Slots {
   int block_tokens = 0;
 };
 
-// The start of an append_qkv kernel for the warp `row` (blockIdx.x · warps per block + warp):
-// rows past the T·KVH K/V rows rotate their q head (rotate_q_head) and return false; a K/V row
-// returns true with its token t, KV head g and its metadata row in the cache,
-// (block · KVH + g) · block_tokens + position % block_tokens (times D: its first element).
-__device__ __forceinline__ bool kv_row(const Rows& in, const Slots& sl, int64_t row, int lane, int* t, int* g,
-                                       int64_t* meta_row) {
+// One warp's row of an append_qkv kernel (blockIdx.x · warps per block + warp): rows r < T·KVH
+// are (token, KV head) r, the next T·H rows (token, q head) r − T·KVH, the rest nothing.
+// plan_row reads only what is fixed before the step's kernels run or written before the kernel
+// that produced qkv: the step's metadata and block table (uploaded before the step's first
+// kernel; StepBatch, KvView) and the rope table cs (Ops::rope_table, run before the q | k | v
+// projection). So the kernels call it before their programmatic-dependent-launch wait, and only
+// the reads of qkv itself wait for the previous kernel: the slot's two dependent loads (token →
+// sequence, then its block id) and the cos/sin loads are off the step's critical path.
+struct RowPlan {
+  enum Kind : int { none = 0, kv = 1, q = 2 } kind = none;
+  int t = 0, h = 0;       // token; KV head (kv) or q head (q)
+  int64_t meta_row = 0;   // kv: (block · KVH + h) · block_tokens + position % block_tokens
+  float f = 1.f;          // q: q_scale[t] (1 without)
+  ChunkCs cs[2];          // chunk_cs of the lane's chunks lane and lane + 32 (those below D / 4)
+};
+__device__ __forceinline__ RowPlan plan_row(const Rows& in, const Slots& sl, int64_t row, int lane) {
+  RowPlan p;
   const int64_t kv_rows = int64_t(sl.num_tokens) * in.KVH;
-  if (row >= kv_rows) {  // a query head (the whole warp leaves together)
-    const int64_t qr = row - kv_rows;
-    if (qr < int64_t(sl.num_tokens) * in.H) rotate_q_head(in, int(qr / in.H), int(qr % in.H), lane);
-    return false;
+  if (row < kv_rows) {
+    p.kind = RowPlan::kv;
+    p.t = int(row / in.KVH);
+    p.h = int(row % in.KVH);
+    const int s = sl.token_seq[p.t], pos = sl.positions[p.t];
+    const int32_t block = sl.table[int64_t(s) * sl.max_blocks + pos / sl.block_tokens];
+    p.meta_row = (int64_t(block) * in.KVH + p.h) * sl.block_tokens + pos % sl.block_tokens;
+  } else if (row - kv_rows < int64_t(sl.num_tokens) * in.H) {
+    p.kind = RowPlan::q;
+    p.t = int((row - kv_rows) / in.H);
+    p.h = int((row - kv_rows) % in.H);
+    if (in.q_scale) p.f = in.q_scale[p.t];
+  } else {
+    return p;
   }
-  *t = int(row / in.KVH);
-  *g = int(row % in.KVH);
-  const int s = sl.token_seq[*t], pos = sl.positions[*t];
-  const int32_t block = sl.table[int64_t(s) * sl.max_blocks + pos / sl.block_tokens];
-  *meta_row = (int64_t(block) * in.KVH + *g) * sl.block_tokens + pos % sl.block_tokens;
-  return true;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int c = lane + 32 * i;
+    if (c < in.D / 4) p.cs[i] = chunk_cs(in.ct(p.t), c, in.rot);
+  }
+  return p;
+}
+
+// One warp writes q head p.h of token p.t (a RowPlan::q row) rotated (and scaled by q_scale[t])
+// into q_out: every lane reads its chunks (and their partners) before any lane writes, so q_out
+// may be the q part of qkv (T == 1, in place).
+__device__ __forceinline__ void rotate_q_head(const Rows& r, const RowPlan& p, int lane) {
+  const float* x = r.q(p.t, p.h);
+  const int chunks = r.D / 4;
+  float4 o[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int c = lane + 32 * i;
+    if (c < chunks) {
+      o[i] = rotated_chunk(x, p.cs[i], c, r.rot);
+      if (r.q_scale) o[i] = make_float4(__fmul_rn(o[i].x, p.f), __fmul_rn(o[i].y, p.f), __fmul_rn(o[i].z, p.f), __fmul_rn(o[i].w, p.f));
+    }
+  }
+  __syncwarp();
+  float4* dst = reinterpret_cast<float4*>(r.q_out + (int64_t(p.t) * r.H + p.h) * r.D);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int c = lane + 32 * i;
+    if (c < chunks) dst[c] = o[i];
+  }
 }
 
 }  // namespace kvrun::qkv_rope

@@ -39,7 +39,10 @@ struct StepBatch {
   // models whose RoPE depends on the context length (Qwen v1 dynamic NTK) read it at prefill.
   std::vector<int> prompt_lens;
 
-  // The same, in the device's memory (host pointers on the CPU backend). Filled by the model.
+  // The same, in the device's memory (host pointers on the CPU backend). Filled by the model, and
+  // written before the step's first kernel is enqueued: constant while the step's kernels run, so a
+  // kernel may read them before its programmatic-dependent-launch wait (the KV append and the
+  // decode attention do).
   const int32_t* d_q_start = nullptr;    // [num_seqs + 1]
   const int32_t* d_kv_len = nullptr;     // [num_seqs] past_len + q_len
   const int32_t* d_positions = nullptr;  // [num_tokens] absolute position of each token
@@ -59,7 +62,9 @@ struct KvView {
   const uint16_t* v_scale = nullptr;  // [num_blocks, num_kv_heads, block_tokens] fp16 bits
   const uint8_t* k_zero = nullptr;    // [num_blocks, num_kv_heads, block_tokens]
   const uint8_t* v_zero = nullptr;    // [num_blocks, num_kv_heads, block_tokens]
-  const int32_t* block_table = nullptr;  // [num_seqs, max_blocks_per_seq] block ids (device memory)
+  // [num_seqs, max_blocks_per_seq] block ids (device memory), uploaded by Cache::reserve before the
+  // step's kernels: constant while they run, like StepBatch's device arrays.
+  const int32_t* block_table = nullptr;
   int max_blocks_per_seq = 0;
   // Parameters a layout defines beyond these fields (a third-party layout's group size, say):
   // a struct its documentation names, owned by the cache. Null for the standard layouts.

@@ -226,7 +226,9 @@ class Cache {
   //   qkv:   [num_tokens, (num_heads + 2·num_kv_heads)·head_dim] f32 — q | k | v of each token
   //   q_out: [num_tokens, num_heads, head_dim] f32 — receives q rotated; may be qkv itself when
   //          num_tokens == 1 (its q part, rotated in place)
-  //   cs:    [num_tokens, rot_dim] f32 — Ops::rope_table's cos | sin
+  //   cs:    [num_tokens, rot_dim] f32 — Ops::rope_table's cos | sin (computed before the kernel
+  //          that produced qkv: the append may read it before its programmatic-dependent-launch
+  //          wait, as it does the step's metadata)
   //   q_scale: [num_tokens] f32 or null — each token's rotated q multiplied by its factor, as
   //          Ops::scale_rows would (Qwen v1's logn attention scaling)
   // k is rotated and stored, v stored, exactly as Ops::rope_apply then append() would (bit for

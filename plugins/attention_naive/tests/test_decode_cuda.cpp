@@ -25,6 +25,10 @@
 // no for mixed steps and head_dim 80), and its bf16 output is the f32 output of the same call
 // rounded to nearest even, bit for bit — split parts (the combine kernel) included.
 //
+// Late append: the decode kernel reads its first keys before its programmatic-dependent-launch
+// wait, so one case makes the step's KV append end late (a slow kernel before it) over a poisoned
+// cache and checks that the step's own key is still read as the append wrote it.
+//
 // Without a CUDA device every case prints "skipped: no CUDA device" and returns.
 #include <doctest/doctest.h>
 
@@ -235,6 +239,116 @@ TEST_CASE("naive fused decode on CUDA, Qwen-7B heads (32:32, head_dim 128), batc
   Shape b64;
   for (int i = 0; i < 64; ++i) b64.kv.push_back(len(rng));
   for (Lay lay : {Lay::u8, Lay::f16}) run_config({32, 32, 128}, lay, {{{8192}}, b64});
+}
+
+// The decode kernel loads its first round of keys before its programmatic-dependent-launch wait
+// and the step's own key — the one the KV append of the same step writes — again after it
+// (plugins/common/paged_decode.cu). Here the append is made to end late: the kernel before it, an
+// RMSNorm over 8 rows of 4 Mi values (one block per row, about a millisecond), lets the next launch
+// go at its start, so the append and then the attention launch at once, and the append waits for
+// it before it writes. The cache memory is poisoned before anything is written (NaN fp16 data and
+// scales), so an own key read before the append wrote it makes the output NaN; a stale value of
+// an earlier step would show as an error above the tolerance. Both caches through their plain
+// append; ragged lengths that put the own key in a warp's first round (short sequences) and in
+// later rounds and split parts (long ones); 16- and 24-token blocks (for u8 the aligned and the
+// unaligned load paths). Reference: the same appends on the CPU caches and naive attention on the
+// CPU. (Without programmatic dependent launch — before sm_90, or KVRUN_CUDA_PDL=0 — there is no
+// overlap and the case checks only the results.)
+TEST_CASE("naive fused decode reads the step's own key after the append, also when the append ends late") {
+  NEED_GPU();
+  Device& G = *gpu();
+  Device& C = *cpu_dev();
+  const Config c{8, 4, 128};  // GQA 2:1
+  const int64_t slow_rows = 8, slow_cols = int64_t(1) << 22;
+  Buffer<float> slow(G, size_t(slow_rows * slow_cols), MemCategory::workspace), slow_w(G, size_t(slow_cols), MemCategory::weights);
+  check(G.queue().fill_bytes(slow.data(), 0x3C, slow.bytes()));  // 0.0115 each
+  check(G.queue().fill_bytes(slow_w.data(), 0x3F, slow_w.bytes()));
+  const std::vector<int> kv = {1, 2, 15, 16, 17, 64, 300, 1000};
+  std::shared_ptr<Attention> ref = registry().create_attention("naive", params(c), C);
+  std::shared_ptr<Attention> naive = registry().create_attention("naive", params(c), G);
+  std::mt19937 rng(99);
+  std::normal_distribution<float> N(0.f, 1.f);
+  auto randn = [&](size_t n) {
+    std::vector<float> x(n);
+    for (float& v : x) v = N(rng);
+    return x;
+  };
+  for (const char* kind : {"int8", "fp16"}) {
+    for (int bt : {16, 24}) {
+      INFO("cache." << kind << ", " << bt << "-token blocks");
+      CacheParams p;
+      p.num_layers = 1;
+      p.num_kv_heads = c.Hkv;
+      p.head_dim = c.D;
+      p.block_tokens = bt;
+      p.max_tokens = 4096;
+      p.max_seqs = int(kv.size());
+      std::shared_ptr<Cache> gc = registry().create_cache(kind, p, G);
+      std::shared_ptr<Cache> cc = registry().create_cache(kind, p, C);
+      const size_t rows = size_t(gc->info().num_blocks) * size_t(c.Hkv) * size_t(bt);
+      const bool int8 = std::string(kind) == "int8";
+      const int64_t Hkv = c.Hkv, D = c.D;
+      // Prefill every sequence but its last key (sequences of one key have none).
+      std::vector<int> pre_seqs, pre_q, pre_past;
+      for (size_t i = 0; i < kv.size(); ++i)
+        if (kv[i] > 1) {
+          pre_seqs.push_back(int(i));
+          pre_q.push_back(kv[i] - 1);
+          pre_past.push_back(0);
+        }
+      {
+        const DeviceStep gs(G, pre_q, pre_past, pre_seqs), cs(C, pre_q, pre_past, pre_seqs);
+        check(gc->reserve(gs.step));
+        check(cc->reserve(cs.step));
+        KvView pv;
+        check(gc->view(0, gs.step, &pv));
+        const size_t elem = int8 ? 1 : 2;
+        check(G.queue().fill_bytes(const_cast<void*>(pv.k), 0xFF, rows * size_t(D) * elem));  // fp16 NaN
+        check(G.queue().fill_bytes(const_cast<void*>(pv.v), 0xFF, rows * size_t(D) * elem));
+        if (int8) {
+          check(G.queue().fill_bytes(const_cast<uint16_t*>(pv.k_scale), 0xFF, rows * 2));  // NaN scales
+          check(G.queue().fill_bytes(const_cast<uint16_t*>(pv.v_scale), 0xFF, rows * 2));
+        }
+        const int64_t T = gs.step.num_tokens;
+        const std::vector<float> k = randn(size_t(T * Hkv * D)), v = randn(size_t(T * Hkv * D));
+        Buffer<float> gk(G, k.size(), MemCategory::weights), gv(G, v.size(), MemCategory::weights);
+        gk.upload(k.data(), k.size());
+        gv.upload(v.data(), v.size());
+        check(gc->append(0, gs.step, gk.view(DType::f32, {T, Hkv, D}), gv.view(DType::f32, {T, Hkv, D})));
+        std::vector<float> ck = k, cv = v;
+        check(cc->append(0, cs.step, TensorView(ck.data(), DType::f32, {T, Hkv, D}),
+                         TensorView(cv.data(), DType::f32, {T, Hkv, D})));
+        check(G.queue().wait());
+      }
+      // The decode step: every sequence's own key appended after the slow kernel, then attention.
+      const DeviceStep gs(G, ones(kv.size()), pasts_of(kv)), cs(C, ones(kv.size()), pasts_of(kv));
+      check(gc->reserve(gs.step));
+      check(cc->reserve(cs.step));
+      KvView gview, cview;
+      check(gc->view(0, gs.step, &gview));
+      check(cc->view(0, cs.step, &cview));
+      const int64_t S = int64_t(kv.size());
+      const std::vector<float> k = randn(size_t(S * Hkv * D)), v = randn(size_t(S * Hkv * D));
+      const std::vector<float> q = random_q(rng, size_t(S) * size_t(c.H) * size_t(c.D), 1.f);
+      Buffer<float> gk(G, k.size(), MemCategory::weights), gv(G, v.size(), MemCategory::weights),
+          gq(G, q.size(), MemCategory::weights), gout(G, q.size(), MemCategory::weights);
+      gk.upload(k.data(), k.size());
+      gv.upload(v.data(), v.size());
+      gq.upload(q.data(), q.size());
+      check(G.queue().fill_bytes(gout.data(), 0xFF, gout.bytes()));
+      const TensorView big = slow.view(DType::f32, {slow_rows, slow_cols});
+      check(G.ops().rms_norm(big, big, slow_w.view(DType::f32, {slow_cols}), 1e-6f));
+      check(gc->append(0, gs.step, gk.view(DType::f32, {S, Hkv, D}), gv.view(DType::f32, {S, Hkv, D})));
+      check(naive->forward(gout.view(DType::f32, {S, c.H, c.D}), gq.view(DType::f32, {S, c.H, c.D}), gview, gs.step));
+      check(G.queue().wait());
+      const std::vector<float> got = gout.to_host();
+      std::vector<float> ck = k, cv = v;
+      check(cc->append(0, cs.step, TensorView(ck.data(), DType::f32, {S, Hkv, D}),
+                       TensorView(cv.data(), DType::f32, {S, Hkv, D})));
+      const std::vector<float> want = run_cpu(*ref, q, cview, cs, c.H, c.D);
+      check_close(got, want, c.D, "naive CUDA after a late append");
+    }
+  }
 }
 
 TEST_CASE("naive on CUDA: mixed steps and head_dim 80 still take the three-kernel path") {
