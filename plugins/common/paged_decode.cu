@@ -59,7 +59,7 @@ void check_cuda(const char* who, cudaError_t err, const char* what) { cuda_plugi
 // order that depends only on the shapes, the split count and kv_len.
 
 constexpr int kDecWarps = 4;  // warps per block for a few work items (below: the choice of W)
-constexpr int kDecWideWarps = 16;  // (experiment: one query head per block only)
+constexpr int kDecWideWarps = 16;  // ... for very few work items of one query head each (decode_warps)
 constexpr int kDecMaxSplits = 32;      // parts per sequence at most
 constexpr int kDecMinSplitKeys = 256;  // a split part covers at least about this many keys
 constexpr float kLog2e = 1.4426950408889634f;
@@ -569,7 +569,8 @@ int decode_resident_blocks() {
   return n;
 }
 
-// KVRUN_NAIVE_DECODE_WARPS=1 or 4 forces the warps per block (tests, tuning); 0 or unset: automatic.
+// KVRUN_NAIVE_DECODE_WARPS=1, 4 or 16 forces the warps per block (tests, tuning; 16 applies to blocks
+// of one query head, others take 4); 0 or unset: automatic.
 int forced_decode_warps() {
   static const int n = [] {
     const int v = cuda_plugin::env_int("KVRUN_NAIVE_DECODE_WARPS", 0, kDecWideWarps, 0);
@@ -584,10 +585,17 @@ int forced_decode_warps() {
 // limbs, the merge of its row groups, the block's merge — so with work items enough to fill the
 // GPU one warp per item is cheapest (batch 64 of Qwen-7B: 2048 items, one wave of 16 one-warp
 // blocks per SM); with fewer, four warps per item keep the SMs busy. Compared in waves: a wave of
-// one-warp blocks takes 4 times the rounds of a wave of four-warp ones.
+// one-warp blocks takes 4 times the rounds of a wave of four-warp ones. With at most a quarter as
+// many items as SMs and one query head per block (batch 1 of an MHA model: Qwen-7B's 32 heads on
+// 132 SMs), sixteen warps: a block's round is 256 (u8) or 128 (fp16/bf16) keys, so a split part
+// of a short cache is read in one round — the round decode_kernel loads before its PDL wait —
+// instead of three to five (session 16: 3.82–3.84 vs 3.84–3.87 ms per batch-1 step of Qwen-7B
+// with the int8 cache, same call; before the first round moved ahead of the wait, session 10, the
+// same blocks changed nothing).
 template <KvLayout L, int D, int GP>
 int decode_warps(int64_t items, int sms) {
-  if (const int w = forced_decode_warps(); w != 0) return w;
+  if (const int w = forced_decode_warps(); w != 0) return GP == 1 || w != kDecWideWarps ? w : kDecWarps;
+  if (GP == 1 && items * 4 <= int64_t(sms)) return kDecWideWarps;
   const int64_t slots1 = int64_t(decode_resident_blocks<L, D, GP, 1>()) * std::max(sms, 1);
   const int64_t slots4 = int64_t(decode_resident_blocks<L, D, GP, kDecWarps>()) * std::max(sms, 1);
   const int64_t waves1 = (items + slots1 - 1) / slots1, waves4 = (items + slots4 - 1) / slots4;
