@@ -240,6 +240,14 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
   __shared__ __align__(16) float o_sh[W][GP][D];  // each warp's unnormalized O
   __shared__ float ml_sh[W][GP][2];               // each warp's m and l
   cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
+  // kEarly: the first round of K/V rows is loaded before the wait (below). With the int8 cache
+  // always (batch 64: 6.87-6.88 vs 6.93-6.94 ms/step, session 16, same call), with fp16/bf16 only in
+  // the 16-warp blocks of batch 1: the registers that hold the round through the wait took the
+  // 4-warp fp16 kernel from 80 to 93, one block fewer per SM, and decode_warps then chose one-warp
+  // blocks for batch 64 with flash + fp16, which ran it at 9.20-9.54 ms/step against 8.84-8.96 with
+  // four-warp blocks (session 16, calls D and E).
+  constexpr bool kEarly = L == KvLayout::u8 || W == kDecWideWarps;
+  if constexpr (!kEarly) cuda_plugin::pdl_wait();  // q and the cache come from earlier kernels
 
   const int hc = int(blockIdx.x % unsigned(p.nhc));
   const int sg = int(blockIdx.x / unsigned(p.nhc));
@@ -285,6 +293,8 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
   uint4 kw[U], vw[U];
   float ks[U], kz[U], vs[U], vz[U];
   bool ok[U];
+  // K/V data: around the early round through L2 only (below), else through L1 as before.
+  auto load_kv = [](const uint4* q) { return kEarly ? __ldcg(q) : __ldg(q); };
   auto load_round = [&]() {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -301,8 +311,8 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
       for (int u = 0; u < U; ++u) {
         ok[u] = first + u < j1;
         if (ok[u]) {
-          kw[u] = __ldcg(reinterpret_cast<const uint4*>(kbase + (r0 + u) * kRowBytes) + c);
-          vw[u] = __ldcg(reinterpret_cast<const uint4*>(vbase + (r0 + u) * kRowBytes) + c);
+          kw[u] = load_kv(reinterpret_cast<const uint4*>(kbase + (r0 + u) * kRowBytes) + c);
+          vw[u] = load_kv(reinterpret_cast<const uint4*>(vbase + (r0 + u) * kRowBytes) + c);
         }
       }
       if constexpr (L == KvLayout::u8) {
@@ -326,8 +336,8 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
         if (ok[u]) {
           const int blk = block_of(j);
           const int64_t r = (int64_t(__ldg(trow + blk)) * p.Hkv + g) * bt + (j - blk * bt);
-          kw[u] = __ldcg(reinterpret_cast<const uint4*>(kbase + r * kRowBytes) + c);
-          vw[u] = __ldcg(reinterpret_cast<const uint4*>(vbase + r * kRowBytes) + c);
+          kw[u] = load_kv(reinterpret_cast<const uint4*>(kbase + r * kRowBytes) + c);
+          vw[u] = load_kv(reinterpret_cast<const uint4*>(vbase + r * kRowBytes) + c);
           if constexpr (L == KvLayout::u8) {
             ks[u] = __half2float(__ushort_as_half(__ldcg(p.k.scale + r)));
             kz[u] = float(__ldcg(p.k.zero + r));
@@ -338,20 +348,20 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
       }
     }
   };
-  // The first round is loaded before the wait: every key but the step's own (kv_len − 1) was
+  // With kEarly the first round is loaded before the wait: every key but the step's own (kv_len − 1) was
   // stored by earlier steps, and the block table and kv_len were uploaded before the step's first
   // kernel (StepBatch, KvView), so the chain kv_len → block id → K/V rows — the decode's longest —
   // runs while the previous kernel (the KV append) still runs. Only the step's own key comes from
   // that kernel: after the wait the lane holding it loads it again. The K/V loads bypass L1
   // (__ldcg): a line read here before the wait may hold that key's old bytes, and no load after
   // the wait may be served from it.
-  if (jr < j1) load_round();
+  if (kEarly && jr < j1) load_round();
   // The step's own key: which of the lane's first-round rows it is (own_u, −1: none) and its row
   // in the cache.
   const int own = n - 1;
   int own_u = -1;
   int64_t own_r = 0;
-  if (jr < j1 && own < j1) {
+  if (kEarly && jr < j1 && own < j1) {
     if (p.aligned) {
       const int first = jr + sub * U;
       if (own >= first && own < first + U) own_u = own - first;
@@ -364,7 +374,7 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
       own_r = (int64_t(__ldg(trow + blk)) * p.Hkv + g) * bt + (own - blk * bt);
     }
   }
-  cuda_plugin::pdl_wait();  // q and the step's own key come from the previous kernel (programmatic dependent launch)
+  if constexpr (kEarly) cuda_plugin::pdl_wait();  // q and the step's own key come from the previous kernel (programmatic dependent launch)
 #pragma unroll
   for (int u = 0; u < U; ++u) {
     if (u != own_u) continue;
@@ -410,7 +420,8 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
     }
   }
 
-  while (jr < j1) {
+  // One round's scores, online-softmax update and V accumulation, from kw .. ok.
+  auto compute_round = [&]() {
     // Scores (log2 domain) of the U keys for each head: partial dot over the lane's dims, summed
     // over the LPK lanes of the row (butterfly: every lane of the row gets the same value).
     float sc[U][GP];
@@ -463,8 +474,22 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
         for (int i = 0; i < E; ++i) acc[h][i] = fmaf(w, x[i], acc[h][i]);
       }
     }
-    jr += kStride;
-    if (jr < j1) load_round();
+  };
+  // The two loop shapes compile differently, and each is the faster one where it is used (session
+  // 16, same calls): with the early round the next round's loads are issued after this round's
+  // arithmetic (batch 64, int8 cache: 6.87-6.88 vs 6.93-6.94 ms/step with them at the top);
+  // without it they are issued at the top, as before session 16.
+  if constexpr (kEarly) {
+    while (jr < j1) {
+      compute_round();
+      jr += kStride;
+      if (jr < j1) load_round();
+    }
+  } else {
+    for (; jr < j1; jr += kStride) {
+      load_round();
+      compute_round();
+    }
   }
 
   // Merge the KPW row groups of the warp (lanes c, c + LPK, …): M = max m, weights 2^(m − M)
