@@ -251,21 +251,19 @@ TEST_CASE("naive fused decode on CUDA, Qwen-7B heads (32:32, head_dim 128), batc
 // an earlier step would show as an error above the tolerance. Both caches through their plain
 // append; ragged lengths that put the own key in a warp's first round (short sequences) and in
 // later rounds and split parts (long ones); 16- and 24-token blocks (for u8 the aligned and the
-// unaligned load paths). Reference: the same appends on the CPU caches and naive attention on the
+// unaligned load paths); GQA 2:1 and MHA (one head per block: the 16-warp blocks, whose first
+// round is early for fp16 too — fp16 with 1- or 4-warp blocks waits before its first load). Reference: the same appends on the CPU caches and naive attention on the
 // CPU. (Without programmatic dependent launch — before sm_90, or KVRUN_CUDA_PDL=0 — there is no
 // overlap and the case checks only the results.)
 TEST_CASE("naive fused decode reads the step's own key after the append, also when the append ends late") {
   NEED_GPU();
   Device& G = *gpu();
   Device& C = *cpu_dev();
-  const Config c{8, 4, 128};  // GQA 2:1
   const int64_t slow_rows = 8, slow_cols = int64_t(1) << 22;
   Buffer<float> slow(G, size_t(slow_rows * slow_cols), MemCategory::workspace), slow_w(G, size_t(slow_cols), MemCategory::weights);
   check(G.queue().fill_bytes(slow.data(), 0x3C, slow.bytes()));  // 0.0115 each
   check(G.queue().fill_bytes(slow_w.data(), 0x3F, slow_w.bytes()));
   const std::vector<int> kv = {1, 2, 15, 16, 17, 64, 300, 1000};
-  std::shared_ptr<Attention> ref = registry().create_attention("naive", params(c), C);
-  std::shared_ptr<Attention> naive = registry().create_attention("naive", params(c), G);
   std::mt19937 rng(99);
   std::normal_distribution<float> N(0.f, 1.f);
   auto randn = [&](size_t n) {
@@ -273,9 +271,14 @@ TEST_CASE("naive fused decode reads the step's own key after the append, also wh
     for (float& v : x) v = N(rng);
     return x;
   };
+  // GQA 2:1 (blocks of two query heads: 4 warps), MHA (one head per block: 8 sequences × 4 heads
+  // take the 16-warp blocks on a GPU of 32 SMs or more)
+  for (const Config c : {Config{8, 4, 128}, Config{4, 4, 128}})
   for (const char* kind : {"int8", "fp16"}) {
+    std::shared_ptr<Attention> ref = registry().create_attention("naive", params(c), C);
+    std::shared_ptr<Attention> naive = registry().create_attention("naive", params(c), G);
     for (int bt : {16, 24}) {
-      INFO("cache." << kind << ", " << bt << "-token blocks");
+      INFO("H=" << c.H << " Hkv=" << c.Hkv << ", cache." << kind << ", " << bt << "-token blocks");
       CacheParams p;
       p.num_layers = 1;
       p.num_kv_heads = c.Hkv;
