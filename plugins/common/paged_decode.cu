@@ -295,6 +295,22 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
   bool ok[U];
   // K/V data: around the early round through L2 only (below), else through L1 as before.
   auto load_kv = [](const uint4* q) { return kEarly ? __ldcg(q) : __ldg(q); };
+  // The cache row of key j, and cache row r (this lane's 16 bytes of its K and V, for u8 its scales
+  // and zeros) into slot u.
+  auto row_of = [&](int j) {
+    const int blk = block_of(j);
+    return (int64_t(__ldg(trow + blk)) * p.Hkv + g) * bt + (j - blk * bt);
+  };
+  auto load_row = [&](int u, int64_t r) {
+    kw[u] = load_kv(reinterpret_cast<const uint4*>(kbase + r * kRowBytes) + c);
+    vw[u] = load_kv(reinterpret_cast<const uint4*>(vbase + r * kRowBytes) + c);
+    if constexpr (L == KvLayout::u8) {
+      ks[u] = __half2float(__ushort_as_half(__ldcg(p.k.scale + r)));
+      kz[u] = float(__ldcg(p.k.zero + r));
+      vs[u] = __half2float(__ushort_as_half(__ldcg(p.v.scale + r)));
+      vz[u] = float(__ldcg(p.v.zero + r));
+    }
+  };
   auto load_round = [&]() {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -333,18 +349,7 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
       for (int u = 0; u < U; ++u) {
         const int j = jr + u * KPW + sub;
         ok[u] = j < j1;
-        if (ok[u]) {
-          const int blk = block_of(j);
-          const int64_t r = (int64_t(__ldg(trow + blk)) * p.Hkv + g) * bt + (j - blk * bt);
-          kw[u] = load_kv(reinterpret_cast<const uint4*>(kbase + r * kRowBytes) + c);
-          vw[u] = load_kv(reinterpret_cast<const uint4*>(vbase + r * kRowBytes) + c);
-          if constexpr (L == KvLayout::u8) {
-            ks[u] = __half2float(__ushort_as_half(__ldcg(p.k.scale + r)));
-            kz[u] = float(__ldcg(p.k.zero + r));
-            vs[u] = __half2float(__ushort_as_half(__ldcg(p.v.scale + r)));
-            vz[u] = float(__ldcg(p.v.zero + r));
-          }
-        }
+        if (ok[u]) load_row(u, row_of(j));
       }
     }
   };
@@ -369,24 +374,12 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
       const int d = own - jr - sub;
       if (d >= 0 && d % KPW == 0 && d / KPW < U) own_u = d / KPW;
     }
-    if (own_u >= 0) {
-      const int blk = block_of(own);
-      own_r = (int64_t(__ldg(trow + blk)) * p.Hkv + g) * bt + (own - blk * bt);
-    }
+    if (own_u >= 0) own_r = row_of(own);
   }
   if constexpr (kEarly) cuda_plugin::pdl_wait();  // q and the step's own key come from the previous kernel (programmatic dependent launch)
 #pragma unroll
-  for (int u = 0; u < U; ++u) {
-    if (u != own_u) continue;
-    kw[u] = __ldcg(reinterpret_cast<const uint4*>(kbase + own_r * kRowBytes) + c);
-    vw[u] = __ldcg(reinterpret_cast<const uint4*>(vbase + own_r * kRowBytes) + c);
-    if constexpr (L == KvLayout::u8) {
-      ks[u] = __half2float(__ushort_as_half(__ldcg(p.k.scale + own_r)));
-      kz[u] = float(__ldcg(p.k.zero + own_r));
-      vs[u] = __half2float(__ushort_as_half(__ldcg(p.v.scale + own_r)));
-      vz[u] = float(__ldcg(p.v.zero + own_r));
-    }
-  }
+  for (int u = 0; u < U; ++u)
+    if (u == own_u) load_row(u, own_r);  // (own_u ≥ 0 only with kEarly: load_kv is __ldcg)
 
   // The lane's query slice (dims c·E .. c·E + E − 1) of each head, in the exp2 domain (fp16/bf16).
   // u8: the K dot product on dp4a. q/qs = l0 + l1/128 + l2/128² with int8 limbs (qs a power of two
