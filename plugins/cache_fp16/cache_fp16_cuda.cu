@@ -68,7 +68,8 @@ append_qkv_kernel(const qkv_rope::Rows in,              // qkv [T, (H + 2Â·KVH)Â
   cuda_plugin::pdl_trigger();  // the next kernel may launch now: it waits for this one's end before it reads
   const int lane = threadIdx.x & 31;
   // The slot and the cos/sin first: none of it comes from the previous kernel (plan_row).
-  const qkv_rope::RowPlan pl = qkv_rope::plan_row(in, sl, int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5), lane);
+  const qkv_rope::RowPlan pl =
+      qkv_rope::plan_row(in, sl, int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5), lane);
   cuda_plugin::pdl_wait();  // qkv comes from the previous kernel (programmatic dependent launch)
   if (pl.kind == qkv_rope::RowPlan::q) qkv_rope::rotate_q_head(in, pl, lane);
   if (pl.kind != qkv_rope::RowPlan::kv) return;  // (the whole warp leaves together)

@@ -353,13 +353,13 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
       }
     }
   };
-  // With kEarly the first round is loaded before the wait: every key but the step's own (kv_len − 1) was
-  // stored by earlier steps, and the block table and kv_len were uploaded before the step's first
-  // kernel (StepBatch, KvView), so the chain kv_len → block id → K/V rows — the decode's longest —
-  // runs while the previous kernel (the KV append) still runs. Only the step's own key comes from
-  // that kernel: after the wait the lane holding it loads it again. The K/V loads bypass L1
-  // (__ldcg): a line read here before the wait may hold that key's old bytes, and no load after
-  // the wait may be served from it.
+  // With kEarly the first round is loaded before the wait: every key but the step's own
+  // (kv_len − 1) was stored by earlier steps, and the block table and kv_len were uploaded before
+  // the step's first kernel (StepBatch, KvView), so the chain kv_len → block id → K/V rows — the
+  // decode's longest — runs while the previous kernel (the KV append) still runs. Only the step's
+  // own key comes from that kernel: after the wait the lane holding it loads it again. The K/V
+  // loads bypass L1 (__ldcg): a line read here before the wait may hold that key's old bytes, and
+  // no load after the wait may be served from it.
   if (kEarly && jr < j1) load_round();
   // The step's own key: which of the lane's first-round rows it is (own_u, −1: none) and its row
   // in the cache.
@@ -376,7 +376,7 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
     }
     if (own_u >= 0) own_r = row_of(own);
   }
-  if constexpr (kEarly) cuda_plugin::pdl_wait();  // q and the step's own key come from the previous kernel (programmatic dependent launch)
+  if constexpr (kEarly) cuda_plugin::pdl_wait();  // q and the step's own key come from the previous kernel
 #pragma unroll
   for (int u = 0; u < U; ++u)
     if (u == own_u) load_row(u, own_r);  // (own_u ≥ 0 only with kEarly: load_kv is __ldcg)

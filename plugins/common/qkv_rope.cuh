@@ -153,7 +153,9 @@ __device__ __forceinline__ void rotate_q_head(const Rows& r, const RowPlan& p, i
     const int c = lane + 32 * i;
     if (c < chunks) {
       o[i] = rotated_chunk(x, p.cs[i], c, r.rot);
-      if (r.q_scale) o[i] = make_float4(__fmul_rn(o[i].x, p.f), __fmul_rn(o[i].y, p.f), __fmul_rn(o[i].z, p.f), __fmul_rn(o[i].w, p.f));
+      if (r.q_scale)
+        o[i] = make_float4(__fmul_rn(o[i].x, p.f), __fmul_rn(o[i].y, p.f), __fmul_rn(o[i].z, p.f),
+                           __fmul_rn(o[i].w, p.f));
     }
   }
   __syncwarp();

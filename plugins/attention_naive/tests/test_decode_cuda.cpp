@@ -241,26 +241,28 @@ TEST_CASE("naive fused decode on CUDA, Qwen-7B heads (32:32, head_dim 128), batc
   for (Lay lay : {Lay::u8, Lay::f16}) run_config({32, 32, 128}, lay, {{{8192}}, b64});
 }
 
-// The decode kernel loads its first round of keys before its programmatic-dependent-launch wait
-// and the step's own key — the one the KV append of the same step writes — again after it
+// The decode kernel loads its first round of keys before its programmatic-dependent-launch wait and
+// the step's own key — the one the KV append of the same step writes — again after it
 // (plugins/common/paged_decode.cu). Here the append is made to end late: the kernel before it, an
 // RMSNorm over 8 rows of 4 Mi values (one block per row, about a millisecond), lets the next launch
-// go at its start, so the append and then the attention launch at once, and the append waits for
-// it before it writes. The cache memory is poisoned before anything is written (NaN fp16 data and
-// scales), so an own key read before the append wrote it makes the output NaN; a stale value of
-// an earlier step would show as an error above the tolerance. Both caches through their plain
-// append; ragged lengths that put the own key in a warp's first round (short sequences) and in
-// later rounds and split parts (long ones); 16- and 24-token blocks (for u8 the aligned and the
-// unaligned load paths); GQA 2:1 and MHA (one head per block: the 16-warp blocks, whose first
-// round is early for fp16 too — fp16 with 1- or 4-warp blocks waits before its first load). Reference: the same appends on the CPU caches and naive attention on the
-// CPU. (Without programmatic dependent launch — before sm_90, or KVRUN_CUDA_PDL=0 — there is no
-// overlap and the case checks only the results.)
+// go at its start, so the append and then the attention launch at once, and the append waits for it
+// before it writes. The cache memory is poisoned before anything is written (NaN fp16 data and
+// scales), so an own key read before the append wrote it spoils the output: NaN, or, where the
+// merges of partial states drop a NaN state, far outside the tolerance (a module without the re-read
+// failed with relative error 0.95, session 16). Both caches through their plain append;
+// ragged lengths that put the own key in a warp's first round (short sequences) and in later rounds
+// and split parts (long ones); 16- and 24-token blocks (for u8 the aligned and the unaligned load
+// paths); GQA 2:1 and MHA (one head per block: the 16-warp blocks, whose first round is early for
+// fp16 too — fp16 with 1- or 4-warp blocks waits before its first load). Reference: the same
+// appends on the CPU caches and naive attention on the CPU. (Without programmatic dependent launch
+// — before sm_90, or KVRUN_CUDA_PDL=0 — there is no overlap and the case checks only the results.)
 TEST_CASE("naive fused decode reads the step's own key after the append, also when the append ends late") {
   NEED_GPU();
   Device& G = *gpu();
   Device& C = *cpu_dev();
   const int64_t slow_rows = 8, slow_cols = int64_t(1) << 22;
-  Buffer<float> slow(G, size_t(slow_rows * slow_cols), MemCategory::workspace), slow_w(G, size_t(slow_cols), MemCategory::weights);
+  Buffer<float> slow(G, size_t(slow_rows * slow_cols), MemCategory::workspace);
+  Buffer<float> slow_w(G, size_t(slow_cols), MemCategory::weights);
   check(G.queue().fill_bytes(slow.data(), 0x3C, slow.bytes()));  // 0.0115 each
   check(G.queue().fill_bytes(slow_w.data(), 0x3F, slow_w.bytes()));
   const std::vector<int> kv = {1, 2, 15, 16, 17, 64, 300, 1000};
