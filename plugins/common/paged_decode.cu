@@ -486,7 +486,9 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
   }
 
   // Merge the KPW row groups of the warp (lanes c, c + LPK, …): M = max m, weights 2^(m − M)
-  // (0 for a state without keys: its m is −inf and its O zero), L = Σ l·w, O = Σ O·w.
+  // (0 for a state without keys: its l is 0, its m −inf and its O zero), L = Σ l·w, O = Σ O·w.
+  // A state whose l is NaN (a key's score was NaN: NaN or inf in the cache) is not "without keys":
+  // it takes part, and the NaN reaches the output, as on the CPU (here and in the merges below).
 #pragma unroll
   for (int off = LPK; off < 32; off <<= 1) {
 #pragma unroll
@@ -494,8 +496,8 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
       const float mo = __shfl_xor_sync(0xffffffffu, m[h], off);
       const float lo = __shfl_xor_sync(0xffffffffu, l[h], off);
       const float M = fmaxf(m[h], mo);
-      const float a = l[h] > 0.f ? exp2f(m[h] - M) : 0.f;
-      const float b = lo > 0.f ? exp2f(mo - M) : 0.f;
+      const float a = l[h] != 0.f ? exp2f(m[h] - M) : 0.f;
+      const float b = lo != 0.f ? exp2f(mo - M) : 0.f;
       m[h] = M;
       l[h] = l[h] * a + lo * b;
 #pragma unroll
@@ -525,12 +527,12 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
     float M = -INFINITY;
 #pragma unroll
     for (int w = 0; w < W; ++w)
-      if (ml_sh[w][h][1] > 0.f) M = fmaxf(M, ml_sh[w][h][0]);
+      if (ml_sh[w][h][1] != 0.f) M = fmaxf(M, ml_sh[w][h][0]);
     float Lsum = 0.f, O = 0.f;
 #pragma unroll
     for (int w = 0; w < W; ++w) {
       const float lw = ml_sh[w][h][1];
-      if (lw > 0.f) {
+      if (lw != 0.f) {
         const float wt = exp2f(ml_sh[w][h][0] - M);
         Lsum += lw * wt;
         O += o_sh[w][h][d] * wt;
@@ -538,7 +540,7 @@ __global__ void __launch_bounds__(W * 32, 16 / W) decode_kernel(const DecodePara
     }
     const int64_t row = int64_t(tok) * p.H + h0 + h;
     if (nsplit == 1) {
-      const float o = Lsum > 0.f ? O / Lsum : 0.f;  // Lsum >= 1 whenever kv_len >= 1
+      const float o = Lsum != 0.f ? O / Lsum : 0.f;  // Lsum >= 1 whenever kv_len >= 1 (or NaN)
       if (p.out_bf16) static_cast<__nv_bfloat16*>(p.out)[row * D + d] = __float2bfloat16_rn(o);
       else static_cast<float*>(p.out)[row * D + d] = o;
     } else {

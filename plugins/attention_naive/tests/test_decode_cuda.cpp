@@ -356,6 +356,66 @@ TEST_CASE("naive fused decode reads the step's own key after the append, also wh
   }
 }
 
+// A NaN in the cache (an fp16 value past the range, a NaN int8 scale) makes its key's score NaN;
+// the CPU's softmax then gives NaN for every query head of that KV head, and so must the decode
+// kernel — not a finite result of the other keys, which its merges of partial states (row groups,
+// warps, split parts) used to give by treating a NaN state as one without keys. Keys poisoned in a
+// first round, in the step's last key, in a middle split part (2000 keys: the step splits); MHA
+// and GQA 4:1; the suite runs it with automatic, 1- and 4-warp blocks. The other rows stay finite
+// and within the tolerance.
+TEST_CASE("naive fused decode: a NaN key gives NaN rows, as on the CPU, through every merge") {
+  NEED_GPU();
+  Device& G = *gpu();
+  Device& C = *cpu_dev();
+  const std::vector<int> kv = {1, 40, 300, 2000};
+  struct Poison {
+    int s, kvh, pos;
+  };
+  for (const Config c : {Config{4, 4, 128}, Config{8, 2, 64}}) {
+    std::shared_ptr<Attention> ref = registry().create_attention("naive", params(c), C);
+    std::shared_ptr<Attention> naive = registry().create_attention("naive", params(c), G);
+    const std::vector<Poison> poisons = {{1, 0, 7}, {2, c.Hkv - 1, 299}, {3, 0, 1000}};
+    for (Lay lay : {Lay::u8, Lay::f16, Lay::bf16}) {
+      INFO("H=" << c.H << " Hkv=" << c.Hkv << " D=" << c.D << " " << lay_name(lay));
+      std::mt19937 rng(uint32_t(17 + c.D + int(lay)));
+      HostKv hkv = make_kv(lay, c.Hkv, c.D, 16, kv, rng);
+      for (const Poison& pz : poisons) {
+        const int32_t block = hkv.table[size_t(pz.s) * size_t(hkv.max_blocks) + size_t(pz.pos / hkv.bt)];
+        const size_t r = (size_t(block) * size_t(c.Hkv) + size_t(pz.kvh)) * size_t(hkv.bt) + size_t(pz.pos % hkv.bt);
+        if (lay == Lay::u8) hkv.ks[r] = 0x7e00;  // NaN scale
+        else hkv.k16[r * size_t(c.D) + 3] = lay == Lay::f16 ? uint16_t(0x7e00) : uint16_t(0x7fc0);  // one NaN element
+      }
+      const DeviceKv dkv(G, hkv);
+      const DeviceStep cs(C, ones(kv.size()), pasts_of(kv)), gs(G, ones(kv.size()), pasts_of(kv));
+      const std::vector<float> q = random_q(rng, kv.size() * size_t(c.H) * size_t(c.D), 1.f);
+      const std::vector<float> want = run_cpu(*ref, q, host_view(hkv), cs, c.H, c.D);
+      const std::vector<float> got = run_gpu(G, *naive, q, dkv.view, gs, c.H, c.D);
+      const int Gq = c.H / c.Hkv;
+      std::vector<float> got_ok, want_ok;
+      for (int si = 0; si < int(kv.size()); ++si) {
+        for (int h = 0; h < c.H; ++h) {
+          bool poisoned = false;
+          for (const Poison& pz : poisons) poisoned = poisoned || (pz.s == si && pz.kvh == h / Gq);
+          const size_t row = (size_t(si) * size_t(c.H) + size_t(h)) * size_t(c.D);
+          int want_nan = 0, got_nan = 0;
+          for (int d = 0; d < c.D; ++d) {
+            want_nan += std::isnan(want[row + size_t(d)]) ? 1 : 0;
+            got_nan += std::isnan(got[row + size_t(d)]) ? 1 : 0;
+          }
+          INFO("sequence " << si << " (" << kv[size_t(si)] << " keys), query head " << h);
+          REQUIRE(want_nan == (poisoned ? c.D : 0));  // the reference's behaviour, as described above
+          CHECK(got_nan == want_nan);
+          if (!poisoned) {
+            got_ok.insert(got_ok.end(), got.begin() + std::ptrdiff_t(row), got.begin() + std::ptrdiff_t(row) + c.D);
+            want_ok.insert(want_ok.end(), want.begin() + std::ptrdiff_t(row), want.begin() + std::ptrdiff_t(row) + c.D);
+          }
+        }
+      }
+      check_close(got_ok, want_ok, c.D, "naive CUDA, rows without a NaN key");
+    }
+  }
+}
+
 TEST_CASE("naive on CUDA: mixed steps and head_dim 80 still take the three-kernel path") {
   NEED_GPU();
   Device& G = *gpu();
