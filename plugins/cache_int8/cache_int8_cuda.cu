@@ -150,9 +150,8 @@ append_kernel(const float* __restrict__ k,          // [num_tokens, H, D] f32
   const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);  // token * H + head
   if (row >= int64_t(num_tokens) * H) return;  // whole warp leaves together
   const int t = int(row / H), h = int(row % H);
-  const int s = token_seq[t], pos = positions[t];
-  const int32_t block = table[int64_t(s) * max_blocks + pos / bt];
-  const int64_t r = (int64_t(block) * H + h) * bt + pos % bt;  // metadata row
+  const qkv_rope::Slots sl{table, token_seq, positions, max_blocks, num_tokens, bt};
+  const int64_t r = sl.meta_row(t, h, H);  // metadata row
   // (the slot above: the step's metadata, uploaded before its first kernel — read before the wait)
   cuda_plugin::pdl_wait();  // k, v come from the previous kernel (programmatic dependent launch)
   if (vec) {

@@ -98,6 +98,15 @@ struct Slots {
   int max_blocks = 0;
   int num_tokens = 0;
   int block_tokens = 0;
+
+  // The metadata row of token t's KV head h (of KVH) in the cache, (block · KVH + h) ·
+  // block_tokens + position % block_tokens (times head_dim: its first element). Reads only the
+  // step's metadata and block table: callable before a programmatic-dependent-launch wait.
+  __device__ __forceinline__ int64_t meta_row(int t, int h, int KVH) const {
+    const int s = token_seq[t], pos = positions[t];
+    const int32_t block = table[int64_t(s) * max_blocks + pos / block_tokens];
+    return (int64_t(block) * KVH + h) * block_tokens + pos % block_tokens;
+  }
 };
 
 // One warp's row of an append_qkv kernel (blockIdx.x · warps per block + warp): rows r < T·KVH
@@ -122,9 +131,7 @@ __device__ __forceinline__ RowPlan plan_row(const Rows& in, const Slots& sl, int
     p.kind = RowPlan::kv;
     p.t = int(row / in.KVH);
     p.h = int(row % in.KVH);
-    const int s = sl.token_seq[p.t], pos = sl.positions[p.t];
-    const int32_t block = sl.table[int64_t(s) * sl.max_blocks + pos / sl.block_tokens];
-    p.meta_row = (int64_t(block) * in.KVH + p.h) * sl.block_tokens + pos % sl.block_tokens;
+    p.meta_row = sl.meta_row(p.t, p.h, in.KVH);
   } else if (row - kv_rows < int64_t(sl.num_tokens) * in.H) {
     p.kind = RowPlan::q;
     p.t = int((row - kv_rows) / in.H);

@@ -24,12 +24,12 @@ namespace {
 //   partial_ml [splits, rows, 2] f32 (m_z, l_z)
 // A part with l = 0 (no keys: an empty split range, or every key masked) gets weight 0 and its m
 // and O are never read, so whatever its workspace holds cannot reach the output. A part whose l is
-// NaN (a NaN key score: NaN or inf in the cache) takes part, so the NaN reaches the output, as on the
-// CPU, instead of a finite result of the other parts. The z loops stay
-// rolled (#pragma unroll 1): an earlier version of this kernel with unrolled z loops gave wrong
-// results on the H200 for 4 and more parts when built with nvcc 13.0.88 for sm_90 (the same source
-// with the loops rolled is correct). Do not let them unroll without rerunning the CUDA attention
-// tests with 4+ parts.
+// NaN (a NaN key score: NaN or inf in the cache) takes part, so the NaN reaches the output, as on
+// the CPU, instead of a finite result of the other parts.
+// The z loops stay rolled (#pragma unroll 1): an earlier version of this kernel with unrolled z
+// loops gave wrong results on the H200 for 4 and more parts when built with nvcc 13.0.88 for sm_90
+// (the same source with the loops rolled is correct). Do not let them unroll without rerunning the
+// CUDA attention tests with 4+ parts.
 template <int kMaxSplits, typename O = float>
 __global__ void splitk_combine_kernel(O* __restrict__ out, const float* __restrict__ partial_o,
                                       const float* __restrict__ partial_ml, int splits, int64_t rows, int D) {
