@@ -204,6 +204,22 @@ struct DeviceKv {
   }
 };
 
+// Sets every byte of one layer of a cache in `dev`'s memory to `byte`: its K and V (rows rows of
+// head_dim elements: num_blocks · num_kv_heads · block_tokens) and, for the int8 layout, their scales
+// and zero points — so a row no kernel wrote cannot pass for data (0xFF: NaN fp16 values and scales).
+inline void fill_layer_bytes(Device& dev, const KvView& v, size_t rows, uint8_t byte) {
+  const bool u8 = v.k_scale != nullptr;
+  const size_t data = rows * size_t(v.head_dim) * (u8 ? 1 : 2);
+  check(dev.queue().fill_bytes(const_cast<void*>(v.k), byte, data));
+  check(dev.queue().fill_bytes(const_cast<void*>(v.v), byte, data));
+  if (u8) {
+    check(dev.queue().fill_bytes(const_cast<uint16_t*>(v.k_scale), byte, rows * 2));
+    check(dev.queue().fill_bytes(const_cast<uint16_t*>(v.v_scale), byte, rows * 2));
+    check(dev.queue().fill_bytes(const_cast<uint8_t*>(v.k_zero), byte, rows));
+    check(dev.queue().fill_bytes(const_cast<uint8_t*>(v.v_zero), byte, rows));
+  }
+}
+
 // out = attention(q) on the CPU (host memory) with a NaN-poisoned output.
 inline std::vector<float> run_cpu(Attention& att, const std::vector<float>& q, const KvView& kv, const DeviceStep& s,
                            int H, int D) {

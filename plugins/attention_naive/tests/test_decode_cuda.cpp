@@ -291,7 +291,6 @@ TEST_CASE("naive fused decode reads the step's own key after the append, also wh
       std::shared_ptr<Cache> gc = registry().create_cache(kind, p, G);
       std::shared_ptr<Cache> cc = registry().create_cache(kind, p, C);
       const size_t rows = size_t(gc->info().num_blocks) * size_t(c.Hkv) * size_t(bt);
-      const bool int8 = std::string(kind) == "int8";
       const int64_t Hkv = c.Hkv, D = c.D;
       // Prefill every sequence but its last key (sequences of one key have none).
       std::vector<int> pre_seqs, pre_q, pre_past;
@@ -307,13 +306,7 @@ TEST_CASE("naive fused decode reads the step's own key after the append, also wh
         check(cc->reserve(cs.step));
         KvView pv;
         check(gc->view(0, gs.step, &pv));
-        const size_t elem = int8 ? 1 : 2;
-        check(G.queue().fill_bytes(const_cast<void*>(pv.k), 0xFF, rows * size_t(D) * elem));  // fp16 NaN
-        check(G.queue().fill_bytes(const_cast<void*>(pv.v), 0xFF, rows * size_t(D) * elem));
-        if (int8) {
-          check(G.queue().fill_bytes(const_cast<uint16_t*>(pv.k_scale), 0xFF, rows * 2));  // NaN scales
-          check(G.queue().fill_bytes(const_cast<uint16_t*>(pv.v_scale), 0xFF, rows * 2));
-        }
+        fill_layer_bytes(G, pv, rows, 0xFF);  // fp16 NaN data, NaN int8 scales
         const int64_t T = gs.step.num_tokens;
         const std::vector<float> k = randn(size_t(T * Hkv * D)), v = randn(size_t(T * Hkv * D));
         Buffer<float> gk(G, k.size(), MemCategory::weights), gv(G, v.size(), MemCategory::weights);

@@ -148,15 +148,7 @@ void run_case(const CacheCase& cc) {
         for (int l2 = 0; l2 < p.num_layers; ++l2) {
           KvView pv;
           check(gc->view(l2, gs.step, &pv));
-          const size_t elem = int8 ? 1 : 2;
-          check(G.queue().fill_bytes(const_cast<void*>(pv.k), 0xA5, rows_per_layer * D * elem));
-          check(G.queue().fill_bytes(const_cast<void*>(pv.v), 0xA5, rows_per_layer * D * elem));
-          if (int8) {
-            check(G.queue().fill_bytes(const_cast<uint16_t*>(pv.k_scale), 0xA5, rows_per_layer * 2));
-            check(G.queue().fill_bytes(const_cast<uint16_t*>(pv.v_scale), 0xA5, rows_per_layer * 2));
-            check(G.queue().fill_bytes(const_cast<uint8_t*>(pv.k_zero), 0xA5, rows_per_layer));
-            check(G.queue().fill_bytes(const_cast<uint8_t*>(pv.v_zero), 0xA5, rows_per_layer));
-          }
+          attention_test::fill_layer_bytes(G, pv, rows_per_layer, 0xA5);
         }
         poisoned = true;
       }
