@@ -333,7 +333,9 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
     // tiles are free: the key loop ended with a barrier and left no copy in flight), then warp
     // kpart 0 of the slab combines them in warp order: M = max m_k over the states with l_k > 0,
     // w_k = 2^(m_k − M) (0 for a state without keys: its m and O are not used), L = Σ l_k·w_k,
-    // O = Σ O_k·w_k, k = 0 .. KW − 1.
+    // O = Σ O_k·w_k, k = 0 .. KW − 1. A NaN key score makes its state's l NaN: that state is
+    // left out of M, but l_k·w_k = NaN·0 still makes L, and so the row, NaN, as on the CPU
+    // (the suite's NaN-key case, run with KVRUN_FLASH_DECODE=0).
     constexpr int kOStride = D + 4;  // f32 row stride of the stored O
     static_assert(kWarps * 16 * (kOStride + 2) * 4 <= int(sizeof(smem)), "merge buffer fits the tiles");
     float* const ored = reinterpret_cast<float*>(smem);          // [kWarps][16][D + 4]

@@ -13,6 +13,7 @@
 #include <numeric>
 #include <random>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kvrun/device.hpp"
@@ -274,6 +275,46 @@ inline void check_bf16_of(const std::vector<uint16_t>& got, const std::vector<fl
     if (got[i] != f32_to_bf16(f32[i]) && bad++ == 0) first = i;
   CHECK_MESSAGE(bad == 0, what << ": " << bad << " of " << got.size() << " bf16 outputs are not the f32 output rounded"
                                << " (first at " << first << ": " << got[first] << " vs " << f32_to_bf16(f32[first]) << ")");
+}
+
+// Makes key `pos` of sequence `s`, KV head `kvh` a NaN in the host-built cache: the int8 layout gets
+// a NaN scale, fp16 / bf16 one NaN element (element 3). On the CPU every query that attends to it
+// (GQA: every query head of that KV head; causal: queries at positions ≥ pos) then gets a NaN row.
+inline void poison_key(HostKv& kv, int s, int kvh, int pos) {
+  const int32_t block = kv.table[size_t(s) * size_t(kv.max_blocks) + size_t(pos / kv.bt)];
+  const size_t r = (size_t(block) * size_t(kv.Hkv) + size_t(kvh)) * size_t(kv.bt) + size_t(pos % kv.bt);
+  if (kv.lay == Lay::u8) kv.ks[r] = 0x7e00;
+  else kv.k16[r * size_t(kv.D) + 3] = kv.lay == Lay::f16 ? uint16_t(0x7e00) : uint16_t(0x7fc0);
+}
+
+// For outputs [rows, D] of a step over a poisoned cache: every row of `got` is all NaN exactly where
+// the reference's row is, and the reference has NaN rows and finite ones (or the case tests
+// nothing). Returns the rows that are not NaN, {got, want}, for the caller's tolerance.
+inline std::pair<std::vector<float>, std::vector<float>> nan_rows_match(const std::vector<float>& got,
+                                                                        const std::vector<float>& want, int D) {
+  REQUIRE(got.size() == want.size());
+  std::pair<std::vector<float>, std::vector<float>> ok;
+  size_t nan_rows = 0, rows = want.size() / size_t(D);
+  for (size_t row = 0; row < rows; ++row) {
+    int want_nan = 0, got_nan = 0;
+    for (int d = 0; d < D; ++d) {
+      want_nan += std::isnan(want[row * size_t(D) + size_t(d)]) ? 1 : 0;
+      got_nan += std::isnan(got[row * size_t(D) + size_t(d)]) ? 1 : 0;
+    }
+    INFO("output row " << row << " (token · heads + head)");
+    REQUIRE((want_nan == 0 || want_nan == D));  // a NaN key score spoils the whole row on the CPU
+    CHECK(got_nan == want_nan);
+    if (want_nan) {
+      ++nan_rows;
+      continue;
+    }
+    const auto b = std::ptrdiff_t(row * size_t(D)), e = b + D;
+    ok.first.insert(ok.first.end(), got.begin() + b, got.begin() + e);
+    ok.second.insert(ok.second.end(), want.begin() + b, want.begin() + e);
+  }
+  REQUIRE(nan_rows > 0);
+  REQUIRE(nan_rows < rows);
+  return ok;
 }
 
 // Queries ~ N(0, stdev²).

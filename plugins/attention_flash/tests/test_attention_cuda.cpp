@@ -205,6 +205,56 @@ TEST_CASE("attention.naive on CUDA, GQA 3:1, head_dim 80") {
   for (Lay lay : {Lay::f16, Lay::u8}) run_config({6, 2, 80}, lay);
 }
 
+// A NaN key score (a NaN or inf in the cache) gives NaN rows where the CPU reference has them:
+// every merge of partial states (the decode kernel's, the tiles' warp merge with KVRUN_FLASH_DECODE=0,
+// the split-K merge) takes a state whose l is NaN into the result instead of treating it as a
+// state without keys. Decode steps (a key in a first tile, the step's last key, a middle split
+// part) and a ragged prefill step (causal: only the queries at or after the poisoned key); the
+// other rows stay within the path's tolerance. The suite runs it with both decode paths.
+TEST_CASE("flash on CUDA: a NaN key gives NaN rows, as on the CPU") {
+  NEED_GPU();
+  Device& G = *gpu();
+  Device& C = *cpu_dev();
+  struct Poison {
+    int s, kvh, pos;
+  };
+  struct Case {
+    Shape shape;
+    std::vector<Poison> poisons;  // kvh −1: the last KV head
+  };
+  const std::vector<Case> cases = {
+      {{{1, 1, 1, 1}, {0, 39, 299, 1999}}, {{1, 0, 7}, {2, -1, 299}, {3, 0, 1000}}},
+      {{{1, 7, 300}, {0, 100, 3000}}, {{1, 0, 103}, {2, -1, 3150}}},
+  };
+  const char* env = std::getenv("KVRUN_FLASH_DECODE");
+  for (const Config c : {Config{4, 4, 128}, Config{8, 2, 64}}) {
+    std::shared_ptr<Attention> ref = registry().create_attention("naive", params(c), C);
+    std::shared_ptr<Attention> flash = registry().create_attention("flash", params(c), G);
+    for (Lay lay : {Lay::f16, Lay::bf16}) {
+      for (const Case& k : cases) {
+        INFO("H=" << c.H << " Hkv=" << c.Hkv << " D=" << c.D << " " << lay_name(lay) << " " << shape_string(k.shape));
+        std::vector<int> kv_lens;
+        for (size_t i = 0; i < k.shape.q_lens.size(); ++i) kv_lens.push_back(k.shape.q_lens[i] + k.shape.pasts[i]);
+        std::mt19937 rng(uint32_t(29 + c.D + int(lay)));
+        HostKv hkv = make_kv(lay, c.Hkv, c.D, 16, kv_lens, rng);
+        for (const Poison& pz : k.poisons) poison_key(hkv, pz.s, pz.kvh < 0 ? c.Hkv - 1 : pz.kvh, pz.pos);
+        const DeviceKv dkv(G, hkv);
+        const DeviceStep cs(C, k.shape.q_lens, k.shape.pasts), gs(G, k.shape.q_lens, k.shape.pasts);
+        const std::vector<float> q = random_q(rng, size_t(cs.step.num_tokens) * size_t(c.H) * size_t(c.D), 1.f);
+        const std::vector<float> want = run_cpu(*ref, q, host_view(hkv), cs, c.H, c.D);
+        const std::vector<float> got = run_gpu(G, *flash, q, dkv.view, gs, c.H, c.D);
+        const auto [got_ok, want_ok] = nan_rows_match(got, want, c.D);
+        const bool decode = gs.step.max_q_len == 1 && gs.step.num_tokens == gs.step.num_seqs;
+        const bool decode_kernel = decode && !(env && std::string(env) == "0");
+        const double tol = decode_kernel ? kTolNaive : lay == Lay::f16 ? kTolFlashF16 : kTolFlashBf16;
+        const double e = rel_l2(got_ok, want_ok);
+        INFO("flash CUDA rel L2 of the rows without a NaN key " << e << " (tolerance " << tol << ")");
+        CHECK(e <= tol);
+      }
+    }
+  }
+}
+
 TEST_CASE("attention on CUDA refuses what it cannot do, clearly") {
   NEED_GPU();
   Device& G = *gpu();
