@@ -315,7 +315,8 @@ json sweep_json(const Sweep& s) {
                      {"min_p", s.settings.min_p},
                      {"repetition_penalty", s.settings.repetition_penalty},
                      {"seed", s.settings.seed},
-                     {"eos", "ignored"}};
+                     {"eos", "ignored"},
+                     {"overlap", Engine::overlaps(s.settings, s.backend == "cpu")}};
   j["warmup"] = s.warmup;
   j["rows"] = json::array();
   for (const Row& r : s.rows) j["rows"].push_back(row_json(r));
@@ -370,9 +371,11 @@ void print_table(const Sweep& s) {
   std::printf("bandwidth  %.1f GB/s device copy (read + write, 2 × %s buffers, median of %d × %d copies)\n",
               s.bw.bytes_per_second / 1e9, format_bytes(s.bw.buffer_bytes).c_str(), s.bw.repetitions,
               s.bw.copies_per_repetition);
-  std::printf("prompts    %d random tokens each (seed %llu), %s, EOS ignored\n", s.prompt_tokens,
+  std::printf("prompts    %d random tokens each (seed %llu), %s, EOS ignored; decode %s\n", s.prompt_tokens,
               (unsigned long long)s.seed,
-              s.settings.temperature == 0.f ? "greedy" : ("temperature " + fixed(s.settings.temperature, 2)).c_str());
+              s.settings.temperature == 0.f ? "greedy" : ("temperature " + fixed(s.settings.temperature, 2)).c_str(),
+              Engine::overlaps(s.settings, s.backend == "cpu") ? "overlapped (generation.overlap)"
+                                                              : "one step at a time (generation.overlap)");
   std::printf("\n%6s %7s %10s %9s %9s %9s %7s %8s %9s %11s %11s %11s %11s\n", "batch", "new", "tok/s", "ms/step",
               "p90 ms", "floor ms", "%floor", "TTFT s", "prefill s", "weights", "KV cache", "workspace", "peak");
   for (const Row& r : s.rows) {

@@ -278,6 +278,9 @@ GenerationSettings Pipeline::generation_settings(std::optional<int> cli_max_new_
   if (cli_max_new_tokens) s.max_new_tokens = *cli_max_new_tokens;
   s.eos_ids = gen_.eos_ids.empty() ? mcfg_.eos_ids : gen_.eos_ids;
   s.stop_strings = cfg_.stop;
+  s.overlap = cfg_.overlap == "on"    ? GenerationSettings::Overlap::on
+              : cfg_.overlap == "off" ? GenerationSettings::Overlap::off
+                                      : GenerationSettings::Overlap::automatic;
   return s;
 }
 

@@ -94,6 +94,8 @@ class CudaQueue final : public Queue {
   Status fill_bytes(void* dst, uint8_t value, size_t bytes) noexcept override;
   Status record(Event* ev) noexcept override;
   Status wait() noexcept override;
+  Status copy_d2h_async(void* dst, const void* src, size_t bytes) noexcept override;
+  Status wait_for(const Event& ev) noexcept override;
   void* native_handle() const noexcept override { return stream_; }
   cudaStream_t stream() const noexcept { return stream_; }
   bool supports_graphs() const noexcept override { return true; }
@@ -103,10 +105,31 @@ class CudaQueue final : public Queue {
   void graph_destroy(void* graph) noexcept override;
 
  private:
+  // copy_d2h_async goes through pinned staging buffers (a copy into pageable memory would block
+  // the host): the DMA lands in a staging slot in queue order, and the host copies it on to `dst`
+  // when it waits past it (hand_over). Copies are numbered in issue order; record() notes how many
+  // had been issued when an event was recorded, so wait_for(ev) knows which ones ev covers.
+  struct Staging {
+    void* host = nullptr;  // cudaHostAlloc'd, `capacity` bytes
+    size_t capacity = 0;
+    bool busy = false;
+  };
+  struct StagedCopy {
+    uint64_t number;  // issue order
+    size_t slot;      // index into staging_
+    void* dst;
+    size_t bytes;
+  };
+  void hand_over(uint64_t issued_before);  // copies numbered below this go to their dst
+
   int device_;
   cudaStream_t stream_ = nullptr;
   std::mutex events_mu_;
   std::vector<cudaEvent_t> events_;  // created by record(); destroyed with the queue
+  std::unordered_map<cudaEvent_t, uint64_t> issued_at_record_;  // event → copies issued before it
+  std::vector<Staging> staging_;     // freed with the queue
+  std::vector<StagedCopy> staged_;   // issued, not yet handed over, in issue order
+  uint64_t copies_issued_ = 0;
 };
 
 class CudaDevice;

@@ -1,10 +1,11 @@
 // kvrun CUDA backend — device enumeration, the caching allocator, the stream queue, the device
-// object and the module entry point `kvrun_backend_v1`.
+// object and the module entry point `kvrun_backend_v2`.
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "cuda_backend.cuh"
@@ -265,6 +266,7 @@ CudaQueue::~CudaQueue() {
     ScopedDevice guard(device_);
     (void)cudaStreamSynchronize(stream_);
     for (cudaEvent_t e : events_) (void)cudaEventDestroy(e);
+    for (Staging& b : staging_) (void)cudaFreeHost(b.host);
     (void)cudaStreamDestroy(stream_);
   } catch (...) {
   }
@@ -286,6 +288,56 @@ Status CudaQueue::copy_d2h(void* dst, const void* src, size_t bytes) noexcept {
     KVRUN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
     // The host side stays simple: the data is valid when this returns (and after wait()).
     KVRUN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    hand_over(copies_issued_);  // and so are the asynchronous copies issued before it
+  });
+}
+
+Status CudaQueue::copy_d2h_async(void* dst, const void* src, size_t bytes) noexcept {
+  return guard([&] {
+    if (!bytes) return;
+    ScopedDevice g(device_);
+    size_t slot = staging_.size();
+    for (size_t i = 0; i < staging_.size(); ++i)
+      if (!staging_[i].busy && staging_[i].capacity >= bytes) {
+        slot = i;
+        break;
+      }
+    if (slot == staging_.size()) {  // a new one (a decode step needs one or two: ids of a step)
+      Staging b;
+      b.capacity = std::max<size_t>(4096, (bytes + 4095) / 4096 * 4096);
+      KVRUN_CUDA_CHECK(cudaHostAlloc(&b.host, b.capacity, cudaHostAllocDefault));
+      staging_.push_back(b);
+    }
+    KVRUN_CUDA_CHECK(cudaMemcpyAsync(staging_[slot].host, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    staging_[slot].busy = true;
+    staged_.push_back(StagedCopy{copies_issued_++, slot, dst, bytes});
+  });
+}
+
+void CudaQueue::hand_over(uint64_t issued_before) {
+  size_t done = 0;
+  for (; done < staged_.size() && staged_[done].number < issued_before; ++done) {
+    const StagedCopy& c = staged_[done];
+    std::memcpy(c.dst, staging_[c.slot].host, c.bytes);
+    staging_[c.slot].busy = false;
+  }
+  staged_.erase(staged_.begin(), staged_.begin() + std::ptrdiff_t(done));
+}
+
+Status CudaQueue::wait_for(const Event& ev) noexcept {
+  return guard([&] {
+    require(ev.handle != nullptr, "cuda queue wait_for: the Event was never recorded");
+    ScopedDevice g(device_);
+    const auto e = static_cast<cudaEvent_t>(ev.handle);
+    uint64_t issued = 0;
+    {
+      std::lock_guard<std::mutex> lock(events_mu_);
+      const auto it = issued_at_record_.find(e);
+      require(it != issued_at_record_.end(), "cuda queue wait_for: the Event was not recorded on this queue");
+      issued = it->second;
+    }
+    KVRUN_CUDA_CHECK(cudaEventSynchronize(e));
+    hand_over(issued);
   });
 }
 
@@ -321,6 +373,8 @@ Status CudaQueue::record(Event* ev) noexcept {
       ev->handle = e;
     }
     KVRUN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(ev->handle), stream_));
+    std::lock_guard<std::mutex> lock(events_mu_);
+    issued_at_record_[static_cast<cudaEvent_t>(ev->handle)] = copies_issued_;
   });
 }
 
@@ -328,6 +382,7 @@ Status CudaQueue::wait() noexcept {
   return guard([&] {
     ScopedDevice g(device_);
     KVRUN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    hand_over(copies_issued_);
   });
 }
 

@@ -180,6 +180,13 @@ const std::vector<KeyDef>& defs() {
       {{"generation", "stop", "array of strings", "[]",
         "Extra stop strings; generation also stops at the model's end-of-sequence ids."},
        Type::string_array, [](PipelineConfig& c, const Value& v) { c.stop = v.list; }},
+      {{"generation", "overlap", "string", "\"auto\"",
+        "Overlapped decode: the host issues each decode step before it has the previous step's tokens, so its per-step work runs while the GPU computes (same outputs; a sequence ending at eos or a stop string is computed one step past its end). \"auto\" = on a GPU, off on the CPU and with a repetition penalty (sampled on the host); \"on\" refuses a repetition penalty; \"off\" = one step at a time."},
+       Type::string,
+       [](PipelineConfig& c, const Value& v) {
+         if (v.s != "auto" && v.s != "on" && v.s != "off") bad_value(v, "unknown value '" + v.s + "'; use \"auto\", \"on\" or \"off\"");
+         c.overlap = v.s;
+       }},
       {{"plugins", "paths", "array of strings", "[]",
         "Extra folders (or .so files) searched for plugins before KVRUN_PLUGIN_PATH and the install folder."},
        Type::string_array, [](PipelineConfig& c, const Value& v) { c.plugin_paths = v.list; }},

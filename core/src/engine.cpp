@@ -107,37 +107,27 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
   std::vector<int32_t> h_ids(static_cast<size_t>(B));
   std::vector<float> h_logits;
 
-  // Samples one token for each sequence in `seqs` from logits rows (same order).
-  auto sample = [&](const std::vector<int>& seqs, TensorView logits) {
-    const int n = int(seqs.size());
-    if (st.repetition_penalty != 1.f) {  // the penalty needs the logits on the host
-      h_logits.resize(size_t(n) * V);
-      check(dev.queue().copy_d2h(h_logits.data(), logits.data, h_logits.size() * sizeof(float)));
-      check(dev.queue().wait());
-      for (int i = 0; i < n; ++i) {
-        int s = seqs[i];
-        float* row = h_logits.data() + size_t(i) * V;
-        std::vector<int32_t> hist = res[s].prompt_ids;
-        hist.insert(hist.end(), res[s].output_ids.begin(), res[s].output_ids.end());
-        apply_repetition_penalty(row, hist, st.repetition_penalty);
-        h_ids[i] = sample_row(row, V, st.temperature, st.top_k, st.top_p, st.min_p,
-                              st.seed + 0x9e3779b97f4a7c15ull * uint64_t(s), res[s].output_ids.size());
-      }
-    } else {
-      std::vector<SampleParams> params(static_cast<size_t>(n));
-      for (int i = 0; i < n; ++i) {
-        int s = seqs[i];
-        params[i] = SampleParams{st.temperature, st.top_k, st.top_p, st.min_p,
-                                 st.seed + 0x9e3779b97f4a7c15ull * uint64_t(s), uint64_t(res[s].output_ids.size())};
-      }
-      check(dev.ops().sample(d_ids.data(), logits, params.data()));
-      check(dev.queue().copy_d2h(h_ids.data(), d_ids.data(), size_t(n) * sizeof(int32_t)));
-      check(dev.queue().wait());
+  // Parameters of Ops::sample for `seqs` (same order as the logits rows): each sequence's RNG
+  // stream is (seed, sequence), at position `sampled` (its tokens sampled so far).
+  std::vector<int64_t> sampled(static_cast<size_t>(B), 0);
+  auto sample_params = [&](const std::vector<int>& seqs) {
+    std::vector<SampleParams> params(seqs.size());
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const int s = seqs[i];
+      params[i] = SampleParams{st.temperature, st.top_k, st.top_p, st.min_p,
+                               st.seed + 0x9e3779b97f4a7c15ull * uint64_t(s), uint64_t(sampled[size_t(s)])};
     }
-    // Record, stream, and decide whether each sequence is finished.
-    for (int i = 0; i < n; ++i) {
-      int s = seqs[i];
-      int32_t id = h_ids[i];
+    return params;
+  };
+
+  // Records one sampled id for each sequence in `seqs` (same order), streams it, and decides
+  // whether the sequence is finished. A sequence already finished (the overlapped decode below
+  // computes one step past an end it did not know yet) takes nothing: its id is dropped.
+  auto take = [&](const std::vector<int>& seqs, const int32_t* ids) {
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const int s = seqs[i];
+      if (done[s]) continue;
+      const int32_t id = ids[i];
       res[s].output_ids.push_back(id);
       if (on_token) on_token(s, id);
       if (std::find(st.eos_ids.begin(), st.eos_ids.end(), id) != st.eos_ids.end()) {
@@ -162,6 +152,33 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
       }
       if (int(res[s].output_ids.size()) >= st.max_new_tokens) finish(s, "length");
     }
+  };
+
+  // Samples one token for each sequence in `seqs` from logits rows (same order) and takes them,
+  // waiting for the device.
+  auto sample = [&](const std::vector<int>& seqs, TensorView logits) {
+    const int n = int(seqs.size());
+    if (st.repetition_penalty != 1.f) {  // the penalty needs the logits on the host
+      h_logits.resize(size_t(n) * V);
+      check(dev.queue().copy_d2h(h_logits.data(), logits.data, h_logits.size() * sizeof(float)));
+      check(dev.queue().wait());
+      for (int i = 0; i < n; ++i) {
+        int s = seqs[i];
+        float* row = h_logits.data() + size_t(i) * V;
+        std::vector<int32_t> hist = res[s].prompt_ids;
+        hist.insert(hist.end(), res[s].output_ids.begin(), res[s].output_ids.end());
+        apply_repetition_penalty(row, hist, st.repetition_penalty);
+        h_ids[i] = sample_row(row, V, st.temperature, st.top_k, st.top_p, st.min_p,
+                              st.seed + 0x9e3779b97f4a7c15ull * uint64_t(s), uint64_t(sampled[size_t(s)]));
+      }
+    } else {
+      const std::vector<SampleParams> params = sample_params(seqs);
+      check(dev.ops().sample(d_ids.data(), logits, params.data()));
+      check(dev.queue().copy_d2h(h_ids.data(), d_ids.data(), size_t(n) * sizeof(int32_t)));
+      check(dev.queue().wait());
+    }
+    for (int s : seqs) ++sampled[size_t(s)];
+    take(seqs, h_ids.data());
   };
 
   auto t0 = Clock::now();
@@ -208,38 +225,133 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
   }
 
   // ---- Decode: one token per live sequence per step.
-  auto t1 = Clock::now();
-  while (!interrupted()) {
-    std::vector<int> ids, pst, ql;
-    std::vector<int32_t> tokens, rows;
+  const bool penalty = st.repetition_penalty != 1.f;
+  if (st.overlap == GenerationSettings::Overlap::on && penalty)
+    fail(ErrorKind::usage, "generation.overlap = \"on\" needs sampling on the device, but a repetition penalty "
+                           "samples on the host; use overlap \"auto\" or \"off\", or repetition_penalty = 1");
+  const bool overlap = overlaps(st, dev.is_cpu());
+
+  // The next step's sequences: the live ones with tokens left to sample (`sampled` also counts a
+  // step still in flight), each with a cache block for its next token. A sequence without one
+  // ends with "cache_full" (its blocks go to the ones after it) — unless may_end is false: then
+  // plan() ends nothing and returns false, and the caller first takes the step in flight (whose
+  // ends may free blocks), as the one-step-at-a-time loop would have.
+  struct Plan {
+    std::vector<int> ids, past, q_lens, prompt_lens;
+    std::vector<int32_t> rows;
+  };
+  auto plan = [&](Plan& p, bool may_end) {
+    p = Plan{};
     int64_t free_blocks = cache.free_blocks();
     for (int s = 0; s < B; ++s) {
-      if (done[s]) continue;
+      if (done[s] || sampled[size_t(s)] >= st.max_new_tokens) continue;
       int64_t need = blocks_for(past[s] + 1, ci.block_tokens) - blocks_for(past[s], ci.block_tokens);
       if (need > free_blocks) {
-        // No block for this sequence's next token: it ends here; its own blocks go back to the
-        // pool for the sequences after it.
+        if (!may_end) return false;
         const int64_t before = cache.free_blocks();
         finish(s, "cache_full");
         free_blocks += cache.free_blocks() - before;
         continue;
       }
       free_blocks -= need;
-      ids.push_back(s);
-      pst.push_back(past[s]);
-      ql.push_back(1);
-      rows.push_back(int32_t(tokens.size()));
-      tokens.push_back(res[s].output_ids.back());
+      p.rows.push_back(int32_t(p.ids.size()));
+      p.ids.push_back(s);
+      p.past.push_back(past[s]);
+      p.q_lens.push_back(1);
+      p.prompt_lens.push_back(int(prompts[s].size()));
     }
-    if (ids.empty()) break;
-    auto ts = Clock::now();
-    std::vector<int> plen;
-    for (int i : ids) plen.push_back(int(prompts[i].size()));
-    StepBatch step = make_step(ids, pst, ql, plen);
-    TensorView logits = model_.forward(tokens, step, rows);
-    for (int s : ids) past[s] += 1;
-    sample(ids, logits);
-    if (stats) stats->step_ms.push_back(seconds_since(ts) * 1e3);
+    return true;
+  };
+
+  auto t1 = Clock::now();
+  if (!overlap) {
+    while (!interrupted()) {
+      Plan p;
+      plan(p, true);
+      if (p.ids.empty()) break;
+      auto ts = Clock::now();
+      std::vector<int32_t> tokens;
+      for (int s : p.ids) tokens.push_back(res[s].output_ids.back());
+      StepBatch step = make_step(p.ids, p.past, p.q_lens, p.prompt_lens);
+      TensorView logits = model_.forward(tokens, step, p.rows);
+      for (int s : p.ids) past[s] += 1;
+      sample(p.ids, logits);
+      if (stats) stats->step_ms.push_back(seconds_since(ts) * 1e3);
+    }
+  } else {
+    // Two steps alternate in `fl`: the one being issued (fl[cur]) and the one before it, whose ids
+    // the host takes while the device runs the new one. The sampler writes each step's ids into
+    // the model's input (next_tokens) in the step's order, and copies them to the host behind an
+    // event. A step's time is the time between two steps' ids reaching the host.
+    struct InFlight {
+      std::vector<int> seqs;
+      std::vector<int32_t> ids;
+      Event ev;
+    };
+    InFlight fl[2];
+    int cur = 0;
+    bool pending = false;  // fl[1 - cur] is issued and not taken
+    bool on_device = false;  // next_tokens() holds the ids of fl[1 - cur] (the last step issued)
+    auto last = t1;
+    auto take_pending = [&] {
+      if (!pending) return;
+      InFlight& f = fl[1 - cur];
+      check(dev.queue().wait_for(f.ev));
+      pending = false;
+      take(f.seqs, f.ids.data());
+      if (stats) {
+        const auto now = Clock::now();
+        stats->step_ms.push_back(std::chrono::duration<double, std::milli>(now - last).count());
+        last = now;
+      }
+    };
+    while (true) {
+      if (st.interrupted && st.interrupted()) {
+        take_pending();  // sampled already: kept, as without the overlap
+        for (int s = 0; s < B; ++s)
+          if (!done[s]) finish(s, "interrupted");
+        break;
+      }
+      Plan p;
+      if (!plan(p, !pending)) {
+        take_pending();
+        continue;
+      }
+      if (p.ids.empty()) break;
+      StepBatch step = make_step(p.ids, p.past, p.q_lens, p.prompt_lens);
+      TensorView logits;
+      if (on_device) {
+        // This step's sequences are the last step's less those that ended (in the same order):
+        // their ids move to the front of next_tokens(), each to a place at or before its own.
+        const std::vector<int>& prev = fl[1 - cur].seqs;
+        int32_t* d = model_.next_tokens();
+        size_t j = 0;
+        for (size_t i = 0; i < p.ids.size(); ++i, ++j) {
+          while (j < prev.size() && prev[j] != p.ids[i]) ++j;
+          if (j == prev.size()) fail(ErrorKind::internal, "overlapped decode: a sequence joined between steps");
+          if (j != i) check(dev.queue().copy_d2d(d + i, d + j, sizeof(int32_t)));
+        }
+        logits = model_.forward_device(step, p.rows);
+      } else {  // the first step: its ids came back with the prefill
+        std::vector<int32_t> tokens;
+        for (int s : p.ids) tokens.push_back(res[s].output_ids.back());
+        logits = model_.forward(tokens, step, p.rows);
+      }
+      for (int s : p.ids) past[s] += 1;
+      InFlight& f = fl[cur];
+      const std::vector<SampleParams> params = sample_params(p.ids);
+      check(dev.ops().sample(model_.next_tokens(), logits, params.data()));
+      for (int s : p.ids) ++sampled[size_t(s)];
+      f.seqs = p.ids;
+      f.ids.assign(p.ids.size(), 0);
+      check(dev.queue().copy_d2h_async(f.ids.data(), model_.next_tokens(), f.ids.size() * sizeof(int32_t)));
+      check(dev.queue().record(&f.ev));
+      on_device = true;
+      take_pending();  // the step before, while this one runs
+      pending = true;
+      cur = 1 - cur;
+    }
+    take_pending();
   }
   if (stats) {
     stats->decode_seconds = seconds_since(t1);

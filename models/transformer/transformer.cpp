@@ -346,10 +346,21 @@ void Transformer::attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention
 
 TensorView Transformer::forward(const std::vector<int32_t>& tokens, StepBatch& step,
                                 const std::vector<int32_t>& logit_rows) {
+  return run_step(&tokens, step, logit_rows);
+}
+
+int32_t* Transformer::next_tokens() noexcept { return ws_ ? ws_->ids.data() : nullptr; }
+
+TensorView Transformer::forward_device(StepBatch& step, const std::vector<int32_t>& logit_rows) {
+  return run_step(nullptr, step, logit_rows);
+}
+
+TensorView Transformer::run_step(const std::vector<int32_t>* tokens, StepBatch& step,
+                                 const std::vector<int32_t>& logit_rows) {
   if (!cache_ || !attention_) fail(ErrorKind::internal, "model used before attach()");
   Workspace& w = *ws_;
   const int T = step.num_tokens, S = step.num_seqs;
-  if (T <= 0 || T > max_step_tokens_ || int(tokens.size()) != T)
+  if (T <= 0 || T > max_step_tokens_ || (tokens && int(tokens->size()) != T))
     fail(ErrorKind::internal, "forward: step of " + std::to_string(T) + " tokens (max " +
                                   std::to_string(max_step_tokens_) + ")");
   const MemSpace sp = dev_.space();
@@ -396,7 +407,7 @@ TensorView Transformer::forward(const std::vector<int32_t>& tokens, StepBatch& s
   for (int i = 0; i < R; ++i) rows[i] = logit_rows[size_t(i)];
   w.meta.upload(w.h_meta.data(), w.h_meta.size());
   w.fmeta.upload(w.h_fmeta.data(), w.h_fmeta.size());
-  w.ids.upload(tokens.data(), size_t(T));
+  if (tokens) w.ids.upload(tokens->data(), size_t(T));  // else written there by the caller
   const int32_t* d_meta = w.meta.data();
   step.d_q_start = d_meta;
   step.d_kv_len = d_meta + S + 1;
@@ -405,10 +416,11 @@ TensorView Transformer::forward(const std::vector<int32_t>& tokens, StepBatch& s
   const int32_t* d_rows = step.d_token_seq + T;
   const float* d_bases = w.fmeta.data();
   const float* d_logn = d_bases + T;
-  for (int32_t id : tokens)
-    if (id < 0 || id >= cfg_.vocab)
-      fail(ErrorKind::usage, "token id " + std::to_string(id) + " is outside the vocabulary [0, " +
-                                 std::to_string(cfg_.vocab) + ")");
+  if (tokens)
+    for (int32_t id : *tokens)
+      if (id < 0 || id >= cfg_.vocab)
+        fail(ErrorKind::usage, "token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                                   std::to_string(cfg_.vocab) + ")");
   check(cache_->reserve(step));
   if (w.logits.size() < size_t(R) * size_t(cfg_.vocab))
     w.logits = Buffer<float>(dev_, size_t(R) * size_t(cfg_.vocab), MemCategory::workspace);

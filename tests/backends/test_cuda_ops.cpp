@@ -211,6 +211,41 @@ TEST_CASE("cuda: queue copies, fills and events") {
   CHECK(std::equal(part.begin(), part.end(), h.begin() + 500));
 }
 
+// copy_d2h_async (ABI 6): the bytes are in dst once the host waited past the copy — wait_for() on an
+// event recorded after it, or wait() — and not written over by later copies through the same
+// staging (slots are reused once handed over); a copy issued after the event is handed over by
+// wait(). Large copies take a larger slot. An event never recorded is refused with a message.
+TEST_CASE("cuda: queue copy_d2h_async lands after wait_for / wait") {
+  NEED_GPU();
+  Queue& q = G.queue();
+  std::vector<float> h = randn(100000, 3);
+  Buffer<float> a(G, h.size(), MemCategory::workspace);
+  a.upload(h.data(), h.size());
+  for (int round = 0; round < 3; ++round) {
+    INFO("round " << round);
+    std::vector<float> first(16, -1.f), second(16, -1.f), big(h.size(), -1.f);
+    Event e1, e2;
+    check(q.copy_d2h_async(first.data(), a.data() + 16 * round, 16 * sizeof(float)));
+    check(q.record(&e1));
+    check(q.copy_d2h_async(big.data(), a.data(), a.bytes()));  // 400 KB: its own slot
+    check(q.copy_d2h_async(second.data(), a.data() + 1000 + round, 16 * sizeof(float)));
+    check(q.record(&e2));
+    check(q.wait_for(e1));
+    CHECK(std::equal(first.begin(), first.end(), h.begin() + 16 * round));
+    check(q.wait_for(e2));
+    CHECK(std::equal(second.begin(), second.end(), h.begin() + 1000 + round));
+    CHECK(bitwise_equal(big, h));
+  }
+  std::vector<float> last(8, -1.f);
+  check(q.copy_d2h_async(last.data(), a.data() + 77, 8 * sizeof(float)));
+  check(q.wait());
+  CHECK(std::equal(last.begin(), last.end(), h.begin() + 77));
+  Event never;
+  const Status st = q.wait_for(never);
+  CHECK_FALSE(st.ok());
+  CHECK(st.message.find("never recorded") != std::string::npos);
+}
+
 TEST_CASE("cuda: memory accounting per category, peaks, limit and out-of-memory message") {
   NEED_GPU();
   G.set_memory_limit(0);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "fixtures.hpp"
@@ -195,9 +196,83 @@ void attn_bf16_suite(const std::string& model) {
   }
 }
 
+// Overlapped decode (GenerationSettings::overlap: each step issued before the host has taken the
+// previous step's ids, which go from the sampler into the model's input on the device) gives the
+// same sequences as one step at a time: output ids, finish reasons and stop offsets. Six ragged
+// prompts, with sequences ending at different steps (eos ids taken from the greedy continuations,
+// stop strings over a made-up byte mapping, max_new_tokens), sampled tokens (temperature, top-k,
+// seeded), and a cache too small for everyone (cache_full ends one sequence, the others go on).
+// On the CPU "on" runs the same loop without anything to overlap; test_model_cuda runs it on the GPU.
+void overlap_suite(const std::string& model) {
+  KVRUN_SKIP_UNLESS(device_available(), "no CUDA device");
+  KVRUN_SKIP_UNLESS(test::have_fixture(model), "fixture model missing (set KVRUN_FIXTURES)");
+  const Reference ref = load_reference(model);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int cut : {0, 5})
+    for (int b = 0; b < 3; ++b) prompts.emplace_back(ref.greedy.begin() + b * 80, ref.greedy.begin() + b * 80 + 32 - cut);
+  const auto bytes = [](int32_t id) { return std::string(1, char('a' + id % 7)); };
+  struct Case {
+    const char* name;
+    GenerationSettings st;
+    int64_t cache_tokens;  // cache.max_tokens, 0: what the request needs
+  };
+  std::vector<Case> cases;
+  {
+    Case c{"greedy, eos ids", {}, 0};
+    c.st.max_new_tokens = 20;
+    c.st.eos_ids = {ref.greedy[size_t(1 * 80 + 32 + 4)], ref.greedy[size_t(2 * 80 + 32 + 11)]};
+    cases.push_back(c);
+    Case t{"sampled, stop strings", {}, 0};
+    t.st.max_new_tokens = 18;
+    t.st.temperature = 0.9f;
+    t.st.top_k = 40;
+    t.st.seed = 7;
+    t.st.stop_strings = {"cc", "gab"};
+    cases.push_back(t);
+    Case f{"cache full", {}, 17 * 16};  // the prompts take 15 of 17 blocks: some run out
+    f.st.max_new_tokens = 24;
+    cases.push_back(f);
+  }
+  for (const Case& c : cases) {
+    std::vector<SequenceResult> out[2];
+    for (int on = 0; on < 2; ++on) {
+      PipelineConfig cfg = cpu_config(model, "fp16", "naive");
+      if (c.cache_tokens) cfg.max_tokens = c.cache_tokens;
+      Pipeline pipe(cfg);
+      pipe.prepare(int64_t(prompts.size()) * (32 + c.st.max_new_tokens), int(prompts.size()));
+      Engine engine(pipe.model());
+      GenerationSettings st = c.st;
+      st.overlap = on ? GenerationSettings::Overlap::on : GenerationSettings::Overlap::off;
+      GenerationStats stats;
+      out[on] = engine.generate(prompts, st, bytes, nullptr, &stats);
+      size_t longest = 0;
+      for (const SequenceResult& r : out[on]) longest = std::max(longest, r.output_ids.size());
+      CHECK(stats.step_ms.size() + 1 >= longest);  // one entry per decode step
+    }
+    std::set<size_t> lengths;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      INFO(model << " " << std::string(c.name) << ", prompt " << i << ": " << out[0][i].finish_reason << " after "
+                 << out[0][i].output_ids.size() << " tokens");
+      CHECK(out[1][i].output_ids == out[0][i].output_ids);
+      CHECK(out[1][i].finish_reason == out[0][i].finish_reason);
+      CHECK(out[1][i].stop_offset == out[0][i].stop_offset);
+      lengths.insert(out[0][i].output_ids.size());
+    }
+    INFO(model << " " << std::string(c.name));
+    if (c.cache_tokens) {
+      bool full = false;
+      for (const SequenceResult& r : out[0]) full = full || r.finish_reason == "cache_full";
+      CHECK(full);
+    }
+    // greedy with eos ids and the small cache: sequences leave the batch at different steps
+    if (c.st.temperature == 0.f) CHECK(lengths.size() >= 2);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("tiny-qwen2 matches transformers") { full_model_suite("tiny-qwen2", 650); }
+TEST_CASE("tiny-qwen2: overlapped decode gives the same sequences as one step at a time") { overlap_suite("tiny-qwen2"); }
 TEST_CASE("tiny-qwen1 matches transformers") { full_model_suite("tiny-qwen1", 673); }
 TEST_CASE("tiny-qwen2: the attention's bf16 output for o (KVRUN_ATTN_BF16) keeps greedy tokens, batch 16") {
   attn_bf16_suite("tiny-qwen2");

@@ -9,9 +9,9 @@
 
 namespace kvrun {
 
-constexpr uint32_t kBackendAbiVersion = 1;
-#define KVRUN_BACKEND_ENTRY kvrun_backend_v1
-#define KVRUN_BACKEND_ENTRY_NAME "kvrun_backend_v1"
+constexpr uint32_t kBackendAbiVersion = 2;  // 2: Queue::copy_d2h_async, wait_for (plugin ABI 6)
+#define KVRUN_BACKEND_ENTRY kvrun_backend_v2
+#define KVRUN_BACKEND_ENTRY_NAME "kvrun_backend_v2"
 
 struct BackendModuleHeader {
   uint32_t abi_version;  // kBackendAbiVersion

@@ -58,6 +58,7 @@ struct PipelineConfig {
   std::optional<int> top_k;
   std::optional<int64_t> seed;
   std::vector<std::string> stop;  // extra stop strings
+  std::string overlap = "auto";   // overlapped decode: "auto", "on", "off" (GenerationSettings::overlap)
 
   // [plugins]
   std::vector<std::string> plugin_paths;

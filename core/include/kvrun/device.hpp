@@ -59,6 +59,19 @@ class Queue {
   virtual Status fill_bytes(void* dst, uint8_t value, size_t bytes) noexcept = 0;
   virtual Status record(Event* ev) noexcept = 0;
   virtual Status wait() noexcept = 0;                // blocks the host until all work is done
+  // Device → host without blocking (ABI 6): the copy runs when the queue reaches it, and `dst`
+  // holds the bytes once the host has waited past it — wait(), or wait_for() on an Event recorded
+  // after this call. `dst` must stay valid until then and must not be read before. The default
+  // (a queue whose work is done on return, like the CPU's) is the blocking copy_d2h.
+  virtual Status copy_d2h_async(void* dst, const void* src, size_t bytes) noexcept {
+    return copy_d2h(dst, src, bytes);
+  }
+  // Blocks the host until the queue has passed `ev` (recorded by record() on this queue), and
+  // completes the copy_d2h_async calls issued before it (ABI 6). Default: wait().
+  virtual Status wait_for(const Event& ev) noexcept {
+    (void)ev;
+    return wait();
+  }
   virtual void* native_handle() const noexcept = 0;  // cudaStream_t on CUDA, nullptr on CPU
 
   // Graphs (CUDA graphs): the work issued between capture_begin() and capture_end() is recorded

@@ -21,6 +21,15 @@ struct GenerationSettings {
   uint64_t seed = 0;
   std::vector<int32_t> eos_ids;          // finish_reason "eos"
   std::vector<std::string> stop_strings; // finish_reason "stop"
+  // Overlapped decode: each decode step is issued before the host has taken the previous step's
+  // ids, which go from the sampler straight into the model's input on the device (Model::
+  // next_tokens), so the host's work per step (ids back, stop checks, the next step's metadata and
+  // launch) runs while the device computes. Same outputs; a sequence that ends at an eos id or a
+  // stop string is computed one step past its end (that id is dropped). automatic: on for a GPU,
+  // off on the CPU (its queue finishes every step before returning: nothing to overlap) and with a
+  // repetition penalty (sampled on the host); on: also on the CPU, a repetition penalty is refused.
+  enum class Overlap : uint8_t { automatic, on, off };
+  Overlap overlap = Overlap::automatic;
   // Polled once per step (prefill chunk or decode step); when it returns true, every sequence
   // still running ends with finish_reason "interrupted" and generate() returns what it has
   // (the CLI sets it from SIGINT).
@@ -63,6 +72,13 @@ class Engine {
                                        const std::function<std::string(int32_t)>& token_bytes,
                                        const std::function<void(int, int32_t)>& on_token,
                                        GenerationStats* stats);
+
+  // Whether generate() overlaps decode steps with these settings on a device of this kind
+  // (GenerationSettings::overlap; false also where "on" is refused).
+  static bool overlaps(const GenerationSettings& st, bool cpu_device) noexcept {
+    using O = GenerationSettings::Overlap;
+    return st.repetition_penalty == 1.f && (st.overlap == O::on || (st.overlap == O::automatic && !cpu_device));
+  }
 
   // Teacher-forced scoring of one sequence (prefilled in chunks), cache freed afterwards.
   ScoreResult score(const std::vector<int32_t>& ids);

@@ -42,6 +42,13 @@ class Model {
   // (valid until the next forward).
   virtual TensorView forward(const std::vector<int32_t>& tokens, StepBatch& step,
                              const std::vector<int32_t>& logit_rows) = 0;
+  // The same step with its token ids already in device memory: next_tokens(), [max_step_tokens()]
+  // int32, which the caller wrote through the device queue before this call (Ops::sample of the
+  // previous step writes there, in queue order). So a decode step can be issued before the host
+  // has the previous step's tokens. The ids are not checked on the host: they must be in
+  // [0, vocab), as Ops::sample's are. next_tokens() is valid while the model is attached.
+  virtual int32_t* next_tokens() noexcept = 0;
+  virtual TensorView forward_device(StepBatch& step, const std::vector<int32_t>& logit_rows) = 0;
 };
 
 }  // namespace kvrun

@@ -1,6 +1,6 @@
 // kvrun — the plugin ABI and the three plugin interfaces: Cache, Attention, WeightFormat.
 //
-// A plugin is a shared module exporting one C symbol, KVRUN_PLUGIN_ENTRY_NAME ("kvrun_plugin_v5"),
+// A plugin is a shared module exporting one C symbol, KVRUN_PLUGIN_ENTRY_NAME ("kvrun_plugin_v6"),
 // that returns a PluginHeader. The host reads header->abi_version before anything else, then
 // calls header->create() for the Plugin object. Every virtual method below is noexcept and
 // reports failure as a Status: no C++ exception crosses the boundary. Objects a plugin creates
@@ -20,6 +20,8 @@
 // Cache::appends_qkv / append_qkv (RoPE and the q | k | v split done by the append), with defaults.
 // ABI 5: Attention::writes_bf16, Linear::reads_bf16 and Ops::matmul_reads_bf16 (the attention's
 // output handed to the o projection as bf16, without a conversion kernel), with defaults.
+// ABI 6: Queue::copy_d2h_async and Queue::wait_for (the engine issues the next decode step before
+// the host has the previous step's tokens), with defaults.
 #pragma once
 
 #include <cstdint>
@@ -36,9 +38,9 @@
 
 namespace kvrun {
 
-constexpr uint32_t kPluginAbiVersion = 5;
-#define KVRUN_PLUGIN_ENTRY kvrun_plugin_v5
-#define KVRUN_PLUGIN_ENTRY_NAME "kvrun_plugin_v5"
+constexpr uint32_t kPluginAbiVersion = 6;
+#define KVRUN_PLUGIN_ENTRY kvrun_plugin_v6
+#define KVRUN_PLUGIN_ENTRY_NAME "kvrun_plugin_v6"
 #define KVRUN_PLUGIN_ENTRY_PREFIX "kvrun_plugin_v"
 
 enum class PluginKind : uint8_t { cache, attention, weights };

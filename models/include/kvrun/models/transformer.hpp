@@ -48,6 +48,8 @@ class Transformer final : public Model {
   int max_step_tokens() const noexcept override { return max_step_tokens_; }
   TensorView forward(const std::vector<int32_t>& tokens, StepBatch& step,
                      const std::vector<int32_t>& logit_rows) override;
+  int32_t* next_tokens() noexcept override;
+  TensorView forward_device(StepBatch& step, const std::vector<int32_t>& logit_rows) override;
 
   const ModelConfig& config() const noexcept { return cfg_; }
 
@@ -55,6 +57,8 @@ class Transformer final : public Model {
   struct Layer;
   struct Workspace;
   void init_summary(std::string name);
+  // forward() and forward_device(): tokens null means the ids are in ws_->ids already.
+  TensorView run_step(const std::vector<int32_t>* tokens, StepBatch& step, const std::vector<int32_t>& logit_rows);
   // The device work of one step (no host synchronization, no allocation): capturable.
   void compute(const StepBatch& step, int R, const float* d_bases, const float* d_logn, const int32_t* d_rows);
 
