@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "kvrun/log.hpp"
 #include "kvrun/ops.hpp"
@@ -140,11 +141,12 @@ struct Transformer::Workspace {
   Buffer<float> sel;      // [T, hidden] rows that need logits
   Buffer<float> logits;   // [rows, vocab], grown on demand
   Buffer<int32_t> ids;    // [T] token ids
-  Buffer<int32_t> meta;   // q_start [S+1] | kv_len [S] | positions [T] | token_seq [T] | rows [T]
-  Buffer<float> fmeta;    // bases [T] | logn [T]
+  // q_start [S+1] | kv_len [S] | positions [T] | token_seq [T] | rows [T] int32, then bases [T] |
+  // logn [T] f32 (bit patterns), packed for the step's S and T: one upload per step
+  Buffer<int32_t> meta;
   int max_seqs = 0;
   std::vector<int32_t> h_meta;
-  std::vector<float> h_fmeta;
+  std::vector<float> h_fmeta;  // bases | logn, copied behind the int32 arrays of h_meta
 };
 
 Transformer::~Transformer() {
@@ -339,8 +341,7 @@ void Transformer::attach(std::shared_ptr<Cache> cache, std::shared_ptr<Attention
   w->sel = f(T * hidden);
   w->ids = Buffer<int32_t>(dev_, T, MemCategory::workspace);
   w->max_seqs = int(T);  // at most one sequence per token
-  w->meta = Buffer<int32_t>(dev_, 2 * T + 1 + 3 * T, MemCategory::workspace);
-  w->fmeta = Buffer<float>(dev_, 2 * T, MemCategory::workspace);
+  w->meta = Buffer<int32_t>(dev_, 2 * T + 1 + 3 * T + 2 * T, MemCategory::workspace);
   ws_ = std::move(w);
 }
 
@@ -367,7 +368,9 @@ TensorView Transformer::run_step(const std::vector<int32_t>* tokens, StepBatch& 
 
   // ---- Step metadata: positions, sequence of each token, RoPE base and logn factor per token.
   const int64_t seq_len = cfg_.seq_length > 0 ? cfg_.seq_length : 0;
-  w.h_meta.assign(size_t(2 * S + 1 + 3 * T), 0);
+  // One upload per step: the int32 arrays, then the f32 ones (as bits) right after them.
+  const size_t int_words = size_t(2 * S + 1 + 3 * T);
+  w.h_meta.assign(int_words + size_t(2 * T), 0);
   w.h_fmeta.assign(size_t(2 * T), 1.f);
   int32_t* q_start = w.h_meta.data();
   int32_t* kv_len = q_start + S + 1;
@@ -405,8 +408,8 @@ TensorView Transformer::run_step(const std::vector<int32_t>* tokens, StepBatch& 
   }
   const int R = int(logit_rows.size());
   for (int i = 0; i < R; ++i) rows[i] = logit_rows[size_t(i)];
+  std::memcpy(w.h_meta.data() + int_words, w.h_fmeta.data(), w.h_fmeta.size() * sizeof(float));
   w.meta.upload(w.h_meta.data(), w.h_meta.size());
-  w.fmeta.upload(w.h_fmeta.data(), w.h_fmeta.size());
   if (tokens) w.ids.upload(tokens->data(), size_t(T));  // else written there by the caller
   const int32_t* d_meta = w.meta.data();
   step.d_q_start = d_meta;
@@ -414,7 +417,7 @@ TensorView Transformer::run_step(const std::vector<int32_t>* tokens, StepBatch& 
   step.d_positions = d_meta + 2 * S + 1;
   step.d_token_seq = step.d_positions + T;
   const int32_t* d_rows = step.d_token_seq + T;
-  const float* d_bases = w.fmeta.data();
+  const float* d_bases = reinterpret_cast<const float*>(d_meta + int_words);
   const float* d_logn = d_bases + T;
   if (tokens)
     for (int32_t id : *tokens)

@@ -117,8 +117,16 @@ class PagedCacheBase : public Cache {
       const int most = pool_.allocate(step);
       while (max_blocks_ < most) max_blocks_ = max_blocks_ ? 2 * max_blocks_ : 1;
       pool_.pack(step, max_blocks_, packed_);
-      if (tables_.size() < packed_.size()) tables_ = Buffer<int32_t>(dev_, packed_.size() * 2, MemCategory::kv_cache);
-      tables_.upload(packed_.data(), packed_.size());
+      if (tables_.size() < packed_.size()) {
+        tables_ = Buffer<int32_t>(dev_, packed_.size() * 2, MemCategory::kv_cache);
+        uploaded_.clear();
+      }
+      // Most decode steps need no new block: the same tables as the last step, not uploaded again
+      // (one copy fewer in the queue before the step's kernels).
+      if (packed_ != uploaded_) {
+        tables_.upload(packed_.data(), packed_.size());
+        uploaded_ = packed_;
+      }
     });
   }
   Status free_sequence(int seq) noexcept override {
@@ -239,6 +247,7 @@ class PagedCacheBase : public Cache {
   int64_t num_blocks_ = 0;
   BlockPool pool_;
   std::vector<int32_t> packed_;  // [num_seqs, max_blocks_] the step's block tables (host copy)
+  std::vector<int32_t> uploaded_;  // what tables_ holds (the last upload)
   int max_blocks_ = 0;
   Buffer<int32_t> tables_;       // the same in device memory
 };
