@@ -649,12 +649,19 @@ Status CudaOps::rope(TensorView x, const int32_t* positions, const float* bases,
 // ---------------------------------------------------------------------------------------------
 // embedding, gather_rows
 
-// out[T, D] (f32) = table[ids[t], :] (table dtype W).  One block per token t; threads over D.
+// out[T, D] (f32) = table[ids[t], :] (table dtype W, [V, D]).  One block per token t; threads over
+// D. An id outside [0, V) — a failed sample's −1 in an overlapped step — gives a zero row.
 template <class W>
-__global__ void embedding_kernel(float* out, const W* __restrict__ table, const int32_t* __restrict__ ids, int64_t D) {
+__global__ void embedding_kernel(float* out, const W* __restrict__ table, const int32_t* __restrict__ ids, int64_t V,
+                                 int64_t D) {
   const int64_t t = blockIdx.x;
-  const W* src = table + int64_t(ids[t]) * D;
+  const int64_t id = ids[t];
   float* dst = out + t * D;
+  if (id < 0 || id >= V) {
+    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) dst[i] = 0.f;
+    return;
+  }
+  const W* src = table + id * D;
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) dst[i] = to_f32(src[i]);
 }
 
@@ -671,7 +678,8 @@ Status CudaOps::embedding(TensorView out, TensorView table, const int32_t* ids) 
     require(T <= INT32_MAX, "cuda embedding: more than 2^31 tokens");
     ScopedDevice g(dev_.index());
     KVRUN_CUDA_DISPATCH_FLOAT(table.dtype, W, "cuda embedding table",
-        embedding_kernel<W><<<unsigned(T), 256, 0, stream()>>>(out.as<float>(), table.as<const W>(), ids, D));
+        embedding_kernel<W><<<unsigned(T), 256, 0, stream()>>>(out.as<float>(), table.as<const W>(), ids,
+                                                               table.rows(), D));
     KVRUN_CUDA_CHECK_LAUNCH("embedding_kernel");
   });
 }

@@ -64,19 +64,23 @@ __device__ __forceinline__ void warp_argmax(float& bv, int& bi) {
   }
 }
 
-// First maximum of l[begin, end) over the block: the (value, index) pair in thread 0.
-__device__ __forceinline__ void block_argmax(const float* __restrict__ l, int begin, int end, float& bv, int& bi) {
+// First maximum of l[begin, end) over the block: the (value, index) pair in thread 0. Returns, to
+// every thread, whether any value of the range is NaN.
+__device__ __forceinline__ bool block_argmax(const float* __restrict__ l, int begin, int end, float& bv, int& bi) {
   __shared__ float s_val[kArgmaxThreads / 32];
   __shared__ int s_idx[kArgmaxThreads / 32];
   bv = -INFINITY;
   bi = INT_MAX;
+  int nan = 0;
   for (int i = begin + int(threadIdx.x); i < end; i += int(blockDim.x)) {
     const float v = l[i];
+    nan |= isnan(v);
     if (better(v, i, bv, bi)) {
       bv = v;
       bi = i;
     }
   }
+  nan = __syncthreads_or(nan);
   warp_argmax(bv, bi);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) {
@@ -91,28 +95,26 @@ __device__ __forceinline__ void block_argmax(const float* __restrict__ l, int be
         bi = s_idx[w];
       }
   }
+  return nan != 0;
 }
 
-// The id the host returns for a row whose first maximum is (bi): 0 when nothing won (every value
-// NaN) or when the row's first logit l0 is NaN (no comparison with NaN is true on the host).
-__device__ __forceinline__ int32_t host_argmax_id(int bi, float l0) { return (bi == INT_MAX || isnan(l0)) ? 0 : bi; }
-
-// ids[row] = first argmax of logits[row, 0..V).  rows: [grid] rows to do, or null (row = block).
-// If logits[row, 0] is NaN the host returns 0 (no comparison with NaN is true), and so does this.
+// ids[row] = first argmax of logits[row, 0..V), or −1 if the row holds a NaN (sample_row's rule).
+// rows: [grid] rows to do, or null (row = block).
 __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(int32_t* ids, const float* __restrict__ logits,
                                                                 const int32_t* __restrict__ rows, int V) {
   const int row = rows ? rows[blockIdx.x] : int(blockIdx.x);
   const float* l = logits + int64_t(row) * V;
   float bv;
   int bi;
-  block_argmax(l, 0, V, bv, bi);
-  if (threadIdx.x == 0) ids[row] = host_argmax_id(bi, l[0]);
+  const bool nan = block_argmax(l, 0, V, bv, bi);
+  if (threadIdx.x == 0) ids[row] = nan ? -1 : bi;
 }
 
 // Few rows over a large vocabulary (batch-1 decode: one block would read 150k logits alone):
 // block (p, row) writes the first maximum of part p, logits[row, p·chunk .. (p+1)·chunk), to
-// part_val/part_idx [rows, P]; argmax_final_kernel (one warp per row) picks the first maximum of
-// the P parts — the same (value, index) order, so the same id as argmax_kernel.
+// part_val/part_idx [rows, P] (part_idx −1: the part holds a NaN); argmax_final_kernel (one warp
+// per row) picks the first maximum of the P parts — the same (value, index) order, so the same id
+// as argmax_kernel — or −1 if a part holds a NaN.
 __global__ void __launch_bounds__(kArgmaxThreads) argmax_part_kernel(float* __restrict__ part_val,
                                                                      int32_t* __restrict__ part_idx,
                                                                      const float* __restrict__ logits, int V, int chunk) {
@@ -120,29 +122,31 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_part_kernel(float* __re
   const int begin = p * chunk, end = min(V, begin + chunk);
   float bv;
   int bi;
-  block_argmax(logits + int64_t(row) * V, begin, end, bv, bi);
+  const bool nan = block_argmax(logits + int64_t(row) * V, begin, end, bv, bi);
   if (threadIdx.x == 0) {
     part_val[row * P + p] = bv;
-    part_idx[row * P + p] = bi;
+    part_idx[row * P + p] = nan ? -1 : bi;
   }
 }
 
 __global__ void argmax_final_kernel(int32_t* ids, const float* __restrict__ part_val,
-                                    const int32_t* __restrict__ part_idx, const float* __restrict__ logits, int V,
-                                    int P) {
+                                    const int32_t* __restrict__ part_idx, int P) {
   const int row = blockIdx.x, lane = threadIdx.x;
   float bv = -INFINITY;
   int bi = INT_MAX;
+  bool nan = false;
   for (int p = lane; p < P; p += 32) {
     const float v = part_val[row * P + p];
     const int i = part_idx[row * P + p];
+    nan = nan || i < 0;
     if (better(v, i, bv, bi)) {
       bv = v;
       bi = i;
     }
   }
+  nan = __any_sync(0xffffffffu, nan);
   warp_argmax(bv, bi);
-  if (lane == 0) ids[row] = host_argmax_id(bi, logits[int64_t(row) * V]);
+  if (lane == 0) ids[row] = nan ? -1 : bi;
 }
 
 // ---- sort keys -------------------------------------------------------------------------------
@@ -233,6 +237,11 @@ __global__ void __launch_bounds__(kPickThreads) sample_pick_kernel(int32_t* ids,
   row.keys = keys + int64_t(j) * V;
   row.temperature = double(prm.temperature);
   row.top = double(desc_key_value(uint32_t(row.keys[0]))) / row.temperature;
+  // A NaN sorts first (sign bit clear) or last (set): then no token can be drawn (sample_row: −1).
+  if (isnan(desc_key_value(uint32_t(row.keys[0]))) || isnan(desc_key_value(uint32_t(row.keys[V - 1])))) {
+    if (threadIdx.x == 0) ids[prm.row] = -1;
+    return;
+  }
 
   // top-k, then the softmax denominator over the kept candidates: sum = Σ exp(z(i))
   int keep = (prm.top_k > 0 && prm.top_k < V) ? prm.top_k : V;
@@ -321,7 +330,7 @@ void CudaOps::sample_impl(int32_t* ids, TensorView logits, const SampleParams* p
       argmax_part_kernel<<<dim3(unsigned(P), unsigned(B)), kArgmaxThreads, 0, st>>>(pv, pi, logits.as<const float>(),
                                                                                    int(V), int(chunk));
       KVRUN_CUDA_CHECK_LAUNCH("argmax_part_kernel");
-      argmax_final_kernel<<<unsigned(B), 32, 0, st>>>(ids, pv, pi, logits.as<const float>(), int(V), P);
+      argmax_final_kernel<<<unsigned(B), 32, 0, st>>>(ids, pv, pi, P);
       KVRUN_CUDA_CHECK_LAUNCH("argmax_final_kernel");
       return;
     }

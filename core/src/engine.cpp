@@ -128,6 +128,14 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
       const int s = seqs[i];
       if (done[s]) continue;
       const int32_t id = ids[i];
+      if (id < 0)  // Ops::sample / sample_row: the row holds a NaN
+        fail(ErrorKind::model,
+             "sequence " + std::to_string(s) + ": the logits for its generated token " +
+                 std::to_string(res[s].output_ids.size() + 1) +
+                 " hold a NaN, so no token can be sampled. The model produced it: a weight of the checkpoint "
+                 "that is NaN or inf, or activations that overflowed (in an fp16 KV cache, values past ±65504 "
+                 "become inf). Check the checkpoint's tensors for NaN / inf; with cache.type = \"fp16\", try "
+                 "\"int8\" (per-token scales)");
       res[s].output_ids.push_back(id);
       if (on_token) on_token(s, id);
       if (std::find(st.eos_ids.begin(), st.eos_ids.end(), id) != st.eos_ids.end()) {
@@ -289,6 +297,11 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
       Event ev;
     };
     InFlight fl[2];
+    // Leaving with an error while a step is in flight: its copy into fl[] must land first.
+    struct Drain {
+      Queue& q;
+      ~Drain() { (void)q.wait(); }
+    } drain{dev.queue()};
     int cur = 0;
     bool pending = false;  // fl[1 - cur] is issued and not taken
     bool on_device = false;  // next_tokens() holds the ids of fl[1 - cur] (the last step issued)

@@ -10,6 +10,8 @@ namespace kvrun {
 int32_t sample_row(const float* logits, int32_t vocab, float temperature, int top_k, float top_p, float min_p,
                    uint64_t seed, uint64_t counter) {
   if (vocab <= 0) return -1;
+  for (int32_t i = 0; i < vocab; ++i)  // no token can be sampled from a row that holds a NaN
+    if (std::isnan(logits[i])) return -1;
   if (temperature <= 0.f) {
     int32_t best = 0;
     for (int32_t i = 1; i < vocab; ++i)

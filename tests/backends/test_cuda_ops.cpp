@@ -1434,6 +1434,40 @@ TEST_CASE("cuda: greedy sample == CPU argmax (first maximum)") {
     CHECK(got2[size_t(b)] == sample_row(many.data() + b * V2, int32_t(V2), 0.f, 0, 1.f, 0.f, 0, 0));
 }
 
+// A row holding a NaN (sign bit clear or set, anywhere in the row) gives −1, as sample_row does, on
+// every path: greedy over many rows (one block per row), one row split into parts (batch-1 decode),
+// and the sorted sampling path; the other rows are unchanged.
+TEST_CASE("cuda: sample gives -1 for a row holding a NaN, on every path") {
+  NEED_GPU();
+  for (const auto& [B, V] : {std::pair<int64_t, int64_t>{1, 151936}, {6, 151936}, {300, 5000}}) {
+    std::vector<float> logits = randn(size_t(B * V), 93, 3.f);
+    std::vector<bool> bad(size_t(B), false);
+    for (int64_t b = 0; b < B; b += 2) {  // rows 0, 2, 4, ...: one NaN each, signs alternating
+      const int64_t at = b == 0 ? V - 1 : (b * 7919) % V;
+      logits[size_t(b * V + at)] = (b / 2) % 2 ? -NAN : NAN;
+      bad[size_t(b)] = true;
+    }
+    Buffer<float> dl = to_gpu(G, logits);
+    for (const float temperature : {0.f, 0.8f}) {
+      INFO("B " << B << " V " << V << " temperature " << temperature);
+      std::vector<SampleParams> params(static_cast<size_t>(B));
+      for (int64_t b = 0; b < B; ++b) params[size_t(b)] = SampleParams{temperature, 50, 0.95f, 0.f, uint64_t(5 + b), 2};
+      Buffer<int32_t> dids(G, size_t(B), MemCategory::workspace);
+      poison(G, dids);
+      check(gops.sample(dids.data(), dl.view(DType::f32, {B, V}), params.data()));
+      const std::vector<int32_t> got = dids.to_host();
+      for (int64_t b = 0; b < B; ++b) {
+        INFO("row " << b);
+        const SampleParams& p = params[size_t(b)];
+        const int32_t want = sample_row(logits.data() + b * V, int32_t(V), p.temperature, p.top_k, p.top_p, p.min_p,
+                                        p.seed, p.counter);
+        CHECK((want == -1) == bad[size_t(b)]);
+        CHECK(got[size_t(b)] == want);
+      }
+    }
+  }
+}
+
 TEST_CASE("cuda: seeded top-k / top-p / min-p sampling == CPU on the same logits") {
   NEED_GPU();
   // Exact equality of ids is expected: both sides sort by (logit desc, id asc), compute the

@@ -2,6 +2,7 @@
 // draws repeat.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <map>
 #include <vector>
 
@@ -12,6 +13,17 @@ using namespace kvrun;
 TEST_CASE("greedy takes the first maximum") {
   std::vector<float> l{0.f, 3.f, 1.f, 3.f};
   CHECK(sample_row(l.data(), 4, 0.f, 0, 1.f, 0.f, 7, 0) == 1);
+}
+
+TEST_CASE("a row holding a NaN gives -1, greedy or sampled, wherever the NaN is") {
+  for (float nan : {NAN, -NAN})
+    for (int at : {0, 2, 3}) {
+      std::vector<float> l{0.f, 3.f, 1.f, 3.f};
+      l[size_t(at)] = nan;
+      INFO("NaN at " << at << (std::signbit(nan) ? " (sign set)" : ""));
+      CHECK(sample_row(l.data(), 4, 0.f, 0, 1.f, 0.f, 7, 0) == -1);
+      CHECK(sample_row(l.data(), 4, 0.8f, 2, 0.9f, 0.f, 7, 3) == -1);
+    }
 }
 
 TEST_CASE("top-k 1 is greedy; sampling is seeded") {

@@ -3,9 +3,13 @@
 // naive vs flash attention, and the int8 KV cache against fp16.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -17,6 +21,7 @@
 #include "kvrun/models/checkpoint.hpp"
 #include "kvrun/select.hpp"
 #include "pipeline.hpp"
+#include "poisoned_model.hpp"
 
 using namespace kvrun;
 
@@ -269,10 +274,65 @@ void overlap_suite(const std::string& model) {
   }
 }
 
+// Logits that hold a NaN end generation with a clear error (ErrorKind::model, "hold a NaN"), not a
+// token 0 as before. tiny-qwen1 (untied lm_head) with the embedding row of the first generated
+// token poisoned: the prefill is fine, the first decode step's logits are NaN. On CUDA the
+// overlapped decode has issued the next step with the failed sample's −1 as its input id by then
+// (the embedding gives a zero row for it) and must drain it before the error leaves generate().
+void nan_logits_suite(const std::string& model) {
+  KVRUN_SKIP_UNLESS(device_available(), "no CUDA device");
+  KVRUN_SKIP_UNLESS(test::have_fixture(model), "fixture model missing (set KVRUN_FIXTURES)");
+  const Reference ref = load_reference(model);
+  // a reference prompt (or a prefix of one) whose first generated token is not in it
+  std::vector<int32_t> prompt;
+  GenerationSettings st;
+  st.max_new_tokens = 1;
+  int32_t first = -1;
+  {
+    Pipeline pipe(cpu_config(model, "fp16", "naive"));
+    pipe.prepare(64, 1);
+    for (int b = 0; b < 4 && prompt.empty(); ++b)
+      for (int len : {32, 16, 8}) {
+        const std::vector<int32_t> p(ref.greedy.begin() + b * 80, ref.greedy.begin() + b * 80 + len);
+        first = Engine(pipe.model()).generate({p}, st, nullptr, nullptr, nullptr)[0].output_ids.at(0);
+        if (std::find(p.begin(), p.end(), first) == p.end()) {
+          prompt = p;
+          break;
+        }
+      }
+  }
+  REQUIRE(!prompt.empty());
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("kvrun_nan_" + kDevice.substr(0, 3) + "_" + std::to_string(::getpid()));
+  test::poisoned_copy(model, "transformer.wte.weight", dir, first);
+  for (const auto overlap : {GenerationSettings::Overlap::automatic, GenerationSettings::Overlap::off}) {
+    PipelineConfig cfg = cpu_config(model, "fp16", "naive");
+    cfg.model_path = dir.string();
+    Pipeline pipe(cfg);
+    pipe.prepare(64, 1);
+    st.max_new_tokens = 8;
+    st.overlap = overlap;
+    INFO(model << " on " << kDevice << ", overlap " << (overlap == GenerationSettings::Overlap::off ? "off" : "auto"));
+    std::string what;
+    ErrorKind kind = ErrorKind::ok;
+    try {
+      (void)Engine(pipe.model()).generate({prompt}, st, nullptr, nullptr, nullptr);
+    } catch (const Error& e) {
+      what = e.what();
+      kind = e.kind();
+    }
+    INFO(what);
+    CHECK(kind == ErrorKind::model);
+    CHECK(what.find("sequence 0: the logits for its generated token 2 hold a NaN") != std::string::npos);
+  }
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 
 TEST_CASE("tiny-qwen2 matches transformers") { full_model_suite("tiny-qwen2", 650); }
 TEST_CASE("tiny-qwen2: overlapped decode gives the same sequences as one step at a time") { overlap_suite("tiny-qwen2"); }
+TEST_CASE("tiny-qwen1: NaN logits end generation with a clear error") { nan_logits_suite("tiny-qwen1"); }
 TEST_CASE("tiny-qwen1 matches transformers") { full_model_suite("tiny-qwen1", 673); }
 TEST_CASE("tiny-qwen2: the attention's bf16 output for o (KVRUN_ATTN_BF16) keeps greedy tokens, batch 16") {
   attn_bf16_suite("tiny-qwen2");

@@ -56,7 +56,9 @@ class Ops {
   // x[T, C] *= factors[T] (row scaling; Qwen v1 logn attention). factors: [T] f32 device memory.
   virtual Status scale_rows(TensorView x, const float* factors) noexcept = 0;
   // out[T, D] (f32) = table[ids[t], :]; ids: [T] i32 device memory, each < table rows (checked on
-  // the host by the caller).
+  // the host by the caller). A device backend must not read outside the table for an id out of
+  // range (CUDA: a zero row): an overlapped decode step may carry a failed sample's −1 while the
+  // engine reports it; the CPU backend refuses such an id with a message.
   virtual Status embedding(TensorView out, TensorView table, const int32_t* ids) noexcept = 0;
   // out[n, C] = x[rows[i], :]; rows: [n] i32 device memory.
   virtual Status gather_rows(TensorView out, TensorView x, const int32_t* rows) noexcept = 0;
@@ -67,7 +69,8 @@ class Ops {
   // on every backend.
   virtual Status fill_random(TensorView dst, float scale, uint64_t seed) noexcept = 0;
   // Samples one id per row of logits[B, V] into ids[B] (device memory); params: [B] host array.
-  // Greedy rows take the first maximum.
+  // Greedy rows take the first maximum. A row that holds a NaN gets −1 (no token can be drawn
+  // from it; the engine reports it), on every backend (sample_row, sampler.hpp).
   virtual Status sample(int32_t* ids, TensorView logits, const SampleParams* params) noexcept = 0;
   // Fused forms the decode step uses to launch fewer kernels (same arithmetic as the unfused ops):
   //   add_rms_norm: x[M,D] += delta[M,D], then y[M,D] = rms_norm(x)·w[D]. delta may alias y;

@@ -20,7 +20,8 @@ inline double uniform01(uint64_t seed, uint64_t counter) {
 
 // Returns the sampled id for logits[0..vocab). counter distinguishes successive draws of one
 // sequence (the engine passes the number of tokens generated so far). Greedy (temperature 0)
-// returns the first maximum. Never returns an id whose probability is 0 after filtering.
+// returns the first maximum. Never returns an id whose probability is 0 after filtering. A row
+// that holds a NaN gives −1 (and so does vocab ≤ 0): the caller reports it.
 int32_t sample_row(const float* logits, int32_t vocab, float temperature, int top_k, float top_p,
                    float min_p, uint64_t seed, uint64_t counter);
 
