@@ -416,7 +416,10 @@ TensorView Transformer::run_step(const std::vector<int32_t>* tokens, StepBatch& 
   step.d_kv_len = d_meta + S + 1;
   step.d_positions = d_meta + 2 * S + 1;
   step.d_token_seq = step.d_positions + T;
-  const int32_t* d_rows = step.d_token_seq + T;
+  // Logits of every token in order (every decode step): the last norm reads x itself, no gather
+  bool rows_identity = R == T;
+  for (int i = 0; i < R && rows_identity; ++i) rows_identity = logit_rows[size_t(i)] == i;
+  const int32_t* d_rows = rows_identity ? nullptr : step.d_token_seq + T;
   const float* d_bases = reinterpret_cast<const float*>(d_meta + int_words);
   const float* d_logn = d_bases + T;
   if (tokens)
@@ -442,8 +445,8 @@ TensorView Transformer::run_step(const std::vector<int32_t>* tokens, StepBatch& 
   step.max_kv_len = int(std::min<int64_t>(bucket, cache_->info().capacity_tokens));
   KvView kv0;
   check(cache_->view(0, step, &kv0));
-  const std::array<int64_t, 5> key{S, R, step.max_kv_len, int64_t(reinterpret_cast<intptr_t>(kv0.block_table)),
-                                   kv0.max_blocks_per_seq};
+  const std::array<int64_t, 6> key{S, R, step.max_kv_len, int64_t(reinterpret_cast<intptr_t>(kv0.block_table)),
+                                   kv0.max_blocks_per_seq, rows_identity ? 1 : 0};
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {
     if (!seen_shapes_.count(key)) {  // first time: run eagerly so every workspace reaches its size
@@ -601,15 +604,23 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     }
     // x += down(silu(gate(RMSNorm(x))) * up(RMSNorm(x)))
     if (L.gate_up) {
-      TensorView gu = view(w.gu.data(), DType::f32, {T, 2 * F});
-      project_normed(*L.gate_up, gu, norm2, ln2);
-      MatmulFusion sw_acc;
-      sw_acc.swiglu = sw_acc.accumulate = true;
-      if (L.down->fuses(sw_acc, T)) {
-        check(L.down->forward_fused(x, gu, sw_acc));
-        continue;
+      // the SwiGLU in the gate·up projection's epilogue (batch-1 GEMV): g = silu(gate)·up directly
+      MatmulFusion swo = norm2;
+      swo.swiglu_out = true;
+      if (L.gate_up->fuses(swo, T)) {
+        settle();
+        check(L.gate_up->forward_fused(g, x, swo));
+      } else {
+        TensorView gu = view(w.gu.data(), DType::f32, {T, 2 * F});
+        project_normed(*L.gate_up, gu, norm2, ln2);
+        MatmulFusion sw_acc;
+        sw_acc.swiglu = sw_acc.accumulate = true;
+        if (L.down->fuses(sw_acc, T)) {
+          check(L.down->forward_fused(x, gu, sw_acc));
+          continue;
+        }
+        check(ops.swiglu(g, gu));
       }
-      check(ops.swiglu(g, gu));
     } else {
       norm_into_h(ln2);
       check(L.gate->forward(g, h));
@@ -625,9 +636,9 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
   }
   settle();
   if (R == 0) return;
-  // logits = lm_head(RMSNorm(x[rows]))
-  TensorView sel = view(w.sel.data(), DType::f32, {R, hidden});
-  check(ops.gather_rows(sel, x, d_rows));
+  // logits = lm_head(RMSNorm(x[rows])); d_rows null: rows 0 .. R − 1 = every token (x itself)
+  TensorView sel = d_rows ? view(w.sel.data(), DType::f32, {R, hidden}) : x;
+  if (d_rows) check(ops.gather_rows(sel, x, d_rows));
   TensorView logits = view(w.logits.data(), DType::f32, {R, cfg_.vocab});
   TensorView head = lm_head_.empty() ? view(embed_.data(), embed_dtype_, {cfg_.vocab, hidden})
                                      : view(lm_head_.data(), lm_head_dtype_, {cfg_.vocab, hidden});

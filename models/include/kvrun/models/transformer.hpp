@@ -60,6 +60,7 @@ class Transformer final : public Model {
   // forward() and forward_device(): tokens null means the ids are in ws_->ids already.
   TensorView run_step(const std::vector<int32_t>* tokens, StepBatch& step, const std::vector<int32_t>& logit_rows);
   // The device work of one step (no host synchronization, no allocation): capturable.
+  // d_rows: [R] the tokens whose logits are wanted, or null for every token in order (R = T).
   void compute(const StepBatch& step, int R, const float* d_bases, const float* d_logn, const int32_t* d_rows);
 
   ModelConfig cfg_;
@@ -78,14 +79,15 @@ class Transformer final : public Model {
   int max_step_tokens_ = 0;
   std::vector<float> ntk_base_;  // [max seqs] Qwen v1 dynamic-NTK RoPE base per cache sequence
   ModelSummary summary_;
-  // Decode graphs by shape: (sequences, logit rows, kv-length bucket, block table address, stride).
+  // Decode graphs by shape: (sequences, logit rows, kv-length bucket, block table address, stride,
+  // logit rows = every token in order).
   bool use_graphs_ = false;
   // The cache appends straight from the fused q | k | v rows with RoPE on the way
   // (Cache::append_qkv; KVRUN_APPEND_QKV=0 turns it off for comparisons).
   bool append_qkv_ = false;
   bool attn_bf16_ = true;  // KVRUN_ATTN_BF16 (read at attach)
-  std::map<std::array<int64_t, 5>, void*> graphs_;
-  std::set<std::array<int64_t, 5>> seen_shapes_;  // shapes run once eagerly (workspaces sized)
+  std::map<std::array<int64_t, 6>, void*> graphs_;
+  std::set<std::array<int64_t, 6>> seen_shapes_;  // shapes run once eagerly (workspaces sized)
   int64_t graph_replays_ = 0, graph_captures_ = 0;
 };
 
