@@ -214,7 +214,6 @@ class CudaOps final : public Ops {
   // overrides (0: off; the kernel tests use 64).
   int tc_gemm_max_rows_ = 8;
   bool fuse_ = true;    // KVRUN_CUDA_FUSE=0: matmul_fuses says no to everything (A/B of the fusions)
-  bool swiglu_out_ = true;  // KVRUN_CUDA_SWIGLU_OUT=0: no MatmulFusion::swiglu_out (A/B)
   int tc_splits_ = 0;  // KVRUN_CUDA_TC_SPLITK=1..16 forces the K split of that kernel (tuning); 0: automatic
   bool tc_gemm_ready_ = false;  // small_m_gemm_prepare() has run on this device
   cublasHandle_t cublas_ = nullptr;

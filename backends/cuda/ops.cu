@@ -28,7 +28,6 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   tc_gemm_max_rows_ = cuda_plugin::env_int("KVRUN_CUDA_TC_GEMM_MAX_ROWS", 0, kSmallMGemmMaxRows, tc_gemm_max_rows_);
   tc_splits_ = cuda_plugin::env_int("KVRUN_CUDA_TC_SPLITK", 1, kSmallMGemmMaxSplits, tc_splits_);
   fuse_ = cuda_plugin::env_int("KVRUN_CUDA_FUSE", 0, 1, 1) == 1;
-  swiglu_out_ = cuda_plugin::env_int("KVRUN_CUDA_SWIGLU_OUT", 0, 1, 1) == 1;
   gemv_ring_ = cuda_plugin::env_int("KVRUN_CUDA_GEMV_RING", 0, 6, gemv_ring_);
   if (gemv_ring_ != 0 && gemv_ring_ != 4 && gemv_ring_ != 6)
     throw Error(ErrorKind::usage, "KVRUN_CUDA_GEMV_RING=" + std::to_string(gemv_ring_) + ": use 0 (off), 4 or 6 (stages)");
