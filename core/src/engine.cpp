@@ -86,6 +86,17 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
   std::vector<SequenceResult> res(static_cast<size_t>(B));
   std::vector<int> past(static_cast<size_t>(B), 0);
   std::vector<bool> done(static_cast<size_t>(B), false);
+  // Every sequence's cache blocks go back when generate() returns — also when it fails midway (a
+  // NaN in the logits, a device error), so the caller's next request finds the cache empty again.
+  struct FreeAll {
+    Cache& cache;
+    int n;
+    bool checked = false;  // the normal way out frees (and reports failures) itself
+    ~FreeAll() {
+      if (!checked)
+        for (int s = 0; s < n; ++s) (void)cache.free_sequence(s);
+    }
+  } free_all{cache, B};
   std::vector<std::string> text(static_cast<size_t>(B));
   for (int s = 0; s < B; ++s) res[s].prompt_ids = prompts[s];
 
@@ -370,6 +381,7 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
     stats->decode_seconds = seconds_since(t1);
     for (auto& r : res) stats->generated_tokens += int64_t(r.output_ids.size());
   }
+  free_all.checked = true;
   for (int s = 0; s < B; ++s) check(cache.free_sequence(s));
   return res;
 }
