@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "fixtures.hpp"
+#include "poisoned_model.hpp"
 #include "run_kvrun.hpp"
 
 namespace fs = std::filesystem;
@@ -480,6 +481,17 @@ TEST_CASE("errors: projections the weight format cannot join load apart, and the
   Run ok = run_kvrun("generate -c " + s2.config(kvrun::test::fixture(kQ2)) + kGen);
   CHECK(ok.code == 0);
   CHECK_FALSE(contains(ok.err, "could not join"));
+}
+
+TEST_CASE("errors: NaN in the logits stops generation with exit code 3, naming the sequence and token") {
+  KVRUN_SKIP_UNLESS(kvrun::test::have_fixture(kQ1), "fixture models missing");
+  Scratch s;
+  const fs::path m = kvrun::test::poisoned_copy(kQ1, "transformer.ln_f.weight", s.path("nan-model"));
+  Run r = run_kvrun("generate -c " + s.config(m) + " --prompt 'def f(x):' --max-new-tokens 4");
+  CHECK(r.code == 3);
+  CHECK_ERR(r, "kvrun: model error: sequence 0: the logits for its generated token 1 hold a NaN");
+  CHECK_ERR(r, "Check the checkpoint's tensors for NaN / inf");
+  CHECK(r.out.empty());  // no text made of token 0s
 }
 
 TEST_CASE("errors: the KV cache running out mid-generation ends that sequence only") {
