@@ -106,9 +106,11 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
     done[s] = true;
     check(cache.free_sequence(s));
   };
-  // Polled once per step; on an interrupt every running sequence ends with "interrupted".
-  auto interrupted = [&] {
+  // Polled once per step; on an interrupt every running sequence ends with "interrupted" (the
+  // overlapped decode first takes the step in flight: before_ending).
+  auto interrupted = [&](const std::function<void()>& before_ending = {}) {
     if (!st.interrupted || !st.interrupted()) return false;
+    if (before_ending) before_ending();
     for (int s = 0; s < B; ++s)
       if (!done[s]) finish(s, "interrupted");
     return true;
@@ -118,8 +120,9 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
   std::vector<int32_t> h_ids(static_cast<size_t>(B));
   std::vector<float> h_logits;
 
-  // Parameters of Ops::sample for `seqs` (same order as the logits rows): each sequence's RNG
-  // stream is (seed, sequence), at position `sampled` (its tokens sampled so far).
+  // Sampling parameters for `seqs` (same order as the logits rows; Ops::sample on the device,
+  // sample_row on the host): each sequence's RNG stream is (seed, sequence), at position `sampled`
+  // (its tokens sampled so far).
   std::vector<int64_t> sampled(static_cast<size_t>(B), 0);
   auto sample_params = [&](const std::vector<int>& seqs) {
     std::vector<SampleParams> params(seqs.size());
@@ -177,6 +180,7 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
   // waiting for the device.
   auto sample = [&](const std::vector<int>& seqs, TensorView logits) {
     const int n = int(seqs.size());
+    const std::vector<SampleParams> params = sample_params(seqs);
     if (st.repetition_penalty != 1.f) {  // the penalty needs the logits on the host
       h_logits.resize(size_t(n) * V);
       check(dev.queue().copy_d2h(h_logits.data(), logits.data, h_logits.size() * sizeof(float)));
@@ -187,11 +191,10 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
         std::vector<int32_t> hist = res[s].prompt_ids;
         hist.insert(hist.end(), res[s].output_ids.begin(), res[s].output_ids.end());
         apply_repetition_penalty(row, hist, st.repetition_penalty);
-        h_ids[i] = sample_row(row, V, st.temperature, st.top_k, st.top_p, st.min_p,
-                              st.seed + 0x9e3779b97f4a7c15ull * uint64_t(s), uint64_t(sampled[size_t(s)]));
+        const SampleParams& p = params[size_t(i)];
+        h_ids[i] = sample_row(row, V, p.temperature, p.top_k, p.top_p, p.min_p, p.seed, p.counter);
       }
     } else {
-      const std::vector<SampleParams> params = sample_params(seqs);
       check(dev.ops().sample(d_ids.data(), logits, params.data()));
       check(dev.queue().copy_d2h(h_ids.data(), d_ids.data(), size_t(n) * sizeof(int32_t)));
       check(dev.queue().wait());
@@ -282,6 +285,13 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
     return true;
   };
 
+  // A step's input ids from the host: each sequence's last token (sampled and taken).
+  auto host_tokens = [&](const Plan& p) {
+    std::vector<int32_t> tokens;
+    for (int s : p.ids) tokens.push_back(res[s].output_ids.back());
+    return tokens;
+  };
+
   auto t1 = Clock::now();
   if (!overlap) {
     while (!interrupted()) {
@@ -289,10 +299,8 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
       plan(p, true);
       if (p.ids.empty()) break;
       auto ts = Clock::now();
-      std::vector<int32_t> tokens;
-      for (int s : p.ids) tokens.push_back(res[s].output_ids.back());
       StepBatch step = make_step(p.ids, p.past, p.q_lens, p.prompt_lens);
-      TensorView logits = model_.forward(tokens, step, p.rows);
+      TensorView logits = model_.forward(host_tokens(p), step, p.rows);
       for (int s : p.ids) past[s] += 1;
       sample(p.ids, logits);
       if (stats) stats->step_ms.push_back(seconds_since(ts) * 1e3);
@@ -330,12 +338,7 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
       }
     };
     while (true) {
-      if (st.interrupted && st.interrupted()) {
-        take_pending();  // sampled already: kept, as without the overlap
-        for (int s = 0; s < B; ++s)
-          if (!done[s]) finish(s, "interrupted");
-        break;
-      }
+      if (interrupted(take_pending)) break;  // the step in flight is sampled already: kept
       Plan p;
       if (!plan(p, !pending)) {
         take_pending();
@@ -357,9 +360,7 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
         }
         logits = model_.forward_device(step, p.rows);
       } else {  // the first step: its ids came back with the prefill
-        std::vector<int32_t> tokens;
-        for (int s : p.ids) tokens.push_back(res[s].output_ids.back());
-        logits = model_.forward(tokens, step, p.rows);
+        logits = model_.forward(host_tokens(p), step, p.rows);
       }
       for (int s : p.ids) past[s] += 1;
       InFlight& f = fl[cur];

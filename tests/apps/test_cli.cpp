@@ -30,7 +30,7 @@ fs::path model_copy(const std::string& model, const std::string& tag) {
   fs::path dir = fs::temp_directory_path() / ("kvrun_cli_model_" + tag + "_" + std::to_string(getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
-  for (const auto& e : fs::directory_iterator(kvrun::test::fixture(model))) fs::create_symlink(e.path(), dir / e.path().filename());
+  kvrun::test::link_fixture_files(model, dir);
   return dir;
 }
 

@@ -60,8 +60,7 @@ class Scratch {
   fs::path model(const std::string& fixture, const std::set<std::string>& own = {}) const {
     fs::path m = dir_ / "model";
     fs::create_directories(m);
-    for (const auto& e : fs::directory_iterator(kvrun::test::fixture(fixture)))
-      if (!own.count(e.path().filename().string())) fs::create_symlink(fs::absolute(e.path()), m / e.path().filename());
+    kvrun::test::link_fixture_files(fixture, m, own);
     return m;
   }
 
@@ -95,8 +94,7 @@ std::string fixture_file(const std::string& model, const std::string& name) {
 // Writes `dst` as a copy of safetensors bytes `src` whose JSON header went through `edit`; the data
 // section is unchanged.
 void edit_safetensors(const std::string& src, const fs::path& dst, const std::function<void(json&)>& edit) {
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(src[size_t(i)]);
+  const uint64_t n = kvrun::test::safetensors_header_length(src);
   json h = json::parse(src.substr(8, n));
   edit(h);
   std::string text = h.dump();

@@ -2,9 +2,11 @@
 // the repository root) and a visible skip for tests that need something absent.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <string>
 
 namespace kvrun::test {
@@ -26,6 +28,22 @@ inline std::string data_dir() {
 }
 inline bool have_fixture(const std::string& model) {
   return std::filesystem::exists(fixture(model) + "/config.json");
+}
+
+// Symlinks (absolute targets) every file of fixture `model` into the existing folder `dst`, except
+// those named in `skip` (which the test writes itself).
+inline void link_fixture_files(const std::string& model, const std::filesystem::path& dst,
+                               const std::set<std::string>& skip = {}) {
+  for (const auto& e : std::filesystem::directory_iterator(fixture(model)))
+    if (!skip.count(e.path().filename().string()))
+      std::filesystem::create_symlink(std::filesystem::absolute(e.path()), dst / e.path().filename());
+}
+
+// The byte length of a safetensors file's JSON header: its first 8 bytes, little-endian.
+inline uint64_t safetensors_header_length(const std::string& bytes) {
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[size_t(i)]);
+  return n;
 }
 
 }  // namespace kvrun::test

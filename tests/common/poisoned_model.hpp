@@ -29,13 +29,11 @@ inline std::filesystem::path poisoned_copy(const std::string& model, const std::
   }
   fs::remove_all(dst);
   fs::create_directories(dst);
-  for (const auto& e : fs::directory_iterator(src))
-    if (e.path().filename() != shard) fs::create_symlink(fs::absolute(e.path()), dst / e.path().filename());
+  link_fixture_files(model, dst, {shard});
   std::ifstream in(src / shard, std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), {});
   REQUIRE(bytes.size() > 8);
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[size_t(i)]);
+  const uint64_t n = safetensors_header_length(bytes);
   const json h = json::parse(bytes.substr(8, n));
   const auto& off = h.at(tensor).at("data_offsets");
   size_t begin = 8 + n + off[0].get<size_t>(), end = 8 + n + off[1].get<size_t>();

@@ -70,17 +70,9 @@ void write_bytes(const std::string& path, const std::string& bytes) {
 
 // Symlinks every file of fixture `model` into `dst`, except those in `skip`.
 void link_fixture(const std::string& model, const TempDir& dst, const std::set<std::string>& skip = {}) {
-  for (const auto& e : fs::directory_iterator(kvrun::test::fixture(model))) {
-    const std::string n = e.path().filename().string();
-    if (!skip.count(n)) fs::create_symlink(fs::absolute(e.path()), dst.file(n));
-  }
+  kvrun::test::link_fixture_files(model, dst.str(), skip);
 }
 
-uint64_t header_len(const std::string& bytes) {
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[size_t(i)]);
-  return n;
-}
 
 std::string le64(uint64_t n) {
   std::string s(8, '\0');
@@ -98,7 +90,7 @@ std::string make_safetensors(const json& header, const std::string& data) {
 // Copies safetensors file `src` to `dst`, editing its header with `edit` (data unchanged).
 void rewrite_header(const std::string& src, const std::string& dst, const std::function<void(json&)>& edit) {
   std::string bytes = read_bytes(src);
-  uint64_t n = header_len(bytes);
+  uint64_t n = kvrun::test::safetensors_header_length(bytes);
   json h = json::parse(bytes.substr(8, n));
   edit(h);
   write_bytes(dst, make_safetensors(h, bytes.substr(8 + n)));
@@ -173,7 +165,7 @@ TEST_CASE("tiny-qwen2: sharded checkpoint with index") {
 
   // The mapped bytes are the file's bytes at data start + begin.
   const std::string shard = read_bytes(t.file);
-  const uint64_t n = header_len(shard);
+  const uint64_t n = kvrun::test::safetensors_header_length(shard);
   json h = json::parse(shard.substr(8, n));
   const uint64_t begin = h[t.name]["data_offsets"][0].get<uint64_t>();
   REQUIRE(t.nbytes == h[t.name]["data_offsets"][1].get<uint64_t>() - begin);
@@ -522,7 +514,7 @@ TEST_CASE("safetensors: damaged headers and data") {
   KVRUN_SKIP_UNLESS(kvrun::test::have_fixture(kQ1), "tiny-qwen1 fixture absent");
   const std::string src = kvrun::test::fixture(kQ1) + "/model.safetensors";
   const std::string orig = read_bytes(src);
-  const uint64_t n = header_len(orig);
+  const uint64_t n = kvrun::test::safetensors_header_length(orig);
   const uint64_t data_size = orig.size() - 8 - n;
   TempDir tmp;
   const std::string dst = tmp.file("model.safetensors");
