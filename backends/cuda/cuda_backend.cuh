@@ -161,7 +161,7 @@ class CudaOps final : public Ops {
   Status rope_table(TensorView cs, const int32_t* positions, const float* bases, float base) noexcept override;
   Status rope_apply(TensorView x, TensorView cs) noexcept override;
   // Fusions (matmul.cu): M ≤ gemv_max_rows_ — the GEMV reads rms_norm(x)·w itself (M = 1,
-  // K ≤ kGemvNormMaxK, N ≤ kGemvNormMaxN or ring_takes_norm) and adds into y (any of its M); M past the small-M GEMM (cuBLAS) — rms_norm or
+  // K ≤ kGemvNormMaxK, N ≤ kGemvNormMaxN) and adds into y (any of its M); M past the small-M GEMM (cuBLAS) — rms_norm or
   // SwiGLU writes the bf16 operand cuBLAS reads (bf16 weights), and cuBLAS adds into y (β = 1; bf16
   // or f32 weights). Nothing in between (the small-M GEMM: the unfused ops are as fast).
   bool matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept override;
@@ -171,13 +171,9 @@ class CudaOps final : public Ops {
   // converts x only (no norm, no SwiGLU) — the bf16 operand is x itself, no conversion kernel.
   bool matmul_reads_bf16(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept override;
   static constexpr int64_t kGemvNormMaxK = 16384;  // the GEMV's normalized x in ≤ 64 KiB of shared memory
-  // The register kernel's blocks each normalize x first: past this many rows (lm_head's 152k: ~4700
-  // blocks) the separate norm kernel costs less than the blocks' repeated work. The ring kernel
-  // applies the norm after its sums (ring_takes_norm) and takes any N.
+  // Every GEMV block normalizes x itself: past this many rows (lm_head's 152k: ~4700 blocks) the
+  // separate norm kernel costs less than the blocks' repeated work.
   static constexpr int64_t kGemvNormMaxN = 65536;
-  // Whether the batch-1 GEMV of w with the fused norm of norm_w goes through gemv_ring_kernel (bf16
-  // weights, K % 8 == 0, w and norm_w 16-byte aligned, norm_w f32 or bf16, two blocks per SM fit).
-  bool ring_takes_norm(const TensorView& w, const TensorView& norm_w) const noexcept;
 
   // M ≤ gemv_max_rows_ uses the GEMV kernel (bandwidth-bound decode), larger M cuBLAS. The GEMV
   // handles up to kGemvMaxRows rows, but measured on the H200 (Qwen-7B shape, docs/PERFORMANCE.md)
@@ -209,9 +205,6 @@ class CudaOps final : public Ops {
   // Stages of the shared-memory ring of the batch-1 bf16 GEMV without the norm (matmul.cu,
   // gemv_ring_kernel): 6 by default; KVRUN_CUDA_GEMV_RING=0 (the register kernel) or 4.
   int gemv_ring_ = 6;
-  // The ring kernel also for the GEMVs with the fused RMSNorm (applied after the sums); 0 by
-  // KVRUN_CUDA_RING_NORM=0: those take the register kernel, which normalizes x first.
-  bool ring_norm_ = true;
   bool pdl_ = false;  // programmatic dependent launch of the GEMV/GEMM, norms, SwiGLU, RoPE (sm_90+; KVRUN_CUDA_PDL=0: off)
   int gemv_max_rows_ = kGemvDefaultRows;  // KVRUN_CUDA_GEMV_MAX_ROWS overrides (tuning)
   // bf16 weights and gemv_max_rows_ < M ≤ tc_gemm_max_rows_: the tensor-core small-M GEMM

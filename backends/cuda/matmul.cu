@@ -4,10 +4,9 @@
 // 8 by default, at most 64):
 //   small M (decode) gemv_kernel: bandwidth-bound, streams each weight row once with 16-byte loads,
 //                    fp32 accumulation over the exact weights and fp32 activations (same numbers
-//                    as the CPU up to summation order). bf16 weights at M = 1 take
-//                    gemv_ring_kernel: the same sums, the loads staged through a shared-memory
-//                    cp.async ring (KVRUN_CUDA_GEMV_RING); a fused RMSNorm (q·k·v, gate·up,
-//                    lm_head) is applied after its sums (KVRUN_CUDA_RING_NORM).
+//                    as the CPU up to summation order). bf16 weights at M = 1 without the fused
+//                    norm (o_proj, down_proj) take gemv_ring_kernel: the same sums, the loads
+//                    staged through a shared-memory cp.async ring (KVRUN_CUDA_GEMV_RING).
 //   bf16, M ≤ 8      gemm_small_m.cu: tensor cores, reads f32 x (rounded to bf16 as below), the
 //                    bias in the same kernel.
 //   larger M         cuBLAS: bf16 weights → x rounded to bf16 in the workspace (or written as bf16
@@ -140,44 +139,26 @@ struct GemvOut {
 // fixed order through shared memory (deterministic), then y[m, n] = Σ + bias (or y + (Σ + bias)).
 //   acc: [RPW][MMAX] this lane's sums of rows n0 … n0 + RPW − 1; partial: [kGemvWarps][RPW·MMAX];
 //   out: the lane's output, its bias and old y (read earlier by the kernel).
-// The RMSNorm applied after the sums (gemv_ring_kernel with the norm): each lane's Σx² over the x
-// elements it multiplied (ss), reduced like acc (ss_part: [kGemvWarps] in shared memory); a row
-// group's warps cover K once, so its wpr partials add up to Σx² over K, and the row's sum is scaled
-// by 1 / sqrt(Σx² / K + eps) before the bias.
-struct GemvPostNorm {
-  float ss = 0.f;
-  float* ss_part = nullptr;  // null: no norm
-  float eps = 0.f;
-  int K = 0;
-};
-
 template <int RPW, int MMAX>
 __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&partial)[kGemvWarps][RPW * MMAX],
                                            float* y, bool has_bias, int N, int wpr, bool accumulate,
-                                           const GemvOut<RPW, MMAX>& out, GemvPostNorm pn = {}) {
+                                           const GemvOut<RPW, MMAX>& out) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 #pragma unroll
   for (int j = 0; j < RPW; ++j)
 #pragma unroll
     for (int m = 0; m < MMAX; ++m) acc[j][m] = warp_sum(acc[j][m]);
-  if (pn.ss_part) pn.ss = warp_sum(pn.ss);
   if (lane == 0) {
 #pragma unroll
     for (int j = 0; j < RPW; ++j)
 #pragma unroll
       for (int m = 0; m < MMAX; ++m) partial[warp][j * MMAX + m] = acc[j][m];
-    if (pn.ss_part) pn.ss_part[warp] = pn.ss;
   }
   __syncthreads();
   const int r = warp / wpr;
   if (out.writes) {
     float s = 0.f;
     for (int p = 0; p < wpr; ++p) s += partial[r * wpr + p][lane];
-    if (pn.ss_part) {
-      float q = 0.f;
-      for (int p = 0; p < wpr; ++p) q += pn.ss_part[r * wpr + p];
-      s = __fmul_rn(s, 1.0f / sqrtf(q / float(pn.K) + pn.eps));
-    }
     if (has_bias) s += out.bias;
     if (accumulate) s = __fadd_rn(out.y, s);
     y[int64_t(out.m) * N + out.n] = s;
@@ -338,12 +319,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
 
 // Batch-1 bf16 GEMV with the weights staged through shared memory:  y[N] (+)= x[K] · w[N, K]ᵀ (+ bias).
 //   y: [N] f32, x: [K] f32 (16-byte aligned), w: [N, K] bf16 (16-byte aligned, K % 8 == 0),
-//   bias: [N] of bias_t or null; fz.accumulate: y +=.
-// NT (the fused RMSNorm's weights, fz.norm_w: [K], 16-byte aligned): 0 none, 1 f32, 2 bf16. With
-// the norm, y = (Σ_k w[n, k]·(x[k]·g[k])) / sqrt(Σx² / K + eps) + bias: each lane multiplies its x
-// by g as it reads it and sums its x², and the scale is applied to the row's sum in gemv_store —
-// no prologue between the PDL wait and the loop (the register kernel's NORM variant reduces Σx²
-// and writes the normalized x to shared memory first). Same product, another rounding order.
+//   bias: [N] of bias_t or null; fz.accumulate: y += (fz.norm_w must be null: see launch_gemv).
 // The block and the work split are gemv_kernel's at M = 1 (8 warps, 4 rows per warp, wpr warps
 // per row group over interleaved K slices; rows past N re-read row N − 1 and are not written),
 // and so are the order of every sum and the reduction. But each lane's 16-byte loads go through a
@@ -353,14 +329,13 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
 // without the registers that held gemv_kernel's loads; the first S − 1 are issued before the PDL
 // wait. A lane reads back only the slots it filled itself, so no barrier is needed. At S = 6 two
 // blocks fit on an SM: 160 KiB of weights in flight per SM against gemv_kernel's 96 KiB.
-template <int S, int NT = 0>
+template <int S>
 __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
     gemv_ring_kernel(float* __restrict__ y, const float* __restrict__ x, const __nv_bfloat16* __restrict__ w,
                      const void* bias, DType bias_t, int N, int K, int wpr, GemvFusion fz) {
   constexpr int RPW = 4;
   extern __shared__ uint4 gemv_ring_smem[];  // [kGemvWarps][S][RPW][32]
   __shared__ float partial[kGemvWarps][RPW];
-  __shared__ float ss_part[kGemvWarps];  // NT: each warp's Σx²
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int rows_per_block = kGemvWarps / wpr * RPW;
   const int r = warp / wpr, part = warp % wpr;
@@ -392,7 +367,6 @@ __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
   out.read_y(y, N, fz.accumulate);
 
   float acc[RPW][1] = {};
-  float ss = 0.f;  // NT: Σ of this lane's x²
   for (int i = 0; i < steps; ++i) {
     cp_async_wait<S - 2>();  // this lane's copies of step i have landed
     const int v = first + i * stride + lane;
@@ -400,22 +374,8 @@ __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
       const uint4* slot = ring_p + (i % S) * RPW * 32;
       // x loaded once for the 4 rows (gemv_dot per row compiles to a load of x per row), then
       // gemv_dot's FMAs (gemv_fma4)
-      float4 xa = __ldg(reinterpret_cast<const float4*>(x) + 2 * v);
-      float4 xb = __ldg(reinterpret_cast<const float4*>(x) + 2 * v + 1);
-      if constexpr (NT != 0) {  // Σx², then x·g (g: the norm's weights k = 8v … 8v + 7)
-        ss = fmaf(xa.x, xa.x, fmaf(xa.y, xa.y, fmaf(xa.z, xa.z, fmaf(xa.w, xa.w, ss))));
-        ss = fmaf(xb.x, xb.x, fmaf(xb.y, xb.y, fmaf(xb.z, xb.z, fmaf(xb.w, xb.w, ss))));
-        float g[8];
-        if constexpr (NT == 2) {
-          WeightVec<__nv_bfloat16>::unpack(__ldg(reinterpret_cast<const uint4*>(fz.norm_w) + v), g);
-        } else {
-          const float4 ga = __ldg(reinterpret_cast<const float4*>(fz.norm_w) + 2 * v);
-          const float4 gb = __ldg(reinterpret_cast<const float4*>(fz.norm_w) + 2 * v + 1);
-          g[0] = ga.x, g[1] = ga.y, g[2] = ga.z, g[3] = ga.w, g[4] = gb.x, g[5] = gb.y, g[6] = gb.z, g[7] = gb.w;
-        }
-        xa = make_float4(__fmul_rn(xa.x, g[0]), __fmul_rn(xa.y, g[1]), __fmul_rn(xa.z, g[2]), __fmul_rn(xa.w, g[3]));
-        xb = make_float4(__fmul_rn(xb.x, g[4]), __fmul_rn(xb.y, g[5]), __fmul_rn(xb.z, g[6]), __fmul_rn(xb.w, g[7]));
-      }
+      const float4 xa = __ldg(reinterpret_cast<const float4*>(x) + 2 * v);
+      const float4 xb = __ldg(reinterpret_cast<const float4*>(x) + 2 * v + 1);
 #pragma unroll
       for (int j = 0; j < RPW; ++j) {
         float wf[8];
@@ -429,9 +389,7 @@ __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
   }
   cp_async_wait<0>();
   pdl_trigger();
-  GemvPostNorm pn;
-  if constexpr (NT != 0) pn = GemvPostNorm{ss, ss_part, fz.eps, K};
-  gemv_store<RPW, 1>(acc, partial, y, bias != nullptr, N, wpr, fz.accumulate, out, pn);
+  gemv_store<RPW, 1>(acc, partial, y, bias != nullptr, N, wpr, fz.accumulate, out);
 }
 
 // Rows per warp: 4 at M = 1 (x loads shared by 4 rows), 1 above (MMAX accumulators per row).
@@ -484,36 +442,23 @@ constexpr size_t gemv_ring_bytes(int S) { return size_t(kGemvWarps) * S * 4 * 32
 
 // Blocks of gemv_ring_kernel<S> that fit on one SM (its gemv_ring_bytes(S) of shared memory decide),
 // after opting the kernel into that much shared memory; 0 if it cannot run. Once per instantiation.
-template <int S, int NT>
+template <int S>
 int gemv_ring_blocks_per_sm() {
   static const int n = [] {
     const int smem = int(gemv_ring_bytes(S));
     int b = 0;
-    if (cudaFuncSetAttribute(gemv_ring_kernel<S, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
-            cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_ring_kernel<S, NT>, kGemvThreads, smem) != cudaSuccess)
+    if (cudaFuncSetAttribute(gemv_ring_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_ring_kernel<S>, kGemvThreads, smem) != cudaSuccess)
       return 0;
     return b;
   }();
   return n;
 }
 
-template <int S>
-int gemv_ring_blocks_per_sm(int nt) {
-  return nt == 2 ? gemv_ring_blocks_per_sm<S, 2>() : nt == 1 ? gemv_ring_blocks_per_sm<S, 1>()
-                                                              : gemv_ring_blocks_per_sm<S, 0>();
-}
-
-// gemv_ring_kernel<S, nt> (nt: its NT).
-template <int S>
-auto gemv_ring_kernel_for(int nt) {
-  return nt == 2 ? gemv_ring_kernel<S, 2> : nt == 1 ? gemv_ring_kernel<S, 1> : gemv_ring_kernel<S, 0>;
-}
-
 // fz.norm_w needs M = 1 (the caller checks).
 template <class W>
 void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float* x, const W* w, const void* bias, DType bias_t,
-                 int M, int N, int K, int ring, bool ring_norm, const GemvFusion& fz = {}) {
+                 int M, int N, int K, int ring, const GemvFusion& fz = {}) {
   constexpr int E = 16 / int(sizeof(W));
   const bool vec = K % E == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   // Warps per row group (wpr): the K range of the rows is split (wpr doubled) while the grid is
@@ -523,19 +468,14 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
   // 2.6 waves (down 24.1 → 22.6 µs), q·k·v one wave (384 blocks), gate·up 1.7 waves.
   const int units = vec ? K / E : K;
   const int rpw = M == 1 ? gemv_rpw<1>() : gemv_rpw<8>();
-  // bf16 at M = 1 (KVRUN_CUDA_GEMV_RING stages, 0: off): the ring kernel, with the norm (q·k·v,
-  // gate·up, lm_head) applied after the sums where its weights are f32 or bf16 and 16-byte aligned
-  // (ring_norm, KVRUN_CUDA_RING_NORM=0: those take the register kernel's NORM variant instead).
-  int nt = 0;
-  if (fz.norm_w) {
-    const bool aligned = reinterpret_cast<uintptr_t>(fz.norm_w) % 16 == 0;
-    nt = !ring_norm || !aligned ? -1 : fz.norm_t == DType::bf16 ? 2 : fz.norm_t == DType::f32 ? 1 : -1;
-  }
-  if (!std::is_same_v<W, __nv_bfloat16> || M != 1 || !vec || nt < 0) ring = 0;
+  // bf16 at M = 1 without the norm (o, down; KVRUN_CUDA_GEMV_RING stages, 0: off): the ring
+  // kernel. With the norm (q·k·v, gate·up, lm_head) the register kernel stays: ring variants that
+  // normalized x into shared memory after the ring were slower there (docs/PERFORMANCE.md).
+  if (!std::is_same_v<W, __nv_bfloat16> || M != 1 || !vec || fz.norm_w) ring = 0;
   // Only where two of its blocks fit on an SM (the H200's 227 KiB: 2 at 6 stages, 3 at 4): with one
   // (an A100's 164 KiB at 6 stages) it would keep fewer bytes in flight than the register kernel's
   // three blocks. The A100 is not measured.
-  int ring_fit = ring == 4 ? gemv_ring_blocks_per_sm<4>(nt) : ring == 6 ? gemv_ring_blocks_per_sm<6>(nt) : 0;
+  int ring_fit = ring == 4 ? gemv_ring_blocks_per_sm<4>() : ring == 6 ? gemv_ring_blocks_per_sm<6>() : 0;
   if (ring_fit < 2) ring_fit = 0;
   const int capacity =
       sm_count * (ring_fit ? ring_fit
@@ -556,8 +496,7 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
   if constexpr (std::is_same_v<W, __nv_bfloat16>) {
     if (ring_fit) {
       launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), gemv_ring_bytes(ring),
-                       ring == 4 ? gemv_ring_kernel_for<4>(nt) : gemv_ring_kernel_for<6>(nt), y, x, w, bias, bias_t, N,
-                       K, wpr, fz);
+                       ring == 4 ? gemv_ring_kernel<4> : gemv_ring_kernel<6>, y, x, w, bias, bias_t, N, K, wpr, fz);
       return;
     }
   }
@@ -723,7 +662,7 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
 
   if (M <= gemv_max_rows_) {
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul w",
-        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, ring_norm_));
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel");
     return;
   }
@@ -1084,25 +1023,11 @@ void CudaOps::bf16_gemm(float* y, const __nv_bfloat16* xb, const TensorView& w, 
 bool CudaOps::matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept {
   const DType w_dtype = w.dtype;
   if (!fuse_ || (f.norm_w && f.swiglu) || M <= 0 || w.rank != 2 || !is_float_dtype(w_dtype)) return false;
-  if (M <= gemv_max_rows_) {  // the GEMV: norm at M = 1, accumulate; no SwiGLU (each block would redo it)
-    if (f.swiglu) return false;
-    if (!f.norm_w) return true;
-    if (M != 1 || f.norm_w->numel() > kGemvNormMaxK) return false;
-    // past kGemvNormMaxN rows only where the ring kernel takes the norm (no per-block prologue)
-    return w.shape[0] <= kGemvNormMaxN || ring_takes_norm(w, *f.norm_w);
-  }
+  if (M <= gemv_max_rows_)  // the GEMV: norm at M = 1, accumulate; no SwiGLU (each block would redo it)
+    return !f.swiglu &&
+           (!f.norm_w || (M == 1 && f.norm_w->numel() <= kGemvNormMaxK && w.shape[0] <= kGemvNormMaxN));
   if (w_dtype == DType::bf16) return M > tc_gemm_max_rows_;
   return w_dtype == DType::f32 && !f.norm_w && !f.swiglu;  // cuBLAS Sgemm with β = 1
-}
-
-bool CudaOps::ring_takes_norm(const TensorView& w, const TensorView& norm_w) const noexcept {
-  if (!ring_norm_ || w.dtype != DType::bf16 || w.shape[1] % 8 != 0 || reinterpret_cast<uintptr_t>(w.data) % 16 != 0 ||
-      reinterpret_cast<uintptr_t>(norm_w.data) % 16 != 0)
-    return false;
-  const int nt = norm_w.dtype == DType::bf16 ? 2 : norm_w.dtype == DType::f32 ? 1 : 0;
-  if (nt == 0) return false;
-  const int fit = gemv_ring_ == 4 ? gemv_ring_blocks_per_sm<4>(nt) : gemv_ring_ == 6 ? gemv_ring_blocks_per_sm<6>(nt) : 0;
-  return fit >= 2;
 }
 
 bool CudaOps::matmul_reads_bf16(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept {
@@ -1162,7 +1087,7 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
       fz.eps = f.norm_eps;
     }
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul_fused w",
-        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, ring_norm_, fz));
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, fz));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel (fused)");
     return;
   }
