@@ -364,6 +364,12 @@ TensorView Transformer::run_step(const std::vector<int32_t>* tokens, StepBatch& 
   if (T <= 0 || T > max_step_tokens_ || (tokens && int(tokens->size()) != T))
     fail(ErrorKind::internal, "forward: step of " + std::to_string(T) + " tokens (max " +
                                   std::to_string(max_step_tokens_) + ")");
+  // before anything of the step is computed, stored or sent to the device
+  if (tokens)
+    for (int32_t id : *tokens)
+      if (id < 0 || id >= cfg_.vocab)
+        fail(ErrorKind::usage, "token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                                   std::to_string(cfg_.vocab) + ")");
   const MemSpace sp = dev_.space();
 
   // ---- Step metadata: positions, sequence of each token, RoPE base and logn factor per token.
@@ -422,11 +428,6 @@ TensorView Transformer::run_step(const std::vector<int32_t>* tokens, StepBatch& 
   const int32_t* d_rows = rows_identity ? nullptr : step.d_token_seq + T;
   const float* d_bases = reinterpret_cast<const float*>(d_meta + int_words);
   const float* d_logn = d_bases + T;
-  if (tokens)
-    for (int32_t id : *tokens)
-      if (id < 0 || id >= cfg_.vocab)
-        fail(ErrorKind::usage, "token id " + std::to_string(id) + " is outside the vocabulary [0, " +
-                                   std::to_string(cfg_.vocab) + ")");
   check(cache_->reserve(step));
   if (w.logits.size() < size_t(R) * size_t(cfg_.vocab))
     w.logits = Buffer<float>(dev_, size_t(R) * size_t(cfg_.vocab), MemCategory::workspace);

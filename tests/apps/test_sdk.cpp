@@ -32,7 +32,7 @@ std::string broken(const std::string& name) {
 // The shipped module files of this build.
 std::vector<std::string> shipped_modules() {
   std::vector<std::string> out;
-  for (const std::string& d : kvrun::test::plugin_dirs())
+  for (const std::string& d : kvrun::test::build_plugin_dirs())
     for (const auto& e : fs::directory_iterator(d))
       if (e.path().extension() == ".so" && e.path().filename().string().rfind("kvrun_", 0) == 0) out.push_back(e.path());
   return out;

@@ -40,7 +40,7 @@ namespace {
 
 // cuda:0 or null; the CUDA backend module must exist (it is built whenever this test is).
 std::shared_ptr<Device> gpu() {
-  const std::string module = test::cuda_dirs()[0] + "/kvrun_backend_cuda.so";
+  const std::string module = test::cuda_dirs().back() + "/kvrun_backend_cuda.so";
   REQUIRE_MESSAGE(std::filesystem::exists(module), "the CUDA backend module was not built: " << module);
   return test::gpu();
 }

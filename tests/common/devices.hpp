@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -14,16 +15,45 @@
 
 namespace kvrun::test {
 
-// KVRUN_BUILD_PLUGIN_DIRS (':'-separated, set by tests/meson.build) as a list.
-inline std::vector<std::string> plugin_dirs() {
+// A ':'-separated list as its non-empty entries.
+inline std::vector<std::string> split_dirs(const std::string& list) {
   std::vector<std::string> out;
-  std::stringstream ss(KVRUN_BUILD_PLUGIN_DIRS);
+  std::stringstream ss(list);
   for (std::string d; std::getline(ss, d, ':');)
     if (!d.empty()) out.push_back(d);
   return out;
 }
 
-inline std::vector<std::string> cuda_dirs() { return {std::string(KVRUN_BUILD_ROOT) + "/backends/cuda"}; }
+// KVRUN_PLUGIN_PATH's folders, searched before the build's, as kvrun searches them (the first module
+// of a name wins): a suite then tests the modules put there — another build's, for a same-machine
+// comparison or a negative control — and says so once on stderr.
+inline std::vector<std::string> env_plugin_dirs() {
+  const char* env = std::getenv("KVRUN_PLUGIN_PATH");
+  if (!env || !*env) return {};
+  static const bool said = [env] {
+    std::fprintf(stderr, "tests: KVRUN_PLUGIN_PATH=%s is searched before this build's modules\n", env);
+    return true;
+  }();
+  (void)said;
+  return split_dirs(env);
+}
+
+// This build's plugin folders: KVRUN_BUILD_PLUGIN_DIRS (':'-separated, set by tests/meson.build).
+inline std::vector<std::string> build_plugin_dirs() { return split_dirs(KVRUN_BUILD_PLUGIN_DIRS); }
+
+// Where the suites load plugins from: KVRUN_PLUGIN_PATH's folders, then this build's.
+inline std::vector<std::string> plugin_dirs() {
+  std::vector<std::string> out = env_plugin_dirs();
+  for (std::string& d : build_plugin_dirs()) out.push_back(std::move(d));
+  return out;
+}
+
+// Where the CUDA backend module is looked for: KVRUN_PLUGIN_PATH's folders, then the build's.
+inline std::vector<std::string> cuda_dirs() {
+  std::vector<std::string> out = env_plugin_dirs();
+  out.push_back(std::string(KVRUN_BUILD_ROOT) + "/backends/cuda");
+  return out;
+}
 
 // cuda:0, opened once; null (with the reason on stderr) when the machine has no usable CUDA device.
 inline std::shared_ptr<Device> gpu() {
