@@ -597,6 +597,11 @@ struct G1Fusion {
   // whatever room this grid leaves and stream their scale/zero entries, group table and first ring
   // stages while this one runs; they still wait (pdl_wait) for this grid to finish before reading x.
   bool early_trigger = true;
+  // The norm's 1 / rms applied to each column's sum at the end instead of to x before the
+  // conversion (KVRUN_GPTQ_G1_DEFER_NORM, default 1): the block converts x·norm_w without waiting
+  // for Σx², whose warp partials the barrier before the loop publishes anyway — one barrier and
+  // one dependent reduction fewer in the prologue.
+  bool defer_norm = true;
 };
 
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
@@ -688,7 +693,8 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     const int f = threadIdx.x + j * kG1Warps * 32;
     v[j] = f < nf ? __ldg(reinterpret_cast<const float4*>(x) + f) : make_float4(0.f, 0.f, 0.f, 0.f);
   }
-  float inv_rms = 0.f;  // fz.norm_w: 1 / sqrt(mean(x²) + eps)
+  float inv_rms = 1.f;  // fz.norm_w (not deferred): 1 / sqrt(mean(x²) + eps); deferred: 1 here
+  __shared__ float nred[kG1Warps];  // fz.norm_w: each warp's Σx²
   if (fz.norm_w) {
     float ss = 0.f;
 #pragma unroll
@@ -699,13 +705,14 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    __shared__ float nred[kG1Warps];
     if (lane == 0) nred[warp] = ss;
-    __syncthreads();
-    ss = 0.f;
+    if (!fz.defer_norm) {
+      __syncthreads();
+      ss = 0.f;
 #pragma unroll
-    for (int i = 0; i < kG1Warps; ++i) ss += nred[i];
-    inv_rms = 1.0f / sqrtf(ss / float(fz.K) + fz.eps);
+      for (int i = 0; i < kG1Warps; ++i) ss += nred[i];
+      inv_rms = 1.0f / sqrtf(ss / float(fz.K) + fz.eps);
+    }
   }
   for (int f0 = threadIdx.x; f0 < nf; f0 += kRound) {
     if (f0 != threadIdx.x) {  // later rounds: x (and norm weights) loaded here
@@ -831,6 +838,12 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     const int r = lane >> 3, e = lane & 7;
     float v = 0.f;
     for (int p = 0; p < ks; ++p) v += red[warp + p][r][e];
+    if (fz.norm_w && fz.defer_norm) {  // Σx² from the warps' partials (published by the barrier before the loop)
+      float ss = 0.f;
+#pragma unroll
+      for (int i = 0; i < kG1Warps; ++i) ss += nred[i];
+      v *= 1.0f / sqrtf(ss / float(fz.K) + fz.eps);
+    }
     v += bias_n;
     y[wn] = fz.accumulate ? __fadd_rn(y_n, v) : v;
   }
@@ -1151,8 +1164,10 @@ class CudaLinear final : public GptqLinearBase {
         if (M == 1 && g1_.ok && gemv1_enabled()) {
           auto* kernel = tile_scale_ ? gemv1_mma_kernel<true> : gemv1_mma_kernel<false>;
           static const int early = cuda_plugin::env_int("KVRUN_GPTQ_G1_TRIGGER", 0, 1, 1);
+          static const int defer = cuda_plugin::env_int("KVRUN_GPTQ_G1_DEFER_NORM", 0, 1, 1);
           G1Fusion fzp = fz;
           fzp.early_trigger = early != 0;
+          fzp.defer_norm = defer != 0;
           GPTQ_CUDA_CHECK(cuda_plugin::launch(cuda_plugin::pdl_enabled(), st, dim3(g1_.blocks), dim3(kG1Warps * 32),
                                               g1_.smem, kernel, qm, sz_.data(), unit_group.data(), B, X, Y, int(N),
                                               int(ntp_), int(lay_.Kp / 64), int(lay_.groups), g1_.ks, fzp));
