@@ -205,6 +205,9 @@ class CudaOps final : public Ops {
   // Stages of the shared-memory ring of the batch-1 bf16 GEMV without the norm (matmul.cu,
   // gemv_ring_kernel): 6 by default; KVRUN_CUDA_GEMV_RING=0 (the register kernel) or 4.
   int gemv_ring_ = 6;
+  // The batch-1 GEMV with the fused RMSNorm applies 1/rms to each row's sum at the end (matmul.cu,
+  // GemvFusion::defer_norm); KVRUN_CUDA_DEFER_NORM=0 normalizes x first, as before session 18.
+  bool defer_norm_ = true;
   bool pdl_ = false;  // programmatic dependent launch of the GEMV/GEMM, norms, SwiGLU, RoPE (sm_90+; KVRUN_CUDA_PDL=0: off)
   int gemv_max_rows_ = kGemvDefaultRows;  // KVRUN_CUDA_GEMV_MAX_ROWS overrides (tuning)
   // bf16 weights and gemv_max_rows_ < M ≤ tc_gemm_max_rows_: the tensor-core small-M GEMM

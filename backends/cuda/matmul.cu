@@ -113,7 +113,22 @@ struct GemvFusion {
   DType norm_t = DType::f32;
   float eps = 0.f;
   bool accumulate = false;
+  // NORM kernels: the norm's 1 / rms applied to each row's sum at the end (defer_norm,
+  // KVRUN_CUDA_DEFER_NORM, default 1) instead of to x before it is written to shared memory.
+  bool defer_norm = true;
 };
+
+// Four norm weights g[4f .. 4f + 3] as floats: one 8-byte load for bf16 (aligned: the caller
+// checks), element loads otherwise.
+__device__ __forceinline__ float4 load_norm4(const void* g, DType t, int f, bool bf16x4) {
+  if (bf16x4) {
+    const uint2 u = __ldg(reinterpret_cast<const uint2*>(g) + f);
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                       __uint_as_float(u.y & 0xffff0000u));
+  }
+  return make_float4(load_any(g, t, 4 * f), load_any(g, t, 4 * f + 1), load_any(g, t, 4 * f + 2),
+                     load_any(g, t, 4 * f + 3));
+}
 
 // The output y[m, n] a lane writes in gemv_store, if any (part 0 of its row group; lane → row
 // n0 + lane / MMAX of x row lane % MMAX), with its bias (read at construction, before the PDL wait:
@@ -139,10 +154,13 @@ struct GemvOut {
 // fixed order through shared memory (deterministic), then y[m, n] = Σ + bias (or y + (Σ + bias)).
 //   acc: [RPW][MMAX] this lane's sums of rows n0 … n0 + RPW − 1; partial: [kGemvWarps][RPW·MMAX];
 //   out: the lane's output, its bias and old y (read earlier by the kernel).
+//   ss_part: null, or [kGemvWarps] in shared memory, the warps' Σx² over all of x (deferred norm):
+//   then each sum is scaled by 1 / sqrt(Σ ss_part / K + eps) before the bias.
 template <int RPW, int MMAX>
 __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&partial)[kGemvWarps][RPW * MMAX],
                                            float* y, bool has_bias, int N, int wpr, bool accumulate,
-                                           const GemvOut<RPW, MMAX>& out) {
+                                           const GemvOut<RPW, MMAX>& out, const float* ss_part = nullptr,
+                                           int K = 0, float eps = 0.f) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 #pragma unroll
   for (int j = 0; j < RPW; ++j)
@@ -159,6 +177,12 @@ __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&part
   if (out.writes) {
     float s = 0.f;
     for (int p = 0; p < wpr; ++p) s += partial[r * wpr + p][lane];
+    if (ss_part) {
+      float q = 0.f;
+#pragma unroll
+      for (int i = 0; i < kGemvWarps; ++i) q += ss_part[i];
+      s = __fmul_rn(s, 1.0f / sqrtf(q / float(K) + eps));
+    }
     if (has_bias) s += out.bias;
     if (accumulate) s = __fadd_rn(out.y, s);
     y[int64_t(out.m) * N + out.n] = s;
@@ -181,7 +205,7 @@ __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&part
 // norm (VEC), so the weight stream starts while the block reduces Σx², as the unfused kernel's
 // does while the norm kernel before it ends.
 // y[n] = Σ + bias (+ y[n] before, with fz.accumulate): the unfused order x + (W·a + b).
-template <class W, int MMAX, int RPW, bool VEC, bool NORM>
+template <class W, int MMAX, int RPW, bool VEC, bool NORM, bool DEFER = false>
 __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(float* __restrict__ y, const float* __restrict__ x_in,
                                                             const W* __restrict__ w, const void* bias, DType bias_t,
                                                             int M, int N, int K, int wpr, GemvFusion fz) {
@@ -207,9 +231,31 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
 
   // Block-wide (every thread, active or not): wait for x, then (NORM) its normalized copy.
   const float* __restrict__ x = x_in;
+  __shared__ float ss_part[kGemvWarps];  // NORM with fz.defer_norm: each warp's Σx²
   auto wait_and_normalize = [&] {
     pdl_wait();
     out.read_y(y, N, fz.accumulate);
+    if constexpr (NORM && VEC) {
+      if constexpr (DEFER) {  // xs = x·g at once, Σx² alongside: one round trip, one barrier
+        extern __shared__ float4 gemv_xs4[];  // [K / 4]
+        const float4* x4 = reinterpret_cast<const float4*>(x_in);
+        const int K4 = K / 4;
+        const bool g8 = fz.norm_t == DType::bf16 && reinterpret_cast<uintptr_t>(fz.norm_w) % 8 == 0;
+        float ss = 0.f;
+#pragma unroll 4
+        for (int f = threadIdx.x; f < K4; f += kGemvThreads) {
+          const float4 a = __ldg(x4 + f);
+          const float4 g = load_norm4(fz.norm_w, fz.norm_t, f, g8);
+          ss = fmaf(a.x, a.x, fmaf(a.y, a.y, fmaf(a.z, a.z, fmaf(a.w, a.w, ss))));
+          gemv_xs4[f] = make_float4(__fmul_rn(a.x, g.x), __fmul_rn(a.y, g.y), __fmul_rn(a.z, g.z), __fmul_rn(a.w, g.w));
+        }
+        ss = warp_sum(ss);
+        if (lane == 0) ss_part[warp] = ss;
+        __syncthreads();
+        x = reinterpret_cast<const float*>(gemv_xs4);
+        return;
+      }
+    }
     if constexpr (NORM) {
       extern __shared__ float4 gemv_xs4[];  // [K / 4] (K floats)
       __shared__ float red[32];
@@ -314,7 +360,9 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
     }
   }
   pdl_trigger();
-  gemv_store<RPW, MMAX>(acc, partial, y, bias != nullptr, N, wpr, fz.accumulate, out);
+  constexpr bool deferred = NORM && VEC && DEFER;
+  gemv_store<RPW, MMAX>(acc, partial, y, bias != nullptr, N, wpr, fz.accumulate, out, deferred ? ss_part : nullptr, K,
+                        fz.eps);
 }
 
 // Batch-1 bf16 GEMV with the weights staged through shared memory:  y[N] (+)= x[K] · w[N, K]ᵀ (+ bias).
@@ -410,12 +458,17 @@ void launch_gemv_m(cudaStream_t st, bool pdl, bool vec, unsigned blocks, float* 
       const int most = int(CudaOps::kGemvNormMaxK * sizeof(float));
       return cudaFuncSetAttribute(gemv_kernel<W, 1, R, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   most) == cudaSuccess &&
+             cudaFuncSetAttribute(gemv_kernel<W, 1, R, true, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  most) == cudaSuccess &&
              cudaFuncSetAttribute(gemv_kernel<W, 1, R, false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   most) == cudaSuccess;
     }();
     if (!opted) throw Error(ErrorKind::device, "cuda matmul_fused: cannot give the GEMV 64 KiB of shared memory");
   }
-  if (vec)
+  if (vec && NORM && fz.defer_norm)
+    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, true, NORM, true>, y, x,
+                     w, bias, bias_t, M, N, K, wpr, fz);
+  else if (vec)
     launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, true, NORM>, y, x, w,
                      bias, bias_t, M, N, K, wpr, fz);
   else
@@ -1085,6 +1138,7 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
       fz.norm_w = f.norm_w->data;
       fz.norm_t = f.norm_w->dtype;
       fz.eps = f.norm_eps;
+      fz.defer_norm = defer_norm_;
     }
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul_fused w",
         launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, fz));

@@ -439,6 +439,77 @@ TEST_CASE("cuda: batch-1 bf16 GEMV through the shared-memory ring (KVRUN_CUDA_GE
   }
 }
 
+TEST_CASE("cuda: batch-1 GEMV with the fused norm deferred to its sums (default) and not (KVRUN_CUDA_DEFER_NORM=0) vs CPU") {
+  NEED_GPU();
+  // The register GEMV with the fused RMSNorm (q·k·v, gate·up at batch 1) writes x·g to shared
+  // memory and scales each row's sum by 1 / sqrt(Σx² / K + eps) at the end (default); with
+  // KVRUN_CUDA_DEFER_NORM=0 it normalizes x first. Both keep fp32 activations and the exact
+  // weights, in other rounding orders: vs the CPU's rms_norm + matmul rel_l2 ≤ 1e-5 (of y − y₀),
+  // and against each other ≤ 1e-5. Norm weights of every float type; bf16 ones also 4 bytes off
+  // an 8-byte boundary (element loads instead of one 8-byte load per four).
+  std::shared_ptr<Device> d0_dev = gpu_with({{"KVRUN_CUDA_DEFER_NORM", "0"}});
+  REQUIRE(d0_dev != nullptr);
+  struct Case {
+    int64_t N, K;
+    DType wt, nt;
+    size_t offset;  // bytes before the norm weights in their buffer
+    bool bias, accumulate;
+  };
+  const Case cases[] = {
+      {1000, 4096, DType::bf16, DType::bf16, 0, true, false},  // q·k·v-like
+      {515, 4096, DType::bf16, DType::bf16, 4, false, true},   // misaligned bf16 norm weights, y +=
+      {300, 1032, DType::bf16, DType::f32, 0, true, true},
+      {257, 512, DType::f16, DType::f16, 0, false, false},
+      {64, 16384, DType::f32, DType::bf16, 0, false, true},    // 64 KiB of x·g
+  };
+  uint64_t seed = 7700;
+  for (const Case& c : cases) {
+    const int64_t N = c.N, K = c.K;
+    INFO("N " << N << " K " << K << " w " << dtype_name(c.wt) << " norm " << dtype_name(c.nt) << " +" << c.offset
+              << (c.bias ? " bias" : "") << (c.accumulate ? " +=" : ""));
+    std::vector<float> x = randn(size_t(K), ++seed, 2.f), y0 = randn(size_t(N), ++seed, 3.f),
+                       b = randn(size_t(N), ++seed);
+    std::vector<uint8_t> w = encode(randn(size_t(N * K), ++seed, 0.05f), c.wt);
+    std::vector<uint8_t> ln = encode(randn(size_t(K), ++seed, 1.f), c.nt);
+    std::vector<uint8_t> ln_buf(c.offset, 0);
+    ln_buf.insert(ln_buf.end(), ln.begin(), ln.end());
+    std::vector<float> ref = y0;
+    const TensorView hln = hview(ln, c.nt, {K}), hb = hview(b, DType::f32, {N});
+    MatmulFusion hf;
+    hf.norm_w = &hln;
+    hf.norm_eps = 1e-6f;
+    hf.accumulate = c.accumulate;
+    check(cops.matmul_fused(hview(ref, DType::f32, {1, N}), hview(x, DType::f32, {1, K}), hview(w, c.wt, {N, K}),
+                            c.bias ? &hb : nullptr, hf));
+    auto run_on = [&](Device& D) {
+      Buffer<float> dx = to_gpu(D, x), dy = to_gpu(D, y0), db = to_gpu(D, b);
+      Buffer<uint8_t> dw = to_gpu(D, w), dln = to_gpu(D, ln_buf);
+      const TensorView gln(static_cast<uint8_t*>(dln.data()) + c.offset, c.nt, {K}, D.space());
+      const TensorView gb = db.view(DType::f32, {N}), gw = dw.view(c.wt, {N, K});
+      MatmulFusion f = hf;
+      f.norm_w = &gln;
+      REQUIRE(D.ops().matmul_fuses(f, 1, gw));
+      check(D.ops().matmul_fused(dy.view(DType::f32, {1, N}), dx.view(DType::f32, {1, K}), gw, c.bias ? &gb : nullptr, f));
+      CHECK(bitwise_equal(dx.to_host(), x));  // the residual is only read
+      std::vector<float> got = dy.to_host();
+      if (c.accumulate)
+        for (size_t i = 0; i < got.size(); ++i) got[i] -= y0[i];
+      return got;
+    };
+    if (c.accumulate)
+      for (size_t i = 0; i < ref.size(); ++i) ref[i] -= y0[i];
+    const std::vector<float> got = run_on(G), got0 = run_on(*d0_dev);
+    const Diff d = diff(got, ref), d0 = diff(got0, ref), dd = diff(got, got0);
+    INFO("deferred vs CPU " << show(d) << ", normalized first vs CPU " << show(d0) << ", between them " << show(dd));
+    CHECK(d.nonfinite == 0);
+    CHECK(d.rel_l2 <= 1e-5);
+    CHECK(d0.rel_l2 <= 1e-5);
+    CHECK(dd.rel_l2 <= 1e-5);
+    // the two orders are two kernels: their sums differ somewhere among 1000 rows of 4096 products
+    if (N == 1000) CHECK(!bitwise_equal(got, got0));
+  }
+}
+
 TEST_CASE("cuda: tensor-core GEMM for bf16 weights, 2 ≤ M ≤ 64 (gemm_small_m.cu) vs CPU") {
   NEED_GPU();
   // A device of its own whose Ops send only M = 1 to the GEMV (the backend's default), so M = 2..8
