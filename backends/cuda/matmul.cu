@@ -203,7 +203,12 @@ __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&part
 // NORM (MMAX = 1): the block writes xs[K] = rms_norm(x)·norm_w to dynamic shared memory (K
 // floats) and multiplies that instead of x. Each lane's first weight loads are issued before the
 // norm (VEC), so the weight stream starts while the block reduces Σx², as the unfused kernel's
-// does while the norm kernel before it ends.
+// does while the norm kernel before it ends. DEFER (VEC, the default: fz.defer_norm): the block
+// writes xs = x·norm_w instead — x and the norm weights read in one round trip, each warp's Σx²
+// into ss_part, one barrier — and gemv_store scales each row's sum by 1 / sqrt(Σx² / K + eps):
+// W·(x·inv·g) = inv·(W·(x·g)), in another rounding order (session 18: 3.76 against 3.79–3.80
+// ms/step at batch 1; the prologue's second round trip, for the norm weights after the block's
+// reduction, and two of its three barriers are gone).
 // y[n] = Σ + bias (+ y[n] before, with fz.accumulate): the unfused order x + (W·a + b).
 template <class W, int MMAX, int RPW, bool VEC, bool NORM, bool DEFER = false>
 __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(float* __restrict__ y, const float* __restrict__ x_in,
