@@ -470,10 +470,14 @@ void launch_gemv_m(cudaStream_t st, bool pdl, bool vec, unsigned blocks, float* 
     }();
     if (!opted) throw Error(ErrorKind::device, "cuda matmul_fused: cannot give the GEMV 64 KiB of shared memory");
   }
-  if (vec && NORM && fz.defer_norm)
-    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, true, NORM, true>, y, x,
-                     w, bias, bias_t, M, N, K, wpr, fz);
-  else if (vec)
+  if constexpr (NORM) {  // (the DEFER instance only where there is a norm to defer)
+    if (vec && fz.defer_norm) {
+      launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, true, true, true>, y,
+                       x, w, bias, bias_t, M, N, K, wpr, fz);
+      return;
+    }
+  }
+  if (vec)
     launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, true, NORM>, y, x, w,
                      bias, bias_t, M, N, K, wpr, fz);
   else
