@@ -115,7 +115,7 @@ struct GemvFusion {
   bool accumulate = false;
   // NORM kernels: the norm's 1 / rms applied to each row's sum at the end (defer_norm,
   // KVRUN_CUDA_DEFER_NORM, default 1) instead of to x before it is written to shared memory.
-  int defer_norm = 1;  // 2: x·g formed in the loop from x and the norm weights (no shared copy)
+  bool defer_norm = true;
 };
 
 // Four norm weights g[4f .. 4f + 3] as floats: one 8-byte load for bf16 (aligned: the caller
@@ -154,14 +154,13 @@ struct GemvOut {
 // fixed order through shared memory (deterministic), then y[m, n] = Σ + bias (or y + (Σ + bias)).
 //   acc: [RPW][MMAX] this lane's sums of rows n0 … n0 + RPW − 1; partial: [kGemvWarps][RPW·MMAX];
 //   out: the lane's output, its bias and old y (read earlier by the kernel).
-//   ss_part: null, or [kGemvWarps] in shared memory, the warps' Σx² (deferred norm) — each over all
-//   of x, or (ss_by_group) each over its K slice, a row group's wpr of them adding up to K: then
-//   each sum is scaled by 1 / sqrt(Σx² / K + eps) before the bias.
+//   ss_part: null, or [kGemvWarps] in shared memory, the warps' Σx² over all of x (deferred norm):
+//   then each sum is scaled by 1 / sqrt(Σ ss_part / K + eps) before the bias.
 template <int RPW, int MMAX>
 __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&partial)[kGemvWarps][RPW * MMAX],
                                            float* y, bool has_bias, int N, int wpr, bool accumulate,
                                            const GemvOut<RPW, MMAX>& out, const float* ss_part = nullptr,
-                                           int K = 0, float eps = 0.f, bool ss_by_group = false) {
+                                           int K = 0, float eps = 0.f) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 #pragma unroll
   for (int j = 0; j < RPW; ++j)
@@ -180,12 +179,8 @@ __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&part
     for (int p = 0; p < wpr; ++p) s += partial[r * wpr + p][lane];
     if (ss_part) {
       float q = 0.f;
-      if (ss_by_group) {  // the row group's wpr warps, each over its K slice
-        for (int p = 0; p < wpr; ++p) q += ss_part[r * wpr + p];
-      } else {
 #pragma unroll
-        for (int i = 0; i < kGemvWarps; ++i) q += ss_part[i];
-      }
+      for (int i = 0; i < kGemvWarps; ++i) q += ss_part[i];
       s = __fmul_rn(s, 1.0f / sqrtf(q / float(K) + eps));
     }
     if (has_bias) s += out.bias;
@@ -215,7 +210,7 @@ __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&part
 // ms/step at batch 1; the prologue's second round trip, for the norm weights after the block's
 // reduction, and two of its three barriers are gone).
 // y[n] = Σ + bias (+ y[n] before, with fz.accumulate): the unfused order x + (W·a + b).
-template <class W, int MMAX, int RPW, bool VEC, bool NORM, int DEFER = 0>
+template <class W, int MMAX, int RPW, bool VEC, bool NORM, bool DEFER = false>
 __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(float* __restrict__ y, const float* __restrict__ x_in,
                                                             const W* __restrict__ w, const void* bias, DType bias_t,
                                                             int M, int N, int K, int wpr, GemvFusion fz) {
@@ -242,13 +237,11 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   // Block-wide (every thread, active or not): wait for x, then (NORM) its normalized copy.
   const float* __restrict__ x = x_in;
   __shared__ float ss_part[kGemvWarps];  // NORM with fz.defer_norm: each warp's Σx²
-  float ss_loop = 0.f;                   // DEFER == 2: Σx² over the x elements this lane multiplied
   auto wait_and_normalize = [&] {
     pdl_wait();
     out.read_y(y, N, fz.accumulate);
-    if constexpr (NORM && VEC && DEFER == 2) return;  // x·g formed in the loop, from x itself
     if constexpr (NORM && VEC) {
-      if constexpr (DEFER == 1) {  // xs = x·g at once, Σx² alongside: one round trip, one barrier
+      if constexpr (DEFER) {  // xs = x·g at once, Σx² alongside: one round trip, one barrier
         extern __shared__ float4 gemv_xs4[];  // [K / 4]
         const float4* x4 = reinterpret_cast<const float4*>(x_in);
         const int K4 = K / 4;
@@ -334,63 +327,26 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
     bool have = active && v + (U - 1) * stride < nvec;
     if (have) load_q(v);
     wait_and_normalize();
-    // DEFER == 2: x·g of elements k0 … k0 + E − 1 from x and the norm weights (L1), Σx² alongside
-    [[maybe_unused]] const bool g8 = fz.norm_t == DType::bf16 && reinterpret_cast<uintptr_t>(fz.norm_w) % 8 == 0;
-    auto xg_at = [&](int k0, float (&xg)[E]) {
-#pragma unroll
-      for (int e4 = 0; e4 < E / 4; ++e4) {
-        const float4 a = __ldg(reinterpret_cast<const float4*>(x_in + k0) + e4);
-        const float4 g = load_norm4(fz.norm_w, fz.norm_t, k0 / 4 + e4, g8);
-        ss_loop = fmaf(a.x, a.x, fmaf(a.y, a.y, fmaf(a.z, a.z, fmaf(a.w, a.w, ss_loop))));
-        xg[4 * e4] = __fmul_rn(a.x, g.x), xg[4 * e4 + 1] = __fmul_rn(a.y, g.y);
-        xg[4 * e4 + 2] = __fmul_rn(a.z, g.z), xg[4 * e4 + 3] = __fmul_rn(a.w, g.w);
-      }
-    };
     while (have) {
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if constexpr (NORM && DEFER == 2) {
-          float xg[E];
-          xg_at((v + u * stride) * E, xg);
+      for (int u = 0; u < U; ++u)
 #pragma unroll
-          for (int j = 0; j < RPW; ++j) {
-            float wf[E];
-            WV::unpack(q[j][u], wf);
-#pragma unroll
-            for (int e = 0; e < E; ++e) acc[j][0] = fmaf(wf[e], xg[e], acc[j][0]);
-          }
-        } else {
-#pragma unroll
-          for (int j = 0; j < RPW; ++j) {
-            float wf[E];
-            WV::unpack(q[j][u], wf);
-            gemv_dot<E, MMAX, NORM>(acc[j], wf, x, (v + u * stride) * E, M, K);
-          }
+        for (int j = 0; j < RPW; ++j) {
+          float wf[E];
+          WV::unpack(q[j][u], wf);
+          gemv_dot<E, MMAX, NORM>(acc[j], wf, x, (v + u * stride) * E, M, K);
         }
-      }
       v += U * stride;
       have = v + (U - 1) * stride < nvec;
       if (have) load_q(v);
     }
     if (active) {
       for (; v < nvec; v += stride) {
-        if constexpr (NORM && DEFER == 2) {
-          float xg[E];
-          xg_at(v * E, xg);
 #pragma unroll
-          for (int j = 0; j < RPW; ++j) {
-            float wf[E];
-            WV::unpack(load_stream_16b(reinterpret_cast<const uint4*>(wr[j]) + v), wf);
-#pragma unroll
-            for (int e = 0; e < E; ++e) acc[j][0] = fmaf(wf[e], xg[e], acc[j][0]);
-          }
-        } else {
-#pragma unroll
-          for (int j = 0; j < RPW; ++j) {
-            float wf[E];
-            WV::unpack(load_stream_16b(reinterpret_cast<const uint4*>(wr[j]) + v), wf);
-            gemv_dot<E, MMAX, NORM>(acc[j], wf, x, v * E, M, K);
-          }
+        for (int j = 0; j < RPW; ++j) {
+          float wf[E];
+          WV::unpack(load_stream_16b(reinterpret_cast<const uint4*>(wr[j]) + v), wf);
+          gemv_dot<E, MMAX, NORM>(acc[j], wf, x, v * E, M, K);
         }
       }
     }
@@ -409,13 +365,9 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
     }
   }
   pdl_trigger();
-  constexpr bool deferred = NORM && VEC && DEFER != 0;
-  if constexpr (NORM && VEC && DEFER == 2) {  // each warp's Σx² over its K slice; a row group's wpr add up to K
-    const float ssw = warp_sum(ss_loop);
-    if (lane == 0) ss_part[warp] = ssw;
-  }
+  constexpr bool deferred = NORM && VEC && DEFER;
   gemv_store<RPW, MMAX>(acc, partial, y, bias != nullptr, N, wpr, fz.accumulate, out, deferred ? ss_part : nullptr, K,
-                        fz.eps, DEFER == 2);
+                        fz.eps);
 }
 
 // Batch-1 bf16 GEMV with the weights staged through shared memory:  y[N] (+)= x[K] · w[N, K]ᵀ (+ bias).
@@ -511,22 +463,17 @@ void launch_gemv_m(cudaStream_t st, bool pdl, bool vec, unsigned blocks, float* 
       const int most = int(CudaOps::kGemvNormMaxK * sizeof(float));
       return cudaFuncSetAttribute(gemv_kernel<W, 1, R, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   most) == cudaSuccess &&
-             cudaFuncSetAttribute(gemv_kernel<W, 1, R, true, true, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+             cudaFuncSetAttribute(gemv_kernel<W, 1, R, true, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   most) == cudaSuccess &&
              cudaFuncSetAttribute(gemv_kernel<W, 1, R, false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   most) == cudaSuccess;
     }();
     if (!opted) throw Error(ErrorKind::device, "cuda matmul_fused: cannot give the GEMV 64 KiB of shared memory");
   }
-  if constexpr (NORM) {  // (the DEFER instances only where there is a norm to defer)
-    if (vec && fz.defer_norm == 2) {  // no shared copy of x
-      launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), 0, gemv_kernel<W, MMAX, R, true, true, 2>, y, x, w,
-                       bias, bias_t, M, N, K, wpr, fz);
-      return;
-    }
-    if (vec && fz.defer_norm == 1) {
-      launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, true, true, 1>, y, x,
-                       w, bias, bias_t, M, N, K, wpr, fz);
+  if constexpr (NORM) {  // (the DEFER instance only where there is a norm to defer)
+    if (vec && fz.defer_norm) {
+      launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, true, true, true>, y,
+                       x, w, bias, bias_t, M, N, K, wpr, fz);
       return;
     }
   }
