@@ -358,7 +358,15 @@ std::vector<SequenceResult> Engine::generate(const std::vector<std::vector<int32
           if (j == prev.size()) fail(ErrorKind::internal, "overlapped decode: a sequence joined between steps");
           if (j != i) check(dev.queue().copy_d2d(d + i, d + j, sizeof(int32_t)));
         }
-        logits = model_.forward_device(step, p.rows);
+        try {
+          logits = model_.forward_device(step, p.rows);
+        } catch (...) {
+          // A step that fails as it is issued (a synchronous backend runs it here: the CPU's
+          // embedding refuses the −1 a NaN row gave) first lets the step before report its own
+          // cause — take() fails on that NaN — and otherwise passes the error on.
+          take_pending();
+          throw;
+        }
       } else {  // the first step: its ids came back with the prefill
         logits = model_.forward(host_tokens(p), step, p.rows);
       }

@@ -305,14 +305,20 @@ void nan_logits_suite(const std::string& model) {
   const std::filesystem::path dir = std::filesystem::temp_directory_path() /
                                     ("kvrun_nan_" + kDevice.substr(0, 3) + "_" + std::to_string(::getpid()));
   test::poisoned_copy(model, "transformer.wte.weight", dir, first);
-  for (const auto overlap : {GenerationSettings::Overlap::automatic, GenerationSettings::Overlap::off}) {
+  // "on": the CPU overlaps too (its steps run as they are issued, so the step after the NaN fails
+  // first, in the embedding, on the −1 id — the error must still name the NaN)
+  for (const auto overlap :
+       {GenerationSettings::Overlap::automatic, GenerationSettings::Overlap::off, GenerationSettings::Overlap::on}) {
     PipelineConfig cfg = cpu_config(model, "fp16", "naive");
     cfg.model_path = dir.string();
     Pipeline pipe(cfg);
     pipe.prepare(64, 1);
     st.max_new_tokens = 8;
     st.overlap = overlap;
-    INFO(model << " on " << kDevice << ", overlap " << (overlap == GenerationSettings::Overlap::off ? "off" : "auto"));
+    INFO(model << " on " << kDevice << ", overlap "
+               << (overlap == GenerationSettings::Overlap::off  ? "off"
+                   : overlap == GenerationSettings::Overlap::on ? "on"
+                                                                : "auto"));
     std::string what;
     ErrorKind kind = ErrorKind::ok;
     try {
