@@ -1,7 +1,11 @@
 // kvrun — the command line. stdout carries results only (one JSON document with --json); logs,
 // warnings and progress go to stderr. Exit codes: 0 ok, 2 usage/config, 3 model, 4 device, 1 other.
+#include <poll.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -327,6 +331,42 @@ int cmd_generate(int argc, char** argv) {
   return 0;
 }
 
+// The chat's input lines, read from fd 0 by kvrun itself: it waits with poll() in short rounds and
+// looks at the Ctrl-C flag between them, so a Ctrl-C that arrives just before the wait is never
+// lost (with a blocking read, a SIGINT between the prompt and the read left the chat waiting for
+// input). A last line without a newline is a line, as with std::getline.
+class ChatInput {
+ public:
+  enum class Got { line, end, interrupted };
+  Got next(std::string& line) {
+    while (true) {
+      if (const size_t nl = buf_.find('\n'); nl != std::string::npos) {
+        line.assign(buf_, 0, nl);
+        buf_.erase(0, nl + 1);
+        return Got::line;
+      }
+      if (eof_) {
+        if (buf_.empty()) return Got::end;
+        line = std::move(buf_);
+        buf_.clear();
+        return Got::line;
+      }
+      if (InterruptGuard::requested()) return Got::interrupted;
+      pollfd p{STDIN_FILENO, POLLIN, 0};
+      const int r = ::poll(&p, 1, 100);  // ms
+      if (r == 0 || (r < 0 && errno == EINTR)) continue;
+      char chunk[4096];
+      const ssize_t n = r < 0 ? -1 : ::read(STDIN_FILENO, chunk, sizeof chunk);
+      if (n > 0) buf_.append(chunk, size_t(n));
+      else if (n == 0 || (errno != EINTR && errno != EAGAIN)) eof_ = true;  // end of input, or unreadable
+    }
+  }
+
+ private:
+  std::string buf_;
+  bool eof_ = false;
+};
+
 int cmd_chat(int argc, char** argv) {
   Common c;
   std::string system = "You are a helpful assistant.";
@@ -350,10 +390,11 @@ int cmd_chat(int argc, char** argv) {
   st.interrupted = [] { return InterruptGuard::requested(); };
   std::vector<ChatMessage> msgs{{"system", system}};
   std::string line;
+  ChatInput input;
   std::fprintf(stderr, "kvrun chat — empty line or Ctrl-D to quit\n");
   while (true) {
     std::fprintf(stderr, "> ");
-    if (!std::getline(std::cin, line) || line.empty()) break;
+    if (input.next(line) != ChatInput::Got::line || line.empty()) break;
     msgs.push_back({"user", line});
     std::vector<int32_t> ids = tok.encode(chatml_prompt(msgs, true));
     StreamDecoder sd(tok);

@@ -611,22 +611,28 @@ TEST_CASE("errors: Ctrl-C during generation stops cleanly, prints the partial ou
 
 TEST_CASE("errors: Ctrl-C at the chat prompt ends the chat with exit code 130") {
   KVRUN_SKIP_UNLESS(kvrun::test::have_fixture(kQ2), "fixture models missing");
-  Scratch s;
-  const fs::path out = s.path("out"), err = s.path("err");
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);  // stdin that stays open and empty: chat waits at its prompt
-  pid_t pid = spawn_kvrun({"chat", "-c", "configs/qwen2-fp16-naive.toml", "--set", "backend.device=cpu"}, out, err, fds[0]);
-  ::close(fds[0]);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (std::chrono::steady_clock::now() < deadline && !(fs::exists(err) && contains(read_file(err), "> ")))
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  REQUIRE(::kill(pid, SIGINT) == 0);
-  const int status = wait_child(pid, 60);
-  ::close(fds[1]);
-  const std::string log = read_file(err);
-  INFO("stderr: " << log);
-  REQUIRE(status != -1);
-  REQUIRE_FALSE(WIFSIGNALED(status));
-  CHECK(WEXITSTATUS(status) == 130);
-  CHECK(contains(log, "kvrun: chat interrupted"));
+  // Sent once the prompt is up, and once as soon as the banner before it is: a Ctrl-C between
+  // the prompt and the wait for input once left the chat waiting (it read with a blocking getline).
+  for (const char* marker : {"> ", "kvrun chat"}) {
+    INFO("SIGINT once stderr shows '" << marker << "'");
+    Scratch s;
+    const fs::path out = s.path("out"), err = s.path("err");
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);  // stdin that stays open and empty: chat waits at its prompt
+    pid_t pid =
+        spawn_kvrun({"chat", "-c", "configs/qwen2-fp16-naive.toml", "--set", "backend.device=cpu"}, out, err, fds[0]);
+    ::close(fds[0]);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (std::chrono::steady_clock::now() < deadline && !(fs::exists(err) && contains(read_file(err), marker)))
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    REQUIRE(::kill(pid, SIGINT) == 0);
+    const int status = wait_child(pid, 60);
+    ::close(fds[1]);
+    const std::string log = read_file(err);
+    INFO("stderr: " << log);
+    REQUIRE(status != -1);
+    REQUIRE_FALSE(WIFSIGNALED(status));
+    CHECK(WEXITSTATUS(status) == 130);
+    CHECK(contains(log, "kvrun: chat interrupted"));
+  }
 }
