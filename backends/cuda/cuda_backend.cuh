@@ -211,8 +211,7 @@ class CudaOps final : public Ops {
   // The batch-1 bf16 GEMVs (every Linear and lm_head, with the norm deferred or without) take the
   // persistent ring kernel (matmul.cu, gemv_persist_kernel); KVRUN_CUDA_GEMV_PERSIST=0: the register
   // kernel (norm) and gemv_ring_kernel (no norm), as before session 19.
-  // A mask while it is measured: 1 Linears without the norm, 2 with it, 4 lm_head (norm, > kGemvNormMaxN rows).
-  int gemv_persist_ = 7;
+  bool gemv_persist_ = true;
   bool pdl_ = false;  // programmatic dependent launch of the GEMV/GEMM, norms, SwiGLU, RoPE (sm_90+; KVRUN_CUDA_PDL=0: off)
   int gemv_max_rows_ = kGemvDefaultRows;  // KVRUN_CUDA_GEMV_MAX_ROWS overrides (tuning)
   // bf16 weights and gemv_max_rows_ < M ≤ tc_gemm_max_rows_: the tensor-core small-M GEMM

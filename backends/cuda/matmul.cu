@@ -713,14 +713,13 @@ bool launch_gemv_persist(cudaStream_t st, bool pdl, int sm_count, float* y, cons
 // fz.norm_w needs M = 1 (the caller checks).
 template <class W>
 void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float* x, const W* w, const void* bias, DType bias_t,
-                 int M, int N, int K, int ring, int persist, const GemvFusion& fz = {}) {
+                 int M, int N, int K, int ring, bool persist, const GemvFusion& fz = {}) {
   constexpr int E = 16 / int(sizeof(W));
   const bool vec = K % E == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   // bf16 at M = 1 (KVRUN_CUDA_GEMV_PERSIST, default on): the persistent ring kernel, for every
   // Linear of the step and lm_head, with the norm (deferred) or without.
   if constexpr (std::is_same_v<W, __nv_bfloat16>) {
-    const int kind = !fz.norm_w ? 1 : N <= CudaOps::kGemvNormMaxN ? 2 : 4;
-    if ((persist & kind) && M == 1 && vec && (!fz.norm_w || fz.defer_norm) &&
+    if (persist && M == 1 && vec && (!fz.norm_w || fz.defer_norm) &&
         launch_gemv_persist(st, pdl, sm_count, y, x, w, bias, bias_t, N, K, fz))
       return;
   }
@@ -1289,7 +1288,7 @@ bool CudaOps::matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w
   if (M <= gemv_max_rows_)  // the GEMV: norm at M = 1, accumulate; no SwiGLU (each block would redo it)
     return !f.swiglu &&
            (!f.norm_w || (M == 1 && f.norm_w->numel() <= kGemvNormMaxK &&
-                          (w.shape[0] <= kGemvNormMaxN || (w_dtype == DType::bf16 && (gemv_persist_ & 4) && defer_norm_))));
+                          (w.shape[0] <= kGemvNormMaxN || (w_dtype == DType::bf16 && gemv_persist_ && defer_norm_))));
   if (w_dtype == DType::bf16) return M > tc_gemm_max_rows_;
   return w_dtype == DType::f32 && !f.norm_w && !f.swiglu;  // cuBLAS Sgemm with β = 1
 }
