@@ -208,10 +208,6 @@ class CudaOps final : public Ops {
   // The batch-1 GEMV with the fused RMSNorm applies 1/rms to each row's sum at the end (matmul.cu,
   // GemvFusion::defer_norm); KVRUN_CUDA_DEFER_NORM=0 normalizes x first, as before session 18.
   bool defer_norm_ = true;
-  // The batch-1 bf16 GEMVs (every Linear and lm_head, with the norm deferred or without) take the
-  // persistent ring kernel (matmul.cu, gemv_persist_kernel); KVRUN_CUDA_GEMV_PERSIST=0: the register
-  // kernel (norm) and gemv_ring_kernel (no norm), as before session 19.
-  bool gemv_persist_ = true;
   bool pdl_ = false;  // programmatic dependent launch of the GEMV/GEMM, norms, SwiGLU, RoPE (sm_90+; KVRUN_CUDA_PDL=0: off)
   int gemv_max_rows_ = kGemvDefaultRows;  // KVRUN_CUDA_GEMV_MAX_ROWS overrides (tuning)
   // bf16 weights and gemv_max_rows_ < M ≤ tc_gemm_max_rows_: the tensor-core small-M GEMM

@@ -445,131 +445,6 @@ __global__ void __launch_bounds__(kGemvThreads, S >= 6 ? 2 : 3)
   gemv_store<RPW, 1>(acc, partial, y, bias != nullptr, N, wpr, fz.accumulate, out);
 }
 
-// Batch-1 bf16 GEMV, persistent:  y[N] (+)= x[K] · w[N, K]ᵀ (+ bias), x optionally replaced by
-// rms_norm(x)·norm_w with the norm deferred to the sums (fz.norm_w, NORM).
-//   y: [N] f32, x: [K] f32 (16-byte aligned), w: [N, K] bf16 (16-byte aligned, K % 8 == 0),
-//   bias: [N] of bias_t or null, fz.norm_w: [K] of fz.norm_t (NORM only).
-// The work of gemv_ring_kernel, cut into nvb "virtual blocks" of kGemvWarps / wpr · 4 rows (wpr
-// warps per row group over interleaved K slices, as there), taken by a grid of at most two blocks
-// per SM: block b does virtual blocks b, b + gridDim.x, … in turn, and each warp's cp.async ring
-// runs on across their boundaries — the loads of the next virtual block's rows are in flight while
-// this one's last steps are multiplied and its sums reduced, and the ring fills once per kernel,
-// not once per block of a multi-wave grid. The launcher picks wpr so that the most rows any block
-// streams is least (q·k·v's 12288 rows: 3 virtual blocks of 16 rows on most blocks; gate·up's 22016:
-// 21 of 4 rows), so a kernel of several waves' rows ends without a partial last wave.
-// NORM: after the PDL wait the block writes xs = x·norm_w to shared memory and each warp's Σx²
-// (gemv_kernel's DEFER prologue: one round trip, one barrier), multiplies xs, and gemv_store scales
-// each row's sum by 1 / sqrt(Σx² / K + eps). Each lane's products and sums are those of
-// gemv_kernel (DEFER) and gemv_ring_kernel with the same wpr, in the same order.
-// Shared memory: ring [kGemvWarps][S][4][32] uint4 (S · 16 KiB), then xs [K] f32 (NORM).
-template <int S, bool NORM>
-__global__ void __launch_bounds__(kGemvThreads, 2)
-    gemv_persist_kernel(float* __restrict__ y, const float* __restrict__ x_in, const __nv_bfloat16* __restrict__ w,
-                        const void* bias, DType bias_t, int N, int K, int wpr, int nvb, GemvFusion fz) {
-  constexpr int RPW = 4;
-  extern __shared__ uint4 gemv_ring_smem[];
-  __shared__ float partial[2][kGemvWarps][RPW];  // gemv_store's, alternating between virtual blocks
-  __shared__ float ss_part[kGemvWarps];          // NORM: each warp's Σx²
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int rows_per_vb = kGemvWarps / wpr * RPW;
-  const int r = warp / wpr, part = warp % wpr;
-  const int nvec = K / 8, stride = 32 * wpr, first = part * 32;
-  const int spv = (nvec - first + stride - 1) / stride;  // steps per virtual block (≥ 1: nvec ≥ stride)
-  const int nmine = (nvb - int(blockIdx.x) + int(gridDim.x) - 1) / int(gridDim.x);  // this block's
-  const int total = nmine * spv;                                                     // this warp's steps
-  auto row0 = [&](int it) { return (int(blockIdx.x) + it * int(gridDim.x)) * rows_per_vb + r * RPW; };
-
-  // The issuing side: step `issued` of the warp's sequence (virtual block is_vb, its step is_s) into
-  // slot is_slot (= issued % S); an empty group past the end.
-  const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(gemv_ring_smem)) +
-                        uint32_t(warp * S * RPW * 32 + lane) * 16u;
-  const uint4* ring_p = gemv_ring_smem + warp * S * RPW * 32 + lane;
-  const uint4* wr[RPW];  // [K / 8] each: the rows of virtual block is_vb (rows past N re-read row N − 1)
-  bool is_on = false;
-  int is_vb = 0, is_s = 0, is_slot = 0, issued = 0;
-  auto rows_for = [&](int it) {
-    const int n0 = row0(it);
-    is_on = it < nmine && n0 < N;
-#pragma unroll
-    for (int j = 0; j < RPW; ++j) wr[j] = reinterpret_cast<const uint4*>(w + int64_t(min(n0 + j, N - 1)) * K);
-  };
-  auto issue = [&] {
-    if (issued < total) {
-      const int v = first + is_s * stride + lane;
-      if (is_on && v < nvec) {
-        const uint32_t slot = ring + uint32_t(is_slot * RPW * 32) * 16u;
-#pragma unroll
-        for (int j = 0; j < RPW; ++j) cp_async_16(slot + uint32_t(j * 32) * 16u, wr[j] + v);
-      }
-      if (++is_s == spv) {
-        is_s = 0;
-        rows_for(++is_vb);
-      }
-      ++issued;
-    }
-    if (++is_slot == S) is_slot = 0;
-    cp_async_commit();
-  };
-  rows_for(0);
-#pragma unroll
-  for (int i = 0; i < S - 1; ++i) issue();
-  GemvOut<RPW, 1> out(lane, part, row0(0), 1, N, bias, bias_t);
-  pdl_wait();  // x (and y, with fz.accumulate) come from earlier kernels
-  out.read_y(y, N, fz.accumulate);
-  const float4* x4 = reinterpret_cast<const float4*>(x_in);
-  if constexpr (NORM) {  // xs = x·g, Σx² alongside (gemv_kernel's DEFER prologue)
-    float4* xs4 = reinterpret_cast<float4*>(gemv_ring_smem + kGemvWarps * S * RPW * 32);  // [K / 4]
-    const int K4 = K / 4;
-    const bool g8 = fz.norm_t == DType::bf16 && reinterpret_cast<uintptr_t>(fz.norm_w) % 8 == 0;
-    float ss = 0.f;
-#pragma unroll 4
-    for (int f = threadIdx.x; f < K4; f += kGemvThreads) {
-      const float4 a = __ldg(x4 + f);
-      const float4 g = load_norm4(fz.norm_w, fz.norm_t, f, g8);
-      ss = fmaf(a.x, a.x, fmaf(a.y, a.y, fmaf(a.z, a.z, fmaf(a.w, a.w, ss))));
-      xs4[f] = make_float4(__fmul_rn(a.x, g.x), __fmul_rn(a.y, g.y), __fmul_rn(a.z, g.z), __fmul_rn(a.w, g.w));
-    }
-    ss = warp_sum(ss);
-    if (lane == 0) ss_part[warp] = ss;
-    __syncthreads();
-    x4 = xs4;
-  }
-
-  int cs = 0;  // the consuming side's slot
-  for (int it = 0; it < nmine; ++it) {
-    if (it > 0) {
-      out = GemvOut<RPW, 1>(lane, part, row0(it), 1, N, bias, bias_t);
-      out.read_y(y, N, fz.accumulate);
-    }
-    const bool active = row0(it) < N;
-    float acc[RPW][1] = {};
-    for (int s = 0; s < spv; ++s) {
-      cp_async_wait<S - 2>();  // this lane's copies of this step have landed
-      const int v = first + s * stride + lane;
-      if (active && v < nvec) {
-        const uint4* slot = ring_p + cs * RPW * 32;
-        const float4 xa = NORM ? x4[2 * v] : __ldg(x4 + 2 * v);
-        const float4 xb = NORM ? x4[2 * v + 1] : __ldg(x4 + 2 * v + 1);
-#pragma unroll
-        for (int j = 0; j < RPW; ++j) {
-          float wf[8];
-          WeightVec<__nv_bfloat16>::unpack(slot[j * 32], wf);
-          gemv_fma4(acc[j][0], wf, xa);
-          gemv_fma4(acc[j][0], wf + 4, xb);
-        }
-      }
-      if (++cs == S) cs = 0;
-      issue();  // into the slot read in the step before: its FMAs have issued, so its reads are done
-    }
-    if (it == nmine - 1) {
-      cp_async_wait<0>();
-      pdl_trigger();
-    }
-    gemv_store<RPW, 1>(acc, partial[it & 1], y, bias != nullptr, N, wpr, fz.accumulate, out,
-                       NORM ? ss_part : nullptr, K, fz.eps);
-  }
-}
-
 // Rows per warp: 4 at M = 1 (x loads shared by 4 rows), 1 above (MMAX accumulators per row).
 template <int MMAX>
 constexpr int gemv_rpw() {
@@ -642,87 +517,12 @@ int gemv_ring_blocks_per_sm() {
   return n;
 }
 
-// gemv_persist_kernel<S, NORM> by its template arguments (S: 4, 5 or 6).
-using GemvPersistFn = void (*)(float*, const float*, const __nv_bfloat16*, const void*, DType, int, int, int, int,
-                               GemvFusion);
-template <bool NORM>
-GemvPersistFn gemv_persist_fn(int S) {
-  return S == 6 ? gemv_persist_kernel<6, NORM> : S == 5 ? gemv_persist_kernel<5, NORM> : gemv_persist_kernel<4, NORM>;
-}
-
-// Blocks of gemv_persist_kernel<S, NORM> that fit on one SM with `smem` bytes of dynamic shared
-// memory each (the kernel opted once into the device's per-block maximum); 0 where it cannot run.
-template <bool NORM>
-int gemv_persist_blocks_per_sm(int S, size_t smem) {
-  static const bool opted = [] {
-    int dev = 0, optin = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-      return false;
-    bool ok = true;
-    for (int s : {4, 5, 6}) {
-      cudaFuncAttributes fa{};
-      ok = ok && cudaFuncGetAttributes(&fa, gemv_persist_fn<NORM>(s)) == cudaSuccess &&
-           cudaFuncSetAttribute(gemv_persist_fn<NORM>(s), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                optin - int(fa.sharedSizeBytes)) == cudaSuccess;
-    }
-    return ok;
-  }();
-  int b = 0;
-  if (!opted || smem > size_t(INT32_MAX) ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_persist_fn<NORM>(S), kGemvThreads, smem) != cudaSuccess)
-    return 0;
-  return b;
-}
-
-// Launches gemv_persist_kernel for y[N] (+)= x[K]·w[N, K]ᵀ at M = 1 (bf16, the 16-byte-aligned
-// case; a norm only deferred): the deepest ring (6, 5 or 4 stages) at which two blocks fit on an
-// SM, a grid of at most two blocks per SM, and the K split wpr whose most rows per block is least
-// (ties: the smaller wpr, fewer reductions). False — nothing launched — where two blocks do not fit
-// (then the other kernels run).
-bool launch_gemv_persist(cudaStream_t st, bool pdl, int sm_count, float* y, const float* x, const __nv_bfloat16* w,
-                         const void* bias, DType bias_t, int N, int K, const GemvFusion& fz) {
-  const bool norm = fz.norm_w != nullptr;
-  const size_t xs_bytes = norm ? size_t(K) * sizeof(float) : 0;
-  int S = 0, fit = 0;
-  for (int s : {6, 5, 4}) {
-    fit = norm ? gemv_persist_blocks_per_sm<true>(s, gemv_ring_bytes(s) + xs_bytes)
-               : gemv_persist_blocks_per_sm<false>(s, gemv_ring_bytes(s));
-    if (fit >= 2) {
-      S = s;
-      break;
-    }
-  }
-  if (S == 0) return false;
-  const int64_t slots = int64_t(sm_count) * 2, nvec = K / 8;
-  int wpr = 1;
-  int64_t best = INT64_MAX, nvb = 0;
-  for (int p = 1; p <= kGemvWarps && nvec >= 32 * p; p *= 2) {
-    const int64_t rows = kGemvWarps / p * 4, n = (N + rows - 1) / rows, grid = std::min(n, slots);
-    const int64_t most = (n + grid - 1) / grid * rows;
-    if (most < best) best = most, wpr = p, nvb = n;
-  }
-  if (nvb == 0 || nvb > INT32_MAX) return false;  // K < 256: not one 16-byte vector per lane
-  const unsigned grid = unsigned(std::min<int64_t>(nvb, slots));
-  const size_t smem = gemv_ring_bytes(S) + xs_bytes;
-  launch_maybe_pdl(pdl, st, dim3(grid), dim3(kGemvThreads), smem, norm ? gemv_persist_fn<true>(S) : gemv_persist_fn<false>(S),
-                   y, x, w, bias, bias_t, N, K, wpr, int(nvb), fz);
-  return true;
-}
-
 // fz.norm_w needs M = 1 (the caller checks).
 template <class W>
 void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float* x, const W* w, const void* bias, DType bias_t,
-                 int M, int N, int K, int ring, bool persist, const GemvFusion& fz = {}) {
+                 int M, int N, int K, int ring, const GemvFusion& fz = {}) {
   constexpr int E = 16 / int(sizeof(W));
   const bool vec = K % E == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-  // bf16 at M = 1 (KVRUN_CUDA_GEMV_PERSIST, default on): the persistent ring kernel, for every
-  // Linear of the step and lm_head, with the norm (deferred) or without.
-  if constexpr (std::is_same_v<W, __nv_bfloat16>) {
-    if (persist && M == 1 && vec && (!fz.norm_w || fz.defer_norm) &&
-        launch_gemv_persist(st, pdl, sm_count, y, x, w, bias, bias_t, N, K, fz))
-      return;
-  }
   // Warps per row group (wpr): the K range of the rows is split (wpr doubled) while the grid is
   // under 90 % of one resident wave, or is between 1 and 1.5 waves (a short last wave leaves most
   // SMs with few loads in flight), as long as each lane keeps at least two 16-byte loads per row.
@@ -924,7 +724,7 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
 
   if (M <= gemv_max_rows_) {
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul w",
-        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, gemv_persist_));
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel");
     return;
   }
@@ -1287,8 +1087,7 @@ bool CudaOps::matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w
   if (!fuse_ || (f.norm_w && f.swiglu) || M <= 0 || w.rank != 2 || !is_float_dtype(w_dtype)) return false;
   if (M <= gemv_max_rows_)  // the GEMV: norm at M = 1, accumulate; no SwiGLU (each block would redo it)
     return !f.swiglu &&
-           (!f.norm_w || (M == 1 && f.norm_w->numel() <= kGemvNormMaxK &&
-                          (w.shape[0] <= kGemvNormMaxN || (w_dtype == DType::bf16 && gemv_persist_ && defer_norm_))));
+           (!f.norm_w || (M == 1 && f.norm_w->numel() <= kGemvNormMaxK && w.shape[0] <= kGemvNormMaxN));
   if (w_dtype == DType::bf16) return M > tc_gemm_max_rows_;
   return w_dtype == DType::f32 && !f.norm_w && !f.swiglu;  // cuBLAS Sgemm with β = 1
 }
@@ -1351,7 +1150,7 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
       fz.defer_norm = defer_norm_;
     }
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul_fused w",
-        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, gemv_persist_, fz));
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, fz));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel (fused)");
     return;
   }

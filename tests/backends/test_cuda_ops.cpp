@@ -393,12 +393,8 @@ TEST_CASE("cuda: batch-1 bf16 GEMV through the shared-memory ring (KVRUN_CUDA_GE
   // the one-row case, where rel_l2 is one sum of 16384 products and a cancellation in it shows
   // alone: 5.1e-5 measured on the H200, 1.2e-6 absolute); ring vs register kernel ≤ 1e-6 (the
   // same products in the same order per lane; the K split may differ with the blocks per SM).
-  // (The default device takes the persistent kernel since session 19: the case below. Here the
-  // devices pin the kernels of before, KVRUN_CUDA_GEMV_PERSIST=0.)
-  std::shared_ptr<Device> r6_dev = gpu_with({{"KVRUN_CUDA_GEMV_PERSIST", "0"}});
-  std::shared_ptr<Device> r4_dev = gpu_with({{"KVRUN_CUDA_GEMV_RING", "4"}, {"KVRUN_CUDA_GEMV_PERSIST", "0"}});
-  std::shared_ptr<Device> r0_dev = gpu_with({{"KVRUN_CUDA_GEMV_RING", "0"}, {"KVRUN_CUDA_GEMV_PERSIST", "0"}});
-  REQUIRE(r6_dev != nullptr);
+  std::shared_ptr<Device> r4_dev = gpu_with({{"KVRUN_CUDA_GEMV_RING", "4"}});
+  std::shared_ptr<Device> r0_dev = gpu_with({{"KVRUN_CUDA_GEMV_RING", "0"}});
   REQUIRE(r4_dev != nullptr);
   REQUIRE(r0_dev != nullptr);
   struct Shape {
@@ -415,8 +411,7 @@ TEST_CASE("cuda: batch-1 bf16 GEMV through the shared-memory ring (KVRUN_CUDA_GE
   for (const Shape& s : shapes) {
     for (int bias = 0; bias < 2; ++bias) {
       std::vector<float> got, ref, got4, ref4, got0, ref0;
-      run_matmul(*r6_dev, r6_dev->ops(), cops, 1, s.N, s.K, DType::bf16, bias != 0, DType::f32, seed += 10, nullptr,
-                 &got, &ref);
+      run_matmul(G, gops, cops, 1, s.N, s.K, DType::bf16, bias != 0, DType::f32, seed += 10, nullptr, &got, &ref);
       run_matmul(*r4_dev, r4_dev->ops(), cops, 1, s.N, s.K, DType::bf16, bias != 0, DType::f32, seed, nullptr, &got4,
                  &ref4);
       run_matmul(*r0_dev, r0_dev->ops(), cops, 1, s.N, s.K, DType::bf16, bias != 0, DType::f32, seed, nullptr, &got0,
@@ -441,89 +436,6 @@ TEST_CASE("cuda: batch-1 bf16 GEMV through the shared-memory ring (KVRUN_CUDA_GE
   } catch (const std::exception& e) {
     INFO(e.what());
     CHECK(std::string(e.what()).find("KVRUN_CUDA_GEMV_RING=5") != std::string::npos);
-  }
-}
-
-TEST_CASE("cuda: batch-1 bf16 GEMV, persistent ring kernel (default) vs the kernels before it (KVRUN_CUDA_GEMV_PERSIST=0) and CPU") {
-  NEED_GPU();
-  // bf16 weights at M = 1 take gemv_persist_kernel: at most two blocks per SM, each taking several
-  // "virtual blocks" of rows in turn with its cp.async ring running on across them; with a norm it
-  // is deferred to the sums (x·g in shared memory). Against the CPU (rms_norm, matmul, add) every
-  // case keeps rel_l2 ≤ 1e-5 of y − y₀ (≤ 1e-4 for one row, as above); against the old kernels
-  // (the register kernel with the deferred norm, gemv_ring_kernel without) ≤ 1e-5 — the same
-  // products, the K split may differ. Shapes: one virtual block per block (o, down), several (q·k·v,
-  // gate·up: 3 and 21 per block on an H200), rows past N in the last virtual block, more rows than
-  // the register kernel takes the norm for (lm_head-like: past kGemvNormMaxN), K not a multiple of
-  // the warps' slices.
-  std::shared_ptr<Device> old_dev = gpu_with({{"KVRUN_CUDA_GEMV_PERSIST", "0"}});
-  REQUIRE(old_dev != nullptr);
-  struct Case {
-    int64_t N, K;
-    bool norm, bias, accumulate;
-    DType nt;
-  };
-  const Case cases[] = {
-      {12288, 4096, true, true, false, DType::bf16},   // q·k·v
-      {22016, 4096, true, false, false, DType::bf16},  // gate·up
-      {4096, 4096, false, false, true, DType::bf16},   // o: y +=
-      {4096, 11008, false, false, true, DType::bf16},  // down
-      {20001, 1032, true, true, true, DType::f32},     // rows past N; K / 8 = 129
-      {70001, 512, true, false, false, DType::f16},    // past kGemvNormMaxN rows: fused only here
-      {3, 256, false, true, false, DType::bf16},       // fewer rows than one virtual block
-      {1, 16384, false, false, false, DType::bf16},    // one row, the widest K split
-  };
-  uint64_t seed = 8800;
-  for (const Case& c : cases) {
-    const int64_t N = c.N, K = c.K;
-    INFO("N " << N << " K " << K << (c.norm ? " norm " : " ") << (c.norm ? dtype_name(c.nt) : "")
-              << (c.bias ? " bias" : "") << (c.accumulate ? " +=" : ""));
-    std::vector<float> x = randn(size_t(K), ++seed, 2.f), y0 = randn(size_t(N), ++seed, 3.f),
-                       b = randn(size_t(N), ++seed);
-    std::vector<uint8_t> w = encode(randn(size_t(N * K), ++seed, 1.f / std::sqrt(float(K))), DType::bf16);
-    std::vector<uint8_t> ln = encode(randn(size_t(K), ++seed, 1.f), c.nt);
-    std::vector<float> ref = y0;
-    const TensorView hln = hview(ln, c.nt, {K}), hb = hview(b, DType::f32, {N});
-    MatmulFusion hf;
-    hf.norm_w = c.norm ? &hln : nullptr;
-    hf.norm_eps = 1e-6f;
-    hf.accumulate = c.accumulate;
-    check(cops.matmul_fused(hview(ref, DType::f32, {1, N}), hview(x, DType::f32, {1, K}), hview(w, DType::bf16, {N, K}),
-                            c.bias ? &hb : nullptr, hf));
-    auto run_on = [&](Device& D, bool fused) {
-      Buffer<float> dx = to_gpu(D, x), dy = to_gpu(D, y0), db = to_gpu(D, b);
-      Buffer<uint8_t> dw = to_gpu(D, w), dln = to_gpu(D, ln);
-      const TensorView gln = dln.view(c.nt, {K}), gb = db.view(DType::f32, {N}), gw = dw.view(DType::bf16, {N, K});
-      MatmulFusion f = hf;
-      if (c.norm) f.norm_w = &gln;
-      if (fused) {
-        REQUIRE(D.ops().matmul_fuses(f, 1, gw));
-        check(D.ops().matmul_fused(dy.view(DType::f32, {1, N}), dx.view(DType::f32, {1, K}), gw, c.bias ? &gb : nullptr,
-                                   f));
-      } else {  // the old device's lm_head path: the norm kernel, then the GEMV
-        REQUIRE(!c.accumulate);
-        Buffer<float> xn(D, size_t(K), MemCategory::workspace);
-        check(D.ops().rms_norm(xn.view(DType::f32, {1, K}), dx.view(DType::f32, {1, K}), gln, f.norm_eps));
-        check(D.ops().matmul(dy.view(DType::f32, {1, N}), xn.view(DType::f32, {1, K}), gw, c.bias ? &gb : nullptr));
-      }
-      CHECK(bitwise_equal(dx.to_host(), x));  // the residual is only read
-      std::vector<float> got = dy.to_host();
-      if (c.accumulate)
-        for (size_t i = 0; i < got.size(); ++i) got[i] -= y0[i];
-      return got;
-    };
-    if (c.accumulate)
-      for (size_t i = 0; i < ref.size(); ++i) ref[i] -= y0[i];
-    MatmulFusion probe = hf;
-    const TensorView shape_only(nullptr, DType::bf16, {N, K}, MemSpace::device);
-    const bool old_fuses = old_dev->ops().matmul_fuses(probe, 1, shape_only);
-    const std::vector<float> got = run_on(G, true), got_old = run_on(*old_dev, old_fuses);
-    const Diff d = diff(got, ref), d_old = diff(got_old, ref), dd = diff(got, got_old);
-    INFO("persistent vs CPU " << show(d) << ", old kernels vs CPU " << show(d_old) << ", between them " << show(dd));
-    const double tol = N == 1 ? 1e-4 : 1e-5;
-    CHECK(d.nonfinite == 0);
-    CHECK(d.rel_l2 <= tol);
-    CHECK(d_old.rel_l2 <= tol);
-    CHECK(dd.rel_l2 <= tol);
   }
 }
 
