@@ -45,6 +45,10 @@ constexpr int kGemvMinBlocks = 3;
 // The 16 bytes of weights as floats: 8 bf16, 8 f16 or 4 f32.
 template <class W>
 struct WeightVec;
+// The two bf16 values of a 32-bit word (the lower-addressed one first) as floats: exact, a shift
+// and a mask.
+__device__ __forceinline__ float bf16_lo(uint32_t u) { return __uint_as_float(u << 16); }
+__device__ __forceinline__ float bf16_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
 template <>
 struct WeightVec<__nv_bfloat16> {
   static constexpr int E = 8;
@@ -52,8 +56,8 @@ struct WeightVec<__nv_bfloat16> {
     const uint32_t u[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      f[2 * i] = __uint_as_float(u[i] << 16);
-      f[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+      f[2 * i] = bf16_lo(u[i]);
+      f[2 * i + 1] = bf16_hi(u[i]);
     }
   }
 };
@@ -123,8 +127,7 @@ struct GemvFusion {
 __device__ __forceinline__ float4 load_norm4(const void* g, DType t, int f, bool bf16x4) {
   if (bf16x4) {
     const uint2 u = __ldg(reinterpret_cast<const uint2*>(g) + f);
-    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
-                       __uint_as_float(u.y & 0xffff0000u));
+    return make_float4(bf16_lo(u.x), bf16_hi(u.x), bf16_lo(u.y), bf16_hi(u.y));
   }
   return make_float4(load_any(g, t, 4 * f), load_any(g, t, 4 * f + 1), load_any(g, t, 4 * f + 2),
                      load_any(g, t, 4 * f + 3));

@@ -695,6 +695,14 @@ __global__ void __launch_bounds__(kG1Warps * 32)
   }
   float inv_rms = 1.f;  // fz.norm_w (not deferred): 1 / sqrt(mean(x²) + eps); deferred: 1 here
   __shared__ float nred[kG1Warps];  // fz.norm_w: each warp's Σx²
+  // 1 / sqrt(mean(x²) + eps) from the warps' Σx² (after a barrier that publishes nred): in the
+  // prologue (norm not deferred) or at the end (deferred).
+  auto rms_inv = [&] {
+    float ss = 0.f;
+#pragma unroll
+    for (int i = 0; i < kG1Warps; ++i) ss += nred[i];
+    return 1.0f / sqrtf(ss / float(fz.K) + fz.eps);
+  };
   if (fz.norm_w) {
     float ss = 0.f;
 #pragma unroll
@@ -708,10 +716,7 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     if (lane == 0) nred[warp] = ss;
     if (!fz.defer_norm) {
       __syncthreads();
-      ss = 0.f;
-#pragma unroll
-      for (int i = 0; i < kG1Warps; ++i) ss += nred[i];
-      inv_rms = 1.0f / sqrtf(ss / float(fz.K) + fz.eps);
+      inv_rms = rms_inv();
     }
   }
   for (int f0 = threadIdx.x; f0 < nf; f0 += kRound) {
@@ -838,12 +843,7 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     const int r = lane >> 3, e = lane & 7;
     float v = 0.f;
     for (int p = 0; p < ks; ++p) v += red[warp + p][r][e];
-    if (fz.norm_w && fz.defer_norm) {  // Σx² from the warps' partials (published by the barrier before the loop)
-      float ss = 0.f;
-#pragma unroll
-      for (int i = 0; i < kG1Warps; ++i) ss += nred[i];
-      v *= 1.0f / sqrtf(ss / float(fz.K) + fz.eps);
-    }
+    if (fz.norm_w && fz.defer_norm) v *= rms_inv();  // nred published by the barrier before the loop
     v += bias_n;
     y[wn] = fz.accumulate ? __fadd_rn(y_n, v) : v;
   }
