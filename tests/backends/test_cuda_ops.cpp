@@ -704,6 +704,78 @@ TEST_CASE("cuda: matmul_fused (norm in, SwiGLU in, y +=) vs the CPU's unfused op
   }
 }
 
+// MatmulFusion::swiglu_out (ABI 7): the gate·up GEMV at M = 1 writes silu(gate)·up itself — bit for
+// bit what the same fused GEMV into [1, 2F] followed by the SwiGLU op gives (the same sums, the same
+// formula), with and without the norm and a bias, for bf16 / f16 / f32 weights and the vector and
+// scalar kernels (odd K); close to the CPU's composition. Refused where it is not done: M > 1, F odd,
+// with accumulate or swiglu, and with KVRUN_CUDA_SWIGLU_OUT=0 (checked in the model suite's A/B).
+TEST_CASE("cuda: matmul_fused swiglu_out == the GEMV then swiglu (bitwise) and ≈ CPU") {
+  // (Session 19: the norm is deferred to the sums by default, KVRUN_CUDA_DEFER_NORM; both sides of
+  // the bitwise comparison take the same order.)
+  NEED_GPU();
+  struct Case {
+    int64_t F, K;
+    DType wt;
+    bool norm, bias;
+  };
+  const Case cases[] = {{11008, 4096, DType::bf16, true, false},  // Qwen-7B's gate·up
+                        {1000, 1027, DType::bf16, true, true},    // odd K: the scalar GEMV, a bias
+                        {502, 512, DType::f16, false, false},     // no norm
+                        {64, 300, DType::f32, true, true}};
+  uint64_t seed = 9100;
+  for (const Case& c : cases) {
+    const int64_t F = c.F, K = c.K, N = 2 * F;
+    INFO("F " << F << " K " << K << " w " << dtype_name(c.wt) << (c.norm ? " norm" : "") << (c.bias ? " bias" : ""));
+    std::vector<float> x = randn(size_t(K), ++seed, 2.f), b = randn(size_t(N), ++seed);
+    std::vector<uint8_t> w = encode(randn(size_t(N * K), ++seed, 0.05f), c.wt);
+    std::vector<uint8_t> ln = encode(randn(size_t(K), ++seed, 1.f), DType::bf16);
+    Buffer<float> dx = to_gpu(G, x), db = to_gpu(G, b);
+    Buffer<uint8_t> dw = to_gpu(G, w), dln = to_gpu(G, ln);
+    TensorView hln = hview(ln, DType::bf16, {K}), gln = dln.view(DType::bf16, {K});
+    TensorView hb = hview(b, DType::f32, {N}), gb = db.view(DType::f32, {N});
+    MatmulFusion gf, hf, plain;
+    if (c.norm) {
+      gf.norm_w = plain.norm_w = &gln;
+      hf.norm_w = &hln;
+      gf.norm_eps = hf.norm_eps = plain.norm_eps = 1e-6f;
+    }
+    gf.swiglu_out = hf.swiglu_out = true;
+    REQUIRE(gops.matmul_fuses(gf, 1, dw.view(c.wt, {N, K})));
+    Buffer<float> act(G, size_t(F), MemCategory::workspace), gu(G, size_t(N), MemCategory::workspace),
+        act2(G, size_t(F), MemCategory::workspace);
+    poison(G, act);
+    check(gops.matmul_fused(act.view(DType::f32, {1, F}), dx.view(DType::f32, {1, K}), dw.view(c.wt, {N, K}),
+                            c.bias ? &gb : nullptr, gf));
+    // the same GEMV without swiglu_out, then the SwiGLU op
+    if (c.norm)
+      check(gops.matmul_fused(gu.view(DType::f32, {1, N}), dx.view(DType::f32, {1, K}), dw.view(c.wt, {N, K}),
+                              c.bias ? &gb : nullptr, plain));
+    else
+      check(gops.matmul(gu.view(DType::f32, {1, N}), dx.view(DType::f32, {1, K}), dw.view(c.wt, {N, K}),
+                        c.bias ? &gb : nullptr));
+    check(gops.swiglu(act2.view(DType::f32, {1, F}), gu.view(DType::f32, {1, N})));
+    const std::vector<float> got = act.to_host();
+    CHECK(bitwise_equal(got, act2.to_host()));
+    std::vector<float> ref(static_cast<size_t>(F));
+    check(cops.matmul_fused(hview(ref, DType::f32, {1, F}), hview(x, DType::f32, {1, K}), hview(w, c.wt, {N, K}),
+                            c.bias ? &hb : nullptr, hf));
+    Diff d = diff(got, ref);
+    INFO(show(d) << " (tolerance rel_l2 ≤ 1e-5)");
+    CHECK(d.nonfinite == 0);
+    CHECK(d.rel_l2 <= 1e-5);
+  }
+  // where it is not done
+  Buffer<uint8_t> dw(G, size_t(2 * 6 * 64) * 2, MemCategory::workspace);
+  MatmulFusion f;
+  f.swiglu_out = true;
+  CHECK_FALSE(gops.matmul_fuses(f, 2, dw.view(DType::bf16, {12, 64})));  // M > 1
+  CHECK_FALSE(gops.matmul_fuses(f, 1, dw.view(DType::bf16, {6, 128})));  // F = 3: odd
+  MatmulFusion fa = f;
+  fa.accumulate = true;
+  CHECK_FALSE(gops.matmul_fuses(fa, 1, dw.view(DType::bf16, {12, 64})));
+  CHECK(gops.matmul_fuses(f, 1, dw.view(DType::bf16, {12, 64})));
+}
+
 // matmul_reads_bf16 (ABI 5): the attention's output handed over as bf16. Where the backend says yes
 // (bf16 weights on cuBLAS, no norm or SwiGLU in f), matmul_fused with x in bf16 must give exactly
 // (bitwise) what it gives for x in f32 holding the same values — the f32 path rounds x to bf16
