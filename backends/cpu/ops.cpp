@@ -552,7 +552,7 @@ class CpuOps final : public Ops {
   // a temporary, matmul, add): the CPU gains nothing from fusing, and composing keeps its results
   // bitwise those of the unfused recipe.
   bool matmul_fuses(const MatmulFusion& f, int64_t, const TensorView&) const noexcept override {
-    return !(f.norm_w && f.swiglu) && !(f.swiglu_out && (f.swiglu || f.accumulate));
+    return !(f.norm_w && f.swiglu);
   }
 
   Status matmul_fused(TensorView y, TensorView x, TensorView w, const TensorView* bias,
@@ -562,7 +562,6 @@ class CpuOps final : public Ops {
       need_f32(op, "x", x);
       need_f32(op, "y", y);
       if (f.norm_w && f.swiglu) bad(op, "norm_w and swiglu exclude each other");
-      if (f.swiglu_out && (f.swiglu || f.accumulate)) bad(op, "swiglu_out excludes swiglu and accumulate");
       const int64_t M = x.rows();
       std::vector<float> in_buf, out_buf;
       TensorView in = x;
@@ -575,15 +574,6 @@ class CpuOps final : public Ops {
         in_buf.resize(size_t(x.numel() / 2));
         in = TensorView(in_buf.data(), DType::f32, {M, x.cols() / 2});
         check(swiglu(in, x));
-      }
-      if (f.swiglu_out) {  // y[M, F] = swiglu of the product [M, 2F]
-        if (w.rank != 2 || w.shape[0] % 2 || y.rank != 2 || y.cols() * 2 != w.shape[0])
-          bad(op, desc("y", y) + " must be [M, F] for swiglu_out with " + desc("w", w) + " [2F, K] gate | up");
-        out_buf.resize(size_t(M) * size_t(w.shape[0]));
-        TensorView gu(out_buf.data(), DType::f32, {M, w.shape[0]});
-        check(matmul(gu, in, w, bias));
-        check(swiglu(y, gu));
-        return;
       }
       if (!f.accumulate) {
         check(matmul(y, in, w, bias));

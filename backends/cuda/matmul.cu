@@ -120,16 +120,7 @@ struct GemvFusion {
   // NORM kernels: the norm's 1 / rms applied to each row's sum at the end (defer_norm,
   // KVRUN_CUDA_DEFER_NORM, default 1) instead of to x before it is written to shared memory.
   bool defer_norm = true;
-  bool swiglu_out = false;  // w [N = 2F, K] gate | up, y [F] = silu(gate)·up (M = 1: gemv_kernel<…, SWO>)
 };
-
-// swiglu_out (SWO): a warp's 4 rows are gate rows 2g, 2g + 1 and up rows F + 2g, F + 2g + 1 of
-// group g = n0 / 4 (n0: the warp's first row in 0 .. N − 1, N = 2F, F even), so that the warp holds
-// both factors of act[2g] and act[2g + 1]. Row j (0 .. 3) of the warp's group as a row of w.
-__device__ __forceinline__ int swo_row(int n0, int j, int F) {
-  const int g = min(n0 / 4, F / 2 - 1);  // rows past N re-read the last group (not written)
-  return (j < 2 ? 0 : F) + 2 * g + (j & 1);
-}
 
 // Four norm weights g[4f .. 4f + 3] as floats: one 8-byte load for bf16 (aligned: the caller
 // checks), element loads otherwise.
@@ -152,11 +143,9 @@ struct GemvOut {
   bool writes;
   float bias = 0.f;  // bias[n] (when bias is non-null)
   float y = 0.f;     // y[m, n] (after read_y, when accumulating)
-  // swo_F > 0: swiglu_out, lane j < 4 sums row swo_row(n0, j, F) (its bias), lanes 0, 1 write.
-  __device__ __forceinline__ GemvOut(int lane, int part, int n0, int M, int N, const void* bias_p, DType bias_t,
-                                     int swo_F = 0)
+  __device__ __forceinline__ GemvOut(int lane, int part, int n0, int M, int N, const void* bias_p, DType bias_t)
       : m(lane % MMAX), n(n0 + lane / MMAX), writes(part == 0 && lane / MMAX < RPW && m < M && n < N) {
-    if (writes && bias_p) bias = load_any(bias_p, bias_t, swo_F ? swo_row(n0, lane, swo_F) : n);
+    if (writes && bias_p) bias = load_any(bias_p, bias_t, n);
   }
   __device__ __forceinline__ void read_y(const float* y_p, int N, bool accumulate) {
     if (writes && accumulate) y = y_p[int64_t(m) * N + n];
@@ -174,7 +163,7 @@ template <int RPW, int MMAX>
 __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&partial)[kGemvWarps][RPW * MMAX],
                                            float* y, bool has_bias, int N, int wpr, bool accumulate,
                                            const GemvOut<RPW, MMAX>& out, const float* ss_part = nullptr,
-                                           int K = 0, float eps = 0.f, int swo_F = 0) {
+                                           int K = 0, float eps = 0.f) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 #pragma unroll
   for (int j = 0; j < RPW; ++j)
@@ -188,25 +177,6 @@ __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&part
   }
   __syncthreads();
   const int r = warp / wpr;
-  if (swo_F) {  // swiglu_out (MMAX = 1, RPW = 4): lanes 0, 1 write act[n0 / 2 + lane]
-    float s = 0.f;
-    if (out.writes) {
-      for (int p = 0; p < wpr; ++p) s += partial[r * wpr + p][lane];
-      if (ss_part) {
-        float q = 0.f;
-#pragma unroll
-        for (int i = 0; i < kGemvWarps; ++i) q += ss_part[i];
-        s = __fmul_rn(s, 1.0f / sqrtf(q / float(K) + eps));
-      }
-      if (has_bias) s += out.bias;
-    }
-    const float up = __shfl_down_sync(0xffffffffu, s, 2);  // row j + 2 of the group: up
-    if (out.writes && lane < 2) {
-      const float sg = s / (1.0f + expf(-s));  // swiglu_kernel's formula
-      y[(out.n - lane) / 2 + lane] = __fmul_rn(sg, up);
-    }
-    return;
-  }
   if (out.writes) {
     float s = 0.f;
     for (int p = 0; p < wpr; ++p) s += partial[r * wpr + p][lane];
@@ -243,7 +213,7 @@ __device__ __forceinline__ void gemv_store(float (&acc)[RPW][MMAX], float (&part
 // ms/step at batch 1; the prologue's second round trip, for the norm weights after the block's
 // reduction, and two of its three barriers are gone).
 // y[n] = Σ + bias (+ y[n] before, with fz.accumulate): the unfused order x + (W·a + b).
-template <class W, int MMAX, int RPW, bool VEC, bool NORM, bool DEFER = false, bool SWO = false>
+template <class W, int MMAX, int RPW, bool VEC, bool NORM, bool DEFER = false>
 __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(float* __restrict__ y, const float* __restrict__ x_in,
                                                             const W* __restrict__ w, const void* bias, DType bias_t,
                                                             int M, int N, int K, int wpr, GemvFusion fz) {
@@ -256,9 +226,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   const int part = warp % wpr;  // which K slice of those rows
   const int n0 = blockIdx.x * rows_per_block + r * RPW;
   const bool active = n0 < N;
-  static_assert(!SWO || (MMAX == 1 && RPW == 4), "swiglu_out: one x row, 2 gate and 2 up rows per warp");
-  const int swo_F = SWO ? N / 2 : 0;
-  GemvOut<RPW, MMAX> out(lane, part, n0, M, N, bias, bias_t, swo_F);  // its old y: right after the wait
+  GemvOut<RPW, MMAX> out(lane, part, n0, M, N, bias, bias_t);  // its old y: right after the wait
 
   float acc[RPW][MMAX];
 #pragma unroll
@@ -267,7 +235,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
     for (int m = 0; m < MMAX; ++m) acc[j][m] = 0.f;
   const W* wr[RPW];  // rows past N re-read row N − 1 (not written)
 #pragma unroll
-  for (int j = 0; j < RPW; ++j) wr[j] = w + int64_t(SWO ? swo_row(n0, j, swo_F) : min(n0 + j, N - 1)) * K;
+  for (int j = 0; j < RPW; ++j) wr[j] = w + int64_t(min(n0 + j, N - 1)) * K;
 
   // Block-wide (every thread, active or not): wait for x, then (NORM) its normalized copy.
   const float* __restrict__ x = x_in;
@@ -402,7 +370,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   pdl_trigger();
   constexpr bool deferred = NORM && VEC && DEFER;
   gemv_store<RPW, MMAX>(acc, partial, y, bias != nullptr, N, wpr, fz.accumulate, out, deferred ? ss_part : nullptr, K,
-                        fz.eps, swo_F);
+                        fz.eps);
 }
 
 // Batch-1 bf16 GEMV with the weights staged through shared memory:  y[N] (+)= x[K] · w[N, K]ᵀ (+ bias).
@@ -488,7 +456,7 @@ constexpr int gemv_rpw() {
 
 // Launches with programmatic stream serialization where the device has it (sm_90+): the GEMV's
 // blocks may start, and put their first weight loads in flight, while the previous kernel ends.
-template <class W, int MMAX, bool NORM, bool SWO = false>
+template <class W, int MMAX, bool NORM>
 void launch_gemv_m(cudaStream_t st, bool pdl, bool vec, unsigned blocks, float* y, const float* x, const W* w,
                    const void* bias, DType bias_t, int M, int N, int K, int wpr, const GemvFusion& fz) {
   constexpr int R = gemv_rpw<MMAX>();
@@ -496,28 +464,28 @@ void launch_gemv_m(cudaStream_t st, bool pdl, bool vec, unsigned blocks, float* 
   if constexpr (NORM) {  // past 48 KiB of dynamic shared memory a kernel must opt in (once each)
     static const bool opted = [] {
       const int most = int(CudaOps::kGemvNormMaxK * sizeof(float));
-      return cudaFuncSetAttribute(gemv_kernel<W, 1, R, true, true, false, SWO>,
-                                  cudaFuncAttributeMaxDynamicSharedMemorySize, most) == cudaSuccess &&
-             cudaFuncSetAttribute(gemv_kernel<W, 1, R, true, true, true, SWO>,
-                                  cudaFuncAttributeMaxDynamicSharedMemorySize, most) == cudaSuccess &&
-             cudaFuncSetAttribute(gemv_kernel<W, 1, R, false, true, false, SWO>,
-                                  cudaFuncAttributeMaxDynamicSharedMemorySize, most) == cudaSuccess;
+      return cudaFuncSetAttribute(gemv_kernel<W, 1, R, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  most) == cudaSuccess &&
+             cudaFuncSetAttribute(gemv_kernel<W, 1, R, true, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  most) == cudaSuccess &&
+             cudaFuncSetAttribute(gemv_kernel<W, 1, R, false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  most) == cudaSuccess;
     }();
     if (!opted) throw Error(ErrorKind::device, "cuda matmul_fused: cannot give the GEMV 64 KiB of shared memory");
   }
   if constexpr (NORM) {  // (the DEFER instance only where there is a norm to defer)
     if (vec && fz.defer_norm) {
-      launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, true, true, true, SWO>,
-                       y, x, w, bias, bias_t, M, N, K, wpr, fz);
+      launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, true, true, true>, y,
+                       x, w, bias, bias_t, M, N, K, wpr, fz);
       return;
     }
   }
   if (vec)
-    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, true, NORM, false, SWO>,
-                     y, x, w, bias, bias_t, M, N, K, wpr, fz);
+    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, true, NORM>, y, x, w,
+                     bias, bias_t, M, N, K, wpr, fz);
   else
-    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, false, NORM, false, SWO>,
-                     y, x, w, bias, bias_t, M, N, K, wpr, fz);
+    launch_maybe_pdl(pdl, st, dim3(blocks), dim3(kGemvThreads), smem, gemv_kernel<W, MMAX, R, false, NORM>, y, x, w,
+                     bias, bias_t, M, N, K, wpr, fz);
 }
 
 // Blocks of the GEMV kernel for (W, MMAX, VEC) that fit on one SM at once (registers decide),
@@ -568,7 +536,7 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
   // bf16 at M = 1 without the norm (o, down; KVRUN_CUDA_GEMV_RING stages, 0: off): the ring
   // kernel. With the norm (q·k·v, gate·up, lm_head) the register kernel stays: ring variants that
   // normalized x into shared memory after the ring were slower there (docs/PERFORMANCE.md).
-  if (!std::is_same_v<W, __nv_bfloat16> || M != 1 || !vec || fz.norm_w || fz.swiglu_out) ring = 0;
+  if (!std::is_same_v<W, __nv_bfloat16> || M != 1 || !vec || fz.norm_w) ring = 0;
   // Only where two of its blocks fit on an SM (the H200's 227 KiB: 2 at 6 stages, 3 at 4): with one
   // (an A100's 164 KiB at 6 stages) it would keep fewer bytes in flight than the register kernel's
   // three blocks. The A100 is not measured.
@@ -597,12 +565,8 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
       return;
     }
   }
-  if (fz.norm_w && fz.swiglu_out)  // (swiglu_out needs M = 1: the caller checks)
-    launch_gemv_m<W, 1, true, true>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr, fz);
-  else if (fz.norm_w)
+  if (fz.norm_w)
     launch_gemv_m<W, 1, true>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr, fz);
-  else if (fz.swiglu_out)
-    launch_gemv_m<W, 1, false, true>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr, fz);
   else if (M == 1)
     launch_gemv_m<W, 1, false>(st, pdl, vec, blocks, y, x, w, bias, bias_t, M, N, K, wpr, fz);
   else if (M == 2)
@@ -1124,9 +1088,6 @@ void CudaOps::bf16_gemm(float* y, const __nv_bfloat16* xb, const TensorView& w, 
 bool CudaOps::matmul_fuses(const MatmulFusion& f, int64_t M, const TensorView& w) const noexcept {
   const DType w_dtype = w.dtype;
   if (!fuse_ || (f.norm_w && f.swiglu) || M <= 0 || w.rank != 2 || !is_float_dtype(w_dtype)) return false;
-  // swiglu_out: the batch-1 GEMV's epilogue (a warp's 4 rows are 2 gate and 2 up rows), F even
-  if (f.swiglu_out && (!swiglu_out_ || f.swiglu || f.accumulate || M != 1 || M > gemv_max_rows_ || w.shape[0] % 4))
-    return false;
   if (M <= gemv_max_rows_)  // the GEMV: norm at M = 1, accumulate; no SwiGLU (each block would redo it)
     return !f.swiglu &&
            (!f.norm_w || (M == 1 && f.norm_w->numel() <= kGemvNormMaxK && w.shape[0] <= kGemvNormMaxN));
@@ -1156,10 +1117,8 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
   require(x.cols() == (f.swiglu ? 2 * K : K),
           "cuda matmul_fused: x " + x.shape_string() + " does not match w " + w.shape_string() +
               (f.swiglu ? " (swiglu: x is [M, 2K] gate | up)" : ""));
-  const int64_t y_cols = f.swiglu_out ? N / 2 : N;  // swiglu_out: y [M, F], w [2F, K]
-  require(y.rows() == M && y.cols() == y_cols,
-          "cuda matmul_fused: y " + y.shape_string() + " must be [" + std::to_string(M) + ", " +
-              std::to_string(y_cols) + "]" + (f.swiglu_out ? " (swiglu_out: w is [2F, K] gate | up)" : ""));
+  require(y.rows() == M && y.cols() == N,
+          "cuda matmul_fused: y " + y.shape_string() + " must be [" + std::to_string(M) + ", " + std::to_string(N) + "]");
   require(y.data != x.data, "cuda matmul_fused: y must not alias x");
   require(K > 0 && M <= INT32_MAX && N <= INT32_MAX && 2 * K <= INT32_MAX, "cuda matmul_fused: unsupported sizes");
   if (f.norm_w) {
@@ -1187,7 +1146,6 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
   if (M <= gemv_max_rows_) {
     GemvFusion fz;
     fz.accumulate = f.accumulate;
-    fz.swiglu_out = f.swiglu_out;
     if (f.norm_w) {
       fz.norm_w = f.norm_w->data;
       fz.norm_t = f.norm_w->dtype;

@@ -605,24 +605,15 @@ void Transformer::compute(const StepBatch& step, int R, const float* d_bases, co
     }
     // x += down(silu(gate(RMSNorm(x))) * up(RMSNorm(x)))
     if (L.gate_up) {
-      // the SwiGLU in the gate·up projection's epilogue where it does it (the batch-1 GEMV):
-      // g = silu(gate)·up directly
-      MatmulFusion swo = norm2;
-      swo.swiglu_out = true;
-      if (L.gate_up->fuses(swo, T)) {
-        settle();
-        check(L.gate_up->forward_fused(g, x, swo));
-      } else {
-        TensorView gu = view(w.gu.data(), DType::f32, {T, 2 * F});
-        project_normed(*L.gate_up, gu, norm2, ln2);
-        MatmulFusion sw_acc;
-        sw_acc.swiglu = sw_acc.accumulate = true;
-        if (L.down->fuses(sw_acc, T)) {
-          check(L.down->forward_fused(x, gu, sw_acc));
-          continue;
-        }
-        check(ops.swiglu(g, gu));
+      TensorView gu = view(w.gu.data(), DType::f32, {T, 2 * F});
+      project_normed(*L.gate_up, gu, norm2, ln2);
+      MatmulFusion sw_acc;
+      sw_acc.swiglu = sw_acc.accumulate = true;
+      if (L.down->fuses(sw_acc, T)) {
+        check(L.down->forward_fused(x, gu, sw_acc));
+        continue;
       }
+      check(ops.swiglu(g, gu));
     } else {
       norm_into_h(ln2);
       check(L.gate->forward(g, h));

@@ -1100,7 +1100,7 @@ class CudaLinear final : public GptqLinearBase {
   // Fused at M = 1 by the batch-1 kernel (norm of x in, y += out; not SwiGLU, not act-order, whose
   // gathered rows would need the norm weights gathered too).
   bool fuses(const MatmulFusion& f, int64_t M) const noexcept override {
-    if (M != 1 || f.swiglu || f.swiglu_out || !mma_ || !g1_.ok || lay_.permuted) return false;
+    if (M != 1 || f.swiglu || !mma_ || !g1_.ok || lay_.permuted) return false;
     if (f.norm_w && (f.norm_w->numel() != lay_.K || f.norm_w->space != MemSpace::device ||
                      (f.norm_w->dtype != DType::f32 && f.norm_w->dtype != DType::bf16 && f.norm_w->dtype != DType::f16)))
       return false;

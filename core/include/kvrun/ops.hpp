@@ -27,18 +27,13 @@ struct SampleParams {
 //               x is the residual stream, left unchanged.
 //   swiglu      x is [M, 2K] gate | up (a fused gate·up output); the product reads silu(gate)·up.
 //   accumulate  y += x·Wᵀ (+ bias) instead of y = … (the residual add of o and down).
-//   swiglu_out  (ABI 7) W is [2F, K] gate | up and y is [M, F] = silu(gate)·up of the product
-//               (+ bias) — the gate·up projection with the SwiGLU after it; with norm_w, the MLP's
-//               whole input side in one kernel. Excludes swiglu and accumulate.
 // norm_w and swiglu exclude each other. The result equals the unfused ops' (rms_norm or swiglu
-// into a temporary, matmul, add, swiglu) up to fp32 rounding order; the CPU backend composes
-// exactly those.
+// into a temporary, matmul, add) up to fp32 rounding order; the CPU backend composes exactly those.
 struct MatmulFusion {
   const TensorView* norm_w = nullptr;
   float norm_eps = 0.f;
   bool swiglu = false;
   bool accumulate = false;
-  bool swiglu_out = false;
 };
 
 class Ops {
