@@ -523,7 +523,7 @@ int gemv_ring_blocks_per_sm() {
 // fz.norm_w needs M = 1 (the caller checks).
 template <class W>
 void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float* x, const W* w, const void* bias, DType bias_t,
-                 int M, int N, int K, int ring, const GemvFusion& fz = {}) {
+                 int M, int N, int K, int ring, int min_waves_pct, const GemvFusion& fz = {}) {
   constexpr int E = 16 / int(sizeof(W));
   const bool vec = K % E == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   // Warps per row group (wpr): the K range of the rows is split (wpr doubled) while the grid is
@@ -554,7 +554,7 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
   int wpr = 1;
   while (splittable(wpr)) {
     const double waves = double(blocks_for(wpr)) / capacity;
-    if (waves >= 0.9 && !(waves > 1.0 && waves < 1.5)) break;
+    if (waves >= min_waves_pct / 100.0 && !(waves > 1.0 && waves < 1.5)) break;
     wpr *= 2;
   }
   const unsigned blocks = unsigned(blocks_for(wpr));
@@ -727,7 +727,7 @@ void CudaOps::matmul_impl(TensorView y, TensorView x, TensorView w, const Tensor
 
   if (M <= gemv_max_rows_) {
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul w",
-        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_));
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, gemv_min_waves_pct_));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel");
     return;
   }
@@ -1153,7 +1153,7 @@ void CudaOps::matmul_fused_impl(TensorView y, TensorView x, TensorView w, const 
       fz.defer_norm = defer_norm_;
     }
     KVRUN_CUDA_DISPATCH_FLOAT(w.dtype, W, "cuda matmul_fused w",
-        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, fz));
+        launch_gemv<W>(st, pdl_, sm_count_, yp, xp, w.as<const W>(), bias_p, bias_t, int(M), int(N), int(K), gemv_ring_, gemv_min_waves_pct_, fz));
     KVRUN_CUDA_CHECK_LAUNCH("gemv_kernel (fused)");
     return;
   }

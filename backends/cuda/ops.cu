@@ -32,6 +32,7 @@ CudaOps::CudaOps(CudaDevice& dev) : dev_(dev) {
   if (gemv_ring_ != 0 && gemv_ring_ != 4 && gemv_ring_ != 6)
     throw Error(ErrorKind::usage, "KVRUN_CUDA_GEMV_RING=" + std::to_string(gemv_ring_) + ": use 0 (off), 4 or 6 (stages)");
   defer_norm_ = cuda_plugin::env_int("KVRUN_CUDA_DEFER_NORM", 0, 1, 1) == 1;
+  gemv_min_waves_pct_ = cuda_plugin::env_int("KVRUN_CUDA_GEMV_MIN_WAVES_PCT", 10, 400, gemv_min_waves_pct_);
   lt_bias_ = cuda_plugin::env_int("KVRUN_CUDA_LT_BIAS", 0, 1, 1) == 1;
   lt_tune_ = cuda_plugin::env_int("KVRUN_CUDA_LT_TUNE", 0, 1, 1) == 1;
   lt_tune_log_ = cuda_plugin::env_int("KVRUN_CUDA_LT_TUNE_LOG", 0, 1, 0) == 1;
