@@ -208,9 +208,10 @@ class CudaOps final : public Ops {
   // The batch-1 GEMV with the fused RMSNorm applies 1/rms to each row's sum at the end (matmul.cu,
   // GemvFusion::defer_norm); KVRUN_CUDA_DEFER_NORM=0 normalizes x first, as before session 18.
   bool defer_norm_ = true;
-  // The batch-1 GEMV's K split stops growing once the grid fills this share of a resident wave (percent;
-  // KVRUN_CUDA_GEMV_MIN_WAVES_PCT, under measurement).
-  int gemv_min_waves_pct_ = 90;
+  // The small-M GEMV's K split stops growing once the grid fills this share of a resident wave
+  // (percent; matmul.cu, launch_gemv): 80 by default (session 19; 90 before), KVRUN_CUDA_GEMV_MIN_WAVES_PCT
+  // overrides (10..400), for tuning other shapes.
+  int gemv_min_waves_pct_ = 80;
   bool pdl_ = false;  // programmatic dependent launch of the GEMV/GEMM, norms, SwiGLU, RoPE (sm_90+; KVRUN_CUDA_PDL=0: off)
   int gemv_max_rows_ = kGemvDefaultRows;  // KVRUN_CUDA_GEMV_MAX_ROWS overrides (tuning)
   // bf16 weights and gemv_max_rows_ < M ≤ tc_gemm_max_rows_: the tensor-core small-M GEMM

@@ -527,10 +527,14 @@ void launch_gemv(cudaStream_t st, bool pdl, int sm_count, float* y, const float*
   constexpr int E = 16 / int(sizeof(W));
   const bool vec = K % E == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   // Warps per row group (wpr): the K range of the rows is split (wpr doubled) while the grid is
-  // under 90 % of one resident wave, or is between 1 and 1.5 waves (a short last wave leaves most
-  // SMs with few loads in flight), as long as each lane keeps at least two 16-byte loads per row.
-  // Measured on the H200 at M = 1 (tools/gemv_bench.cu, graph replay): N = 4096 (o, down) wants
-  // 2.6 waves (down 24.1 → 22.6 µs), q·k·v one wave (384 blocks), gate·up 1.7 waves.
+  // under min_waves_pct % of one resident wave (KVRUN_CUDA_GEMV_MIN_WAVES_PCT, 80 by default), or
+  // is between 1 and 1.5 waves (a short last wave leaves most SMs with few loads in flight), as
+  // long as each lane keeps at least two 16-byte loads per row. Measured on the H200 at M = 1
+  // (tools/gemv_bench.cu, graph replay): N = 4096 (o, down) wants 2.6 waves (down 24.1 → 22.6 µs),
+  // q·k·v one wave (384 blocks), gate·up 1.7 waves — with the register kernel; the ring kernel
+  // (o, down) fills a wave at 256 blocks. Session 19, the Qwen2.5-7B shape (N = 3584): o and down
+  // in 224 ring blocks (0.85 waves) instead of 448 (1.7) — down 42.5 → 36.5 µs alone, the batch-1
+  // step 4.00 → 3.85 ms (90 against 80 here); Qwen-7B's grids are the same at any value from 50 up.
   const int units = vec ? K / E : K;
   const int rpw = M == 1 ? gemv_rpw<1>() : gemv_rpw<8>();
   // bf16 at M = 1 without the norm (o, down; KVRUN_CUDA_GEMV_RING stages, 0: off): the ring
