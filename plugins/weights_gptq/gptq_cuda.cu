@@ -1043,13 +1043,6 @@ struct G1Plan {
   unsigned blocks = 0;
 };
 
-// Resident waves the batch-1 kernel's grid may take when the k split grows (KVRUN_GPTQ_G1_WAVES,
-// 1..16, default 1: the largest split whose grid fits in one wave; under measurement).
-int g1_max_waves() {
-  static const int n = cuda_plugin::env_int("KVRUN_GPTQ_G1_WAVES", 1, 16, 1);
-  return n;
-}
-
 template <bool kTileScale>
 G1Plan plan_gemv1(int device, int sm_count, int64_t NTp, int64_t KC, int64_t G) {
   G1Plan p;
@@ -1074,7 +1067,7 @@ G1Plan plan_gemv1(int device, int sm_count, int64_t NTp, int64_t KC, int64_t G) 
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv1_mma_kernel<kTileScale>, kG1Warps * 32, smem));
     if (per_sm < 1) continue;
     const int64_t blocks = (NTp + (kG1Warps / ks) - 1) / (kG1Warps / ks);
-    const bool fits = blocks <= int64_t(sm_count) * per_sm * g1_max_waves() && KC / ks >= 2 * kG1U;
+    const bool fits = blocks <= int64_t(sm_count) * per_sm && KC / ks >= 2 * kG1U;
     if (!p.ok || fits) p = G1Plan{true, smem, ks, unsigned(blocks)};
     if (!fits) break;
   }
