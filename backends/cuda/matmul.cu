@@ -243,26 +243,24 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvMinBlocks) gemv_kernel(floa
   auto wait_and_normalize = [&] {
     pdl_wait();
     out.read_y(y, N, fz.accumulate);
-    if constexpr (NORM && VEC) {
-      if constexpr (DEFER) {  // xs = x·g at once, Σx² alongside: one round trip, one barrier
-        extern __shared__ float4 gemv_xs4[];  // [K / 4]
-        const float4* x4 = reinterpret_cast<const float4*>(x_in);
-        const int K4 = K / 4;
-        const bool g8 = fz.norm_t == DType::bf16 && reinterpret_cast<uintptr_t>(fz.norm_w) % 8 == 0;
-        float ss = 0.f;
+    if constexpr (NORM && VEC && DEFER) {  // xs = x·g at once, Σx² alongside: one round trip, one barrier
+      extern __shared__ float4 gemv_xs4[];  // [K / 4]
+      const float4* x4 = reinterpret_cast<const float4*>(x_in);
+      const int K4 = K / 4;
+      const bool g8 = fz.norm_t == DType::bf16 && reinterpret_cast<uintptr_t>(fz.norm_w) % 8 == 0;
+      float ss = 0.f;
 #pragma unroll 4
-        for (int f = threadIdx.x; f < K4; f += kGemvThreads) {
-          const float4 a = __ldg(x4 + f);
-          const float4 g = load_norm4(fz.norm_w, fz.norm_t, f, g8);
-          ss = fmaf(a.x, a.x, fmaf(a.y, a.y, fmaf(a.z, a.z, fmaf(a.w, a.w, ss))));
-          gemv_xs4[f] = make_float4(__fmul_rn(a.x, g.x), __fmul_rn(a.y, g.y), __fmul_rn(a.z, g.z), __fmul_rn(a.w, g.w));
-        }
-        ss = warp_sum(ss);
-        if (lane == 0) ss_part[warp] = ss;
-        __syncthreads();
-        x = reinterpret_cast<const float*>(gemv_xs4);
-        return;
+      for (int f = threadIdx.x; f < K4; f += kGemvThreads) {
+        const float4 a = __ldg(x4 + f);
+        const float4 g = load_norm4(fz.norm_w, fz.norm_t, f, g8);
+        ss = fmaf(a.x, a.x, fmaf(a.y, a.y, fmaf(a.z, a.z, fmaf(a.w, a.w, ss))));
+        gemv_xs4[f] = make_float4(__fmul_rn(a.x, g.x), __fmul_rn(a.y, g.y), __fmul_rn(a.z, g.z), __fmul_rn(a.w, g.w));
       }
+      ss = warp_sum(ss);
+      if (lane == 0) ss_part[warp] = ss;
+      __syncthreads();
+      x = reinterpret_cast<const float*>(gemv_xs4);
+      return;
     }
     if constexpr (NORM) {
       extern __shared__ float4 gemv_xs4[];  // [K / 4] (K floats)

@@ -73,7 +73,6 @@ void link_fixture(const std::string& model, const TempDir& dst, const std::set<s
   kvrun::test::link_fixture_files(model, dst.str(), skip);
 }
 
-
 std::string le64(uint64_t n) {
   std::string s(8, '\0');
   for (int i = 0; i < 8; ++i) s[size_t(i)] = char((n >> (8 * i)) & 0xff);
