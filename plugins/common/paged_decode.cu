@@ -39,9 +39,13 @@ void check_cuda(const char* who, cudaError_t err, const char* what) { cuda_plugi
 //
 // Split-K. When the grid (num_seqs · num_kv_heads · head chunks blocks) would not fill one wave
 // (the kernel's resident blocks per SM, from the occupancy API, times the SMs) and the step's
-// longest cache has at least 2 · kDecMinSplitKeys keys, the keys of each sequence are split into
-// gridDim.y parts, as many as still fit in that one wave (a second, nearly empty wave cost 6 % at
-// an 8192-token context: 32 parts 5.31 vs 16 parts 5.00 ms per batch-1 step): part z covers
+// longest cache has at least 2 · M keys, the keys of each sequence are split into gridDim.y parts,
+// as many as still fit in that one wave (a second, nearly empty wave cost 6 % at an 8192-token
+// context: 32 parts 5.31 vs 16 parts 5.00 ms per batch-1 step) and at most one per M keys.
+// M = kDecMinSplitKeys, or twice that for sixteen-warp blocks (batch 1 of an MHA model): their
+// parts were slower than fewer, longer ones up to ~1000 keys (session 20, Qwen-7B batch 1, 1024
+// new tokens: 2 parts 3.89 ms per step against 4 parts 3.91–3.92 with the int8 cache, 3.91 against
+// 3.95 with the fp16 cache). Part z covers
 // keys [z · P, min(kv_len, (z + 1) · P)) with P = ceil(kv_len / parts) rounded up to whole block
 // rounds, computed on the device from kv_len. So the number of parts depends only on host values
 // that a captured CUDA graph bakes in with its key (num_seqs, and max_kv_len, which the model
@@ -643,8 +647,9 @@ void launch_decode_w(const Args& a, cudaStream_t stream) {
     splits = forced;
   } else {
     const int64_t wave = int64_t(decode_resident_blocks<L, D, GP, W>()) * std::max(a.num_sms, 1);  // one full wave
-    if (blocks < wave && a.max_kv_len >= 2 * kDecMinSplitKeys)
-      splits = std::min<int64_t>(wave / blocks, a.max_kv_len / kDecMinSplitKeys);
+    const int64_t min_keys = W == kDecWideWarps ? 2 * kDecMinSplitKeys : kDecMinSplitKeys;  // M above
+    if (blocks < wave && a.max_kv_len >= 2 * min_keys)
+      splits = std::min<int64_t>(wave / blocks, a.max_kv_len / min_keys);
   }
   splits = std::min<int64_t>(splits, kDecMaxSplits);
   splits = std::min<int64_t>(splits, int64_t(a.scores_capacity / size_t(rows * (D + 2))));

@@ -85,7 +85,7 @@ struct Shape {
 std::vector<Shape> shapes() {
   std::vector<Shape> out;
   for (int kv : {1, 2, 15, 16, 17, 63, 64, 65, 127, 129, 255, 256, 511, 512, 1000, 2047, 4096})
-    out.push_back({{1}, {kv - 1}});  // decode of one sequence (split-K from 512 keys)
+    out.push_back({{1}, {kv - 1}});  // decode of one sequence (split-K from 512 keys, 1024 with 16-warp blocks)
   for (int n : {1, 17, 64, 65, 200, 1024}) out.push_back({{n}, {0}});  // prefill
   out.push_back({{1, 7, 300}, {0, 100, 3000}});                          // ragged
   out.push_back({{1, 1, 1, 1}, {0, 63, 1000, 4095}});                    // decode batch, empty split parts

@@ -140,7 +140,7 @@ std::string shape_string(const Shape& s) {
 std::vector<Shape> decode_shapes() {
   std::vector<Shape> out;
   for (int kv : {1, 2, 63, 64, 65, 255, 256, 257, 511, 512, 513, 1000, 2047, 4096})
-    out.push_back({{kv}});                                          // batch 1 (split from 512 keys)
+    out.push_back({{kv}});  // batch 1 (split from 512 keys; from 1024 with sixteen-warp blocks)
   out.push_back({{8192}});                                          // batch 1, long: 32 split parts
   out.push_back({{1, 2, 63, 64, 65, 2047, 4096}});                  // ragged
   out.push_back({{4096, 1, 2047, 16, 512, 64, 1024, 255}});         // ragged, many empty split parts
