@@ -30,3 +30,6 @@ row "qwen2.5 bf16 int8 B64" -c $C/qwen7b-bf16-int8-naive.toml $Q25 $B64 --json $
 row "qwen2.5 gptq int8 B1" -c $C/qwen7b-gptq-int8-naive.toml $Q25 $B1 --json $J/qwen25-gptq-int8-b1.json
 nvidia-smi $q --format=csv,noheader
 date -u
+# (As run, the JSON files were left one per sweep under $OUT/json; a call brings back only its
+# first eight files, so eight sweeps' JSON was lost — their rows are in the log. One archive:)
+tar -czf ${OUT:-.}/session20-e-json.tgz -C $J .
