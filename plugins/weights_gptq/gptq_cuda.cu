@@ -518,6 +518,225 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
   }
 }
 
+// Shared-memory loads at 32-bit shared-space addresses (the multiply loop computes its addresses
+// incrementally; through generic pointers the compiler rebuilt each one from the CTA's window).
+// volatile: they stay after the cp.async waits and barriers that publish the data.
+__device__ __forceinline__ uint32_t lds32(uint32_t a) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(a));
+  return v;
+}
+__device__ __forceinline__ uint2 lds64(uint32_t a) {
+  uint2 v;
+  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(a));
+  return v;
+}
+__device__ __forceinline__ uint4 lds128(uint32_t a) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
+  return v;
+}
+
+// ---- 9 to 64 rows on the tensor cores: x fragments staged once per block ---------------------------
+//
+// gemv_mma_kernel at 16–64 rows is bound by x, not by the weights: every warp loads the x values
+// of all its rows from L2 as f32 and splits them into two bf16 parts, once per column tile — at
+// 64 rows that is ~1.4 GB of L2 reads for gate·up alone, and a Qwen-7B step took 20 ms against
+// 15.8 for dequantize + cuBLAS and 7.1 for bf16 weights. gemm_tc_kernel (M = 9..64) computes
+// what the dequantize + GEMM path computes — W = s · (q − z) rounded to f16 once, x rounded to
+// f16, fp32 accumulation — without writing W:
+//  * tc_xfrag_kernel writes x once per call as f16 B fragments, xf [KC, 4, NB, 32] uint2: chunk c,
+//    k-tile i, rows 8b .. 8b + 7, lane (g, t) = x[8b + g][64c + 16i + 4t .. +3] as two f16 pairs
+//    (the k order of the mma layout, see above; zero past M and past the valid columns);
+//  * a block of kTcWarps warps owns kTcWarps column tiles (one per warp) and the chunks of its
+//    k part z = blockIdx.y; per chunk it copies into one stage of a shared-memory ring (cp.async)
+//    the chunk's x fragments (NB KiB, shared by all warps), each warp's 512 bytes of codes and
+//    each warp's scale/zero entries; one __syncthreads per chunk;
+//  * a warp turns each k-tile's codes into its A fragment in f16 — (code | 0x6400) − (1024 + zero)
+//    is code − zero exactly — times the group's scale (one f16 rounding: the value the
+//    dequantize kernel writes), then one mma per 8 rows of x;
+//  * with one k part the block writes y (+ bias); with several, each part writes its sums to a
+//    workspace and tc_reduce_kernel adds them in part order (+ bias): deterministic.
+constexpr int kTcWarps = 8;   // column tiles (warps) per block
+constexpr int kTcStages = 5;  // ring depth (chunks); kTcStages − 1 in flight
+constexpr int kTcMaxM = 64;   // rows of x at most (NB = 8)
+constexpr int kTcMaxParts = 8;
+
+// Bytes of one ring stage: x fragments, then the warps' codes, then their scale/zero entries.
+template <int NB, int S>
+struct TcStage {
+  static constexpr int kX = 4 * NB * 32 * 8;       // [4][NB][32] uint2
+  static constexpr int kW = kTcWarps * 32 * 16;     // [warps][32] uint4
+  static constexpr int kE = kTcWarps * S * 8 * 8;   // [warps][S][8] uint2
+  static constexpr int kBytes = kX + kW + kE;
+};
+
+__device__ __forceinline__ uint32_t pack_f16x2(float lo, float hi) {
+  const __half2 v = __floats2half2_rn(lo, hi);
+  uint32_t u;
+  memcpy(&u, &v, 4);
+  return u;
+}
+// (w & 0x000F000F) | 0x64006400: the f16 pair 1024 + code of nibbles 0 and 4.
+__device__ __forceinline__ uint32_t nibbles_f16(uint32_t w) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w), "r"(0x000F000Fu), "r"(0x64006400u));
+  return r;
+}
+// (a − b) · s on f16 pairs.
+__device__ __forceinline__ uint32_t f16x2_sub_mul(uint32_t a, uint32_t b, uint32_t s) {
+  __half2 va, vb, vs;
+  memcpy(&va, &a, 4);
+  memcpy(&vb, &b, 4);
+  memcpy(&vs, &s, 4);
+  const __half2 r = __hmul2(__hsub2(va, vb), vs);
+  uint32_t u;
+  memcpy(&u, &r, 4);
+  return u;
+}
+__device__ __forceinline__ void mma_f16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+//   x: [M, ldx] f32, the first kx columns valid; xf: [KC, 4, NB, 32] uint2; total = KC · 4 · NB · 32.
+template <int NB>
+__global__ void __launch_bounds__(256) tc_xfrag_kernel(const float* __restrict__ x, int64_t ldx, int M, int64_t kx,
+                                                       uint2* __restrict__ xf, int64_t total) {
+  cuda_plugin::pdl_trigger();
+  cuda_plugin::pdl_wait();  // x is the previous kernel's output; xf may still be read by an earlier GEMM
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
+    const int lane = int(o & 31), b = int((o >> 5) % NB);
+    const int64_t kt = (o >> 5) / NB;  // 4c + i
+    const int m = 8 * b + (lane >> 2);
+    const int64_t k = 16 * kt + 4 * (lane & 3);
+    float v[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = m < M && k + j < kx ? x[int64_t(m) * ldx + k + j] : 0.f;
+    xf[o] = make_uint2(pack_f16x2(v[0], v[1]), pack_f16x2(v[2], v[3]));
+  }
+}
+
+//   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
+//   xf: [KC, 4, NB, 32] uint2 (tc_xfrag_kernel), bias: [N] f32 or null,
+//   gridDim.y = 1: y [M, N] f32 = x · W + bias; gridDim.y = P > 1: part [P, M, N] f32, part z's sums.
+//   Dynamic shared memory: kTcStages · TcStage::kBytes, then the group table [KC · S] int32.
+template <bool kTileScale, int NB>
+__global__ void __launch_bounds__(kTcWarps * 32)
+    gemm_tc_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
+                   const float* __restrict__ bias, const uint2* __restrict__ xf, float* __restrict__ y,
+                   float* __restrict__ part, int M, int N, int NTp, int KC, int G) {
+  constexpr int S = kTileScale ? 4 : 1;
+  using St = TcStage<NB, S>;
+  extern __shared__ __align__(16) unsigned char tc_smem[];
+  int32_t* grp = reinterpret_cast<int32_t*>(tc_smem + kTcStages * St::kBytes);  // [chunks of the part · S]
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int nt = int(blockIdx.x) * kTcWarps + warp;
+  const bool active = nt < NTp;
+  const int nz = int(gridDim.y), z = int(blockIdx.y);
+  const int c0 = int(int64_t(KC) * z / nz), nch = int(int64_t(KC) * (z + 1) / nz) - c0;
+  cuda_plugin::pdl_trigger();
+
+  const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(tc_smem));
+  auto slot = [&](int s) { return ring + unsigned((s % kTcStages) * St::kBytes); };
+  // Copies of chunk c0 + s: the warp's codes (weights), its scale/zero entries (weights; need the
+  // group table), the block's x fragments (after the PDL wait).
+  auto issue_w = [&](int s) {
+    if (active && s < nch)
+      cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + warp * 512 + lane * 16),
+                               qm + (int64_t(nt) * KC + c0 + s) * 32 + lane);
+  };
+  auto issue_e = [&](int s) {
+    if (active && s < nch && lane < 4 * S) {  // S entries of 64 bytes: 4 copies each
+      const int i = lane >> 2;
+      const uint2* src = sz + (int64_t(nt) * G + grp[s * S + i]) * 8 + 2 * (lane & 3);
+      cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + St::kW + (warp * S + i) * 64 + (lane & 3) * 16), src);
+    }
+  };
+  auto issue_x = [&](int s) {
+    if (s < nch) {
+      const unsigned char* src = reinterpret_cast<const unsigned char*>(xf) + int64_t(c0 + s) * St::kX;
+      for (int j = threadIdx.x; j < St::kX / 16; j += blockDim.x)
+        cuda_plugin::cp_async_16(slot(s) + unsigned(16 * j), src + 16 * j);
+    }
+  };
+  constexpr int P = kTcStages - 1;
+  for (int s = 0; s < P; ++s) issue_w(s);
+  for (int i = threadIdx.x; i < nch * S; i += blockDim.x) grp[i] = __ldg(ug + 2 * (c0 * S + i) * (4 / S));
+  __syncthreads();  // grp
+  for (int s = 0; s < P; ++s) issue_e(s);
+  cuda_plugin::cp_async_commit();  // group: the first P stages' weights
+  cuda_plugin::pdl_wait();         // xf is the previous kernel's output
+  for (int s = 0; s < P; ++s) {
+    issue_x(s);
+    cuda_plugin::cp_async_commit();
+  }
+
+  float acc[NB][4];
+#pragma unroll
+  for (int b = 0; b < NB; ++b)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) acc[b][r] = 0.f;
+  for (int s = 0; s < nch; ++s) {
+    cuda_plugin::cp_async_wait<P - 1>();  // this thread's copies of stage s (and older) landed
+    __syncthreads();                       // everyone's; stage s − 1 is consumed by every warp
+    issue_w(s + P);
+    issue_e(s + P);
+    issue_x(s + P);
+    cuda_plugin::cp_async_commit();
+    if (!active) continue;
+    const uint32_t st = slot(s);
+    const uint4 q = lds128(st + unsigned(St::kX + warp * 512 + lane * 16));
+    const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint2 e = lds64(st + unsigned(St::kX + St::kW + (warp * S + (kTileScale ? i : 0)) * 64 + g * 8));
+      // zero pairs 1024 + z (f16, exact) and scale pairs of columns g and g + 8
+      const uint32_t zz0 = (0x6400u | (e.x & 0xffu)) * 0x10001u, zz1 = (0x6400u | ((e.x >> 16) & 0xffu)) * 0x10001u;
+      const uint32_t s0 = (e.y & 0xffffu) * 0x10001u, s1 = (e.y >> 16) * 0x10001u;
+      uint32_t a[4];
+      a[0] = f16x2_sub_mul(nibbles_f16(words[i]), zz0, s0);
+      a[1] = f16x2_sub_mul(nibbles_f16(words[i] >> 4), zz1, s1);
+      a[2] = f16x2_sub_mul(nibbles_f16(words[i] >> 8), zz0, s0);
+      a[3] = f16x2_sub_mul(nibbles_f16(words[i] >> 12), zz1, s1);
+#pragma unroll
+      for (int b = 0; b < NB; ++b) {
+        const uint2 bx = lds64(st + unsigned(((i * NB + b) * 32 + lane) * 8));
+        mma_f16_16816(acc[b], a, bx.x, bx.y);
+      }
+    }
+  }
+  cuda_plugin::cp_async_wait<0>();  // (empty groups at the end)
+  if (!active) return;
+  // acc[b][0], [1]: rows 8b + 2t, + 1 of column g; acc[b][2], [3]: the same rows of column g + 8.
+#pragma unroll
+  for (int b = 0; b < NB; ++b)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int m = 8 * b + 2 * t + (r & 1);
+      const int n = nt * 16 + g + 8 * (r >> 1);
+      if (m >= M || n >= N) continue;
+      if (nz == 1) y[int64_t(m) * N + n] = acc[b][r] + (bias ? bias[n] : 0.f);
+      else part[(int64_t(z) * M + m) * N + n] = acc[b][r];
+    }
+}
+
+//   part: [P, M, N] f32 → y [M, N] = Σ_z part[z] (z = 0, 1, … in order) + bias; total = M · N.
+__global__ void __launch_bounds__(256) tc_reduce_kernel(const float* __restrict__ part, const float* __restrict__ bias,
+                                                        float* __restrict__ y, int N, int P, int64_t total) {
+  cuda_plugin::pdl_trigger();
+  cuda_plugin::pdl_wait();
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
+    float v = 0.f;
+    for (int z = 0; z < P; ++z) v += part[int64_t(z) * total + o];
+    y[o] = v + (bias ? bias[o % N] : 0.f);
+  }
+}
+
 // ---- batch 1 on the tensor cores: a cp.async pipeline per warp, x prepared once per block ------
 //
 // gemv_mma_kernel at M = 1 moves 1.1–1.5 TB/s: each warp keeps only two chunks in flight in
@@ -563,24 +782,6 @@ struct G1Smem {
   }
 };
 
-// Shared-memory loads at 32-bit shared-space addresses (the multiply loop computes its addresses
-// incrementally; through generic pointers the compiler rebuilt each one from the CTA's window).
-// volatile: they stay after the cp.async waits and barriers that publish the data.
-__device__ __forceinline__ uint32_t lds32(uint32_t a) {
-  uint32_t v;
-  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(a));
-  return v;
-}
-__device__ __forceinline__ uint2 lds64(uint32_t a) {
-  uint2 v;
-  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(a));
-  return v;
-}
-__device__ __forceinline__ uint4 lds128(uint32_t a) {
-  uint4 v;
-  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
-  return v;
-}
 
 // Linear::forward_fused at M = 1 (MatmulFusion without SwiGLU): norm_w non-null — x is the residual
 // stream and the block multiplies rms_norm(x[:K])·norm_w instead (Σx² over the block's own read of
@@ -1022,6 +1223,81 @@ void launch_gemv_mma_m(cudaStream_t st, int sm_count, const uint4* qm, const uin
   else launch_gemv_mma<kTileScale, 8>(st, sm_count, qm, sz, ug, bias, x, ldx, y, M, N, NTp, KC, G);
 }
 
+// Whether 9..64 rows take gemm_tc_kernel (KVRUN_GPTQ_TC_GEMM=0: gemv_mma_kernel up to
+// KVRUN_GPTQ_MMA_MAX_ROWS, dequantize + GEMM above, as before session 20; for comparisons in one run).
+bool tc_gemm_enabled() {
+  static const bool on = cuda_plugin::env_int("KVRUN_GPTQ_TC_GEMM", 0, 1, 1) == 1;
+  return on;
+}
+
+// Workspace of gemm_tc_kernel in 16-bit units: the k parts' sums [kTcMaxParts, kTcMaxM, N] f32,
+// then the x fragments [Kp / 64, 4, kTcMaxM / 8, 32] uint2 (= kTcMaxM · Kp f16).
+int64_t tc_workspace_halfs(int64_t N, int64_t Kp) { return 2 * kTcMaxParts * kTcMaxM * N + 8 + kTcMaxM * Kp; }
+
+template <bool kTileScale, int NB>
+struct TcLaunch {
+  static constexpr int S = kTileScale ? 4 : 1;
+  static size_t smem(int64_t KC) { return size_t(kTcStages) * TcStage<NB, S>::kBytes + size_t(KC) * S * sizeof(int32_t); }
+  // Blocks per SM at the largest table (every launch's is smaller or equal); sets the opt-in
+  // shared-memory limit once.
+  static int per_sm(int device) {
+    static const int n = [device] {
+      const size_t most = smem(65536 / 64);
+      if (cudaFuncSetAttribute(gemm_tc_kernel<kTileScale, NB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               int(most)) != cudaSuccess)
+        return 0;
+      int b = 0;
+      return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_tc_kernel<kTileScale, NB>, kTcWarps * 32, most) ==
+                     cudaSuccess
+                 ? b
+                 : 0;
+    }();
+    return n;
+  }
+};
+
+// y [M, N] = x [M, ldx] (first kx columns) · W + bias for 9 ≤ M ≤ 64 through gemm_tc_kernel; ws: the
+// workspace (tc_workspace_halfs). The k parts: the most (powers of two, ≤ kTcMaxParts) whose grid
+// still fits in one resident wave with at least 4 chunks per part.
+template <bool kTileScale, int NB>
+void launch_gemm_tc(cudaStream_t st, int device, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
+                    const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
+                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws) {
+  using L = TcLaunch<kTileScale, NB>;
+  const int per_sm = L::per_sm(device);
+  if (per_sm < 1) fail(ErrorKind::internal, "weights.gptq (CUDA): gemm_tc_kernel does not fit on this device");
+  const int64_t bx = (NTp + kTcWarps - 1) / kTcWarps, capacity = int64_t(sm_count) * per_sm;
+  int nz = 1;
+  while (nz < kTcMaxParts && bx * (2 * nz) <= capacity && KC / (2 * nz) >= 4) nz *= 2;
+  float* part = reinterpret_cast<float*>(ws);
+  uint2* xf = reinterpret_cast<uint2*>(ws + 2 * kTcMaxParts * kTcMaxM * N + 8 - ((2 * kTcMaxParts * kTcMaxM * N) & 7));
+  const int64_t xf_total = KC * 4 * NB * 32;
+  const bool pdl = cuda_plugin::pdl_enabled();
+  GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(std::min<int64_t>((xf_total + 255) / 256, 1 << 16))),
+                                      dim3(256), 0, tc_xfrag_kernel<NB>, x, ldx, M, kx, xf, xf_total));
+  GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(bx), unsigned(nz)), dim3(kTcWarps * 32), L::smem(KC),
+                                      gemm_tc_kernel<kTileScale, NB>, qm, sz, ug, bias,
+                                      static_cast<const uint2*>(xf), y, part, M, int(N), int(NTp), int(KC), int(G)));
+  if (nz > 1) {
+    const int64_t total = int64_t(M) * N;
+    GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(std::min<int64_t>((total + 255) / 256, 1 << 16))),
+                                        dim3(256), 0, tc_reduce_kernel, static_cast<const float*>(part), bias, y,
+                                        int(N), nz, total));
+  }
+}
+
+template <bool kTileScale>
+void launch_gemm_tc_m(cudaStream_t st, int device, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
+                      const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
+                      int64_t NTp, int64_t KC, int64_t G, uint16_t* ws) {
+  if (M <= 16)
+    launch_gemm_tc<kTileScale, 2>(st, device, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws);
+  else if (M <= 32)
+    launch_gemm_tc<kTileScale, 4>(st, device, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws);
+  else
+    launch_gemm_tc<kTileScale, 8>(st, device, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws);
+}
+
 // Whether M = 1 takes gemv1_mma_kernel (KVRUN_GPTQ_GEMV1=0 keeps gemv_mma_kernel, for
 // comparisons in one run).
 bool gemv1_enabled() {
@@ -1159,6 +1435,17 @@ class CudaLinear final : public GptqLinearBase {
       }
       float* Y = y.as<float>();
       const float* B = bias.empty() ? nullptr : bias.data();
+      if (mma_ && M > 8 && M <= kTcMaxM && lay_.w_max < 65504.0 && tc_gemm_enabled()) {
+        const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
+        const int64_t kx = X == x.as<const float>() ? K : Kp;  // valid columns: K, or the gathered Kp
+        if (tile_scale_)
+          launch_gemm_tc_m<true>(st, dev_.info().index, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y,
+                                 int(M), N, ntp_, Kp / 64, lay_.groups, scratch_->wt.data());
+        else
+          launch_gemm_tc_m<false>(st, dev_.info().index, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y,
+                                  int(M), N, ntp_, Kp / 64, lay_.groups, scratch_->wt.data());
+        return;
+      }
       if (mma_ && M <= mma_max_rows()) {
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
         if (M == 1 && g1_.ok && gemv1_enabled()) {
@@ -1267,6 +1554,7 @@ class CudaLinear final : public GptqLinearBase {
     scales = Buffer<uint16_t>();
     zeros = Buffer<uint8_t>();
     mma_ = true;
+    scratch_->reserve_wt(size_t(std::max(lay_.N * lay_.Kp, tc_workspace_halfs(lay_.N, lay_.Kp))));
     g1_ = tile_scale_ ? plan_gemv1<true>(dev_.info().index, sm_count_, ntp_, KC, G)
                       : plan_gemv1<false>(dev_.info().index, sm_count_, ntp_, KC, G);
   }

@@ -1,5 +1,5 @@
 // weights.gptq on CUDA: the CUDA Linear of the built module against the CPU Linear on random packed
-// weights (bits 4 and 8, plus 2 and 3; act-order; asymmetric zeros; M in {1, 3, 8, 16, 33, 64, 300}).
+// weights (bits 4 and 8, plus 2 and 3; act-order; asymmetric zeros; M in {1, 3, 8, 16, 24, 33, 64, 300}).
 // Prints "skipped: no CUDA device" and returns where there is none (or no CUDA build).
 //
 // Tolerances (max |Δy| / max |y_cpu|): M ≤ 8 (M ≤ 64 for 4-bit Linears in the tensor-core layout,
@@ -7,8 +7,10 @@
 // with fp32 accumulation. The fp32 kernel (2, 3, 8 bits; 4 bits whose groups split 16-row tiles)
 // differs from the CPU only in summation order; the 4-bit tensor-core kernel multiplies x as two
 // bf16 parts (hi + lo: ≤ 2^-17 relative per product) — 2e-5 for both.
-// M > 8 multiplies an f16 copy of W with x rounded to f16 (backend GEMM, fp32 accumulation): each
-// operand carries a relative rounding error ≤ 2^-11, so 4e-3.
+// M > 8 multiplies W rounded to f16 with x rounded to f16, fp32 accumulation — for 4-bit Linears in
+// the tensor-core layout at 9..64 rows in gemm_tc_kernel (16, 24, 33 and 64 take its three row
+// widths; the small Linears its k split into parts), otherwise an f16 copy of W and the backend's
+// GEMM: each operand carries a relative rounding error ≤ 2^-11, so 4e-3.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -102,7 +104,7 @@ TEST_CASE("CUDA Linear matches the CPU Linear") {
     CHECK(gl->device_bytes() >= cl->device_bytes());
     CHECK(gl->device_bytes() <= cl->device_bytes() + size_t(12 * c.N) +
                                      size_t((n_pad - c.N) * (kp_max / 2 + 4 * groups) + groups * c.N));
-    for (int64_t M : {1, 3, 8, 16, 33, 64, 300}) {
+    for (int64_t M : {1, 3, 8, 16, 24, 33, 64, 300}) {
       INFO(describe(c) << " M=" << M);
       std::mt19937_64 rng(seed * 7 + uint64_t(M));
       std::uniform_real_distribution<float> U(-1.f, 1.f);
