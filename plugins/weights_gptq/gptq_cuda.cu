@@ -537,12 +537,12 @@ __device__ __forceinline__ uint4 lds128(uint32_t a) {
   return v;
 }
 
-// ---- 9 to 64 rows on the tensor cores: x fragments staged once per block ---------------------------
+// ---- 17 to 64 rows on the tensor cores: x fragments staged once per block ---------------------------
 //
 // gemv_mma_kernel at 16–64 rows is bound by x, not by the weights: every warp loads the x values
 // of all its rows from L2 as f32 and splits them into two bf16 parts, once per column tile — at
 // 64 rows that is ~1.4 GB of L2 reads for gate·up alone, and a Qwen-7B step took 20 ms against
-// 15.8 for dequantize + cuBLAS and 7.1 for bf16 weights. gemm_tc_kernel (M = 9..64) computes
+// 15.8 for dequantize + cuBLAS and 7.1 for bf16 weights. gemm_tc_kernel (M = 17..64) computes
 // what the dequantize + GEMM path computes — W = s · (q − z) rounded to f16 once, x rounded to
 // f16, fp32 accumulation — without writing W:
 //  * tc_xfrag_kernel writes x once per call as f16 B fragments, xf [KC, 4, NB, 32] uint2: chunk c,
@@ -559,6 +559,8 @@ __device__ __forceinline__ uint4 lds128(uint32_t a) {
 //    workspace and tc_reduce_kernel adds them in part order (+ bias): deterministic.
 constexpr int kTcWarps = 8;   // column tiles (warps) per block
 constexpr int kTcStages = 5;  // ring depth (chunks); kTcStages − 1 in flight
+constexpr int kTcMinM = 17;   // rows of x at least: up to 16, gemv_mma_kernel was faster (call F:
+                              // batch 16 4.82 against 5.07 ms/step; 32: 12.55 against 5.62)
 constexpr int kTcMaxM = 64;   // rows of x at most (NB = 8)
 constexpr int kTcMaxParts = 8;
 
@@ -1223,7 +1225,7 @@ void launch_gemv_mma_m(cudaStream_t st, int sm_count, const uint4* qm, const uin
   else launch_gemv_mma<kTileScale, 8>(st, sm_count, qm, sz, ug, bias, x, ldx, y, M, N, NTp, KC, G);
 }
 
-// Whether 9..64 rows take gemm_tc_kernel (KVRUN_GPTQ_TC_GEMM=0: gemv_mma_kernel up to
+// Whether 17..64 rows take gemm_tc_kernel (KVRUN_GPTQ_TC_GEMM=0: gemv_mma_kernel up to
 // KVRUN_GPTQ_MMA_MAX_ROWS, dequantize + GEMM above, as before session 20; for comparisons in one run).
 bool tc_gemm_enabled() {
   static const bool on = cuda_plugin::env_int("KVRUN_GPTQ_TC_GEMM", 0, 1, 1) == 1;
@@ -1256,7 +1258,7 @@ struct TcLaunch {
   }
 };
 
-// y [M, N] = x [M, ldx] (first kx columns) · W + bias for 9 ≤ M ≤ 64 through gemm_tc_kernel; ws: the
+// y [M, N] = x [M, ldx] (first kx columns) · W + bias for 17 ≤ M ≤ 64 through gemm_tc_kernel; ws: the
 // workspace (tc_workspace_halfs). The k parts: the most (powers of two, ≤ kTcMaxParts) whose grid
 // still fits in one resident wave with at least 4 chunks per part.
 template <bool kTileScale, int NB>
@@ -1290,9 +1292,7 @@ template <bool kTileScale>
 void launch_gemm_tc_m(cudaStream_t st, int device, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                       const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
                       int64_t NTp, int64_t KC, int64_t G, uint16_t* ws) {
-  if (M <= 16)
-    launch_gemm_tc<kTileScale, 2>(st, device, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws);
-  else if (M <= 32)
+  if (M <= 32)
     launch_gemm_tc<kTileScale, 4>(st, device, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws);
   else
     launch_gemm_tc<kTileScale, 8>(st, device, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws);
@@ -1435,7 +1435,7 @@ class CudaLinear final : public GptqLinearBase {
       }
       float* Y = y.as<float>();
       const float* B = bias.empty() ? nullptr : bias.data();
-      if (mma_ && M > 8 && M <= kTcMaxM && lay_.w_max < 65504.0 && tc_gemm_enabled()) {
+      if (mma_ && M >= kTcMinM && M <= kTcMaxM && lay_.w_max < 65504.0 && tc_gemm_enabled()) {
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
         const int64_t kx = X == x.as<const float>() ? K : Kp;  // valid columns: K, or the gathered Kp
         if (tile_scale_)
