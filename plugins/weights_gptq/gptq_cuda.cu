@@ -1237,37 +1237,35 @@ bool tc_gemm_enabled() {
 int64_t tc_workspace_halfs(int64_t N, int64_t Kp) { return 2 * kTcMaxParts * kTcMaxM * N + 8 + kTcMaxM * Kp; }
 
 template <bool kTileScale, int NB>
-struct TcLaunch {
-  static constexpr int S = kTileScale ? 4 : 1;
-  static size_t smem(int64_t KC) { return size_t(kTcStages) * TcStage<NB, S>::kBytes + size_t(KC) * S * sizeof(int32_t); }
-  // Blocks per SM at the largest table (every launch's is smaller or equal); sets the opt-in
-  // shared-memory limit once.
-  static int per_sm(int device) {
-    static const int n = [device] {
-      const size_t most = smem(65536 / 64);
-      if (cudaFuncSetAttribute(gemm_tc_kernel<kTileScale, NB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               int(most)) != cudaSuccess)
-        return 0;
-      int b = 0;
-      return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_tc_kernel<kTileScale, NB>, kTcWarps * 32, most) ==
-                     cudaSuccess
-                 ? b
-                 : 0;
-    }();
-    return n;
+size_t tc_smem(int64_t KC) {
+  constexpr int S = kTileScale ? 4 : 1;
+  return size_t(kTcStages) * TcStage<NB, S>::kBytes + size_t(KC) * S * sizeof(int32_t);
+}
+
+// Blocks of gemm_tc_kernel<kTileScale, NB> per SM on the current device for a Linear of KC chunks,
+// after raising the kernel's shared-memory limit there (per device, at load, like plan_gemv1);
+// 0 where it does not fit — the Linear then keeps the other paths.
+template <bool kTileScale, int NB>
+int plan_tc(int64_t KC) {
+  const size_t smem = tc_smem<kTileScale, NB>(KC);
+  int b = 0;
+  if (cudaFuncSetAttribute(gemm_tc_kernel<kTileScale, NB>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) !=
+          cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_tc_kernel<kTileScale, NB>, kTcWarps * 32, smem) !=
+          cudaSuccess) {
+    (void)cudaGetLastError();  // not sticky: clear it
+    return 0;
   }
-};
+  return b;
+}
 
 // y [M, N] = x [M, ldx] (first kx columns) · W + bias for 17 ≤ M ≤ 64 through gemm_tc_kernel; ws: the
 // workspace (tc_workspace_halfs). The k parts: the most (powers of two, ≤ kTcMaxParts) whose grid
 // still fits in one resident wave with at least 4 chunks per part.
 template <bool kTileScale, int NB>
-void launch_gemm_tc(cudaStream_t st, int device, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
+void launch_gemm_tc(cudaStream_t st, int per_sm, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                     const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
                     int64_t NTp, int64_t KC, int64_t G, uint16_t* ws) {
-  using L = TcLaunch<kTileScale, NB>;
-  const int per_sm = L::per_sm(device);
-  if (per_sm < 1) fail(ErrorKind::internal, "weights.gptq (CUDA): gemm_tc_kernel does not fit on this device");
   const int64_t bx = (NTp + kTcWarps - 1) / kTcWarps, capacity = int64_t(sm_count) * per_sm;
   int nz = 1;
   while (nz < kTcMaxParts && bx * (2 * nz) <= capacity && KC / (2 * nz) >= 4) nz *= 2;
@@ -1277,7 +1275,8 @@ void launch_gemm_tc(cudaStream_t st, int device, int sm_count, const uint4* qm, 
   const bool pdl = cuda_plugin::pdl_enabled();
   GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(std::min<int64_t>((xf_total + 255) / 256, 1 << 16))),
                                       dim3(256), 0, tc_xfrag_kernel<NB>, x, ldx, M, kx, xf, xf_total));
-  GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(bx), unsigned(nz)), dim3(kTcWarps * 32), L::smem(KC),
+  GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(bx), unsigned(nz)), dim3(kTcWarps * 32),
+                                      tc_smem<kTileScale, NB>(KC),
                                       gemm_tc_kernel<kTileScale, NB>, qm, sz, ug, bias,
                                       static_cast<const uint2*>(xf), y, part, M, int(N), int(NTp), int(KC), int(G)));
   if (nz > 1) {
@@ -1288,14 +1287,20 @@ void launch_gemm_tc(cudaStream_t st, int device, int sm_count, const uint4* qm, 
   }
 }
 
+// Blocks per SM of the two row widths (32 and 64 rows), 0 where one does not fit (plan_tc).
+struct TcPlan {
+  int per_sm32 = 0, per_sm64 = 0;
+  bool ok() const { return per_sm32 > 0 && per_sm64 > 0; }
+};
+
 template <bool kTileScale>
-void launch_gemm_tc_m(cudaStream_t st, int device, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
-                      const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
-                      int64_t NTp, int64_t KC, int64_t G, uint16_t* ws) {
+void launch_gemm_tc_m(cudaStream_t st, const TcPlan& plan, int sm_count, const uint4* qm, const uint2* sz,
+                      const int32_t* ug, const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M,
+                      int64_t N, int64_t NTp, int64_t KC, int64_t G, uint16_t* ws) {
   if (M <= 32)
-    launch_gemm_tc<kTileScale, 4>(st, device, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws);
+    launch_gemm_tc<kTileScale, 4>(st, plan.per_sm32, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws);
   else
-    launch_gemm_tc<kTileScale, 8>(st, device, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws);
+    launch_gemm_tc<kTileScale, 8>(st, plan.per_sm64, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws);
 }
 
 // Whether M = 1 takes gemv1_mma_kernel (KVRUN_GPTQ_GEMV1=0 keeps gemv_mma_kernel, for
@@ -1435,15 +1440,15 @@ class CudaLinear final : public GptqLinearBase {
       }
       float* Y = y.as<float>();
       const float* B = bias.empty() ? nullptr : bias.data();
-      if (mma_ && M >= kTcMinM && M <= kTcMaxM && lay_.w_max < 65504.0 && tc_gemm_enabled()) {
+      if (mma_ && tc_.ok() && M >= kTcMinM && M <= kTcMaxM && lay_.w_max < 65504.0 && tc_gemm_enabled()) {
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
         const int64_t kx = X == x.as<const float>() ? K : Kp;  // valid columns: K, or the gathered Kp
         if (tile_scale_)
-          launch_gemm_tc_m<true>(st, dev_.info().index, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y,
-                                 int(M), N, ntp_, Kp / 64, lay_.groups, scratch_->wt.data());
+          launch_gemm_tc_m<true>(st, tc_, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N, ntp_,
+                                 Kp / 64, lay_.groups, scratch_->wt.data());
         else
-          launch_gemm_tc_m<false>(st, dev_.info().index, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y,
-                                  int(M), N, ntp_, Kp / 64, lay_.groups, scratch_->wt.data());
+          launch_gemm_tc_m<false>(st, tc_, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N,
+                                  ntp_, Kp / 64, lay_.groups, scratch_->wt.data());
         return;
       }
       if (mma_ && M <= mma_max_rows()) {
@@ -1554,7 +1559,9 @@ class CudaLinear final : public GptqLinearBase {
     scales = Buffer<uint16_t>();
     zeros = Buffer<uint8_t>();
     mma_ = true;
-    scratch_->reserve_wt(size_t(std::max(lay_.N * lay_.Kp, tc_workspace_halfs(lay_.N, lay_.Kp))));
+    tc_ = tile_scale_ ? TcPlan{plan_tc<true, 4>(KC), plan_tc<true, 8>(KC)}
+                      : TcPlan{plan_tc<false, 4>(KC), plan_tc<false, 8>(KC)};
+    if (tc_.ok()) scratch_->reserve_wt(size_t(std::max(lay_.N * lay_.Kp, tc_workspace_halfs(lay_.N, lay_.Kp))));
     g1_ = tile_scale_ ? plan_gemv1<true>(dev_.info().index, sm_count_, ntp_, KC, G)
                       : plan_gemv1<false>(dev_.info().index, sm_count_, ntp_, KC, G);
   }
@@ -1591,6 +1598,7 @@ class CudaLinear final : public GptqLinearBase {
   int64_t ntp_ = 0;          // (mma_) column tiles of 16
   Buffer<uint2> sz_;         // (mma_) [ntp_, groups, 8]
   G1Plan g1_;                // (mma_) the batch-1 kernel's launch
+  TcPlan tc_;                // (mma_) gemm_tc_kernel's blocks per SM (17..64 rows)
   int sm_count_ = 1;
   int64_t wp_ = 0;    // row stride of the transposed qweight, in words
   int64_t full_ = 0;  // words of each column in interleaved 128-word blocks
