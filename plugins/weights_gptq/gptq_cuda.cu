@@ -573,12 +573,6 @@ struct TcStage {
   static constexpr int kBytes = kX + kW + kE;
 };
 
-__device__ __forceinline__ uint32_t pack_f16x2(float lo, float hi) {
-  const __half2 v = __floats2half2_rn(lo, hi);
-  uint32_t u;
-  memcpy(&u, &v, 4);
-  return u;
-}
 // (w & 0x000F000F) | 0x64006400: the f16 pair 1024 + code of nibbles 0 and 4.
 __device__ __forceinline__ uint32_t nibbles_f16(uint32_t w) {
   uint32_t r;
@@ -596,13 +590,6 @@ __device__ __forceinline__ uint32_t f16x2_sub_mul(uint32_t a, uint32_t b, uint32
   memcpy(&u, &r, 4);
   return u;
 }
-__device__ __forceinline__ void mma_f16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 //   x: [M, ldx] f32, the first kx columns valid; xf: [KC, 4, NB, 32] uint2; total = KC · 4 · NB · 32.
 template <int NB>
@@ -618,7 +605,7 @@ __global__ void __launch_bounds__(256) tc_xfrag_kernel(const float* __restrict__
     float v[4];
 #pragma unroll
     for (int j = 0; j < 4; ++j) v[j] = m < M && k + j < kx ? x[int64_t(m) * ldx + k + j] : 0.f;
-    xf[o] = make_uint2(pack_f16x2(v[0], v[1]), pack_f16x2(v[2], v[3]));
+    xf[o] = make_uint2(cuda_plugin::pack_f16x2(v[0], v[1]), cuda_plugin::pack_f16x2(v[2], v[3]));
   }
 }
 
@@ -708,7 +695,7 @@ __global__ void __launch_bounds__(kTcWarps * 32)
 #pragma unroll
       for (int b = 0; b < NB; ++b) {
         const uint2 bx = lds64(st + unsigned(((i * NB + b) * 32 + lane) * 8));
-        mma_f16_16816(acc[b], a, bx.x, bx.y);
+        cuda_plugin::mma_f16_16816(acc[b], a, bx.x, bx.y);
       }
     }
   }

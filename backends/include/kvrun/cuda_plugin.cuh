@@ -182,14 +182,25 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return u;
 }
 
-// d[16×8] += a[16×16] · b[16×8] (mma.sync m16n8k16): bf16 fragments — a row-major (a[0..3]), b
-// column-major (b0, b1) — and fp32 accumulators.
-__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+// The same as one f16x2 register.
+__device__ __forceinline__ uint32_t pack_f16x2(float lo, float hi) {
+  const __half2 v = __floats2half2_rn(lo, hi);
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return u;
 }
+
+// d[16×8] += a[16×16] · b[16×8] (mma.sync m16n8k16): bf16 (or, _f16, f16) fragments — a row-major
+// (a[0..3]), b column-major (b0, b1) — and fp32 accumulators.
+#define KVRUN_MMA_16816(name, type)                                                                    \
+  __device__ __forceinline__ void name(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) { \
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." type "." type                                \
+                 ".f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"                \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                       \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));                       \
+  }
+KVRUN_MMA_16816(mma_bf16_16816, "bf16")
+KVRUN_MMA_16816(mma_f16_16816, "f16")
+#undef KVRUN_MMA_16816
 
 }  // namespace kvrun::cuda_plugin
