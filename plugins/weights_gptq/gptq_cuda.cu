@@ -543,11 +543,12 @@ __device__ __forceinline__ uint4 lds128(uint32_t a) {
 // of all its rows from L2 as f32 and splits them into two bf16 parts, once per column tile — at
 // 64 rows that is ~1.4 GB of L2 reads for gate·up alone, and a Qwen-7B step took 20 ms against
 // 15.8 for dequantize + cuBLAS and 7.1 for bf16 weights. gemm_tc_kernel (M = 17..64) computes
-// what the dequantize + GEMM path computes — W = s · (q − z) rounded to f16 once, x rounded to
-// f16, fp32 accumulation — without writing W:
+// what the dequantize + GEMM path computes — W = s · (q − z) rounded to f16 once, each row of x
+// scaled by a power of two and rounded to f16, fp32 accumulation — without writing W:
 //  * tc_xfrag_kernel writes x once per call as f16 B fragments, xf [KC, 4, NB, 32] uint2: chunk c,
-//    k-tile i, rows 8b .. 8b + 7, lane (g, t) = x[8b + g][64c + 16i + 4t .. +3] as two f16 pairs
-//    (the k order of the mma layout, see above; zero past M and past the valid columns);
+//    k-tile i, rows 8b .. 8b + 7, lane (g, t) = x[8b + g][64c + 16i + 4t .. +3] · 2^-s as two f16
+//    pairs (the k order of the mma layout, see above; zero past M and past the valid columns),
+//    and the row scales 2^s, which multiply the rows' sums at the end;
 //  * a block of kTcWarps warps owns kTcWarps column tiles (one per warp) and the chunks of its
 //    k part z = blockIdx.y; per chunk it copies into one stage of a shared-memory ring (cp.async)
 //    the chunk's x fragments (NB KiB, shared by all warps), each warp's 512 bytes of codes and
@@ -591,33 +592,60 @@ __device__ __forceinline__ uint32_t f16x2_sub_mul(uint32_t a, uint32_t b, uint32
   return u;
 }
 
-//   x: [M, ldx] f32, the first kx columns valid; xf: [KC, 4, NB, 32] uint2; total = KC · 4 · NB · 32.
+// One block per row m of the fragments (8·NB blocks; rows ≥ M are written as zeros). Like the
+// backend's f16 GEMM operand (f32_to_f16_rowscaled_kernel), the row is scaled by a power of two
+// (exact) so that its max |x| lies in [2^13, 2^14): no f16 overflow for large activations, no
+// subnormals for tiny ones; rowscale[m] = the inverse, applied to the row's sums. A row that is all
+// zero or holds inf/NaN is left as is.
+//   x: [M, ldx] f32, the first kx columns valid; xf: [KC, 4, NB, 32] uint2; rowscale: [M] f32;
+//   nkt = KC · 4 k-tiles.
 template <int NB>
 __global__ void __launch_bounds__(256) tc_xfrag_kernel(const float* __restrict__ x, int64_t ldx, int M, int64_t kx,
-                                                       uint2* __restrict__ xf, int64_t total) {
+                                                       uint2* __restrict__ xf, float* __restrict__ rowscale,
+                                                       int64_t nkt) {
+  __shared__ float wmax[8];
   cuda_plugin::pdl_trigger();
   cuda_plugin::pdl_wait();  // x is the previous kernel's output; xf may still be read by an earlier GEMM
-  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
-    const int lane = int(o & 31), b = int((o >> 5) % NB);
-    const int64_t kt = (o >> 5) / NB;  // 4c + i
-    const int m = 8 * b + (lane >> 2);
-    const int64_t k = 16 * kt + 4 * (lane & 3);
+  const int m = int(blockIdx.x);
+  const float* xr = x + int64_t(m) * ldx;
+  float scale = 1.f;  // multiply x by this
+  if (m < M) {
+    float mx = 0.f;
+    for (int64_t k = threadIdx.x; k < kx; k += blockDim.x) mx = fmaxf(mx, fabsf(xr[k]));
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if ((threadIdx.x & 31) == 0) wmax[threadIdx.x >> 5] = mx;
+    __syncthreads();
+    mx = 0.f;
+    for (int i = 0; i < int(blockDim.x >> 5); ++i) mx = fmaxf(mx, wmax[i]);
+    if (isfinite(mx) && mx > 0.f) {
+      int e = 0;
+      (void)frexpf(mx, &e);  // mx = f · 2^e, f ∈ [0.5, 1)
+      scale = ldexpf(1.f, min(14 - e, 120));
+    }
+    if (threadIdx.x == 0) rowscale[m] = 1.f / scale;  // exact: a power of two
+  }
+  // Lane (g = m % 8, t) of row block b = m / 8 holds k = 16·kt + 4t .. +3 of k-tile kt.
+  uint2* xrow = xf + (m >> 3) * 32 + (m & 7) * 4;
+  for (int64_t j = threadIdx.x; j < nkt * 4; j += blockDim.x) {
+    const int64_t kt = j >> 2, k = 16 * kt + 4 * (j & 3);
     float v[4];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) v[j] = m < M && k + j < kx ? x[int64_t(m) * ldx + k + j] : 0.f;
-    xf[o] = make_uint2(cuda_plugin::pack_f16x2(v[0], v[1]), cuda_plugin::pack_f16x2(v[2], v[3]));
+    for (int q = 0; q < 4; ++q) v[q] = m < M && k + q < kx ? xr[k + q] * scale : 0.f;
+    xrow[kt * NB * 32 + (j & 3)] = make_uint2(cuda_plugin::pack_f16x2(v[0], v[1]), cuda_plugin::pack_f16x2(v[2], v[3]));
   }
 }
 
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   xf: [KC, 4, NB, 32] uint2 (tc_xfrag_kernel), bias: [N] f32 or null,
-//   gridDim.y = 1: y [M, N] f32 = x · W + bias; gridDim.y = P > 1: part [P, M, N] f32, part z's sums.
+//   rowscale: [M] f32 (tc_xfrag_kernel); gridDim.y = 1: y [M, N] f32 = x · W + bias (the sums times
+//   rowscale); gridDim.y = P > 1: part [P, M, N] f32, part z's sums (of the scaled rows).
 //   Dynamic shared memory: kTcStages · TcStage::kBytes, then the group table [KC · S] int32.
 template <bool kTileScale, int NB>
 __global__ void __launch_bounds__(kTcWarps * 32)
     gemm_tc_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
-                   const float* __restrict__ bias, const uint2* __restrict__ xf, float* __restrict__ y,
-                   float* __restrict__ part, int M, int N, int NTp, int KC, int G) {
+                   const float* __restrict__ bias, const uint2* __restrict__ xf, const float* __restrict__ rowscale,
+                   float* __restrict__ y, float* __restrict__ part, int M, int N, int NTp, int KC, int G) {
   constexpr int S = kTileScale ? 4 : 1;
   using St = TcStage<NB, S>;
   extern __shared__ __align__(16) unsigned char tc_smem[];
@@ -709,20 +737,22 @@ __global__ void __launch_bounds__(kTcWarps * 32)
       const int m = 8 * b + 2 * t + (r & 1);
       const int n = nt * 16 + g + 8 * (r >> 1);
       if (m >= M || n >= N) continue;
-      if (nz == 1) y[int64_t(m) * N + n] = acc[b][r] + (bias ? bias[n] : 0.f);
+      if (nz == 1) y[int64_t(m) * N + n] = acc[b][r] * rowscale[m] + (bias ? bias[n] : 0.f);
       else part[(int64_t(z) * M + m) * N + n] = acc[b][r];
     }
 }
 
-//   part: [P, M, N] f32 → y [M, N] = Σ_z part[z] (z = 0, 1, … in order) + bias; total = M · N.
-__global__ void __launch_bounds__(256) tc_reduce_kernel(const float* __restrict__ part, const float* __restrict__ bias,
-                                                        float* __restrict__ y, int N, int P, int64_t total) {
+//   part: [P, M, N] f32 → y [M, N] = (Σ_z part[z] (z = 0, 1, … in order)) · rowscale[m] + bias;
+//   total = M · N.
+__global__ void __launch_bounds__(256) tc_reduce_kernel(const float* __restrict__ part, const float* __restrict__ rowscale,
+                                                        const float* __restrict__ bias, float* __restrict__ y, int N,
+                                                        int P, int64_t total) {
   cuda_plugin::pdl_trigger();
   cuda_plugin::pdl_wait();
   for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
     float v = 0.f;
     for (int z = 0; z < P; ++z) v += part[int64_t(z) * total + o];
-    y[o] = v + (bias ? bias[o % N] : 0.f);
+    y[o] = v * rowscale[o / N] + (bias ? bias[o % N] : 0.f);
   }
 }
 
@@ -1220,8 +1250,10 @@ bool tc_gemm_enabled() {
 }
 
 // Workspace of gemm_tc_kernel in 16-bit units: the k parts' sums [kTcMaxParts, kTcMaxM, N] f32,
-// then the x fragments [Kp / 64, 4, kTcMaxM / 8, 32] uint2 (= kTcMaxM · Kp f16).
-int64_t tc_workspace_halfs(int64_t N, int64_t Kp) { return 2 * kTcMaxParts * kTcMaxM * N + 8 + kTcMaxM * Kp; }
+// the row scales [kTcMaxM] f32, then the x fragments [Kp / 64, 4, kTcMaxM / 8, 32] uint2
+// (= kTcMaxM · Kp f16), each 16-byte aligned.
+int64_t tc_part_halfs(int64_t N) { return (2 * kTcMaxParts * kTcMaxM * N + 7) / 8 * 8; }
+int64_t tc_workspace_halfs(int64_t N, int64_t Kp) { return tc_part_halfs(N) + 2 * kTcMaxM + kTcMaxM * Kp; }
 
 template <bool kTileScale, int NB>
 size_t tc_smem(int64_t KC) {
@@ -1257,20 +1289,20 @@ void launch_gemm_tc(cudaStream_t st, int per_sm, int sm_count, const uint4* qm, 
   int nz = 1;
   while (nz < kTcMaxParts && bx * (2 * nz) <= capacity && KC / (2 * nz) >= 4) nz *= 2;
   float* part = reinterpret_cast<float*>(ws);
-  uint2* xf = reinterpret_cast<uint2*>(ws + 2 * kTcMaxParts * kTcMaxM * N + 8 - ((2 * kTcMaxParts * kTcMaxM * N) & 7));
-  const int64_t xf_total = KC * 4 * NB * 32;
+  float* rowscale = reinterpret_cast<float*>(ws + tc_part_halfs(N));
+  uint2* xf = reinterpret_cast<uint2*>(ws + tc_part_halfs(N) + 2 * kTcMaxM);
   const bool pdl = cuda_plugin::pdl_enabled();
-  GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(std::min<int64_t>((xf_total + 255) / 256, 1 << 16))),
-                                      dim3(256), 0, tc_xfrag_kernel<NB>, x, ldx, M, kx, xf, xf_total));
+  GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(8 * NB)), dim3(256), 0, tc_xfrag_kernel<NB>, x, ldx, M, kx,
+                                      xf, rowscale, KC * 4));
   GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(bx), unsigned(nz)), dim3(kTcWarps * 32),
-                                      tc_smem<kTileScale, NB>(KC),
-                                      gemm_tc_kernel<kTileScale, NB>, qm, sz, ug, bias,
-                                      static_cast<const uint2*>(xf), y, part, M, int(N), int(NTp), int(KC), int(G)));
+                                      tc_smem<kTileScale, NB>(KC), gemm_tc_kernel<kTileScale, NB>, qm, sz, ug, bias,
+                                      static_cast<const uint2*>(xf), static_cast<const float*>(rowscale), y, part, M,
+                                      int(N), int(NTp), int(KC), int(G)));
   if (nz > 1) {
     const int64_t total = int64_t(M) * N;
     GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(std::min<int64_t>((total + 255) / 256, 1 << 16))),
-                                        dim3(256), 0, tc_reduce_kernel, static_cast<const float*>(part), bias, y,
-                                        int(N), nz, total));
+                                        dim3(256), 0, tc_reduce_kernel, static_cast<const float*>(part),
+                                        static_cast<const float*>(rowscale), bias, y, int(N), nz, total));
   }
 }
 

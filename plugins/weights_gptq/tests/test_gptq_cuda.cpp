@@ -7,7 +7,8 @@
 // with fp32 accumulation. The fp32 kernel (2, 3, 8 bits; 4 bits whose groups split 16-row tiles)
 // differs from the CPU only in summation order; the 4-bit tensor-core kernel multiplies x as two
 // bf16 parts (hi + lo: ≤ 2^-17 relative per product) — 2e-5 for both.
-// M > 8 multiplies W rounded to f16 with x rounded to f16, fp32 accumulation — for 4-bit Linears in
+// M > 8 multiplies W rounded to f16 with x rounded to f16 (each row scaled by a power of two first,
+// exact), fp32 accumulation — for 4-bit Linears in
 // the tensor-core layout at 17..64 rows in gemm_tc_kernel (24 and 33, 64 take its two row widths;
 // the small Linears its k split into parts), 9..16 rows in the fused kernel (tighter than this
 // bound), otherwise an f16 copy of W and the backend's
