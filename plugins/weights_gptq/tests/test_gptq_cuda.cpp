@@ -138,6 +138,59 @@ TEST_CASE("CUDA Linear matches the CPU Linear") {
               worst_small, worst_large);
 }
 
+TEST_CASE("CUDA Linear at 17..64 rows: rows of huge and of tiny activations keep their precision") {
+  // The f16 paths (gemm_tc_kernel at 17..64 rows, dequantize + GEMM above) scale each row of x by a
+  // power of two before rounding it to f16: a row with |x| up to 1e7 must not overflow (65504 is
+  // f16's largest value) and a row of 1e-6-sized values must not fall into f16's subnormals. Each
+  // row is checked against the CPU on its own scale: max |Δy| / max |y| of the row ≤ 4e-3 (the
+  // second Linear has no bias, so its tiny rows are all products).
+  GptqOnBoth both;
+  KVRUN_SKIP_UNLESS(both.gpu != nullptr, "no CUDA device");
+  KVRUN_SKIP_UNLESS(both.cuda_build, "weights.gptq built without CUDA");
+  Device* gpu = both.gpu.get();
+  const Config configs[] = {
+      {4, 1024, 512, 128, false, false, false, true},  // one k part, a bias
+      {4, 11008, 80, 128, false, false, false, false}, // k split into parts (the reduce kernel)
+  };
+  uint64_t seed = 700;
+  double worst = 0;
+  for (const Config& c : configs) {
+    std::unique_ptr<Linear> gl, cl;
+    both.load(c, seed++, &gl, &cl);
+    for (int64_t M : {24, 40, 64, 100}) {
+      INFO(describe(c) << " M=" << M);
+      std::mt19937_64 rng(seed * 11 + uint64_t(M));
+      std::uniform_real_distribution<float> U(-1.f, 1.f);
+      std::vector<float> x(size_t(M * c.K)), y_cpu(size_t(M * c.N)), y_gpu(size_t(M * c.N));
+      for (int64_t m = 0; m < M; ++m) {
+        const float row_scale = m % 3 == 0 ? 1e7f : m % 3 == 1 ? 1e-6f : 1.f;
+        for (int64_t k = 0; k < c.K; ++k) x[size_t(m * c.K + k)] = U(rng) * row_scale;
+      }
+      check(cl->forward(TensorView(y_cpu.data(), DType::f32, {M, c.N}), TensorView(x.data(), DType::f32, {M, c.K})));
+      Buffer<float> xd(*gpu, x.size(), MemCategory::workspace), yd(*gpu, y_gpu.size(), MemCategory::workspace);
+      xd.upload(x.data(), x.size());
+      Status st = gl->forward(yd.view(DType::f32, {M, c.N}), xd.view(DType::f32, {M, c.K}));
+      REQUIRE_MESSAGE(st.ok(), st.message);
+      yd.download(y_gpu.data(), y_gpu.size());
+      check(gpu->queue().wait());
+      for (int64_t m = 0; m < M; ++m) {
+        double num = 0, den = 0;
+        for (int64_t n = 0; n < c.N; ++n) {
+          const size_t i = size_t(m * c.N + n);
+          num = std::max(num, std::fabs(double(y_gpu[i]) - y_cpu[i]));
+          den = std::max(den, std::fabs(double(y_cpu[i])));
+        }
+        INFO("row " << m);
+        REQUIRE(std::isfinite(num));
+        const double rel = den > 0 ? num / den : num;
+        worst = std::max(worst, rel);
+        CHECK(rel <= 4e-3);
+      }
+    }
+  }
+  std::printf("CUDA vs CPU Linear, rows of 1e7 / 1e-6 / 1: worst per-row max|dy|/max|y| %.3g (limit 4e-3)\n", worst);
+}
+
 TEST_CASE("CUDA Linear fused at M = 1 (norm of x in, y += out) matches the CPU's unfused ops") {
   // Reference: the CPU backend's rms_norm, the CPU Linear, then the residual add. Same tolerance
   // as the unfused batch-1 kernel (2e-5 of max |product|), the norm adding fp32 rounding only.
