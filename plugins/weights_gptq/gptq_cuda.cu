@@ -556,8 +556,9 @@ __device__ __forceinline__ uint4 lds128(uint32_t a) {
 //  * a warp turns each k-tile's codes into its A fragment in f16 — (code | 0x6400) − (1024 + zero)
 //    is code − zero exactly — times the group's scale (one f16 rounding: the value the
 //    dequantize kernel writes), then one mma per 8 rows of x;
-//  * with one k part the block writes y (+ bias); with several, each part writes its sums to a
-//    workspace and tc_reduce_kernel adds them in part order (+ bias): deterministic.
+//  * with one k part the block writes y (its sums times the row scale, + bias); with several, each
+//    part writes its sums to a workspace and tc_reduce_kernel adds them in part order (then the
+//    row scale, + bias): deterministic.
 constexpr int kTcWarps = 8;   // column tiles (warps) per block
 constexpr int kTcStages = 5;  // ring depth (chunks); kTcStages − 1 in flight
 constexpr int kTcMinM = 17;   // rows of x at least: up to 16, gemv_mma_kernel was faster (call F:
