@@ -595,21 +595,9 @@ __global__ void f32_to_f16_rowscaled_kernel(__half* xh, float* rowscale, const f
   const float* xr = x + m * K;
   float mx = 0.f;
   for (int k = threadIdx.x; k < K; k += blockDim.x) mx = fmaxf(mx, fabsf(xr[k]));
-  // block max (reusing the shuffle pattern of block_sum)
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = mx;
-  __syncthreads();
-  mx = 0.f;
-  for (int i = 0; i < int(blockDim.x >> 5); ++i) mx = fmaxf(mx, scratch[i]);
-  int e = 0;
-  float scale = 1.f;  // multiply x by this
-  if (isfinite(mx) && mx > 0.f) {
-    (void)frexpf(mx, &e);  // mx = f · 2^e, f ∈ [0.5, 1)
-    // 2^±120 and its inverse are normal floats (only rows of f32 subnormals reach the clamp)
-    scale = ldexpf(1.f, min(14 - e, 120));
-  }
-  if (threadIdx.x == 0) rowscale[m] = 1.f / scale;  // exact: a power of two
+  mx = cuda_plugin::block_max(mx, scratch);
+  const float scale = cuda_plugin::f16_row_scale(mx);  // multiply x by this
+  if (threadIdx.x == 0) rowscale[m] = 1.f / scale;    // exact: a power of two
   for (int k = threadIdx.x; k < K; k += blockDim.x) xh[m * K + k] = __float2half_rn(xr[k] * scale);
 }
 

@@ -604,7 +604,7 @@ template <int NB>
 __global__ void __launch_bounds__(256) tc_xfrag_kernel(const float* __restrict__ x, int64_t ldx, int M, int64_t kx,
                                                        uint2* __restrict__ xf, float* __restrict__ rowscale,
                                                        int64_t nkt) {
-  __shared__ float wmax[8];
+  __shared__ float wmax[32];  // block_max's scratch
   cuda_plugin::pdl_trigger();
   cuda_plugin::pdl_wait();  // x is the previous kernel's output; xf may still be read by an earlier GEMM
   const int m = int(blockIdx.x);
@@ -613,17 +613,7 @@ __global__ void __launch_bounds__(256) tc_xfrag_kernel(const float* __restrict__
   if (m < M) {
     float mx = 0.f;
     for (int64_t k = threadIdx.x; k < kx; k += blockDim.x) mx = fmaxf(mx, fabsf(xr[k]));
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    if ((threadIdx.x & 31) == 0) wmax[threadIdx.x >> 5] = mx;
-    __syncthreads();
-    mx = 0.f;
-    for (int i = 0; i < int(blockDim.x >> 5); ++i) mx = fmaxf(mx, wmax[i]);
-    if (isfinite(mx) && mx > 0.f) {
-      int e = 0;
-      (void)frexpf(mx, &e);  // mx = f · 2^e, f ∈ [0.5, 1)
-      scale = ldexpf(1.f, min(14 - e, 120));
-    }
+    scale = cuda_plugin::f16_row_scale(cuda_plugin::block_max(mx, wmax));
     if (threadIdx.x == 0) rowscale[m] = 1.f / scale;  // exact: a power of two
   }
   // Lane (g = m % 8, t) of row block b = m / 8 holds k = 16·kt + 4t .. +3 of k-tile kt.

@@ -182,6 +182,34 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return u;
 }
 
+#if defined(__CUDACC__)
+// The largest v of the block, in every thread (blockDim.x a multiple of 32, at most 1024; scratch:
+// 32 floats of shared memory, free again only after a later barrier). A barrier inside: every
+// thread of the block must call it.
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
+  __syncthreads();
+  v = 0.f;
+  for (int i = 0; i < int(blockDim.x >> 5); ++i) v = fmaxf(v, scratch[i]);
+  return v;
+}
+
+// The power of two by which a row of x whose max |x| is max_abs is multiplied before it is rounded
+// to f16: it brings max_abs into [2^13, 2^14) — no f16 overflow for large activations, no f16
+// subnormals for tiny ones — exactly (the sums are multiplied by its inverse, also exact). 1 for a
+// row that is all zero or holds inf/NaN. (The backend's f16 GEMM operand and the GPTQ plugin's f16
+// fragments; nvcc only.)
+__device__ __forceinline__ float f16_row_scale(float max_abs) {
+  if (!isfinite(max_abs) || !(max_abs > 0.f)) return 1.f;
+  int e = 0;
+  (void)frexpf(max_abs, &e);  // max_abs = f · 2^e, f ∈ [0.5, 1)
+  // 2^±120 and its inverse are normal floats (only rows of f32 subnormals reach the clamp)
+  return ldexpf(1.f, min(14 - e, 120));
+}
+#endif
+
 // The same as one f16x2 register.
 __device__ __forceinline__ uint32_t pack_f16x2(float lo, float hi) {
   const __half2 v = __floats2half2_rn(lo, hi);

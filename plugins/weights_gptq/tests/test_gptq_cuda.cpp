@@ -71,6 +71,21 @@ struct GptqOnBoth {
     st = cpu_wf->load_linear(ck, sp, *cpu, cl);
     REQUIRE_MESSAGE(st.ok(), st.message);
   }
+
+  // y = x · W on the CPU Linear cl and on the CUDA Linear gl; x: [M, K] on the host.
+  void forward(Linear& gl, Linear& cl, const std::vector<float>& x, int64_t M, int64_t K, int64_t N,
+               std::vector<float>* y_cpu, std::vector<float>* y_gpu) {
+    y_cpu->assign(size_t(M * N), 0.f);
+    y_gpu->assign(size_t(M * N), -1.f);
+    check(cl.forward(TensorView(y_cpu->data(), DType::f32, {M, N}),
+                     TensorView(const_cast<float*>(x.data()), DType::f32, {M, K})));
+    Buffer<float> xd(*gpu, x.size(), MemCategory::workspace), yd(*gpu, y_gpu->size(), MemCategory::workspace);
+    xd.upload(x.data(), x.size());
+    Status st = gl.forward(yd.view(DType::f32, {M, N}), xd.view(DType::f32, {M, K}));
+    REQUIRE_MESSAGE(st.ok(), st.message);
+    yd.download(y_gpu->data(), y_gpu->size());
+    check(gpu->queue().wait());
+  }
 };
 
 }  // namespace
@@ -79,7 +94,6 @@ TEST_CASE("CUDA Linear matches the CPU Linear") {
   GptqOnBoth both;
   KVRUN_SKIP_UNLESS(both.gpu != nullptr, "no CUDA device");
   KVRUN_SKIP_UNLESS(both.cuda_build, "weights.gptq built without CUDA");
-  Device* gpu = both.gpu.get();
 
   const std::vector<Config> configs = {
       {4, 1024, 512, 128, false, false, false, true},  // the Qwen-Int4 settings, with a bias
@@ -110,15 +124,9 @@ TEST_CASE("CUDA Linear matches the CPU Linear") {
       INFO(describe(c) << " M=" << M);
       std::mt19937_64 rng(seed * 7 + uint64_t(M));
       std::uniform_real_distribution<float> U(-1.f, 1.f);
-      std::vector<float> x(size_t(M * c.K)), y_cpu(size_t(M * c.N)), y_gpu(size_t(M * c.N), -1.f);
+      std::vector<float> x(size_t(M * c.K)), y_cpu, y_gpu;
       for (auto& v : x) v = U(rng);
-      check(cl->forward(TensorView(y_cpu.data(), DType::f32, {M, c.N}), TensorView(x.data(), DType::f32, {M, c.K})));
-      Buffer<float> xd(*gpu, x.size(), MemCategory::workspace), yd(*gpu, y_gpu.size(), MemCategory::workspace);
-      xd.upload(x.data(), x.size());
-      Status st = gl->forward(yd.view(DType::f32, {M, c.N}), xd.view(DType::f32, {M, c.K}));
-      REQUIRE_MESSAGE(st.ok(), st.message);
-      yd.download(y_gpu.data(), y_gpu.size());
-      check(gpu->queue().wait());
+      both.forward(*gl, *cl, x, M, c.K, c.N, &y_cpu, &y_gpu);
       double num = 0, den = 0;
       for (size_t i = 0; i < y_cpu.size(); ++i) {
         num = std::max(num, std::fabs(double(y_gpu[i]) - y_cpu[i]));
@@ -147,7 +155,6 @@ TEST_CASE("CUDA Linear at 17..64 rows: rows of huge and of tiny activations keep
   GptqOnBoth both;
   KVRUN_SKIP_UNLESS(both.gpu != nullptr, "no CUDA device");
   KVRUN_SKIP_UNLESS(both.cuda_build, "weights.gptq built without CUDA");
-  Device* gpu = both.gpu.get();
   const Config configs[] = {
       {4, 1024, 512, 128, false, false, false, true},  // one k part, a bias
       {4, 11008, 80, 128, false, false, false, false}, // k split into parts (the reduce kernel)
@@ -161,18 +168,12 @@ TEST_CASE("CUDA Linear at 17..64 rows: rows of huge and of tiny activations keep
       INFO(describe(c) << " M=" << M);
       std::mt19937_64 rng(seed * 11 + uint64_t(M));
       std::uniform_real_distribution<float> U(-1.f, 1.f);
-      std::vector<float> x(size_t(M * c.K)), y_cpu(size_t(M * c.N)), y_gpu(size_t(M * c.N));
+      std::vector<float> x(size_t(M * c.K)), y_cpu, y_gpu;
       for (int64_t m = 0; m < M; ++m) {
         const float row_scale = m % 3 == 0 ? 1e7f : m % 3 == 1 ? 1e-6f : 1.f;
         for (int64_t k = 0; k < c.K; ++k) x[size_t(m * c.K + k)] = U(rng) * row_scale;
       }
-      check(cl->forward(TensorView(y_cpu.data(), DType::f32, {M, c.N}), TensorView(x.data(), DType::f32, {M, c.K})));
-      Buffer<float> xd(*gpu, x.size(), MemCategory::workspace), yd(*gpu, y_gpu.size(), MemCategory::workspace);
-      xd.upload(x.data(), x.size());
-      Status st = gl->forward(yd.view(DType::f32, {M, c.N}), xd.view(DType::f32, {M, c.K}));
-      REQUIRE_MESSAGE(st.ok(), st.message);
-      yd.download(y_gpu.data(), y_gpu.size());
-      check(gpu->queue().wait());
+      both.forward(*gl, *cl, x, M, c.K, c.N, &y_cpu, &y_gpu);
       for (int64_t m = 0; m < M; ++m) {
         double num = 0, den = 0;
         for (int64_t n = 0; n < c.N; ++n) {
