@@ -792,7 +792,6 @@ struct G1Smem {
   }
 };
 
-
 // Linear::forward_fused at M = 1 (MatmulFusion without SwiGLU): norm_w non-null — x is the residual
 // stream and the block multiplies rms_norm(x[:K])·norm_w instead (Σx² over the block's own read of
 // x, fp32); accumulate — y[n] += instead of y[n] =. (SwiGLU taken in while x is converted was
@@ -1450,7 +1449,7 @@ class CudaLinear final : public GptqLinearBase {
       }
       float* Y = y.as<float>();
       const float* B = bias.empty() ? nullptr : bias.data();
-      if (mma_ && tc_.ok() && M >= kTcMinM && M <= kTcMaxM && lay_.w_max < 65504.0 && tc_gemm_enabled()) {
+      if (mma_ && tc_.ok() && M >= kTcMinM && M <= kTcMaxM && tc_gemm_enabled()) {
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
         const int64_t kx = X == x.as<const float>() ? K : Kp;  // valid columns: K, or the gathered Kp
         if (tile_scale_)
@@ -1505,7 +1504,7 @@ class CudaLinear final : public GptqLinearBase {
       }
       // Large M: Wᵀ in f16 (bf16 where |W| could pass the f16 range), stored row order, then the
       // backend's GEMM.
-      const bool f16 = lay_.w_max < 65504.0;
+      const bool f16 = w_fits_f16();
       if (f16) dequant<__half>(st);
       else dequant<__nv_bfloat16>(st);
       TensorView xv(const_cast<float*>(X), DType::f32, {M, Kp}, MemSpace::device);
@@ -1537,6 +1536,10 @@ class CudaLinear final : public GptqLinearBase {
  private:
   // The tensor-core layout applies to 4 bits, Kp a multiple of 64 and every 16-row k-tile inside
   // one group; tile_scale_ is set when a 64-row chunk may hold two groups.
+  // Whether every dequantized weight s·(q − z) fits f16 (65504 at most): the f16 paths (the
+  // dequantize + GEMM one, gemm_tc_kernel) need it; bf16 serves the dequantize path otherwise.
+  bool w_fits_f16() const { return lay_.w_max < 65504.0; }
+
   bool use_mma_layout() {
     if (lay_.bits != 4 || lay_.Kp % 64 != 0 || lay_.Kp == 0 || lay_.N == 0) return false;
     if (lay_.Kp > 65536) return false;  // the kernel's group table (≤ 16 KB of shared memory)
@@ -1569,8 +1572,9 @@ class CudaLinear final : public GptqLinearBase {
     scales = Buffer<uint16_t>();
     zeros = Buffer<uint8_t>();
     mma_ = true;
-    tc_ = tile_scale_ ? TcPlan{plan_tc<true, 4>(KC), plan_tc<true, 8>(KC)}
-                      : TcPlan{plan_tc<false, 4>(KC), plan_tc<false, 8>(KC)};
+    if (w_fits_f16())  // else tc_ stays empty: the kernel's A fragments are f16
+      tc_ = tile_scale_ ? TcPlan{plan_tc<true, 4>(KC), plan_tc<true, 8>(KC)}
+                        : TcPlan{plan_tc<false, 4>(KC), plan_tc<false, 8>(KC)};
     if (tc_.ok()) scratch_->reserve_wt(size_t(std::max(lay_.N * lay_.Kp, tc_workspace_halfs(lay_.N, lay_.Kp))));
     g1_ = tile_scale_ ? plan_gemv1<true>(dev_.info().index, sm_count_, ntp_, KC, G)
                       : plan_gemv1<false>(dev_.info().index, sm_count_, ntp_, KC, G);
@@ -1608,7 +1612,7 @@ class CudaLinear final : public GptqLinearBase {
   int64_t ntp_ = 0;          // (mma_) column tiles of 16
   Buffer<uint2> sz_;         // (mma_) [ntp_, groups, 8]
   G1Plan g1_;                // (mma_) the batch-1 kernel's launch
-  TcPlan tc_;                // (mma_) gemm_tc_kernel's blocks per SM (17..64 rows)
+  TcPlan tc_;                // (mma_) gemm_tc_kernel's blocks per SM (17..64 rows); empty: not taken
   int sm_count_ = 1;
   int64_t wp_ = 0;    // row stride of the transposed qweight, in words
   int64_t full_ = 0;  // words of each column in interleaved 128-word blocks

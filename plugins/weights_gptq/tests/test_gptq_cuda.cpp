@@ -8,11 +8,10 @@
 // differs from the CPU only in summation order; the 4-bit tensor-core kernel multiplies x as two
 // bf16 parts (hi + lo: ≤ 2^-17 relative per product) — 2e-5 for both.
 // M > 8 multiplies W rounded to f16 with x rounded to f16 (each row scaled by a power of two first,
-// exact), fp32 accumulation — for 4-bit Linears in
-// the tensor-core layout at 17..64 rows in gemm_tc_kernel (24 and 33, 64 take its two row widths;
-// the small Linears its k split into parts), 9..16 rows in the fused kernel (tighter than this
-// bound), otherwise an f16 copy of W and the backend's
-// GEMM: each operand carries a relative rounding error ≤ 2^-11, so 4e-3.
+// exact), fp32 accumulation: each operand carries a relative rounding error ≤ 2^-11, so 4e-3. For
+// 4-bit Linears in the tensor-core layout that is gemm_tc_kernel at 17..64 rows (24 takes its
+// 32-row width, 33 and 64 its 64-row one; the small Linears its k split into parts) and the fused
+// kernel at 9..16 rows (tighter than this bound); otherwise an f16 copy of W and the backend's GEMM.
 #include <doctest/doctest.h>
 
 #include <algorithm>
