@@ -566,12 +566,13 @@ constexpr int kTcMinM = 17;   // rows of x at least: up to 16, gemv_mma_kernel w
 constexpr int kTcMaxM = 64;   // rows of x at most (NB = 8)
 constexpr int kTcMaxParts = 8;
 
-// Bytes of one ring stage: x fragments, then the warps' codes, then their scale/zero entries.
-template <int NB, int S>
+// Bytes of one ring stage: x fragments, then the warps' codes, then their scale/zero entries
+// (TW column tiles per warp).
+template <int NB, int S, int TW>
 struct TcStage {
-  static constexpr int kX = 4 * NB * 32 * 8;       // [4][NB][32] uint2
-  static constexpr int kW = kTcWarps * 32 * 16;     // [warps][32] uint4
-  static constexpr int kE = kTcWarps * S * 8 * 8;   // [warps][S][8] uint2
+  static constexpr int kX = 4 * NB * 32 * 8;           // [4][NB][32] uint2
+  static constexpr int kW = kTcWarps * TW * 32 * 16;    // [warps][TW][32] uint4
+  static constexpr int kE = kTcWarps * TW * S * 8 * 8;  // [warps][TW][S][8] uint2
   static constexpr int kBytes = kX + kW + kE;
 };
 
@@ -598,53 +599,141 @@ __device__ __forceinline__ uint32_t f16x2_sub_mul(uint32_t a, uint32_t b, uint32
 // (exact) so that its max |x| lies in [2^13, 2^14): no f16 overflow for large activations, no
 // subnormals for tiny ones; rowscale[m] = the inverse, applied to the row's sums. A row that is all
 // zero or holds inf/NaN is left as is.
+// Each thread loads its first kXfHeld float4 of the row at once and keeps them in registers for the
+// conversion (rows up to kXfHeld · 4 · kXfThreads = 12288 values: one round trip to x before the
+// block's max, none after); longer rows read the rest twice. (Session 20's loop — scalar loads,
+// the row read twice — took 12.6 µs a call at 64 rows, 20 % of a batch-64 step under ncu.)
+// With fz.norm_w (Linear::forward_fused, MatmulFusion::norm_w) the row is RMSNorm(x)·norm_w first,
+// with rms_norm's roundings ((x · 1/rms) · w, Σx² in fp32), and the power of two is that of the
+// normalized row; the norm weights are read before the PDL wait (weights).
 //   x: [M, ldx] f32, the first kx columns valid; xf: [KC, 4, NB, 32] uint2; rowscale: [M] f32;
 //   nkt = KC · 4 k-tiles.
+struct TcFusion {
+  const void* norm_w = nullptr;  // [kx] of norm_t; null: no norm
+  DType norm_t = DType::f32;
+  float eps = 0.f;
+  int64_t K = 0;            // the columns of x the norm counts (its mean's divisor)
+  bool accumulate = false;  // y [M, N] += the product (the GEMM's or the reduce kernel's epilogue)
+};
+constexpr int kXfThreads = 256, kXfHeld = 12;
 template <int NB>
-__global__ void __launch_bounds__(256) tc_xfrag_kernel(const float* __restrict__ x, int64_t ldx, int M, int64_t kx,
-                                                       uint2* __restrict__ xf, float* __restrict__ rowscale,
-                                                       int64_t nkt) {
-  __shared__ float wmax[32];  // block_max's scratch
-  cuda_plugin::pdl_trigger();
-  cuda_plugin::pdl_wait();  // x is the previous kernel's output; xf may still be read by an earlier GEMM
+__global__ void __launch_bounds__(kXfThreads) tc_xfrag_kernel(const float* __restrict__ x, int64_t ldx, int M, int64_t kx,
+                                                              uint2* __restrict__ xf, float* __restrict__ rowscale,
+                                                              int64_t nkt, TcFusion fz) {
+  __shared__ float wred[32];  // the block reductions' scratch
   const int m = int(blockIdx.x);
   const float* xr = x + int64_t(m) * ldx;
-  float scale = 1.f;  // multiply x by this
-  if (m < M) {
-    float mx = 0.f;
-    for (int64_t k = threadIdx.x; k < kx; k += blockDim.x) mx = fmaxf(mx, fabsf(xr[k]));
-    scale = cuda_plugin::f16_row_scale(cuda_plugin::block_max(mx, wmax));
-    if (threadIdx.x == 0) rowscale[m] = 1.f / scale;  // exact: a power of two
-  }
-  // Lane (g = m % 8, t) of row block b = m / 8 holds k = 16·kt + 4t .. +3 of k-tile kt.
-  uint2* xrow = xf + (m >> 3) * 32 + (m & 7) * 4;
-  for (int64_t j = threadIdx.x; j < nkt * 4; j += blockDim.x) {
-    const int64_t kt = j >> 2, k = 16 * kt + 4 * (j & 3);
-    float v[4];
+  const bool vec = (reinterpret_cast<uintptr_t>(xr) & 15u) == 0;
+  const int64_t nf = nkt * 4;  // float4 groups of the row: k = 4f .. 4f + 3 (kx ≤ 4·nf)
+  // Norm weights k = 4f .. 4f + 3 (0 past kx); 1 without a norm.
+  auto norm4 = [&](int64_t f) {
+    float4 w = make_float4(1.f, 1.f, 1.f, 1.f);
+    if (!fz.norm_w) return w;
+    float* e = &w.x;
 #pragma unroll
-    for (int q = 0; q < 4; ++q) v[q] = m < M && k + q < kx ? xr[k + q] * scale : 0.f;
-    xrow[kt * NB * 32 + (j & 3)] = make_uint2(cuda_plugin::pack_f16x2(v[0], v[1]), cuda_plugin::pack_f16x2(v[2], v[3]));
+    for (int q = 0; q < 4; ++q) e[q] = 4 * f + q < fz.K ? cuda_plugin::load_any(fz.norm_w, fz.norm_t, 4 * f + q) : 0.f;
+    return w;
+  };
+  float4 w[kXfHeld];
+#pragma unroll
+  for (int i = 0; i < kXfHeld; ++i) {
+    const int64_t f = threadIdx.x + int64_t(i) * kXfThreads;
+    w[i] = fz.norm_w && f < nf ? norm4(f) : make_float4(1.f, 1.f, 1.f, 1.f);
   }
+  cuda_plugin::pdl_trigger();
+  cuda_plugin::pdl_wait();  // x is the previous kernel's output; xf may still be read by an earlier GEMM
+  // x[m, 4f .. 4f + 3], zero past kx and for rows ≥ M.
+  auto load4 = [&](int64_t f) {
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    const int64_t k = 4 * f;
+    if (m >= M) return v;
+    if (vec && k + 3 < kx) return __ldg(reinterpret_cast<const float4*>(xr + k));
+    float* e = &v.x;
+    for (int q = 0; q < 4; ++q)
+      if (k + q < kx) e[q] = xr[k + q];
+    return v;
+  };
+  auto amax4 = [](float mx, const float4& v) {
+    return fmaxf(fmaxf(mx, fmaxf(fabsf(v.x), fabsf(v.y))), fmaxf(fabsf(v.z), fabsf(v.w)));
+  };
+  auto sq4 = [](float ss, const float4& v) { return fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss)))); };
+  // (v · inv) · w per element (rms_norm's roundings)
+  auto normed = [](const float4& v, float inv, const float4& w) {
+    return make_float4(__fmul_rn(__fmul_rn(v.x, inv), w.x), __fmul_rn(__fmul_rn(v.y, inv), w.y),
+                       __fmul_rn(__fmul_rn(v.z, inv), w.z), __fmul_rn(__fmul_rn(v.w, inv), w.w));
+  };
+  float4 v[kXfHeld];
+  float mx = 0.f, ss = 0.f;
+#pragma unroll
+  for (int i = 0; i < kXfHeld; ++i) {
+    const int64_t f = threadIdx.x + int64_t(i) * kXfThreads;
+    v[i] = f < nf ? load4(f) : make_float4(0.f, 0.f, 0.f, 0.f);
+    if (fz.norm_w) ss = sq4(ss, v[i]);
+    else mx = amax4(mx, v[i]);
+  }
+  for (int64_t f = threadIdx.x + int64_t(kXfHeld) * kXfThreads; f < nf; f += kXfThreads) {
+    if (fz.norm_w) ss = sq4(ss, load4(f));
+    else mx = amax4(mx, load4(f));
+  }
+  float inv = 1.f;  // 1 / rms of the row (fz.norm_w)
+  if (fz.norm_w) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((threadIdx.x & 31) == 0) wred[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    ss = 0.f;
+    for (int i = 0; i < kXfThreads / 32; ++i) ss += wred[i];
+    __syncthreads();  // wred is block_max's scratch next
+    inv = 1.0f / sqrtf(ss / float(fz.K) + fz.eps);
+#pragma unroll
+    for (int i = 0; i < kXfHeld; ++i) {
+      v[i] = normed(v[i], inv, w[i]);
+      mx = amax4(mx, v[i]);
+    }
+    for (int64_t f = threadIdx.x + int64_t(kXfHeld) * kXfThreads; f < nf; f += kXfThreads)
+      mx = amax4(mx, normed(load4(f), inv, norm4(f)));
+  }
+  const float scale = cuda_plugin::f16_row_scale(cuda_plugin::block_max(mx, wred));  // 1 for rows ≥ M (all zero)
+  if (threadIdx.x == 0 && m < M) rowscale[m] = 1.f / scale;                          // exact: a power of two
+  // Lane (g = m % 8, t) of row block b = m / 8 holds k = 16·kt + 4t .. +3 of k-tile kt: float4 f
+  // is k-tile f / 4, lane t = f % 4.
+  uint2* xrow = xf + (m >> 3) * 32 + (m & 7) * 4;
+  auto store4 = [&](int64_t f, const float4& u) {
+    xrow[(f >> 2) * NB * 32 + (f & 3)] =
+        make_uint2(cuda_plugin::pack_f16x2(u.x * scale, u.y * scale), cuda_plugin::pack_f16x2(u.z * scale, u.w * scale));
+  };
+#pragma unroll
+  for (int i = 0; i < kXfHeld; ++i) {
+    const int64_t f = threadIdx.x + int64_t(i) * kXfThreads;
+    if (f < nf) store4(f, v[i]);
+  }
+  for (int64_t f = threadIdx.x + int64_t(kXfHeld) * kXfThreads; f < nf; f += kXfThreads)
+    store4(f, fz.norm_w ? normed(load4(f), inv, norm4(f)) : load4(f));
 }
 
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   xf: [KC, 4, NB, 32] uint2 (tc_xfrag_kernel), bias: [N] f32 or null,
 //   rowscale: [M] f32 (tc_xfrag_kernel); gridDim.y = 1: y [M, N] f32 = x · W + bias (the sums times
-//   rowscale); gridDim.y = P > 1: part [P, M, N] f32, part z's sums (of the scaled rows).
+//   rowscale; accumulate: y +=); gridDim.y = P > 1: part [P, M, N] f32, part z's sums (of the scaled
+//   rows), for tc_reduce_kernel.
 //   Dynamic shared memory: kTcStages · TcStage::kBytes, then the group table [KC · S] int32.
-template <bool kTileScale, int NB>
-__global__ void __launch_bounds__(kTcWarps * 32)
+// TW column tiles per warp (the block's kTcWarps · TW tiles are consecutive; warp w has tiles
+// TW·w .. TW·w + TW − 1 of them): every x fragment read from shared memory feeds TW mma. With TW = 1
+// the kernel was bound by those reads (ncu, session 21: L1/shared 76 % busy, tensor pipe 34 %).
+template <bool kTileScale, int NB, int TW>
+__global__ void __launch_bounds__(kTcWarps * 32, TW == 1 ? 3 : 2)
     gemm_tc_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
                    const float* __restrict__ bias, const uint2* __restrict__ xf, const float* __restrict__ rowscale,
-                   float* __restrict__ y, float* __restrict__ part, int M, int N, int NTp, int KC, int G) {
+                   float* y, float* __restrict__ part, int M, int N, int NTp, int KC, int G, bool accumulate) {
   constexpr int S = kTileScale ? 4 : 1;
-  using St = TcStage<NB, S>;
+  using St = TcStage<NB, S, TW>;
   extern __shared__ __align__(16) unsigned char tc_smem[];
   int32_t* grp = reinterpret_cast<int32_t*>(tc_smem + kTcStages * St::kBytes);  // [chunks of the part · S]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int nt = int(blockIdx.x) * kTcWarps + warp;
-  const bool active = nt < NTp;
+  const int nt0 = (int(blockIdx.x) * kTcWarps + warp) * TW;  // the warp's first tile
+  const int ntw = max(0, min(TW, NTp - nt0));                // its tiles that exist (0..TW)
+  const bool active = ntw > 0;
   const int nz = int(gridDim.y), z = int(blockIdx.y);
   const int c0 = int(int64_t(KC) * z / nz), nch = int(int64_t(KC) * (z + 1) / nz) - c0;
   cuda_plugin::pdl_trigger();
@@ -654,15 +743,22 @@ __global__ void __launch_bounds__(kTcWarps * 32)
   // Copies of chunk c0 + s: the warp's codes (weights), its scale/zero entries (weights; need the
   // group table), the block's x fragments (after the PDL wait).
   auto issue_w = [&](int s) {
-    if (active && s < nch)
-      cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + warp * 512 + lane * 16),
-                               qm + (int64_t(nt) * KC + c0 + s) * 32 + lane);
+    if (s < nch)
+#pragma unroll
+      for (int j = 0; j < TW; ++j)
+        if (j < ntw)
+          cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + (warp * TW + j) * 512 + lane * 16),
+                                   qm + (int64_t(nt0 + j) * KC + c0 + s) * 32 + lane);
   };
   auto issue_e = [&](int s) {
-    if (active && s < nch && lane < 4 * S) {  // S entries of 64 bytes: 4 copies each
-      const int i = lane >> 2;
-      const uint2* src = sz + (int64_t(nt) * G + grp[s * S + i]) * 8 + 2 * (lane & 3);
-      cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + St::kW + (warp * S + i) * 64 + (lane & 3) * 16), src);
+    // TW · S entries of 64 bytes: 4 copies each, lane = 4 · (j · S + i) + quarter
+    if (s < nch && lane < 4 * S * TW) {
+      const int e = lane >> 2, j = e / S, i = e % S;
+      if (j < ntw) {
+        const uint2* src = sz + (int64_t(nt0 + j) * G + grp[s * S + i]) * 8 + 2 * (lane & 3);
+        cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + St::kW + ((warp * TW + j) * S + i) * 64 + (lane & 3) * 16),
+                                 src);
+      }
     }
   };
   auto issue_x = [&](int s) {
@@ -684,11 +780,22 @@ __global__ void __launch_bounds__(kTcWarps * 32)
     cuda_plugin::cp_async_commit();
   }
 
-  float acc[NB][4];
+  float acc[TW][NB][4];
 #pragma unroll
-  for (int b = 0; b < NB; ++b)
+  for (int j = 0; j < TW; ++j)
 #pragma unroll
-    for (int r = 0; r < 4; ++r) acc[b][r] = 0.f;
+    for (int b = 0; b < NB; ++b)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[j][b][r] = 0.f;
+  // Zero and scale pairs (f16x2) of columns g and g + 8 of tile j from its entry e: zz = 1024 + zero
+  // (exact), s = the scale, in both halves.
+  struct Zs {
+    uint32_t zz0, zz1, s0, s1;
+  };
+  auto zs_of = [](uint2 e) {
+    return Zs{(0x6400u | (e.x & 0xffu)) * 0x10001u, (0x6400u | ((e.x >> 16) & 0xffu)) * 0x10001u,
+              (e.y & 0xffffu) * 0x10001u, (e.y >> 16) * 0x10001u};
+  };
   for (int s = 0; s < nch; ++s) {
     cuda_plugin::cp_async_wait<P - 1>();  // this thread's copies of stage s (and older) landed
     __syncthreads();                       // everyone's; stage s − 1 is consumed by every warp
@@ -698,52 +805,75 @@ __global__ void __launch_bounds__(kTcWarps * 32)
     cuda_plugin::cp_async_commit();
     if (!active) continue;
     const uint32_t st = slot(s);
-    const uint4 q = lds128(st + unsigned(St::kX + warp * 512 + lane * 16));
-    const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+    uint32_t words[TW][4];
+    Zs zs[TW];
+#pragma unroll
+    for (int j = 0; j < TW; ++j) {
+      const uint4 q = lds128(st + unsigned(St::kX + (warp * TW + j) * 512 + lane * 16));
+      words[j][0] = q.x, words[j][1] = q.y, words[j][2] = q.z, words[j][3] = q.w;
+      if constexpr (!kTileScale) zs[j] = zs_of(lds64(st + unsigned(St::kX + St::kW + (warp * TW + j) * 64 + g * 8)));
+    }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const uint2 e = lds64(st + unsigned(St::kX + St::kW + (warp * S + (kTileScale ? i : 0)) * 64 + g * 8));
-      // zero pairs 1024 + z (f16, exact) and scale pairs of columns g and g + 8
-      const uint32_t zz0 = (0x6400u | (e.x & 0xffu)) * 0x10001u, zz1 = (0x6400u | ((e.x >> 16) & 0xffu)) * 0x10001u;
-      const uint32_t s0 = (e.y & 0xffffu) * 0x10001u, s1 = (e.y >> 16) * 0x10001u;
-      uint32_t a[4];
-      a[0] = f16x2_sub_mul(nibbles_f16(words[i]), zz0, s0);
-      a[1] = f16x2_sub_mul(nibbles_f16(words[i] >> 4), zz1, s1);
-      a[2] = f16x2_sub_mul(nibbles_f16(words[i] >> 8), zz0, s0);
-      a[3] = f16x2_sub_mul(nibbles_f16(words[i] >> 12), zz1, s1);
+      uint32_t a[TW][4];
+#pragma unroll
+      for (int j = 0; j < TW; ++j) {
+        if constexpr (kTileScale) zs[j] = zs_of(lds64(st + unsigned(St::kX + St::kW + ((warp * TW + j) * S + i) * 64 + g * 8)));
+        a[j][0] = f16x2_sub_mul(nibbles_f16(words[j][i]), zs[j].zz0, zs[j].s0);
+        a[j][1] = f16x2_sub_mul(nibbles_f16(words[j][i] >> 4), zs[j].zz1, zs[j].s1);
+        a[j][2] = f16x2_sub_mul(nibbles_f16(words[j][i] >> 8), zs[j].zz0, zs[j].s0);
+        a[j][3] = f16x2_sub_mul(nibbles_f16(words[j][i] >> 12), zs[j].zz1, zs[j].s1);
+      }
 #pragma unroll
       for (int b = 0; b < NB; ++b) {
         const uint2 bx = lds64(st + unsigned(((i * NB + b) * 32 + lane) * 8));
-        cuda_plugin::mma_f16_16816(acc[b], a, bx.x, bx.y);
+#pragma unroll
+        for (int j = 0; j < TW; ++j)
+          if (j < ntw) cuda_plugin::mma_f16_16816(acc[j][b], a[j], bx.x, bx.y);
       }
     }
   }
   cuda_plugin::cp_async_wait<0>();  // (empty groups at the end)
-  if (!active) return;
-  // acc[b][0], [1]: rows 8b + 2t, + 1 of column g; acc[b][2], [3]: the same rows of column g + 8.
+  // acc[j][b][0], [1]: rows 8b + 2t, + 1 of column g of tile j; [2], [3]: the same rows of column g + 8.
 #pragma unroll
-  for (int b = 0; b < NB; ++b)
+  for (int j = 0; j < TW; ++j) {
+    if (j >= ntw) break;
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int m = 8 * b + 2 * t + (r & 1);
-      const int n = nt * 16 + g + 8 * (r >> 1);
-      if (m >= M || n >= N) continue;
-      if (nz == 1) y[int64_t(m) * N + n] = acc[b][r] * rowscale[m] + (bias ? bias[n] : 0.f);
-      else part[(int64_t(z) * M + m) * N + n] = acc[b][r];
-    }
+    for (int b = 0; b < NB; ++b)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int m = 8 * b + 2 * t + (r & 1);
+        const int n = (nt0 + j) * 16 + g + 8 * (r >> 1);
+        if (m >= M || n >= N) continue;
+        if (nz > 1) {
+          part[(int64_t(z) * M + m) * N + n] = acc[j][b][r];
+        } else {
+          float* yo = y + int64_t(m) * N + n;
+          const float v = acc[j][b][r] * rowscale[m] + (bias ? bias[n] : 0.f);
+          *yo = accumulate ? __fadd_rn(*yo, v) : v;
+        }
+      }
+  }
 }
 
 //   part: [P, M, N] f32 → y [M, N] = (Σ_z part[z] (z = 0, 1, … in order)) · rowscale[m] + bias;
-//   total = M · N.
+//   total = M · N, P ≤ kTcMaxParts; accumulate: y += that. Each thread loads its P partial sums at once (one round trip,
+//   not P dependent ones: session 20's loop took 7.3 µs a call at 64 rows under ncu).
 __global__ void __launch_bounds__(256) tc_reduce_kernel(const float* __restrict__ part, const float* __restrict__ rowscale,
                                                         const float* __restrict__ bias, float* __restrict__ y, int N,
-                                                        int P, int64_t total) {
+                                                        int P, int64_t total, bool accumulate) {
   cuda_plugin::pdl_trigger();
   cuda_plugin::pdl_wait();
   for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
-    float v = 0.f;
-    for (int z = 0; z < P; ++z) v += part[int64_t(z) * total + o];
-    y[o] = v * rowscale[o / N] + (bias ? bias[o % N] : 0.f);
+    float p[kTcMaxParts];
+#pragma unroll
+    for (int z = 0; z < kTcMaxParts; ++z) p[z] = z < P ? part[int64_t(z) * total + o] : 0.f;
+    float v = p[0];
+#pragma unroll
+    for (int z = 1; z < kTcMaxParts; ++z)
+      if (z < P) v += p[z];
+    v = v * rowscale[o / N] + (bias ? bias[o % N] : 0.f);
+    y[o] = accumulate ? __fadd_rn(y[o], v) : v;
   }
 }
 
@@ -1245,22 +1375,22 @@ bool tc_gemm_enabled() {
 int64_t tc_part_halfs(int64_t N) { return (2 * kTcMaxParts * kTcMaxM * N + 7) / 8 * 8; }
 int64_t tc_workspace_halfs(int64_t N, int64_t Kp) { return tc_part_halfs(N) + 2 * kTcMaxM + kTcMaxM * Kp; }
 
-template <bool kTileScale, int NB>
+template <bool kTileScale, int NB, int TW>
 size_t tc_smem(int64_t KC) {
   constexpr int S = kTileScale ? 4 : 1;
-  return size_t(kTcStages) * TcStage<NB, S>::kBytes + size_t(KC) * S * sizeof(int32_t);
+  return size_t(kTcStages) * TcStage<NB, S, TW>::kBytes + size_t(KC) * S * sizeof(int32_t);
 }
 
-// Blocks of gemm_tc_kernel<kTileScale, NB> per SM on the current device for a Linear of KC chunks,
-// after raising the kernel's shared-memory limit there (per device, at load, like plan_gemv1);
-// 0 where it does not fit — the Linear then keeps the other paths.
-template <bool kTileScale, int NB>
+// Blocks of gemm_tc_kernel<kTileScale, NB, TW> per SM on the current device for a Linear of KC
+// chunks, after raising the kernel's shared-memory limit there (per device, at load, like
+// plan_gemv1); 0 where it does not fit — the Linear then keeps the other paths.
+template <bool kTileScale, int NB, int TW>
 int plan_tc(int64_t KC) {
-  const size_t smem = tc_smem<kTileScale, NB>(KC);
+  const size_t smem = tc_smem<kTileScale, NB, TW>(KC);
   int b = 0;
-  if (cudaFuncSetAttribute(gemm_tc_kernel<kTileScale, NB>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) !=
-          cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_tc_kernel<kTileScale, NB>, kTcWarps * 32, smem) !=
+  if (cudaFuncSetAttribute(gemm_tc_kernel<kTileScale, NB, TW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           int(smem)) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_tc_kernel<kTileScale, NB, TW>, kTcWarps * 32, smem) !=
           cudaSuccess) {
     (void)cudaGetLastError();  // not sticky: clear it
     return 0;
@@ -1268,48 +1398,90 @@ int plan_tc(int64_t KC) {
   return b;
 }
 
+// The k parts of gemm_tc_kernel for bx column blocks: the count (1..kTcMaxParts, ≥ 4 chunks a part)
+// that minimizes the busiest SM's share of the work — ⌈bx·nz / SMs⌉ blocks of 1/nz of the k range
+// each — plus 0.01 a part for the partial sums written and added (which also breaks ties toward
+// fewer parts). Qwen-7B at 16 tiles a block: gate·up (86 blocks) 3 parts, 258 blocks on 132 SMs;
+// q·k·v (48) 5 parts; o and down (16) 8.
+int tc_parts(int64_t bx, int64_t KC, int sm_count) {
+  int best = 1;
+  double best_cost = 1e300;
+  for (int nz = 1; nz <= kTcMaxParts && (nz == 1 || KC / nz >= 4); ++nz) {
+    const int64_t busiest = (bx * nz + sm_count - 1) / sm_count;  // blocks on the busiest SM
+    const double cost = double(busiest) / nz + 0.01 * nz;
+    if (cost < best_cost) best = nz, best_cost = cost;
+  }
+  return best;
+}
+
 // y [M, N] = x [M, ldx] (first kx columns) · W + bias for 17 ≤ M ≤ 64 through gemm_tc_kernel; ws: the
-// workspace (tc_workspace_halfs). The k parts: the most (powers of two, ≤ kTcMaxParts) whose grid
-// still fits in one resident wave with at least 4 chunks per part.
-template <bool kTileScale, int NB>
-void launch_gemm_tc(cudaStream_t st, int per_sm, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
+// workspace (tc_workspace_halfs); k parts: tc_parts.
+template <bool kTileScale, int NB, int TW>
+void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                     const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
-                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws) {
-  const int64_t bx = (NTp + kTcWarps - 1) / kTcWarps, capacity = int64_t(sm_count) * per_sm;
-  int nz = 1;
-  while (nz < kTcMaxParts && bx * (2 * nz) <= capacity && KC / (2 * nz) >= 4) nz *= 2;
+                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const TcFusion& fz) {
+  const int64_t bx = (NTp + kTcWarps * TW - 1) / (kTcWarps * TW);
+  const int nz = tc_parts(bx, KC, sm_count);
   float* part = reinterpret_cast<float*>(ws);
   float* rowscale = reinterpret_cast<float*>(ws + tc_part_halfs(N));
   uint2* xf = reinterpret_cast<uint2*>(ws + tc_part_halfs(N) + 2 * kTcMaxM);
   const bool pdl = cuda_plugin::pdl_enabled();
-  GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(8 * NB)), dim3(256), 0, tc_xfrag_kernel<NB>, x, ldx, M, kx,
-                                      xf, rowscale, KC * 4));
+  GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(8 * NB)), dim3(kXfThreads), 0, tc_xfrag_kernel<NB>, x, ldx,
+                                      M, kx, xf, rowscale, KC * 4, fz));
   GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(bx), unsigned(nz)), dim3(kTcWarps * 32),
-                                      tc_smem<kTileScale, NB>(KC), gemm_tc_kernel<kTileScale, NB>, qm, sz, ug, bias,
-                                      static_cast<const uint2*>(xf), static_cast<const float*>(rowscale), y, part, M,
-                                      int(N), int(NTp), int(KC), int(G)));
+                                      tc_smem<kTileScale, NB, TW>(KC), gemm_tc_kernel<kTileScale, NB, TW>, qm, sz, ug,
+                                      bias, static_cast<const uint2*>(xf), static_cast<const float*>(rowscale), y, part,
+                                      M, int(N), int(NTp), int(KC), int(G), fz.accumulate));
   if (nz > 1) {
     const int64_t total = int64_t(M) * N;
     GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(std::min<int64_t>((total + 255) / 256, 1 << 16))),
                                         dim3(256), 0, tc_reduce_kernel, static_cast<const float*>(part),
-                                        static_cast<const float*>(rowscale), bias, y, int(N), nz, total));
+                                        static_cast<const float*>(rowscale), bias, y, int(N), nz, total,
+                                        fz.accumulate));
   }
 }
 
-// Blocks per SM of the two row widths (32 and 64 rows), 0 where one does not fit (plan_tc).
+// Column tiles per warp of gemm_tc_kernel (KVRUN_GPTQ_TC_TILES = 1 or 2, default 2; 1 is session
+// 20's kernel, for comparisons in one run).
+int tc_tiles_per_warp() {
+  static const int n = cuda_plugin::env_int("KVRUN_GPTQ_TC_TILES", 1, 2, 2);
+  return n;
+}
+
+// Blocks per SM of the kernel's variants ([rows 32 / 64][tiles per warp 1 / 2]), 0 where one does
+// not fit (plan_tc). ok(): the variants the switch selects all fit.
 struct TcPlan {
-  int per_sm32 = 0, per_sm64 = 0;
-  bool ok() const { return per_sm32 > 0 && per_sm64 > 0; }
+  int per_sm[2][2] = {{0, 0}, {0, 0}};
+  bool ok() const {
+    const int w = tc_tiles_per_warp() - 1;
+    return per_sm[0][w] > 0 && per_sm[1][w] > 0;
+  }
 };
+
+template <bool kTileScale>
+TcPlan plan_tc_all(int64_t KC) {
+  TcPlan p;
+  p.per_sm[0][0] = plan_tc<kTileScale, 4, 1>(KC);
+  p.per_sm[0][1] = plan_tc<kTileScale, 4, 2>(KC);
+  p.per_sm[1][0] = plan_tc<kTileScale, 8, 1>(KC);
+  p.per_sm[1][1] = plan_tc<kTileScale, 8, 2>(KC);
+  return p;
+}
 
 template <bool kTileScale>
 void launch_gemm_tc_m(cudaStream_t st, const TcPlan& plan, int sm_count, const uint4* qm, const uint2* sz,
                       const int32_t* ug, const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M,
-                      int64_t N, int64_t NTp, int64_t KC, int64_t G, uint16_t* ws) {
-  if (M <= 32)
-    launch_gemm_tc<kTileScale, 4>(st, plan.per_sm32, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws);
+                      int64_t N, int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const TcFusion& fz) {
+  (void)plan;  // (its variants fit: ok() was asked before)
+  const bool two = tc_tiles_per_warp() == 2;
+  if (M <= 32 && two)
+    launch_gemm_tc<kTileScale, 4, 2>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz);
+  else if (M <= 32)
+    launch_gemm_tc<kTileScale, 4, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz);
+  else if (two)
+    launch_gemm_tc<kTileScale, 8, 2>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz);
   else
-    launch_gemm_tc<kTileScale, 8>(st, plan.per_sm64, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws);
+    launch_gemm_tc<kTileScale, 8, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz);
 }
 
 // Whether M = 1 takes gemv1_mma_kernel (KVRUN_GPTQ_GEMV1=0 keeps gemv_mma_kernel, for
@@ -1387,15 +1559,17 @@ class CudaLinear final : public GptqLinearBase {
     return guard([&] { run(y, x, G1Fusion{}); });
   }
 
-  // Fused at M = 1 by the batch-1 kernel (norm of x in, y += out; not SwiGLU, not act-order, whose
-  // gathered rows would need the norm weights gathered too).
+  // Fused (norm of x in, y += out; not SwiGLU, not act-order, whose gathered rows would need the
+  // norm weights gathered too) at M = 1 by the batch-1 kernel and at kTcMinM..kTcMaxM rows by
+  // gemm_tc_kernel (the norm in its x-fragment kernel, the += in its epilogue or reduce kernel).
   bool fuses(const MatmulFusion& f, int64_t M) const noexcept override {
-    if (M != 1 || f.swiglu || !mma_ || !g1_.ok || lay_.permuted) return false;
+    if (f.swiglu || !mma_ || lay_.permuted) return false;
     if (f.norm_w && (f.norm_w->numel() != lay_.K || f.norm_w->space != MemSpace::device ||
                      (f.norm_w->dtype != DType::f32 && f.norm_w->dtype != DType::bf16 && f.norm_w->dtype != DType::f16)))
       return false;
     try {
-      return gemv1_enabled() && fusion_enabled();
+      if (M == 1) return g1_.ok && gemv1_enabled() && fusion_enabled();
+      return takes_tc(M) && fusion_enabled();
     } catch (...) {  // a malformed switch: no fusion here; forward() reports it as a usage error
       return false;
     }
@@ -1419,7 +1593,10 @@ class CudaLinear final : public GptqLinearBase {
   }
 
  private:
-  // forward, with the batch-1 kernel's fusions in fz (only where fuses() said so).
+  // Whether M rows take gemm_tc_kernel.
+  bool takes_tc(int64_t M) const { return mma_ && M >= kTcMinM && M <= kTcMaxM && tc_.ok() && tc_gemm_enabled(); }
+
+  // forward, with the fusions in fz (only where fuses() said so).
   void run(TensorView y, TensorView x, const G1Fusion& fz) {
     {
       const int64_t K = lay_.K, N = lay_.N, Kp = lay_.Kp;
@@ -1449,15 +1626,21 @@ class CudaLinear final : public GptqLinearBase {
       }
       float* Y = y.as<float>();
       const float* B = bias.empty() ? nullptr : bias.data();
-      if (mma_ && tc_.ok() && M >= kTcMinM && M <= kTcMaxM && tc_gemm_enabled()) {
+      if (takes_tc(M)) {
+        TcFusion tz;
+        tz.norm_w = fz.norm_w;
+        tz.norm_t = fz.norm_t;
+        tz.eps = fz.eps;
+        tz.K = lay_.K;
+        tz.accumulate = fz.accumulate;
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
         const int64_t kx = X == x.as<const float>() ? K : Kp;  // valid columns: K, or the gathered Kp
         if (tile_scale_)
           launch_gemm_tc_m<true>(st, tc_, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N, ntp_,
-                                 Kp / 64, lay_.groups, scratch_->wt.data());
+                                 Kp / 64, lay_.groups, scratch_->wt.data(), tz);
         else
           launch_gemm_tc_m<false>(st, tc_, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N,
-                                  ntp_, Kp / 64, lay_.groups, scratch_->wt.data());
+                                  ntp_, Kp / 64, lay_.groups, scratch_->wt.data(), tz);
         return;
       }
       if (mma_ && M <= mma_max_rows()) {
@@ -1573,8 +1756,7 @@ class CudaLinear final : public GptqLinearBase {
     zeros = Buffer<uint8_t>();
     mma_ = true;
     if (w_fits_f16())  // else tc_ stays empty: the kernel's A fragments are f16
-      tc_ = tile_scale_ ? TcPlan{plan_tc<true, 4>(KC), plan_tc<true, 8>(KC)}
-                        : TcPlan{plan_tc<false, 4>(KC), plan_tc<false, 8>(KC)};
+      tc_ = tile_scale_ ? plan_tc_all<true>(KC) : plan_tc_all<false>(KC);
     if (tc_.ok()) scratch_->reserve_wt(size_t(std::max(lay_.N * lay_.Kp, tc_workspace_halfs(lay_.N, lay_.Kp))));
     g1_ = tile_scale_ ? plan_gemv1<true>(dev_.info().index, sm_count_, ntp_, KC, G)
                       : plan_gemv1<false>(dev_.info().index, sm_count_, ntp_, KC, G);

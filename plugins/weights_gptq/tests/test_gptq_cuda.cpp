@@ -17,8 +17,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <sstream>
+#include <string>
 
 #include "fixtures.hpp"
 #include "gptq_test_util.hpp"
@@ -191,9 +193,11 @@ TEST_CASE("CUDA Linear at 17..64 rows: rows of huge and of tiny activations keep
   std::printf("CUDA vs CPU Linear, rows of 1e7 / 1e-6 / 1: worst per-row max|dy|/max|y| %.3g (limit 4e-3)\n", worst);
 }
 
-TEST_CASE("CUDA Linear fused at M = 1 (norm of x in, y += out) matches the CPU's unfused ops") {
-  // Reference: the CPU backend's rms_norm, the CPU Linear, then the residual add. Same tolerance
-  // as the unfused batch-1 kernel (2e-5 of max |product|), the norm adding fp32 rounding only.
+TEST_CASE("CUDA Linear fused at M = 1 and at 17..64 rows (norm of x in, y += out) matches the CPU's unfused ops") {
+  // Reference: the CPU backend's rms_norm, the CPU Linear, then the residual add. M = 1 (the batch-1
+  // kernel): the unfused batch-1 kernel's tolerance, 2e-5 of max |product|, the norm adding fp32
+  // rounding only. M = 24, 64 (gemm_tc_kernel, the norm in its x-fragment kernel): W and the
+  // normalized x rounded to f16, as in the unfused 17..64-row case: 4e-3.
   GptqOnBoth both;
   KVRUN_SKIP_UNLESS(both.gpu != nullptr, "no CUDA device");
   KVRUN_SKIP_UNLESS(both.cuda_build, "weights.gptq built without CUDA");
@@ -205,67 +209,78 @@ TEST_CASE("CUDA Linear fused at M = 1 (norm of x in, y += out) matches the CPU's
   };
   const Case cases[] = {
       {{4, 1024, 512, 128, false, false, false, true}, true},   // the Qwen-Int4 settings, a bias
-      {{4, 11008, 80, 128, false, false, false, false}, true},  // down_proj rows
+      {{4, 11008, 80, 128, false, false, false, false}, true},  // down_proj rows (k parts at 17..64 rows)
       {{4, 512, 200, 32, false, true, true, true}, true},       // group 32 (scale per 16-row tile), v2, asym
       {{4, 304, 96, 100, false, true, true, true}, false},      // K not a multiple of 64: not the tensor-core layout
       {{4, 768, 320, 128, true, false, true, false}, false},    // act-order: not fused
       {{8, 512, 200, 128, false, false, true, true}, false},    // 8 bits: another kernel, not fused
   };
+  // The 17..64-row kernel can be switched off (KVRUN_GPTQ_TC_GEMM=0): then only M = 1 fuses.
+  const char* tc_env = std::getenv("KVRUN_GPTQ_TC_GEMM");
+  const bool tc_on = !tc_env || std::string(tc_env) != "0";
   uint64_t seed = 900;
-  double worst = 0;
+  double worst1 = 0, worst_tc = 0;
   for (const Case& cs : cases) {
     const Config& c = cs.c;
     std::unique_ptr<Linear> gl, cl;
     both.load(c, seed++, &gl, &cl);
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> nd(0.f, 2.f);
-    std::vector<float> x(size_t(c.K)), y0(size_t(c.N)), lnf(size_t(c.K));
-    for (auto& v : x) v = nd(rng);
-    for (auto& v : y0) v = nd(rng);
-    std::vector<uint16_t> ln(size_t(c.K));
-    for (size_t i = 0; i < ln.size(); ++i) lnf[i] = bf16_to_f32(ln[i] = f32_to_bf16(1.f + 0.2f * nd(rng)));
-    Buffer<float> xd(*gpu, x.size(), MemCategory::workspace), yd(*gpu, y0.size(), MemCategory::workspace);
-    Buffer<uint16_t> lnd(*gpu, ln.size(), MemCategory::workspace);
-    xd.upload(x.data(), x.size());
-    lnd.upload(ln.data(), ln.size());
-    const TensorView gln = lnd.view(DType::bf16, {c.K});
-    const TensorView hln(lnf.data(), DType::f32, {c.K});
-    for (int mode = 0; mode < 3; ++mode) {  // norm, accumulate, both
-      INFO(describe(c) << (mode != 1 ? " norm" : "") << (mode != 0 ? " +=" : ""));
-      MatmulFusion f;
-      if (mode != 1) f.norm_w = &gln, f.norm_eps = 1e-6f;
-      f.accumulate = mode != 0;
-      CHECK(gl->fuses(f, 1) == cs.fused);
-      CHECK_FALSE(gl->fuses(f, 2));
-      MatmulFusion sw;
-      sw.swiglu = true;
-      CHECK_FALSE(gl->fuses(sw, 1));
-      yd.upload(y0.data(), y0.size());
-      if (!cs.fused) {
-        Status st = gl->forward_fused(yd.view(DType::f32, {1, c.N}), xd.view(DType::f32, {1, c.K}), f);
-        CHECK(!st.ok());
-        CHECK(st.message.find("ask fuses()") != std::string::npos);
-        continue;
+    for (int64_t M : {1, 24, 64}) {
+      std::mt19937_64 rng(seed + uint64_t(M));
+      std::normal_distribution<float> nd(0.f, 2.f);
+      std::vector<float> x(size_t(M * c.K)), y0(size_t(M * c.N)), lnf(size_t(c.K));
+      for (auto& v : x) v = nd(rng);
+      for (auto& v : y0) v = nd(rng);
+      std::vector<uint16_t> ln(size_t(c.K));
+      for (size_t i = 0; i < ln.size(); ++i) lnf[i] = bf16_to_f32(ln[i] = f32_to_bf16(1.f + 0.2f * nd(rng)));
+      Buffer<float> xd(*gpu, x.size(), MemCategory::workspace), yd(*gpu, y0.size(), MemCategory::workspace);
+      Buffer<uint16_t> lnd(*gpu, ln.size(), MemCategory::workspace);
+      xd.upload(x.data(), x.size());
+      lnd.upload(ln.data(), ln.size());
+      const TensorView gln = lnd.view(DType::bf16, {c.K});
+      const TensorView hln(lnf.data(), DType::f32, {c.K});
+      const bool fused = cs.fused && (M == 1 || tc_on);
+      const double limit = M == 1 ? 2e-5 : 4e-3;
+      for (int mode = 0; mode < 3; ++mode) {  // norm, accumulate, both
+        INFO(describe(c) << " M " << M << (mode != 1 ? " norm" : "") << (mode != 0 ? " +=" : ""));
+        MatmulFusion f;
+        if (mode != 1) f.norm_w = &gln, f.norm_eps = 1e-6f;
+        f.accumulate = mode != 0;
+        CHECK(gl->fuses(f, M) == fused);
+        CHECK_FALSE(gl->fuses(f, 2));   // the decode kernel for 2..16 rows fuses nothing
+        CHECK_FALSE(gl->fuses(f, 16));
+        CHECK_FALSE(gl->fuses(f, 65));  // nor does the prefill path
+        MatmulFusion sw;
+        sw.swiglu = true;
+        CHECK_FALSE(gl->fuses(sw, M));
+        yd.upload(y0.data(), y0.size());
+        if (!fused) {
+          Status st = gl->forward_fused(yd.view(DType::f32, {M, c.N}), xd.view(DType::f32, {M, c.K}), f);
+          CHECK(!st.ok());
+          CHECK(st.message.find("ask fuses()") != std::string::npos);
+          continue;
+        }
+        // CPU: h = rms_norm(x)·ln (or x), p = h·W + b, y = y0 + p (or p)
+        std::vector<float> h = x, p(size_t(M * c.N)), y_gpu(size_t(M * c.N));
+        if (mode != 1)
+          check(cpu->ops().rms_norm(TensorView(h.data(), DType::f32, {M, c.K}),
+                                    TensorView(x.data(), DType::f32, {M, c.K}), hln, 1e-6f));
+        check(cl->forward(TensorView(p.data(), DType::f32, {M, c.N}), TensorView(h.data(), DType::f32, {M, c.K})));
+        Status st = gl->forward_fused(yd.view(DType::f32, {M, c.N}), xd.view(DType::f32, {M, c.K}), f);
+        REQUIRE_MESSAGE(st.ok(), st.message);
+        yd.download(y_gpu.data(), y_gpu.size());
+        check(gpu->queue().wait());
+        double num = 0, den = 0;
+        for (size_t i = 0; i < p.size(); ++i) {
+          const double got = f.accumulate ? double(y_gpu[i]) - y0[i] : y_gpu[i];
+          num = std::max(num, std::fabs(got - p[i]));
+          den = std::max(den, std::fabs(double(p[i])));
+        }
+        (M == 1 ? worst1 : worst_tc) = std::max(M == 1 ? worst1 : worst_tc, num / den);
+        CHECK(num / den <= limit);
       }
-      // CPU: h = rms_norm(x)·ln (or x), p = h·W + b, y = y0 + p (or p)
-      std::vector<float> h = x, p(size_t(c.N)), y_gpu(size_t(c.N));
-      if (mode != 1)
-        check(cpu->ops().rms_norm(TensorView(h.data(), DType::f32, {1, c.K}), TensorView(x.data(), DType::f32, {1, c.K}),
-                                  hln, 1e-6f));
-      check(cl->forward(TensorView(p.data(), DType::f32, {1, c.N}), TensorView(h.data(), DType::f32, {1, c.K})));
-      Status st = gl->forward_fused(yd.view(DType::f32, {1, c.N}), xd.view(DType::f32, {1, c.K}), f);
-      REQUIRE_MESSAGE(st.ok(), st.message);
-      yd.download(y_gpu.data(), y_gpu.size());
-      check(gpu->queue().wait());
-      double num = 0, den = 0;
-      for (size_t i = 0; i < p.size(); ++i) {
-        const double got = f.accumulate ? double(y_gpu[i]) - y0[i] : y_gpu[i];
-        num = std::max(num, std::fabs(got - p[i]));
-        den = std::max(den, std::fabs(double(p[i])));
-      }
-      worst = std::max(worst, num / den);
-      CHECK(num / den <= 2e-5);
     }
   }
-  std::printf("CUDA fused batch-1 Linear vs CPU unfused ops: worst max|dy|/max|y| %.3g (limit 2e-5)\n", worst);
+  std::printf("CUDA fused Linear vs CPU unfused ops: worst max|dy|/max|y| %.3g at M = 1 (limit 2e-5), %.3g at "
+              "M = 24, 64 (limit 4e-3)\n",
+              worst1, worst_tc);
 }
