@@ -3,9 +3,12 @@
 //  * at load the packed arrays are transposed once so each output column's words are contiguous
 //    (layout in the device code below).
 //  * 4-bit Linears whose k-tiles of 16 rows each lie in one group (the usual case) are rearranged
-//    at load for the tensor cores, and M ≤ kCudaMmaMaxM (decode, batches up to 64) runs gemv_mma_kernel: codes
-//    dequantized to bf16 in registers, mma.sync with fp32 accumulation (layout and numerics at
-//    "int4 on the tensor cores" below). Everything else takes the paths described next.
+//    at load for the tensor cores (layout and numerics at "int4 on the tensor cores" below): M = 1
+//    runs gemv1_mma_kernel, M ≤ 16 gemv_mma_kernel (codes dequantized to bf16 in registers,
+//    mma.sync with fp32 accumulation; up to mma_max_rows() where gemm_tc_kernel does not apply),
+//    17 ≤ M ≤ 64 gemm_tc_kernel (x as f16 fragments staged once
+//    per block, W = s·(q − z) in f16); the batch-1 and 17..64-row kernels fuse RMSNorm of x and
+//    y += (MatmulFusion). Everything else takes the paths described next.
 //  * M ≤ kCudaFusedMaxM (decode): gemv_kernel. A block owns four output columns and its warps
 //    split k; per 128-unit block every lane reads 16 bytes of each column (interleaved so that the
 //    warp's x reads are contiguous), turns codes into floats with integer ops only (2^23 + q as float bits),
@@ -549,17 +552,19 @@ __device__ __forceinline__ uint4 lds128(uint32_t a) {
 //    k-tile i, rows 8b .. 8b + 7, lane (g, t) = x[8b + g][64c + 16i + 4t .. +3] · 2^-s as two f16
 //    pairs (the k order of the mma layout, see above; zero past M and past the valid columns),
 //    and the row scales 2^s, which multiply the rows' sums at the end;
-//  * a block of kTcWarps warps owns kTcWarps column tiles (one per warp) and the chunks of its
-//    k part z = blockIdx.y; per chunk it copies into one stage of a shared-memory ring (cp.async)
-//    the chunk's x fragments (NB KiB, shared by all warps), each warp's 512 bytes of codes and
-//    each warp's scale/zero entries; one __syncthreads per chunk;
-//  * a warp turns each k-tile's codes into its A fragment in f16 — (code | 0x6400) − (1024 + zero)
-//    is code − zero exactly — times the group's scale (one f16 rounding: the value the
-//    dequantize kernel writes), then one mma per 8 rows of x;
-//  * with one k part the block writes y (its sums times the row scale, + bias); with several, each
-//    part writes its sums to a workspace and tc_reduce_kernel adds them in part order (then the
-//    row scale, + bias): deterministic.
-constexpr int kTcWarps = 8;   // column tiles (warps) per block
+//  * a block of kTcWarps warps owns kTcWarps · TW column tiles (TW per warp, consecutive) and the
+//    chunks of its k part z = blockIdx.y (tc_parts); per chunk it copies into one stage of a
+//    shared-memory ring (cp.async) the chunk's x fragments (NB KiB, shared by all warps), each
+//    warp's TW · 512 bytes of codes and its scale/zero entries; one __syncthreads per chunk;
+//  * a warp turns each k-tile's codes into its TW A fragments in f16 — (code | 0x6400) − (1024 +
+//    zero) is code − zero exactly — times the group's scale (one f16 rounding: the value the
+//    dequantize kernel writes), then one mma per 8 rows of x and tile (each x fragment read from
+//    shared memory serves TW tiles);
+//  * with one k part the block writes y (its sums times the row scale, + bias, or added to y); with
+//    several, each part writes its sums to a workspace and tc_reduce_kernel adds them in part
+//    order (then the row scale, + bias, or added to y): deterministic;
+//  * MatmulFusion (Linear::forward_fused): RMSNorm of x in tc_xfrag_kernel, y += in the epilogue.
+constexpr int kTcWarps = 8;   // warps per block
 constexpr int kTcStages = 5;  // ring depth (chunks); kTcStages − 1 in flight
 constexpr int kTcMinM = 17;   // rows of x at least: up to 16, gemv_mma_kernel was faster (call F:
                               // batch 16 4.82 against 5.07 ms/step; 32: 12.55 against 5.62)
@@ -608,18 +613,33 @@ __device__ __forceinline__ uint32_t f16x2_sub_mul(uint32_t a, uint32_t b, uint32
 // normalized row; the norm weights are read before the PDL wait (weights).
 //   x: [M, ldx] f32, the first kx columns valid; xf: [KC, 4, NB, 32] uint2; rowscale: [M] f32;
 //   nkt = KC · 4 k-tiles.
-struct TcFusion {
-  const void* norm_w = nullptr;  // [kx] of norm_t; null: no norm
+// Linear::forward_fused (MatmulFusion without SwiGLU) at M = 1 (gemv1_mma_kernel) and at 17..64
+// rows (gemm_tc_kernel): norm_w non-null — x is the residual stream and the product reads
+// rms_norm(x[:K])·norm_w instead (Σx² in fp32); accumulate — y += instead of y =. (SwiGLU taken in
+// while x is converted was slower than the backend's swiglu kernel before the batch-1 GEMV:
+// 2.23–2.24 vs 2.12–2.15 ms/step, session 15 — every block computed all K silu values.)
+struct LinearFusion {
+  const void* norm_w = nullptr;  // [K] of norm_t, in unpermuted row order
   DType norm_t = DType::f32;
   float eps = 0.f;
-  int64_t K = 0;            // the columns of x the norm counts (its mean's divisor)
-  bool accumulate = false;  // y [M, N] += the product (the GEMM's or the reduce kernel's epilogue)
+  int K = 0;  // the rows of x that count, the norm's divisor (64·KC ≥ K; the padding is zero)
+  bool accumulate = false;
+  // (gemv1_mma_kernel only) Launch the next kernel at this one's start (KVRUN_GPTQ_G1_TRIGGER,
+  // default 1): its blocks take whatever room this grid leaves and stream their scale/zero
+  // entries, group table and first ring stages while this one runs; they still wait (pdl_wait)
+  // for this grid to finish before reading x.
+  bool early_trigger = true;
+  // (gemv1_mma_kernel only) The norm's 1 / rms applied to each column's sum at the end instead of
+  // to x before the conversion (KVRUN_GPTQ_G1_DEFER_NORM, default 1): the block converts x·norm_w
+  // without waiting for Σx², whose warp partials the barrier before the loop publishes anyway —
+  // one barrier and one dependent reduction fewer in the prologue.
+  bool defer_norm = true;
 };
 constexpr int kXfThreads = 256, kXfHeld = 12;
 template <int NB>
 __global__ void __launch_bounds__(kXfThreads) tc_xfrag_kernel(const float* __restrict__ x, int64_t ldx, int M, int64_t kx,
                                                               uint2* __restrict__ xf, float* __restrict__ rowscale,
-                                                              int64_t nkt, TcFusion fz) {
+                                                              int64_t nkt, LinearFusion fz) {
   __shared__ float wred[32];  // the block reductions' scratch
   const int m = int(blockIdx.x);
   const float* xr = x + int64_t(m) * ldx;
@@ -922,35 +942,13 @@ struct G1Smem {
   }
 };
 
-// Linear::forward_fused at M = 1 (MatmulFusion without SwiGLU): norm_w non-null — x is the residual
-// stream and the block multiplies rms_norm(x[:K])·norm_w instead (Σx² over the block's own read of
-// x, fp32); accumulate — y[n] += instead of y[n] =. (SwiGLU taken in while x is converted was
-// slower than the backend's swiglu kernel before the GEMV: 2.23–2.24 vs 2.12–2.15 ms/step, session
-// 15 — every block computed all K silu values.)
-struct G1Fusion {
-  const void* norm_w = nullptr;  // [K] of norm_t, in unpermuted row order
-  DType norm_t = DType::f32;
-  float eps = 0.f;
-  int K = 0;  // the rows of x that count (64·KC ≥ K; the padding is zero)
-  bool accumulate = false;
-  // Launch the next kernel at this one's start (KVRUN_GPTQ_G1_TRIGGER, default 1): its blocks take
-  // whatever room this grid leaves and stream their scale/zero entries, group table and first ring
-  // stages while this one runs; they still wait (pdl_wait) for this grid to finish before reading x.
-  bool early_trigger = true;
-  // The norm's 1 / rms applied to each column's sum at the end instead of to x before the
-  // conversion (KVRUN_GPTQ_G1_DEFER_NORM, default 1): the block converts x·norm_w without waiting
-  // for Σx², whose warp partials the barrier before the loop publishes anyway — one barrier and
-  // one dependent reduction fewer in the prologue.
-  bool defer_norm = true;
-};
-
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   x: [1, 64·KC] f32 (16-byte aligned), y: [1, N] f32, bias: [N] f32 or null.
 template <bool kTileScale>
 __global__ void __launch_bounds__(kG1Warps * 32)
     gemv1_mma_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
                      const float* __restrict__ bias, const float* __restrict__ x, float* y, int N,
-                     int NTp, int KC, int G, int ks, G1Fusion fz) {
+                     int NTp, int KC, int G, int ks, LinearFusion fz) {
   constexpr int S = kTileScale ? 4 : 1;
   extern __shared__ __align__(16) unsigned char g1_smem[];
   const G1Smem L(KC, G, ks, kTileScale);
@@ -1419,7 +1417,7 @@ int tc_parts(int64_t bx, int64_t KC, int sm_count) {
 template <bool kTileScale, int NB, int TW>
 void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                     const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
-                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const TcFusion& fz) {
+                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz) {
   const int64_t bx = (NTp + kTcWarps * TW - 1) / (kTcWarps * TW);
   const int nz = tc_parts(bx, KC, sm_count);
   float* part = reinterpret_cast<float*>(ws);
@@ -1471,7 +1469,7 @@ TcPlan plan_tc_all(int64_t KC) {
 template <bool kTileScale>
 void launch_gemm_tc_m(cudaStream_t st, const TcPlan& plan, int sm_count, const uint4* qm, const uint2* sz,
                       const int32_t* ug, const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M,
-                      int64_t N, int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const TcFusion& fz) {
+                      int64_t N, int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz) {
   (void)plan;  // (its variants fit: ok() was asked before)
   const bool two = tc_tiles_per_warp() == 2;
   if (M <= 32 && two)
@@ -1556,7 +1554,7 @@ class CudaLinear final : public GptqLinearBase {
   size_t device_bytes() const noexcept override { return GptqLinearBase::device_bytes() + sz_.bytes(); }
 
   Status forward(TensorView y, TensorView x) noexcept override {
-    return guard([&] { run(y, x, G1Fusion{}); });
+    return guard([&] { run(y, x, LinearFusion{}); });
   }
 
   // Fused (norm of x in, y += out; not SwiGLU, not act-order, whose gathered rows would need the
@@ -1580,7 +1578,7 @@ class CudaLinear final : public GptqLinearBase {
         fail(ErrorKind::internal, "weights.gptq (CUDA): forward_fused with this fusion is not done for x " +
                                       x.shape_string() + " (ask fuses() first)");
       if (y.data == x.data) fail(ErrorKind::internal, "weights.gptq (CUDA): forward_fused: y must not alias x");
-      G1Fusion fz;
+      LinearFusion fz;
       fz.accumulate = f.accumulate;
       fz.K = int(lay_.K);
       if (f.norm_w) {
@@ -1597,7 +1595,7 @@ class CudaLinear final : public GptqLinearBase {
   bool takes_tc(int64_t M) const { return mma_ && M >= kTcMinM && M <= kTcMaxM && tc_.ok() && tc_gemm_enabled(); }
 
   // forward, with the fusions in fz (only where fuses() said so).
-  void run(TensorView y, TensorView x, const G1Fusion& fz) {
+  void run(TensorView y, TensorView x, const LinearFusion& fz) {
     {
       const int64_t K = lay_.K, N = lay_.N, Kp = lay_.Kp;
       if (x.dtype != DType::f32 || y.dtype != DType::f32 || x.cols() != K || y.cols() != N || x.rows() != y.rows() ||
@@ -1627,20 +1625,14 @@ class CudaLinear final : public GptqLinearBase {
       float* Y = y.as<float>();
       const float* B = bias.empty() ? nullptr : bias.data();
       if (takes_tc(M)) {
-        TcFusion tz;
-        tz.norm_w = fz.norm_w;
-        tz.norm_t = fz.norm_t;
-        tz.eps = fz.eps;
-        tz.K = lay_.K;
-        tz.accumulate = fz.accumulate;
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
         const int64_t kx = X == x.as<const float>() ? K : Kp;  // valid columns: K, or the gathered Kp
         if (tile_scale_)
           launch_gemm_tc_m<true>(st, tc_, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N, ntp_,
-                                 Kp / 64, lay_.groups, scratch_->wt.data(), tz);
+                                 Kp / 64, lay_.groups, scratch_->wt.data(), fz);
         else
           launch_gemm_tc_m<false>(st, tc_, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N,
-                                  ntp_, Kp / 64, lay_.groups, scratch_->wt.data(), tz);
+                                  ntp_, Kp / 64, lay_.groups, scratch_->wt.data(), fz);
         return;
       }
       if (mma_ && M <= mma_max_rows()) {
@@ -1649,7 +1641,7 @@ class CudaLinear final : public GptqLinearBase {
           auto* kernel = tile_scale_ ? gemv1_mma_kernel<true> : gemv1_mma_kernel<false>;
           static const int early = cuda_plugin::env_int("KVRUN_GPTQ_G1_TRIGGER", 0, 1, 1);
           static const int defer = cuda_plugin::env_int("KVRUN_GPTQ_G1_DEFER_NORM", 0, 1, 1);
-          G1Fusion fzp = fz;
+          LinearFusion fzp = fz;
           fzp.early_trigger = early != 0;
           fzp.defer_norm = defer != 0;
           GPTQ_CUDA_CHECK(cuda_plugin::launch(cuda_plugin::pdl_enabled(), st, dim3(g1_.blocks), dim3(kG1Warps * 32),
