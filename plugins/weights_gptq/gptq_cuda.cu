@@ -6,8 +6,8 @@
 //    at load for the tensor cores (layout and numerics at "int4 on the tensor cores" below): M = 1
 //    runs gemv1_mma_kernel, M ≤ 16 gemv_mma_kernel (codes dequantized to bf16 in registers,
 //    mma.sync with fp32 accumulation; up to mma_max_rows() where gemm_tc_kernel does not apply),
-//    17 ≤ M ≤ 64 gemm_tc_kernel (x as f16 fragments staged once
-//    per block, W = s·(q − z) in f16); the batch-1 and 17..64-row kernels fuse RMSNorm of x and
+//    9 ≤ M ≤ 64 gemm_tc_kernel (x as f16 fragments staged once
+//    per block, W = s·(q − z) in f16); the batch-1 and 9..64-row kernels fuse RMSNorm of x and
 //    y += (MatmulFusion). Everything else takes the paths described next.
 //  * M ≤ kCudaFusedMaxM (decode): gemv_kernel. A block owns four output columns and its warps
 //    split k; per 128-unit block every lane reads 16 bytes of each column (interleaved so that the
@@ -540,12 +540,12 @@ __device__ __forceinline__ uint4 lds128(uint32_t a) {
   return v;
 }
 
-// ---- 17 to 64 rows on the tensor cores: x fragments staged once per block ---------------------------
+// ---- 9 to 64 rows on the tensor cores: x fragments staged once per block ----------------------------
 //
-// gemv_mma_kernel at 16–64 rows is bound by x, not by the weights: every warp loads the x values
+// gemv_mma_kernel at 9–64 rows is bound by x, not by the weights: every warp loads the x values
 // of all its rows from L2 as f32 and splits them into two bf16 parts, once per column tile — at
 // 64 rows that is ~1.4 GB of L2 reads for gate·up alone, and a Qwen-7B step took 20 ms against
-// 15.8 for dequantize + cuBLAS and 7.1 for bf16 weights. gemm_tc_kernel (M = 17..64) computes
+// 15.8 for dequantize + cuBLAS and 7.1 for bf16 weights. gemm_tc_kernel (M = 9..64) computes
 // what the dequantize + GEMM path computes — W = s · (q − z) rounded to f16 once, each row of x
 // scaled by a power of two and rounded to f16, fp32 accumulation — without writing W:
 //  * tc_xfrag_kernel writes x once per call as f16 B fragments, xf [KC, 4, NB, 32] uint2: chunk c,
@@ -566,8 +566,9 @@ __device__ __forceinline__ uint4 lds128(uint32_t a) {
 //  * MatmulFusion (Linear::forward_fused): RMSNorm of x in tc_xfrag_kernel, y += in the epilogue.
 constexpr int kTcWarps = 8;   // warps per block
 constexpr int kTcStages = 5;  // ring depth (chunks); kTcStages − 1 in flight
-constexpr int kTcMinM = 17;   // rows of x at least: up to 16, gemv_mma_kernel was faster (call F:
-                              // batch 16 4.82 against 5.07 ms/step; 32: 12.55 against 5.62)
+constexpr int kTcMinM = 9;    // rows of x at least: up to 8, gemv_mma_kernel is faster (session 21,
+                              // call F: batch 8 3.35 against 4.26 ms/step; 12 and 16: 4.74 / 4.79
+                              // against 4.31 / 4.22–4.31)
 constexpr int kTcMaxM = 64;   // rows of x at most (NB = 8)
 constexpr int kTcMaxParts = 8;
 
@@ -613,7 +614,7 @@ __device__ __forceinline__ uint32_t f16x2_sub_mul(uint32_t a, uint32_t b, uint32
 // normalized row; the norm weights are read before the PDL wait (weights).
 //   x: [M, ldx] f32, the first kx columns valid; xf: [KC, 4, NB, 32] uint2; rowscale: [M] f32;
 //   nkt = KC · 4 k-tiles.
-// Linear::forward_fused (MatmulFusion without SwiGLU) at M = 1 (gemv1_mma_kernel) and at 17..64
+// Linear::forward_fused (MatmulFusion without SwiGLU) at M = 1 (gemv1_mma_kernel) and at 9..64
 // rows (gemm_tc_kernel): norm_w non-null — x is the residual stream and the product reads
 // rms_norm(x[:K])·norm_w instead (Σx² in fp32); accumulate — y += instead of y =. (SwiGLU taken in
 // while x is converted was slower than the backend's swiglu kernel before the batch-1 GEMV:
@@ -1360,11 +1361,17 @@ void launch_gemv_mma_m(cudaStream_t st, int sm_count, const uint4* qm, const uin
   else launch_gemv_mma<kTileScale, 8>(st, sm_count, qm, sz, ug, bias, x, ldx, y, M, N, NTp, KC, G);
 }
 
-// Whether 17..64 rows take gemm_tc_kernel (KVRUN_GPTQ_TC_GEMM=0: gemv_mma_kernel up to
+// Whether 9..64 rows take gemm_tc_kernel (KVRUN_GPTQ_TC_GEMM=0: gemv_mma_kernel up to
 // KVRUN_GPTQ_MMA_MAX_ROWS, dequantize + GEMM above, as before session 20; for comparisons in one run).
 bool tc_gemm_enabled() {
   static const bool on = cuda_plugin::env_int("KVRUN_GPTQ_TC_GEMM", 0, 1, 1) == 1;
   return on;
+}
+
+// The fewest rows gemm_tc_kernel takes (KVRUN_GPTQ_TC_MIN_ROWS, 2..64, default kTcMinM), for tuning.
+int64_t tc_min_rows() {
+  static const int64_t n = cuda_plugin::env_int("KVRUN_GPTQ_TC_MIN_ROWS", 2, int(kTcMaxM), kTcMinM);
+  return n;
 }
 
 // Workspace of gemm_tc_kernel in 16-bit units: the k parts' sums [kTcMaxParts, kTcMaxM, N] f32,
@@ -1412,7 +1419,7 @@ int tc_parts(int64_t bx, int64_t KC, int sm_count) {
   return best;
 }
 
-// y [M, N] = x [M, ldx] (first kx columns) · W + bias for 17 ≤ M ≤ 64 through gemm_tc_kernel; ws: the
+// y [M, N] = x [M, ldx] (first kx columns) · W + bias for 9 ≤ M ≤ 64 through gemm_tc_kernel; ws: the
 // workspace (tc_workspace_halfs); k parts: tc_parts.
 template <bool kTileScale, int NB, int TW>
 void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
@@ -1446,23 +1453,25 @@ int tc_tiles_per_warp() {
   return n;
 }
 
-// Blocks per SM of the kernel's variants ([rows 32 / 64][tiles per warp 1 / 2]), 0 where one does
+// Blocks per SM of the kernel's variants ([rows 16 / 32 / 64][tiles per warp 1 / 2]), 0 where one does
 // not fit (plan_tc). ok(): the variants the switch selects all fit.
 struct TcPlan {
-  int per_sm[2][2] = {{0, 0}, {0, 0}};
+  int per_sm[3][2] = {{0, 0}, {0, 0}, {0, 0}};  // [rows 16 / 32 / 64][tiles per warp 1 / 2]
   bool ok() const {
     const int w = tc_tiles_per_warp() - 1;
-    return per_sm[0][w] > 0 && per_sm[1][w] > 0;
+    return per_sm[0][w] > 0 && per_sm[1][w] > 0 && per_sm[2][w] > 0;
   }
 };
 
 template <bool kTileScale>
 TcPlan plan_tc_all(int64_t KC) {
   TcPlan p;
-  p.per_sm[0][0] = plan_tc<kTileScale, 4, 1>(KC);
-  p.per_sm[0][1] = plan_tc<kTileScale, 4, 2>(KC);
-  p.per_sm[1][0] = plan_tc<kTileScale, 8, 1>(KC);
-  p.per_sm[1][1] = plan_tc<kTileScale, 8, 2>(KC);
+  p.per_sm[0][0] = plan_tc<kTileScale, 2, 1>(KC);
+  p.per_sm[0][1] = plan_tc<kTileScale, 2, 2>(KC);
+  p.per_sm[1][0] = plan_tc<kTileScale, 4, 1>(KC);
+  p.per_sm[1][1] = plan_tc<kTileScale, 4, 2>(KC);
+  p.per_sm[2][0] = plan_tc<kTileScale, 8, 1>(KC);
+  p.per_sm[2][1] = plan_tc<kTileScale, 8, 2>(KC);
   return p;
 }
 
@@ -1472,7 +1481,11 @@ void launch_gemm_tc_m(cudaStream_t st, const TcPlan& plan, int sm_count, const u
                       int64_t N, int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz) {
   (void)plan;  // (its variants fit: ok() was asked before)
   const bool two = tc_tiles_per_warp() == 2;
-  if (M <= 32 && two)
+  if (M <= 16 && two)
+    launch_gemm_tc<kTileScale, 2, 2>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz);
+  else if (M <= 16)
+    launch_gemm_tc<kTileScale, 2, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz);
+  else if (M <= 32 && two)
     launch_gemm_tc<kTileScale, 4, 2>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz);
   else if (M <= 32)
     launch_gemm_tc<kTileScale, 4, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz);
@@ -1558,7 +1571,7 @@ class CudaLinear final : public GptqLinearBase {
   }
 
   // Fused (norm of x in, y += out; not SwiGLU, not act-order, whose gathered rows would need the
-  // norm weights gathered too) at M = 1 by the batch-1 kernel and at kTcMinM..kTcMaxM rows by
+  // norm weights gathered too) at M = 1 by the batch-1 kernel and at tc_min_rows()..kTcMaxM rows by
   // gemm_tc_kernel (the norm in its x-fragment kernel, the += in its epilogue or reduce kernel).
   bool fuses(const MatmulFusion& f, int64_t M) const noexcept override {
     if (f.swiglu || !mma_ || lay_.permuted) return false;
@@ -1592,7 +1605,9 @@ class CudaLinear final : public GptqLinearBase {
 
  private:
   // Whether M rows take gemm_tc_kernel.
-  bool takes_tc(int64_t M) const { return mma_ && M >= kTcMinM && M <= kTcMaxM && tc_.ok() && tc_gemm_enabled(); }
+  bool takes_tc(int64_t M) const {
+    return mma_ && M >= tc_min_rows() && M <= kTcMaxM && tc_.ok() && tc_gemm_enabled();
+  }
 
   // forward, with the fusions in fz (only where fuses() said so).
   void run(TensorView y, TensorView x, const LinearFusion& fz) {
@@ -1786,7 +1801,7 @@ class CudaLinear final : public GptqLinearBase {
   int64_t ntp_ = 0;          // (mma_) column tiles of 16
   Buffer<uint2> sz_;         // (mma_) [ntp_, groups, 8]
   G1Plan g1_;                // (mma_) the batch-1 kernel's launch
-  TcPlan tc_;                // (mma_) gemm_tc_kernel's blocks per SM (17..64 rows); empty: not taken
+  TcPlan tc_;                // (mma_) gemm_tc_kernel's blocks per SM (9..64 rows); empty: not taken
   int sm_count_ = 1;
   int64_t wp_ = 0;    // row stride of the transposed qweight, in words
   int64_t full_ = 0;  // words of each column in interleaved 128-word blocks
