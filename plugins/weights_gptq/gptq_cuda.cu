@@ -565,7 +565,10 @@ __device__ __forceinline__ uint4 lds128(uint32_t a) {
 //    order (then the row scale, + bias, or added to y): deterministic;
 //  * MatmulFusion (Linear::forward_fused): RMSNorm of x in tc_xfrag_kernel, y += in the epilogue.
 constexpr int kTcWarps = 8;   // warps per block
-constexpr int kTcStages = 5;  // ring depth (chunks); kTcStages − 1 in flight
+// Ring depth (chunks), kTcStages − 1 in flight. Session 21, call H, batch 16 / 32 / 64: 4 stages
+// 4.18–4.21 / 4.67 / 6.78 ms/step, 5 stages 4.23–4.26 / 4.72 / 6.87, 6 stages 4.23–4.24 /
+// 4.76–4.77 / 6.96–6.97.
+constexpr int kTcStages = 4;
 constexpr int kTcMinM = 9;    // rows of x at least: up to 8, gemv_mma_kernel is faster (session 21,
                               // call F: batch 8 3.35 against 4.26 ms/step; 12 and 16: 4.74 / 4.79
                               // against 4.31 / 4.22–4.31)
