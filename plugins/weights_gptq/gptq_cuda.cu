@@ -1562,7 +1562,12 @@ class CudaLinear final : public GptqLinearBase {
   CudaLinear(Device& dev, const Layout& lay, std::shared_ptr<CudaScratch> scratch)
       : GptqLinearBase(dev, lay), scratch_(std::move(scratch)) {
     scratch_->reserve_wt(size_t(lay.N * lay.Kp));  // the prefill workspace is held from load time on
-    fusion_enabled();  // a malformed KVRUN_GPTQ_FUSE is a usage error at load (fuses() cannot report it)
+    // A malformed KVRUN_GPTQ_FUSE, _TC_GEMM, _TC_TILES or _TC_MIN_ROWS is a usage error at load
+    // (fuses(), which reads them too, cannot report it).
+    fusion_enabled();
+    tc_gemm_enabled();
+    tc_tiles_per_warp();
+    tc_min_rows();
     DeviceGuard dg(dev_.info().index);
     GPTQ_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, dev_.info().index));
   }
