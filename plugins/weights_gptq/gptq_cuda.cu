@@ -603,20 +603,6 @@ __device__ __forceinline__ uint32_t f16x2_sub_mul(uint32_t a, uint32_t b, uint32
   return u;
 }
 
-// One block per row m of the fragments (8·NB blocks; rows ≥ M are written as zeros). Like the
-// backend's f16 GEMM operand (f32_to_f16_rowscaled_kernel), the row is scaled by a power of two
-// (exact) so that its max |x| lies in [2^13, 2^14): no f16 overflow for large activations, no
-// subnormals for tiny ones; rowscale[m] = the inverse, applied to the row's sums. A row that is all
-// zero or holds inf/NaN is left as is.
-// Each thread loads its first kXfHeld float4 of the row at once and keeps them in registers for the
-// conversion (rows up to kXfHeld · 4 · kXfThreads = 12288 values: one round trip to x before the
-// block's max, none after); longer rows read the rest twice. (Session 20's loop — scalar loads,
-// the row read twice — took 12.6 µs a call at 64 rows, 20 % of a batch-64 step under ncu.)
-// With fz.norm_w (Linear::forward_fused, MatmulFusion::norm_w) the row is RMSNorm(x)·norm_w first,
-// with rms_norm's roundings ((x · 1/rms) · w, Σx² in fp32), and the power of two is that of the
-// normalized row; the norm weights are read before the PDL wait (weights).
-//   x: [M, ldx] f32, the first kx columns valid; xf: [KC, 4, NB, 32] uint2; rowscale: [M] f32;
-//   nkt = KC · 4 k-tiles.
 // Linear::forward_fused (MatmulFusion without SwiGLU) at M = 1 (gemv1_mma_kernel) and at 9..64
 // rows (gemm_tc_kernel): norm_w non-null — x is the residual stream and the product reads
 // rms_norm(x[:K])·norm_w instead (Σx² in fp32); accumulate — y += instead of y =. (SwiGLU taken in
@@ -639,6 +625,21 @@ struct LinearFusion {
   // one barrier and one dependent reduction fewer in the prologue.
   bool defer_norm = true;
 };
+
+// One block per row m of the fragments (8·NB blocks; rows ≥ M are written as zeros). Like the
+// backend's f16 GEMM operand (f32_to_f16_rowscaled_kernel), the row is scaled by a power of two
+// (exact) so that its max |x| lies in [2^13, 2^14): no f16 overflow for large activations, no
+// subnormals for tiny ones; rowscale[m] = the inverse, applied to the row's sums. A row that is all
+// zero or holds inf/NaN is left as is.
+// Each thread loads its first kXfHeld float4 of the row at once and keeps them in registers for the
+// conversion (rows up to kXfHeld · 4 · kXfThreads = 12288 values: one round trip to x before the
+// block's max, none after); longer rows read the rest twice. (Session 20's loop — scalar loads,
+// the row read twice — took 12.6 µs a call at 64 rows, 20 % of a batch-64 step under ncu.)
+// With fz.norm_w (Linear::forward_fused, MatmulFusion::norm_w) the row is RMSNorm(x)·norm_w first,
+// with rms_norm's roundings ((x · 1/rms) · w, Σx² in fp32), and the power of two is that of the
+// normalized row; the norm weights are read before the PDL wait (weights).
+//   x: [M, ldx] f32, the first kx columns valid; xf: [KC, 4, NB, 32] uint2; rowscale: [M] f32;
+//   nkt = KC · 4 k-tiles.
 constexpr int kXfThreads = 256, kXfHeld = 12;
 template <int NB>
 __global__ void __launch_bounds__(kXfThreads) tc_xfrag_kernel(const float* __restrict__ x, int64_t ldx, int M, int64_t kx,
@@ -733,6 +734,14 @@ __global__ void __launch_bounds__(kXfThreads) tc_xfrag_kernel(const float* __res
   }
   for (int64_t f = threadIdx.x + int64_t(kXfHeld) * kXfThreads; f < nf; f += kXfThreads)
     store4(f, fz.norm_w ? normed(load4(f), inv, norm4(f)) : load4(f));
+}
+
+// *yo = sum · rs + b (sum: the scaled row's product, rs: the row scale, b: the bias or 0), or *yo +=
+// that with one fp32 addition (accumulate) — the unfused add's rounding. gemm_tc_kernel's epilogue
+// (one k part) and tc_reduce_kernel (several) both store through it.
+__device__ __forceinline__ void tc_store(float* yo, float sum, float rs, float b, bool accumulate) {
+  const float v = sum * rs + b;
+  *yo = accumulate ? __fadd_rn(*yo, v) : v;
 }
 
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
@@ -869,20 +878,18 @@ __global__ void __launch_bounds__(kTcWarps * 32, TW == 1 ? 3 : 2)
         const int m = 8 * b + 2 * t + (r & 1);
         const int n = (nt0 + j) * 16 + g + 8 * (r >> 1);
         if (m >= M || n >= N) continue;
-        if (nz > 1) {
+        if (nz > 1)
           part[(int64_t(z) * M + m) * N + n] = acc[j][b][r];
-        } else {
-          float* yo = y + int64_t(m) * N + n;
-          const float v = acc[j][b][r] * rowscale[m] + (bias ? bias[n] : 0.f);
-          *yo = accumulate ? __fadd_rn(*yo, v) : v;
-        }
+        else
+          tc_store(y + int64_t(m) * N + n, acc[j][b][r], rowscale[m], bias ? bias[n] : 0.f, accumulate);
       }
   }
 }
 
 //   part: [P, M, N] f32 → y [M, N] = (Σ_z part[z] (z = 0, 1, … in order)) · rowscale[m] + bias;
-//   total = M · N, P ≤ kTcMaxParts; accumulate: y += that. Each thread loads its P partial sums at once (one round trip,
-//   not P dependent ones: session 20's loop took 7.3 µs a call at 64 rows under ncu).
+//   total = M · N, P ≤ kTcMaxParts; accumulate: y += that. Each thread loads its P partial sums at
+//   once (one round trip, not P dependent ones: session 20's loop took 7.3 µs a call at 64 rows
+//   under ncu).
 __global__ void __launch_bounds__(256) tc_reduce_kernel(const float* __restrict__ part, const float* __restrict__ rowscale,
                                                         const float* __restrict__ bias, float* __restrict__ y, int N,
                                                         int P, int64_t total, bool accumulate) {
@@ -896,8 +903,7 @@ __global__ void __launch_bounds__(256) tc_reduce_kernel(const float* __restrict_
 #pragma unroll
     for (int z = 1; z < kTcMaxParts; ++z)
       if (z < P) v += p[z];
-    v = v * rowscale[o / N] + (bias ? bias[o % N] : 0.f);
-    y[o] = accumulate ? __fadd_rn(y[o], v) : v;
+    tc_store(y + o, v, rowscale[o / N], bias ? bias[o % N] : 0.f, accumulate);
   }
 }
 
@@ -1478,11 +1484,12 @@ TcPlan plan_tc_all(int64_t KC) {
   return p;
 }
 
+// gemm_tc_kernel's variant for M rows and the tiles-per-warp switch. (The caller has asked
+// TcPlan::ok(): the variants chosen here fit.)
 template <bool kTileScale>
-void launch_gemm_tc_m(cudaStream_t st, const TcPlan& plan, int sm_count, const uint4* qm, const uint2* sz,
-                      const int32_t* ug, const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M,
-                      int64_t N, int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz) {
-  (void)plan;  // (its variants fit: ok() was asked before)
+void launch_gemm_tc_m(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
+                      const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
+                      int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz) {
   const bool two = tc_tiles_per_warp() == 2;
   if (M <= 16 && two)
     launch_gemm_tc<kTileScale, 2, 2>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz);
@@ -1651,10 +1658,10 @@ class CudaLinear final : public GptqLinearBase {
         const auto* qm = reinterpret_cast<const uint4*>(qweight.data());
         const int64_t kx = X == x.as<const float>() ? K : Kp;  // valid columns: K, or the gathered Kp
         if (tile_scale_)
-          launch_gemm_tc_m<true>(st, tc_, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N, ntp_,
+          launch_gemm_tc_m<true>(st, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N, ntp_,
                                  Kp / 64, lay_.groups, scratch_->wt.data(), fz);
         else
-          launch_gemm_tc_m<false>(st, tc_, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N,
+          launch_gemm_tc_m<false>(st, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N,
                                   ntp_, Kp / 64, lay_.groups, scratch_->wt.data(), fz);
         return;
       }
