@@ -923,8 +923,12 @@ __global__ void __launch_bounds__(256) tc_reduce_kernel(const float* __restrict_
 //  * each warp streams its chunks of packed codes through a private ring of kG1Stages stages of
 //    kG1U chunks in shared memory (cp.async, one 16-byte copy per lane and chunk): kG1Stages − 1
 //    stages are in flight per warp without holding registers, and only __syncwarp orders the ring.
-//  * with the norm fused, the block's norm weights are read before the PDL wait (weights), x right
-//    after it, and Σx² comes from those registers: one round trip to x before the barrier;
+//  * with the norm fused, the block's norm weights are read before the PDL wait (weights; one vector
+//    load per float4, all issued before the first is converted), x right after it, and Σx² comes
+//    from those registers: one round trip to x before the barrier; the group table's entries are
+//    requested with the weights and stored once x's loads are out (session 22: the element loads
+//    behind a run-time dtype went out one after another, and the store of each entry held the
+//    warp until it arrived — ncu's top stalls of the kernel alone);
 //  * a stage whose two chunks lie in one group (groups of 128 rows or more) reads one scale/zero
 //    entry and adds the chunks' two mma chains before the one scaling;
 //  * the kernel triggers the next launch at its start (KVRUN_GPTQ_G1_TRIGGER): the next kernel's
@@ -954,8 +958,10 @@ struct G1Smem {
 
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   x: [1, 64·KC] f32 (16-byte aligned), y: [1, N] f32, bias: [N] f32 or null.
+// (256, 3): three blocks per SM, as the registers allowed before (72); without the bound ptxas
+// took 64 registers for this form of the prologue and spilled 16 bytes.
 template <bool kTileScale>
-__global__ void __launch_bounds__(kG1Warps * 32)
+__global__ void __launch_bounds__(kG1Warps * 32, 3)
     gemv1_mma_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
                      const float* __restrict__ bias, const float* __restrict__ x, float* y, int N,
                      int NTp, int KC, int G, int ks, LinearFusion fz) {
@@ -1008,7 +1014,17 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     load_stage(s);
     cuda_plugin::cp_async_commit();
   }
-  for (int i = threadIdx.x; i < KC * S; i += blockDim.x) grp[i] = __ldg(ug + 2 * i * (4 / S));
+  // The group table: each thread's first kG1Held entries are loaded now and stored to shared memory
+  // after x's loads are issued (a store waits for its value: stored here, the entries' round trip
+  // came before the norm weights' and x's instead of beside them); entries past kG1Held · 256
+  // (K > 32768, or K > 8192 with a scale per k-tile) are loaded and stored after x's loads.
+  constexpr int kG1Held = 2;
+  int gh[kG1Held];
+#pragma unroll
+  for (int j = 0; j < kG1Held; ++j) {
+    const int i = threadIdx.x + j * kG1Warps * 32;
+    gh[j] = i < KC * S ? __ldg(ug + 2 * i * (4 / S)) : 0;
+  }
   if (threadIdx.x < 2) xs[KC * 32 + threadIdx.x] = make_uint2(0u, 0u);
 
   // x into fragment order, in rounds of kG1XR float4 per thread (float4 f is k-tile f / 4, lane
@@ -1017,16 +1033,46 @@ __global__ void __launch_bounds__(kG1Warps * 32)
   // K ≤ kG1XR · 4 · 32 · kG1Warps (every Qwen-7B Linear that takes the norm).
   const int nf = KC * 16;
   constexpr int kRound = kG1XR * kG1Warps * 32;  // float4 per round
-  float4 nw[kG1XR];                               // norm weights of the first round (fz.norm_w)
-  if (fz.norm_w) {
+  float4 nw[kG1XR];                               // norm weights of the round (fz.norm_w)
+  // The round's norm weights from f0 on: every load issued before the first conversion — one
+  // 16-byte (f32) or 8-byte (f16, bf16) load per float4 when K % 4 == 0 and the array is aligned
+  // for it (the dtype known only at run time, element loads behind a branch each were issued one
+  // after another), element loads otherwise. Zero past K.
+  const int k4 = fz.K / 4;
+  const bool nvec = fz.norm_w && fz.K % 4 == 0 &&
+                    reinterpret_cast<uintptr_t>(fz.norm_w) % (fz.norm_t == DType::f32 ? 16 : 8) == 0;
+  auto load_nw = [&](int f0) {
+    if (nvec && fz.norm_t == DType::f32) {
 #pragma unroll
-    for (int j = 0; j < kG1XR; ++j) {
-      const int f = threadIdx.x + j * kG1Warps * 32;
-      float* e = &nw[j].x;
+      for (int j = 0; j < kG1XR; ++j) {
+        const int f = f0 + j * kG1Warps * 32;
+        nw[j] = f < k4 ? __ldg(reinterpret_cast<const float4*>(fz.norm_w) + f) : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+    } else if (nvec) {
+      uint2 raw[kG1XR];
 #pragma unroll
-      for (int c = 0; c < 4; ++c) e[c] = f < nf && 4 * f + c < fz.K ? cuda_plugin::load_any(fz.norm_w, fz.norm_t, 4 * f + c) : 0.f;
+      for (int j = 0; j < kG1XR; ++j) {
+        const int f = f0 + j * kG1Warps * 32;
+        raw[j] = f < k4 ? __ldg(reinterpret_cast<const uint2*>(fz.norm_w) + f) : make_uint2(0u, 0u);
+      }
+      const bool b16 = fz.norm_t == DType::bf16;
+      auto cvt = [b16](uint32_t u, bool high) {
+        return b16 ? __uint_as_float(high ? u & 0xffff0000u : u << 16)
+                   : __half2float(__ushort_as_half(uint16_t(high ? u >> 16 : u & 0xffffu)));
+      };
+#pragma unroll
+      for (int j = 0; j < kG1XR; ++j) nw[j] = make_float4(cvt(raw[j].x, false), cvt(raw[j].x, true), cvt(raw[j].y, false), cvt(raw[j].y, true));
+    } else {
+#pragma unroll
+      for (int j = 0; j < kG1XR; ++j) {
+        const int f = f0 + j * kG1Warps * 32;
+        float* e = &nw[j].x;
+#pragma unroll
+        for (int c = 0; c < 4; ++c) e[c] = f < nf && 4 * f + c < fz.K ? cuda_plugin::load_any(fz.norm_w, fz.norm_t, 4 * f + c) : 0.f;
+      }
     }
-  }
+  };
+  if (fz.norm_w) load_nw(threadIdx.x);
   // The lanes that write y (part 0 of each tile, lanes 0–15: column wn) read their bias now (a
   // weight) and, after the wait, the y they add to — not at the end, where each read was one more
   // round trip before the grid could finish.
@@ -1041,6 +1087,12 @@ __global__ void __launch_bounds__(kG1Warps * 32)
     const int f = threadIdx.x + j * kG1Warps * 32;
     v[j] = f < nf ? __ldg(reinterpret_cast<const float4*>(x) + f) : make_float4(0.f, 0.f, 0.f, 0.f);
   }
+#pragma unroll
+  for (int j = 0; j < kG1Held; ++j) {
+    const int i = threadIdx.x + j * kG1Warps * 32;
+    if (i < KC * S) grp[i] = gh[j];
+  }
+  for (int i = threadIdx.x + kG1Held * kG1Warps * 32; i < KC * S; i += blockDim.x) grp[i] = __ldg(ug + 2 * i * (4 / S));
   float inv_rms = 1.f;  // fz.norm_w (not deferred): 1 / sqrt(mean(x²) + eps); deferred: 1 here
   __shared__ float nred[kG1Warps];  // fz.norm_w: each warp's Σx²
   // 1 / sqrt(mean(x²) + eps) from the warps' Σx² (after a barrier that publishes nred): in the
@@ -1073,13 +1125,8 @@ __global__ void __launch_bounds__(kG1Warps * 32)
       for (int j = 0; j < kG1XR; ++j) {
         const int f = f0 + j * kG1Warps * 32;
         v[j] = f < nf ? __ldg(reinterpret_cast<const float4*>(x) + f) : make_float4(0.f, 0.f, 0.f, 0.f);
-        if (fz.norm_w) {
-          float* e = &nw[j].x;
-#pragma unroll
-          for (int c = 0; c < 4; ++c)
-            e[c] = f < nf && 4 * f + c < fz.K ? cuda_plugin::load_any(fz.norm_w, fz.norm_t, 4 * f + c) : 0.f;
-        }
       }
+      if (fz.norm_w) load_nw(f0);
     }
 #pragma unroll
     for (int j = 0; j < kG1XR; ++j) {
