@@ -360,6 +360,14 @@ __device__ __forceinline__ LaneSz lane_sz(uint2 e) {
   return r;
 }
 
+// Entry i of a kernel's group table (shared memory, S entries per 64-row chunk): the group of
+// chunk i (S = 1) or of k-tile i (S = 4), read from ug [Kp / 8] (one group per 8-row unit) at the
+// entry's first unit.
+template <int S, class I>
+__device__ __forceinline__ int32_t table_group(const int32_t* __restrict__ ug, I i) {
+  return __ldg(ug + 2 * i * (4 / S));
+}
+
 // (w & 0x000F000F) | 0x43004300 in one instruction: the bf16 pair 128 + code of nibbles 0 and 4.
 // (Written as C++ the compiler emits an AND and an OR: one immediate per LOP3.)
 __device__ __forceinline__ uint32_t nibbles_bf16(uint32_t w) {
@@ -434,7 +442,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
   const int g = lane >> 2, t = lane & 3;
   const int tile = warp / ks, part = warp % ks;
   const int64_t nt = int64_t(blockIdx.x) * (kMmaWarps / ks) + tile;
-  for (int64_t i = threadIdx.x; i < KC * S; i += blockDim.x) grp[i] = __ldg(ug + 2 * i * (4 / S));
+  for (int64_t i = threadIdx.x; i < KC * S; i += blockDim.x) grp[i] = table_group<S>(ug, i);
   __syncthreads();
   float acc[NB][4];
 #pragma unroll
@@ -803,7 +811,7 @@ __global__ void __launch_bounds__(kTcWarps * 32, TW == 1 ? 3 : 2)
   };
   constexpr int P = kTcStages - 1;
   for (int s = 0; s < P; ++s) issue_w(s);
-  for (int i = threadIdx.x; i < nch * S; i += blockDim.x) grp[i] = __ldg(ug + 2 * (c0 * S + i) * (4 / S));
+  for (int i = threadIdx.x; i < nch * S; i += blockDim.x) grp[i] = table_group<S>(ug, c0 * S + i);
   __syncthreads();  // grp
   for (int s = 0; s < P; ++s) issue_e(s);
   cuda_plugin::cp_async_commit();  // group: the first P stages' weights
@@ -1023,7 +1031,7 @@ __global__ void __launch_bounds__(kG1Warps * 32, 3)
 #pragma unroll
   for (int j = 0; j < kG1Held; ++j) {
     const int i = threadIdx.x + j * kG1Warps * 32;
-    gh[j] = i < KC * S ? __ldg(ug + 2 * i * (4 / S)) : 0;
+    gh[j] = i < KC * S ? table_group<S>(ug, i) : 0;
   }
   if (threadIdx.x < 2) xs[KC * 32 + threadIdx.x] = make_uint2(0u, 0u);
 
@@ -1092,7 +1100,7 @@ __global__ void __launch_bounds__(kG1Warps * 32, 3)
     const int i = threadIdx.x + j * kG1Warps * 32;
     if (i < KC * S) grp[i] = gh[j];
   }
-  for (int i = threadIdx.x + kG1Held * kG1Warps * 32; i < KC * S; i += blockDim.x) grp[i] = __ldg(ug + 2 * i * (4 / S));
+  for (int i = threadIdx.x + kG1Held * kG1Warps * 32; i < KC * S; i += blockDim.x) grp[i] = table_group<S>(ug, i);
   float inv_rms = 1.f;  // fz.norm_w (not deferred): 1 / sqrt(mean(x²) + eps); deferred: 1 here
   __shared__ float nred[kG1Warps];  // fz.norm_w: each warp's Σx²
   // 1 / sqrt(mean(x²) + eps) from the warps' Σx² (after a barrier that publishes nred): in the
