@@ -35,6 +35,10 @@
 
 #include "kvrun/cuda_plugin.cuh"
 #include "gptq_cuda.hpp"
+#include "gptq_tc.cuh"
+#if KVRUN_GPTQ_WG
+#include "gptq_wg.hpp"
+#endif
 #include "kvrun/ops.hpp"
 
 namespace kvrun::gptq {
@@ -360,13 +364,6 @@ __device__ __forceinline__ LaneSz lane_sz(uint2 e) {
   return r;
 }
 
-// Entry i of a kernel's group table (shared memory, S entries per 64-row chunk): the group of
-// chunk i (S = 1) or of k-tile i (S = 4), read from ug [Kp / 8] (one group per 8-row unit) at the
-// entry's first unit.
-template <int S, class I>
-__device__ __forceinline__ int32_t table_group(const int32_t* __restrict__ ug, I i) {
-  return __ldg(ug + 2 * i * (4 / S));
-}
 
 // (w & 0x000F000F) | 0x43004300 in one instruction: the bf16 pair 128 + code of nibbles 0 and 4.
 // (Written as C++ the compiler emits an AND and an OR: one immediate per LOP3.)
@@ -529,24 +526,6 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
   }
 }
 
-// Shared-memory loads at 32-bit shared-space addresses (the multiply loop computes its addresses
-// incrementally; through generic pointers the compiler rebuilt each one from the CTA's window).
-// volatile: they stay after the cp.async waits and barriers that publish the data.
-__device__ __forceinline__ uint32_t lds32(uint32_t a) {
-  uint32_t v;
-  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(a));
-  return v;
-}
-__device__ __forceinline__ uint2 lds64(uint32_t a) {
-  uint2 v;
-  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(a));
-  return v;
-}
-__device__ __forceinline__ uint4 lds128(uint32_t a) {
-  uint4 v;
-  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
-  return v;
-}
 
 // ---- 9 to 64 rows on the tensor cores: x fragments staged once per block ----------------------------
 //
@@ -572,44 +551,6 @@ __device__ __forceinline__ uint4 lds128(uint32_t a) {
 //    several, each part writes its sums to a workspace and tc_reduce_kernel adds them in part
 //    order (then the row scale, + bias, or added to y): deterministic;
 //  * MatmulFusion (Linear::forward_fused): RMSNorm of x in tc_xfrag_kernel, y += in the epilogue.
-constexpr int kTcWarps = 8;   // warps per block
-// Ring depth (chunks), kTcStages − 1 in flight. Session 21, call H, batch 16 / 32 / 64: 4 stages
-// 4.18–4.21 / 4.67 / 6.78 ms/step, 5 stages 4.23–4.26 / 4.72 / 6.87, 6 stages 4.23–4.24 /
-// 4.76–4.77 / 6.96–6.97.
-constexpr int kTcStages = 4;
-constexpr int kTcMinM = 9;    // rows of x at least: up to 8, gemv_mma_kernel is faster (session 21,
-                              // call F: batch 8 3.35 against 4.26 ms/step; 12 and 16: 4.74 / 4.79
-                              // against 4.31 / 4.22–4.31)
-constexpr int kTcMaxM = 64;   // rows of x at most (NB = 8)
-constexpr int kTcMaxParts = 8;
-
-// Bytes of one ring stage: x fragments, then the warps' codes, then their scale/zero entries
-// (TW column tiles per warp).
-template <int NB, int S, int TW>
-struct TcStage {
-  static constexpr int kX = 4 * NB * 32 * 8;           // [4][NB][32] uint2
-  static constexpr int kW = kTcWarps * TW * 32 * 16;    // [warps][TW][32] uint4
-  static constexpr int kE = kTcWarps * TW * S * 8 * 8;  // [warps][TW][S][8] uint2
-  static constexpr int kBytes = kX + kW + kE;
-};
-
-// (w & 0x000F000F) | 0x64006400: the f16 pair 1024 + code of nibbles 0 and 4.
-__device__ __forceinline__ uint32_t nibbles_f16(uint32_t w) {
-  uint32_t r;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w), "r"(0x000F000Fu), "r"(0x64006400u));
-  return r;
-}
-// (a − b) · s on f16 pairs.
-__device__ __forceinline__ uint32_t f16x2_sub_mul(uint32_t a, uint32_t b, uint32_t s) {
-  __half2 va, vb, vs;
-  memcpy(&va, &a, 4);
-  memcpy(&vb, &b, 4);
-  memcpy(&vs, &s, 4);
-  const __half2 r = __hmul2(__hsub2(va, vb), vs);
-  uint32_t u;
-  memcpy(&u, &r, 4);
-  return u;
-}
 
 // Linear::forward_fused (MatmulFusion without SwiGLU) at M = 1 (gemv1_mma_kernel) and at 9..64
 // rows (gemm_tc_kernel): norm_w non-null — x is the residual stream and the product reads
@@ -649,7 +590,7 @@ struct LinearFusion {
 //   x: [M, ldx] f32, the first kx columns valid; xf: [KC, 4, NB, 32] uint2; rowscale: [M] f32;
 //   nkt = KC · 4 k-tiles.
 constexpr int kXfThreads = 256, kXfHeld = 12;
-template <int NB>
+template <int NB, bool kWg = false>
 __global__ void __launch_bounds__(kXfThreads) tc_xfrag_kernel(const float* __restrict__ x, int64_t ldx, int M, int64_t kx,
                                                               uint2* __restrict__ xf, float* __restrict__ rowscale,
                                                               int64_t nkt, LinearFusion fz) {
@@ -731,9 +672,19 @@ __global__ void __launch_bounds__(kXfThreads) tc_xfrag_kernel(const float* __res
   // Lane (g = m % 8, t) of row block b = m / 8 holds k = 16·kt + 4t .. +3 of k-tile kt: float4 f
   // is k-tile f / 4, lane t = f % 4.
   uint2* xrow = xf + (m >> 3) * 32 + (m & 7) * 4;
+  // kWg (gemm_wg_kernel's operand, gptq_wg.cu): per k-tile, core matrices [k half h][row block b] of
+  // 8 rows × 16 bytes; row m's 16 bytes of half h hold k = 4t + 2h, + 1 at bytes 4t .. 4t + 3:
+  //   xw [KC · 4, 2, NB, 8, 4] u32.
+  uint32_t* xw = reinterpret_cast<uint32_t*>(xf) + (m >> 3) * 32 + (m & 7) * 4;
   auto store4 = [&](int64_t f, const float4& u) {
-    xrow[(f >> 2) * NB * 32 + (f & 3)] =
-        make_uint2(cuda_plugin::pack_f16x2(u.x * scale, u.y * scale), cuda_plugin::pack_f16x2(u.z * scale, u.w * scale));
+    const uint32_t lo = cuda_plugin::pack_f16x2(u.x * scale, u.y * scale), hi = cuda_plugin::pack_f16x2(u.z * scale, u.w * scale);
+    if constexpr (kWg) {
+      uint32_t* p = xw + (f >> 2) * (2 * NB * 32) + (f & 3);
+      p[0] = lo;
+      p[NB * 32] = hi;
+    } else {
+      xrow[(f >> 2) * NB * 32 + (f & 3)] = make_uint2(lo, hi);
+    }
   };
 #pragma unroll
   for (int i = 0; i < kXfHeld; ++i) {
@@ -744,13 +695,6 @@ __global__ void __launch_bounds__(kXfThreads) tc_xfrag_kernel(const float* __res
     store4(f, fz.norm_w ? normed(load4(f), inv, norm4(f)) : load4(f));
 }
 
-// *yo = sum · rs + b (sum: the scaled row's product, rs: the row scale, b: the bias or 0), or *yo +=
-// that with one fp32 addition (accumulate) — the unfused add's rounding. gemm_tc_kernel's epilogue
-// (one k part) and tc_reduce_kernel (several) both store through it.
-__device__ __forceinline__ void tc_store(float* yo, float sum, float rs, float b, bool accumulate) {
-  const float v = sum * rs + b;
-  *yo = accumulate ? __fadd_rn(*yo, v) : v;
-}
 
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   xf: [KC, 4, NB, 32] uint2 (tc_xfrag_kernel), bias: [N] f32 or null,
@@ -828,15 +772,6 @@ __global__ void __launch_bounds__(kTcWarps * 32, TW == 1 ? 3 : 2)
     for (int b = 0; b < NB; ++b)
 #pragma unroll
       for (int r = 0; r < 4; ++r) acc[j][b][r] = 0.f;
-  // Zero and scale pairs (f16x2) of columns g and g + 8 of tile j from its entry e: zz = 1024 + zero
-  // (exact), s = the scale, in both halves.
-  struct Zs {
-    uint32_t zz0, zz1, s0, s1;
-  };
-  auto zs_of = [](uint2 e) {
-    return Zs{(0x6400u | (e.x & 0xffu)) * 0x10001u, (0x6400u | ((e.x >> 16) & 0xffu)) * 0x10001u,
-              (e.y & 0xffffu) * 0x10001u, (e.y >> 16) * 0x10001u};
-  };
   for (int s = 0; s < nch; ++s) {
     cuda_plugin::cp_async_wait<P - 1>();  // this thread's copies of stage s (and older) landed
     __syncthreads();                       // everyone's; stage s − 1 is consumed by every warp
@@ -847,23 +782,20 @@ __global__ void __launch_bounds__(kTcWarps * 32, TW == 1 ? 3 : 2)
     if (!active) continue;
     const uint32_t st = slot(s);
     uint32_t words[TW][4];
-    Zs zs[TW];
+    TcZs zs[TW];
 #pragma unroll
     for (int j = 0; j < TW; ++j) {
       const uint4 q = lds128(st + unsigned(St::kX + (warp * TW + j) * 512 + lane * 16));
       words[j][0] = q.x, words[j][1] = q.y, words[j][2] = q.z, words[j][3] = q.w;
-      if constexpr (!kTileScale) zs[j] = zs_of(lds64(st + unsigned(St::kX + St::kW + (warp * TW + j) * 64 + g * 8)));
+      if constexpr (!kTileScale) zs[j] = tc_zs(lds64(st + unsigned(St::kX + St::kW + (warp * TW + j) * 64 + g * 8)));
     }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       uint32_t a[TW][4];
 #pragma unroll
       for (int j = 0; j < TW; ++j) {
-        if constexpr (kTileScale) zs[j] = zs_of(lds64(st + unsigned(St::kX + St::kW + ((warp * TW + j) * S + i) * 64 + g * 8)));
-        a[j][0] = f16x2_sub_mul(nibbles_f16(words[j][i]), zs[j].zz0, zs[j].s0);
-        a[j][1] = f16x2_sub_mul(nibbles_f16(words[j][i] >> 4), zs[j].zz1, zs[j].s1);
-        a[j][2] = f16x2_sub_mul(nibbles_f16(words[j][i] >> 8), zs[j].zz0, zs[j].s0);
-        a[j][3] = f16x2_sub_mul(nibbles_f16(words[j][i] >> 12), zs[j].zz1, zs[j].s1);
+        if constexpr (kTileScale) zs[j] = tc_zs(lds64(st + unsigned(St::kX + St::kW + ((warp * TW + j) * S + i) * 64 + g * 8)));
+        tc_dequant(a[j], words[j][i], zs[j]);
       }
 #pragma unroll
       for (int b = 0; b < NB; ++b) {
@@ -1438,6 +1370,15 @@ int64_t tc_min_rows() {
   return n;
 }
 
+// Whether 9..64 rows take gemm_wg_kernel where it can run (KVRUN_GPTQ_WGMMA, default 1; 0:
+// gemm_tc_kernel, for comparisons in one run). KVRUN_GPTQ_WG_SWAP_DESC=1 (tests only) exchanges its
+// descriptor's two offsets, which must make the sums wrong: proof that the layout is the one read.
+bool wg_enabled() {
+  static const bool on = cuda_plugin::env_int("KVRUN_GPTQ_WGMMA", 0, 1, 1) == 1;
+  return on;
+}
+bool wg_swap_desc() { return cuda_plugin::env_int("KVRUN_GPTQ_WG_SWAP_DESC", 0, 1, 0) == 1; }
+
 // Workspace of gemm_tc_kernel in 16-bit units: the k parts' sums [kTcMaxParts, kTcMaxM, N] f32,
 // the row scales [kTcMaxM] f32, then the x fragments [Kp / 64, 4, kTcMaxM / 8, 32] uint2
 // (= kTcMaxM · Kp f16), each 16-byte aligned.
@@ -1483,24 +1424,40 @@ int tc_parts(int64_t bx, int64_t KC, int sm_count) {
   return best;
 }
 
-// y [M, N] = x [M, ldx] (first kx columns) · W + bias for 9 ≤ M ≤ 64 through gemm_tc_kernel; ws: the
-// workspace (tc_workspace_halfs); k parts: tc_parts.
+// y [M, N] = x [M, ldx] (first kx columns) · W + bias for 9 ≤ M ≤ 64 through gemm_tc_kernel, or with
+// wg through gemm_wg_kernel (gptq_wg.cu: Hopper, TW = 1); ws: the workspace (tc_workspace_halfs);
+// k parts: tc_parts.
 template <bool kTileScale, int NB, int TW>
 void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                     const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
-                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz) {
+                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, bool wg = false) {
   const int64_t bx = (NTp + kTcWarps * TW - 1) / (kTcWarps * TW);
   const int nz = tc_parts(bx, KC, sm_count);
   float* part = reinterpret_cast<float*>(ws);
   float* rowscale = reinterpret_cast<float*>(ws + tc_part_halfs(N));
   uint2* xf = reinterpret_cast<uint2*>(ws + tc_part_halfs(N) + 2 * kTcMaxM);
   const bool pdl = cuda_plugin::pdl_enabled();
-  GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(8 * NB)), dim3(kXfThreads), 0, tc_xfrag_kernel<NB>, x, ldx,
-                                      M, kx, xf, rowscale, KC * 4, fz));
-  GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(bx), unsigned(nz)), dim3(kTcWarps * 32),
-                                      tc_smem<kTileScale, NB, TW>(KC), gemm_tc_kernel<kTileScale, NB, TW>, qm, sz, ug,
-                                      bias, static_cast<const uint2*>(xf), static_cast<const float*>(rowscale), y, part,
-                                      M, int(N), int(NTp), int(KC), int(G), fz.accumulate));
+#if KVRUN_GPTQ_WG
+  if (wg) {
+    GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(8 * NB)), dim3(kXfThreads), 0, tc_xfrag_kernel<NB, true>, x,
+                                        ldx, M, kx, xf, rowscale, KC * 4, fz));
+    wg::Args a;
+    a.qm = qm, a.sz = sz, a.ug = ug, a.bias = bias, a.xf = reinterpret_cast<const uint32_t*>(xf), a.rowscale = rowscale;
+    a.y = y, a.part = part, a.M = M, a.N = int(N), a.NTp = int(NTp), a.KC = int(KC), a.G = int(G);
+    a.accumulate = fz.accumulate;
+    a.swap_desc = wg_swap_desc();
+    GPTQ_CUDA_CHECK(wg::launch(pdl, st, kTileScale, NB, nz, a));
+  } else
+#endif
+  {
+    (void)wg;
+    GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(8 * NB)), dim3(kXfThreads), 0, tc_xfrag_kernel<NB>, x,
+                                        ldx, M, kx, xf, rowscale, KC * 4, fz));
+    GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(bx), unsigned(nz)), dim3(kTcWarps * 32),
+                                        tc_smem<kTileScale, NB, TW>(KC), gemm_tc_kernel<kTileScale, NB, TW>, qm, sz, ug,
+                                        bias, static_cast<const uint2*>(xf), static_cast<const float*>(rowscale), y,
+                                        part, M, int(N), int(NTp), int(KC), int(G), fz.accumulate));
+  }
   if (nz > 1) {
     const int64_t total = int64_t(M) * N;
     GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(std::min<int64_t>((total + 255) / 256, 1 << 16))),
@@ -1521,10 +1478,13 @@ int tc_tiles_per_warp() {
 // not fit (plan_tc). ok(): the variants the switch selects all fit.
 struct TcPlan {
   int per_sm[3][2] = {{0, 0}, {0, 0}, {0, 0}};  // [rows 16 / 32 / 64][tiles per warp 1 / 2]
+  int wg[3] = {0, 0, 0};                        // gemm_wg_kernel's, [rows 16 / 32 / 64]; 0: not here
   bool ok() const {
     const int w = tc_tiles_per_warp() - 1;
     return per_sm[0][w] > 0 && per_sm[1][w] > 0 && per_sm[2][w] > 0;
   }
+  // gemm_wg_kernel takes the Linear's 9..64-row products (all three variants run here, and the switch).
+  bool takes_wg() const { return wg[0] > 0 && wg[1] > 0 && wg[2] > 0 && wg_enabled(); }
 };
 
 template <bool kTileScale>
@@ -1536,6 +1496,11 @@ TcPlan plan_tc_all(int64_t KC) {
   p.per_sm[1][1] = plan_tc<kTileScale, 4, 2>(KC);
   p.per_sm[2][0] = plan_tc<kTileScale, 8, 1>(KC);
   p.per_sm[2][1] = plan_tc<kTileScale, 8, 2>(KC);
+#if KVRUN_GPTQ_WG
+  p.wg[0] = wg::plan(kTileScale, 2, KC);
+  p.wg[1] = wg::plan(kTileScale, 4, KC);
+  p.wg[2] = wg::plan(kTileScale, 8, KC);
+#endif
   return p;
 }
 
@@ -1544,7 +1509,16 @@ TcPlan plan_tc_all(int64_t KC) {
 template <bool kTileScale>
 void launch_gemm_tc_m(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                       const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
-                      int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz) {
+                      int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, const TcPlan& plan) {
+  if (plan.takes_wg()) {
+    if (M <= 16)
+      launch_gemm_tc<kTileScale, 2, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz, true);
+    else if (M <= 32)
+      launch_gemm_tc<kTileScale, 4, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz, true);
+    else
+      launch_gemm_tc<kTileScale, 8, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz, true);
+    return;
+  }
   const bool two = tc_tiles_per_warp() == 2;
   if (M <= 16 && two)
     launch_gemm_tc<kTileScale, 2, 2>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz);
@@ -1624,10 +1598,12 @@ class CudaLinear final : public GptqLinearBase {
   CudaLinear(Device& dev, const Layout& lay, std::shared_ptr<CudaScratch> scratch)
       : GptqLinearBase(dev, lay), scratch_(std::move(scratch)) {
     scratch_->reserve_wt(size_t(lay.N * lay.Kp));  // the prefill workspace is held from load time on
-    // A malformed KVRUN_GPTQ_FUSE, _TC_GEMM, _TC_TILES or _TC_MIN_ROWS is a usage error at load
-    // (fuses(), which reads them too, cannot report it).
+    // A malformed KVRUN_GPTQ_FUSE, _TC_GEMM, _TC_TILES, _TC_MIN_ROWS, _WGMMA or _WG_SWAP_DESC is a
+    // usage error at load (fuses(), which reads them too, cannot report it).
     fusion_enabled();
     tc_gemm_enabled();
+    wg_enabled();
+    wg_swap_desc();
     tc_tiles_per_warp();
     tc_min_rows();
     DeviceGuard dg(dev_.info().index);
@@ -1714,10 +1690,10 @@ class CudaLinear final : public GptqLinearBase {
         const int64_t kx = X == x.as<const float>() ? K : Kp;  // valid columns: K, or the gathered Kp
         if (tile_scale_)
           launch_gemm_tc_m<true>(st, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N, ntp_,
-                                 Kp / 64, lay_.groups, scratch_->wt.data(), fz);
+                                 Kp / 64, lay_.groups, scratch_->wt.data(), fz, tc_);
         else
           launch_gemm_tc_m<false>(st, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N,
-                                  ntp_, Kp / 64, lay_.groups, scratch_->wt.data(), fz);
+                                  ntp_, Kp / 64, lay_.groups, scratch_->wt.data(), fz, tc_);
         return;
       }
       if (mma_ && M <= mma_max_rows()) {

@@ -1,0 +1,107 @@
+// weights.gptq (CUDA) — what gemm_tc_kernel (gptq_cuda.cu, sm_80 and sm_90) and gemm_wg_kernel
+// (gptq_wg.cu, sm_90a only) share: the ring's stage layout, the 4-bit dequantization to f16, the
+// epilogue's store, shared-memory loads. Internal linkage: each translation unit its own copy.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace kvrun::gptq {
+namespace {
+
+// Entry i of a kernel's group table (shared memory, S entries per 64-row chunk): the group of
+// chunk i (S = 1) or of k-tile i (S = 4), read from ug [Kp / 8] (one group per 8-row unit) at the
+// entry's first unit.
+template <int S, class I>
+__device__ __forceinline__ int32_t table_group(const int32_t* __restrict__ ug, I i) {
+  return __ldg(ug + 2 * i * (4 / S));
+}
+
+// Shared-memory loads at 32-bit shared-space addresses (the multiply loop computes its addresses
+// incrementally; through generic pointers the compiler rebuilt each one from the CTA's window).
+// volatile: they stay after the cp.async waits and barriers that publish the data.
+__device__ __forceinline__ uint32_t lds32(uint32_t a) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(a));
+  return v;
+}
+__device__ __forceinline__ uint2 lds64(uint32_t a) {
+  uint2 v;
+  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(a));
+  return v;
+}
+__device__ __forceinline__ uint4 lds128(uint32_t a) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
+  return v;
+}
+
+constexpr int kTcWarps = 8;   // warps per block
+// Ring depth (chunks), kTcStages − 1 in flight. Session 21, call H, batch 16 / 32 / 64: 4 stages
+// 4.18–4.21 / 4.67 / 6.78 ms/step, 5 stages 4.23–4.26 / 4.72 / 6.87, 6 stages 4.23–4.24 /
+// 4.76–4.77 / 6.96–6.97.
+constexpr int kTcStages = 4;
+constexpr int kTcMinM = 9;    // rows of x at least: up to 8, gemv_mma_kernel is faster (session 21,
+                              // call F: batch 8 3.35 against 4.26 ms/step; 12 and 16: 4.74 / 4.79
+                              // against 4.31 / 4.22–4.31)
+constexpr int kTcMaxM = 64;   // rows of x at most (NB = 8)
+constexpr int kTcMaxParts = 8;
+
+// Bytes of one ring stage: x fragments, then the warps' codes, then their scale/zero entries
+// (TW column tiles per warp).
+template <int NB, int S, int TW>
+struct TcStage {
+  static constexpr int kX = 4 * NB * 32 * 8;           // [4][NB][32] uint2
+  static constexpr int kW = kTcWarps * TW * 32 * 16;    // [warps][TW][32] uint4
+  static constexpr int kE = kTcWarps * TW * S * 8 * 8;  // [warps][TW][S][8] uint2
+  static constexpr int kBytes = kX + kW + kE;
+};
+
+// (w & 0x000F000F) | 0x64006400: the f16 pair 1024 + code of nibbles 0 and 4.
+__device__ __forceinline__ uint32_t nibbles_f16(uint32_t w) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w), "r"(0x000F000Fu), "r"(0x64006400u));
+  return r;
+}
+// (a − b) · s on f16 pairs.
+__device__ __forceinline__ uint32_t f16x2_sub_mul(uint32_t a, uint32_t b, uint32_t s) {
+  __half2 va, vb, vs;
+  memcpy(&va, &a, 4);
+  memcpy(&vb, &b, 4);
+  memcpy(&vs, &s, 4);
+  const __half2 r = __hmul2(__hsub2(va, vb), vs);
+  uint32_t u;
+  memcpy(&u, &r, 4);
+  return u;
+}
+// The zero and scale pairs (f16x2) of columns g and g + 8 of a column tile from its scale/zero entry
+// e (sz layout): zz = 1024 + zero (exact), s = the scale, in both halves.
+struct TcZs {
+  uint32_t zz0, zz1, s0, s1;
+};
+__device__ __forceinline__ TcZs tc_zs(uint2 e) {
+  return TcZs{(0x6400u | (e.x & 0xffu)) * 0x10001u, (0x6400u | ((e.x >> 16) & 0xffu)) * 0x10001u,
+              (e.y & 0xffffu) * 0x10001u, (e.y >> 16) * 0x10001u};
+}
+// The A fragment (m16n8k16, f16) of one k-tile from this lane's code word w: s · (code − zero) per
+// element, one f16 rounding.
+__device__ __forceinline__ void tc_dequant(uint32_t (&a)[4], uint32_t w, const TcZs& z) {
+  a[0] = f16x2_sub_mul(nibbles_f16(w), z.zz0, z.s0);
+  a[1] = f16x2_sub_mul(nibbles_f16(w >> 4), z.zz1, z.s1);
+  a[2] = f16x2_sub_mul(nibbles_f16(w >> 8), z.zz0, z.s0);
+  a[3] = f16x2_sub_mul(nibbles_f16(w >> 12), z.zz1, z.s1);
+}
+
+// *yo = sum · rs + b (sum: the scaled row's product, rs: the row scale, b: the bias or 0), or *yo +=
+// that with one fp32 addition (accumulate) — the unfused add's rounding. gemm_tc_kernel's epilogue
+// (one k part) and tc_reduce_kernel (several) both store through it.
+__device__ __forceinline__ void tc_store(float* yo, float sum, float rs, float b, bool accumulate) {
+  const float v = sum * rs + b;
+  *yo = accumulate ? __fadd_rn(*yo, v) : v;
+}
+
+}  // namespace
+}  // namespace kvrun::gptq
