@@ -1413,10 +1413,15 @@ int plan_tc(int64_t KC) {
 // each — plus 0.01 a part for the partial sums written and added (which also breaks ties toward
 // fewer parts). Qwen-7B at 16 tiles a block: gate·up (86 blocks) 3 parts, 258 blocks on 132 SMs;
 // q·k·v (48) 5 parts; o and down (16) 8.
+// KVRUN_GPTQ_TC_MAX_PARTS (1..kTcMaxParts, default kTcMaxParts) caps the count, for tuning.
+int tc_max_parts() {
+  static const int n = cuda_plugin::env_int("KVRUN_GPTQ_TC_MAX_PARTS", 1, kTcMaxParts, kTcMaxParts);
+  return n;
+}
 int tc_parts(int64_t bx, int64_t KC, int sm_count) {
   int best = 1;
   double best_cost = 1e300;
-  for (int nz = 1; nz <= kTcMaxParts && (nz == 1 || KC / nz >= 4); ++nz) {
+  for (int nz = 1; nz <= tc_max_parts() && (nz == 1 || KC / nz >= 4); ++nz) {
     const int64_t busiest = (bx * nz + sm_count - 1) / sm_count;  // blocks on the busiest SM
     const double cost = double(busiest) / nz + 0.01 * nz;
     if (cost < best_cost) best = nz, best_cost = cost;
@@ -1598,12 +1603,13 @@ class CudaLinear final : public GptqLinearBase {
   CudaLinear(Device& dev, const Layout& lay, std::shared_ptr<CudaScratch> scratch)
       : GptqLinearBase(dev, lay), scratch_(std::move(scratch)) {
     scratch_->reserve_wt(size_t(lay.N * lay.Kp));  // the prefill workspace is held from load time on
-    // A malformed KVRUN_GPTQ_FUSE, _TC_GEMM, _TC_TILES, _TC_MIN_ROWS, _WGMMA or _WG_SWAP_DESC is a
-    // usage error at load (fuses(), which reads them too, cannot report it).
+    // A malformed KVRUN_GPTQ_FUSE, _TC_GEMM, _TC_TILES, _TC_MIN_ROWS, _TC_MAX_PARTS, _WGMMA or
+    // _WG_SWAP_DESC is a usage error at load (fuses(), which reads them too, cannot report it).
     fusion_enabled();
     tc_gemm_enabled();
     wg_enabled();
     wg_swap_desc();
+    tc_max_parts();
     tc_tiles_per_warp();
     tc_min_rows();
     DeviceGuard dg(dev_.info().index);
