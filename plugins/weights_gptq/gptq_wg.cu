@@ -107,7 +107,9 @@ struct WgMma<8> {  // m64n64k16: 32 accumulators per thread
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   xf: [KC, 4, 2, NB, 8, 4] u32 (tc_xfrag_kernel<NB, true>: chunk, k-tile, k half, row block, row,
 //   pair), bias: [N] f32 or null, rowscale: [M] f32; gridDim.y = 1: y [M, N] f32 = x · W + bias (the
-//   sums times rowscale; accumulate: y +=); gridDim.y = P > 1: part [P, M, N] f32, part z's sums.
+//   sums times rowscale; accumulate: y +=); gridDim.y = P > 1: part [P, M, N] f32, part z's sums,
+//   and the column block's last block writes y from them; counters: [gridDim.x] int32, zero before
+//   the launch and after it.
 //   Dynamic shared memory: kWgStages · TcStage<NB, S, 1>::kBytes, then the group table [KC · S] int32.
 // A block: kTcWarps warps = two warpgroups, warp w one column tile (blockIdx.x · kTcWarps + w).
 // lbo / sbo: the descriptor's offsets (NB · 128 and 128; passed in so a test can swap them).
@@ -115,8 +117,8 @@ template <bool kTileScale, int NB>
 __global__ void __launch_bounds__(kTcWarps * 32, 2)
     gemm_wg_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
                    const float* __restrict__ bias, const uint32_t* __restrict__ xf, const float* __restrict__ rowscale,
-                   float* y, float* __restrict__ part, int M, int N, int NTp, int KC, int G, bool accumulate,
-                   uint32_t lbo, uint32_t sbo) {
+                   float* y, float* __restrict__ part, int* __restrict__ counters, int M, int N, int NTp, int KC,
+                   int G, bool accumulate, uint32_t lbo, uint32_t sbo) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int S = kTileScale ? 4 : 1;
   using St = TcStage<NB, S, 1>;
@@ -167,6 +169,7 @@ __global__ void __launch_bounds__(kTcWarps * 32, 2)
   uint32_t a[4][4];  // the A fragments of the chunk's 4 k-tiles (read by wgmmas in flight)
 #pragma unroll
   for (int i = 0; i < 4; ++i) a[i][0] = a[i][1] = a[i][2] = a[i][3] = 0u;
+#pragma unroll 2
   for (int s = 0; s < nch; ++s) {
     cuda_plugin::cp_async_wait<P - 1>();  // this thread's copies of stage s (and older) landed
     fence_async_shared();
@@ -206,19 +209,40 @@ __global__ void __launch_bounds__(kTcWarps * 32, 2)
 #pragma unroll
   for (int r = 0; r < 4 * NB; ++r) wg_pin(acc[r]);
   cuda_plugin::cp_async_wait<0>();  // (empty groups at the end)
-  if (!active) return;
+  if (active) {
 #pragma unroll
-  for (int b = 0; b < NB; ++b)
+    for (int b = 0; b < NB; ++b)
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int m = 8 * b + 2 * t + (r & 1);
-      const int n = nt * 16 + g + 8 * (r >> 1);
-      if (m >= M || n >= N) continue;
-      if (nz > 1)
-        part[(int64_t(z) * M + m) * N + n] = acc[4 * b + r];
-      else
-        tc_store(y + int64_t(m) * N + n, acc[4 * b + r], rowscale[m], bias ? bias[n] : 0.f, accumulate);
-    }
+      for (int r = 0; r < 4; ++r) {
+        const int m = 8 * b + 2 * t + (r & 1);
+        const int n = nt * 16 + g + 8 * (r >> 1);
+        if (m >= M || n >= N) continue;
+        if (nz > 1)
+          part[(int64_t(z) * M + m) * N + n] = acc[4 * b + r];
+        else
+          tc_store(y + int64_t(m) * N + n, acc[4 * b + r], rowscale[m], bias ? bias[n] : 0.f, accumulate);
+      }
+  }
+  if (nz == 1) return;
+  // Several k parts: the last of the column block's nz blocks to finish adds the parts in order
+  // z = 0, 1, … (as tc_reduce_kernel does: the same sums, bit for bit, whichever block is last),
+  // then resets the block's counter for the next launch.
+  __shared__ bool last;
+  __threadfence();  // this thread's partial sums, device-wide, before the block is counted
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(counters + blockIdx.x, 1) == nz - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();  // the other blocks' sums, seen after their counts
+  const int n0 = int(blockIdx.x) * kTcWarps * 16, cols = min(kTcWarps * 16, N - n0);
+  for (int i = threadIdx.x; i < M * cols; i += blockDim.x) {
+    const int m = i / cols, n = n0 + i % cols;
+    const float* p = part + int64_t(m) * N + n;
+    float v = __ldcg(p);
+    for (int zz = 1; zz < nz; ++zz) v += __ldcg(p + int64_t(zz) * M * N);
+    tc_store(y + int64_t(m) * N + n, v, rowscale[m], bias ? bias[n] : 0.f, accumulate);
+  }
+  if (threadIdx.x == 0) counters[blockIdx.x] = 0;
 #else
   __trap();  // built for sm_90a only (gptq_wg.hpp); never launched elsewhere
 #endif
@@ -257,7 +281,7 @@ cudaError_t wg_launch(bool pdl, cudaStream_t st, int parts, const wg::Args& a) {
   if (a.swap_desc) lbo = 128, sbo = NB * 128;
   return cuda_plugin::launch(pdl, st, dim3(bx, unsigned(parts)), dim3(kTcWarps * 32), wg_smem_bytes<kTileScale, NB>(a.KC),
                              gemm_wg_kernel<kTileScale, NB>, a.qm, a.sz, a.ug, a.bias, a.xf, a.rowscale, a.y, a.part,
-                             a.M, a.N, a.NTp, a.KC, a.G, a.accumulate, lbo, sbo);
+                             a.counters, a.M, a.N, a.NTp, a.KC, a.G, a.accumulate, lbo, sbo);
 }
 
 }  // namespace

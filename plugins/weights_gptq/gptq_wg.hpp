@@ -19,6 +19,7 @@ struct Args {
   const float* rowscale = nullptr;  // [M]
   float* y = nullptr;               // [M, N]
   float* part = nullptr;            // [parts, M, N] (parts > 1)
+  int* counters = nullptr;          // [blocks_x(NTp)], zero (parts > 1: the kernel leaves them zero)
   int M = 0, N = 0, NTp = 0, KC = 0, G = 0;
   bool accumulate = false;
   bool swap_desc = false;  // (tests) the descriptor's two offsets exchanged: must give wrong sums
@@ -30,7 +31,8 @@ struct Args {
 int plan(bool tile_scale, int nb, int64_t KC);
 // Column blocks of the grid (8 column tiles of 16 each).
 int64_t blocks_x(int64_t NTp);
-// Enqueues the kernel on st: gridDim (blocks_x(NTp), parts).
+// Enqueues the kernel on st: gridDim (blocks_x(NTp), parts). With parts > 1 the last block of each
+// column block to finish adds the parts (no reduction kernel after it).
 cudaError_t launch(bool pdl, cudaStream_t st, bool tile_scale, int nb, int parts, const Args& a);
 
 }  // namespace kvrun::gptq::wg
