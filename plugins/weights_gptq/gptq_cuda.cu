@@ -1273,15 +1273,6 @@ struct CudaScratch final : BackendScratch {
   Device& dev;
   Buffer<uint16_t> wt;  // f16/bf16 Wᵀ of the largest Linear, [N, Kp]
   Buffer<float> xg;     // gathered activations, grown on demand
-  Buffer<int32_t> counters;  // gemm_wg_kernel's per-column-block counters, zero between launches
-
-  void reserve_counters(size_t n) {
-    if (counters.size() >= n) return;
-    check(dev.queue().wait());
-    counters = Buffer<int32_t>(dev, n, MemCategory::workspace);
-    GPTQ_CUDA_CHECK(cudaMemset(counters.data(), 0, n * sizeof(int32_t)));
-    GPTQ_CUDA_CHECK(cudaDeviceSynchronize());
-  }
 
   void reserve_wt(size_t n) {
     if (wt.size() >= n) return;
@@ -1387,6 +1378,11 @@ bool wg_enabled() {
   return on;
 }
 bool wg_swap_desc() { return cuda_plugin::env_int("KVRUN_GPTQ_WG_SWAP_DESC", 0, 1, 0) == 1; }
+// Warpgroups of gemm_wg_kernel per column tile (KVRUN_GPTQ_WG_KS, 1 or 2, default 2), for comparisons.
+int wg_ks() {
+  static const int n = cuda_plugin::env_int("KVRUN_GPTQ_WG_KS", 1, 2, 2);
+  return n;
+}
 // The fewest rows gemm_wg_kernel takes (KVRUN_GPTQ_WG_MIN_ROWS, 9..64, default 33), for tuning;
 // fewer rows keep gemm_tc_kernel.
 int wg_min_rows() {
@@ -1433,13 +1429,11 @@ int tc_max_parts() {
   static const int n = cuda_plugin::env_int("KVRUN_GPTQ_TC_MAX_PARTS", 1, kTcMaxParts, kTcMaxParts);
   return n;
 }
-// slots > 1 (gemm_wg_kernel): that many blocks share an SM at once, so the busiest SM's share is
-// counted in waves of slots · SMs blocks.
-int tc_parts(int64_t bx, int64_t KC, int sm_count, int slots = 1) {
+int tc_parts(int64_t bx, int64_t KC, int sm_count) {
   int best = 1;
   double best_cost = 1e300;
   for (int nz = 1; nz <= tc_max_parts() && (nz == 1 || KC / nz >= 4); ++nz) {
-    const int64_t busiest = (bx * nz + int64_t(sm_count) * slots - 1) / (int64_t(sm_count) * slots);  // blocks (waves) on the busiest SM
+    const int64_t busiest = (bx * nz + sm_count - 1) / sm_count;  // blocks on the busiest SM
     const double cost = double(busiest) / nz + 0.01 * nz;
     if (cost < best_cost) best = nz, best_cost = cost;
   }
@@ -1452,11 +1446,11 @@ int tc_parts(int64_t bx, int64_t KC, int sm_count, int slots = 1) {
 template <bool kTileScale, int NB, int TW>
 void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                     const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
-                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, int wg_slots = 0,
-                    int* counters = nullptr) {
-  const int64_t bx = (NTp + kTcWarps * TW - 1) / (kTcWarps * TW);
-  const int nz = wg_slots > 0 ? tc_parts(bx, KC, sm_count, wg_slots) : tc_parts(bx, KC, sm_count);
-  const bool wg = wg_slots > 0;
+                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, int wg_ks = 0) {
+  // column blocks: kTcWarps · TW tiles each (gemm_tc_kernel), kTcWarps / wg_ks (gemm_wg_kernel)
+  const bool wg = wg_ks > 0;
+  const int64_t bx = wg ? (NTp + kTcWarps / wg_ks - 1) / (kTcWarps / wg_ks) : (NTp + kTcWarps * TW - 1) / (kTcWarps * TW);
+  const int nz = tc_parts(bx, KC, sm_count);
   float* part = reinterpret_cast<float*>(ws);
   float* rowscale = reinterpret_cast<float*>(ws + tc_part_halfs(N));
   uint2* xf = reinterpret_cast<uint2*>(ws + tc_part_halfs(N) + 2 * kTcMaxM);
@@ -1468,16 +1462,12 @@ void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2*
     wg::Args a;
     a.qm = qm, a.sz = sz, a.ug = ug, a.bias = bias, a.xf = reinterpret_cast<const uint32_t*>(xf), a.rowscale = rowscale;
     a.y = y, a.part = part, a.M = M, a.N = int(N), a.NTp = int(NTp), a.KC = int(KC), a.G = int(G);
-    a.counters = counters;
     a.accumulate = fz.accumulate;
     a.swap_desc = wg_swap_desc();
-    GPTQ_CUDA_CHECK(wg::launch(pdl, st, kTileScale, NB, nz, a));
-    return;  // (several parts: the kernel's last blocks add them)
-  }
+    GPTQ_CUDA_CHECK(wg::launch(pdl, st, kTileScale, NB, wg_ks, nz, a));
+  } else
 #endif
   {
-    (void)wg;
-    (void)counters;
     GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(8 * NB)), dim3(kXfThreads), 0, tc_xfrag_kernel<NB>, x,
                                         ldx, M, kx, xf, rowscale, KC * 4, fz));
     GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(bx), unsigned(nz)), dim3(kTcWarps * 32),
@@ -1525,9 +1515,9 @@ TcPlan plan_tc_all(int64_t KC) {
   p.per_sm[2][0] = plan_tc<kTileScale, 8, 1>(KC);
   p.per_sm[2][1] = plan_tc<kTileScale, 8, 2>(KC);
 #if KVRUN_GPTQ_WG
-  p.wg[0] = wg::plan(kTileScale, 2, KC);
-  p.wg[1] = wg::plan(kTileScale, 4, KC);
-  p.wg[2] = wg::plan(kTileScale, 8, KC);
+  p.wg[0] = wg::plan(kTileScale, 2, wg_ks(), KC);
+  p.wg[1] = wg::plan(kTileScale, 4, wg_ks(), KC);
+  p.wg[2] = wg::plan(kTileScale, 8, wg_ks(), KC);
 #endif
   return p;
 }
@@ -1537,18 +1527,17 @@ TcPlan plan_tc_all(int64_t KC) {
 template <bool kTileScale>
 void launch_gemm_tc_m(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                       const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
-                      int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, const TcPlan& plan,
-                      int* counters) {
+                      int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, const TcPlan& plan) {
   if (plan.takes_wg(M)) {
     if (M <= 16)
       launch_gemm_tc<kTileScale, 2, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz,
-                                       plan.wg[0], counters);
+                                       wg_ks());
     else if (M <= 32)
       launch_gemm_tc<kTileScale, 4, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz,
-                                       plan.wg[1], counters);
+                                       wg_ks());
     else
       launch_gemm_tc<kTileScale, 8, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz,
-                                       plan.wg[2], counters);
+                                       wg_ks());
     return;
   }
   const bool two = tc_tiles_per_warp() == 2;
@@ -1631,12 +1620,13 @@ class CudaLinear final : public GptqLinearBase {
       : GptqLinearBase(dev, lay), scratch_(std::move(scratch)) {
     scratch_->reserve_wt(size_t(lay.N * lay.Kp));  // the prefill workspace is held from load time on
     // A malformed KVRUN_GPTQ_FUSE, _TC_GEMM, _TC_TILES, _TC_MIN_ROWS, _TC_MAX_PARTS, _WGMMA,
-    // _WG_MIN_ROWS or _WG_SWAP_DESC is a usage error at load (fuses(), which reads them too, cannot report it).
+    // _WG_MIN_ROWS, _WG_KS or _WG_SWAP_DESC is a usage error at load (fuses(), which reads them too, cannot report it).
     fusion_enabled();
     tc_gemm_enabled();
     wg_enabled();
     wg_swap_desc();
     wg_min_rows();
+    wg_ks();
     tc_max_parts();
     tc_tiles_per_warp();
     tc_min_rows();
@@ -1724,12 +1714,10 @@ class CudaLinear final : public GptqLinearBase {
         const int64_t kx = X == x.as<const float>() ? K : Kp;  // valid columns: K, or the gathered Kp
         if (tile_scale_)
           launch_gemm_tc_m<true>(st, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N, ntp_,
-                                 Kp / 64, lay_.groups, scratch_->wt.data(), fz, tc_,
-                                 scratch_->counters.data());
+                                 Kp / 64, lay_.groups, scratch_->wt.data(), fz, tc_);
         else
           launch_gemm_tc_m<false>(st, sm_count_, qm, sz_.data(), unit_group.data(), B, X, ldx, kx, Y, int(M), N,
-                                  ntp_, Kp / 64, lay_.groups, scratch_->wt.data(), fz, tc_,
-                                 scratch_->counters.data());
+                                  ntp_, Kp / 64, lay_.groups, scratch_->wt.data(), fz, tc_);
         return;
       }
       if (mma_ && M <= mma_max_rows()) {
@@ -1847,9 +1835,6 @@ class CudaLinear final : public GptqLinearBase {
     if (w_fits_f16())  // else tc_ stays empty: the kernel's A fragments are f16
       tc_ = tile_scale_ ? plan_tc_all<true>(KC) : plan_tc_all<false>(KC);
     if (tc_.ok()) scratch_->reserve_wt(size_t(std::max(lay_.N * lay_.Kp, tc_workspace_halfs(lay_.N, lay_.Kp))));
-#if KVRUN_GPTQ_WG
-    if (tc_.ok() && tc_.wg[0] > 0) scratch_->reserve_counters(size_t(wg::blocks_x(ntp_)));
-#endif
     g1_ = tile_scale_ ? plan_gemv1<true>(dev_.info().index, sm_count_, ntp_, KC, G)
                       : plan_gemv1<false>(dev_.info().index, sm_count_, ntp_, KC, G);
   }
