@@ -1378,11 +1378,6 @@ bool wg_enabled() {
   return on;
 }
 bool wg_swap_desc() { return cuda_plugin::env_int("KVRUN_GPTQ_WG_SWAP_DESC", 0, 1, 0) == 1; }
-// Warpgroups of gemm_wg_kernel per column tile (KVRUN_GPTQ_WG_KS, 1 or 2, default 2), for comparisons.
-int wg_ks() {
-  static const int n = cuda_plugin::env_int("KVRUN_GPTQ_WG_KS", 1, 2, 2);
-  return n;
-}
 // The fewest rows gemm_wg_kernel takes (KVRUN_GPTQ_WG_MIN_ROWS, 9..64, default 33), for tuning;
 // fewer rows keep gemm_tc_kernel.
 int wg_min_rows() {
@@ -1446,10 +1441,8 @@ int tc_parts(int64_t bx, int64_t KC, int sm_count) {
 template <bool kTileScale, int NB, int TW>
 void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                     const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
-                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, int wg_ks = 0) {
-  // column blocks: kTcWarps · TW tiles each (gemm_tc_kernel), kTcWarps / wg_ks (gemm_wg_kernel)
-  const bool wg = wg_ks > 0;
-  const int64_t bx = wg ? (NTp + kTcWarps / wg_ks - 1) / (kTcWarps / wg_ks) : (NTp + kTcWarps * TW - 1) / (kTcWarps * TW);
+                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, bool wg = false) {
+  const int64_t bx = (NTp + kTcWarps * TW - 1) / (kTcWarps * TW);  // (gemm_wg_kernel: TW = 1, wg::blocks_x)
   const int nz = tc_parts(bx, KC, sm_count);
   float* part = reinterpret_cast<float*>(ws);
   float* rowscale = reinterpret_cast<float*>(ws + tc_part_halfs(N));
@@ -1464,10 +1457,11 @@ void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2*
     a.y = y, a.part = part, a.M = M, a.N = int(N), a.NTp = int(NTp), a.KC = int(KC), a.G = int(G);
     a.accumulate = fz.accumulate;
     a.swap_desc = wg_swap_desc();
-    GPTQ_CUDA_CHECK(wg::launch(pdl, st, kTileScale, NB, wg_ks, nz, a));
+    GPTQ_CUDA_CHECK(wg::launch(pdl, st, kTileScale, NB, nz, a));
   } else
 #endif
   {
+    (void)wg;
     GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(8 * NB)), dim3(kXfThreads), 0, tc_xfrag_kernel<NB>, x,
                                         ldx, M, kx, xf, rowscale, KC * 4, fz));
     GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(bx), unsigned(nz)), dim3(kTcWarps * 32),
@@ -1515,9 +1509,9 @@ TcPlan plan_tc_all(int64_t KC) {
   p.per_sm[2][0] = plan_tc<kTileScale, 8, 1>(KC);
   p.per_sm[2][1] = plan_tc<kTileScale, 8, 2>(KC);
 #if KVRUN_GPTQ_WG
-  p.wg[0] = wg::plan(kTileScale, 2, wg_ks(), KC);
-  p.wg[1] = wg::plan(kTileScale, 4, wg_ks(), KC);
-  p.wg[2] = wg::plan(kTileScale, 8, wg_ks(), KC);
+  p.wg[0] = wg::plan(kTileScale, 2, KC);
+  p.wg[1] = wg::plan(kTileScale, 4, KC);
+  p.wg[2] = wg::plan(kTileScale, 8, KC);
 #endif
   return p;
 }
@@ -1531,13 +1525,13 @@ void launch_gemm_tc_m(cudaStream_t st, int sm_count, const uint4* qm, const uint
   if (plan.takes_wg(M)) {
     if (M <= 16)
       launch_gemm_tc<kTileScale, 2, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz,
-                                       wg_ks());
+                                       true);
     else if (M <= 32)
       launch_gemm_tc<kTileScale, 4, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz,
-                                       wg_ks());
+                                       true);
     else
       launch_gemm_tc<kTileScale, 8, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz,
-                                       wg_ks());
+                                       true);
     return;
   }
   const bool two = tc_tiles_per_warp() == 2;
@@ -1620,13 +1614,12 @@ class CudaLinear final : public GptqLinearBase {
       : GptqLinearBase(dev, lay), scratch_(std::move(scratch)) {
     scratch_->reserve_wt(size_t(lay.N * lay.Kp));  // the prefill workspace is held from load time on
     // A malformed KVRUN_GPTQ_FUSE, _TC_GEMM, _TC_TILES, _TC_MIN_ROWS, _TC_MAX_PARTS, _WGMMA,
-    // _WG_MIN_ROWS, _WG_KS or _WG_SWAP_DESC is a usage error at load (fuses(), which reads them too, cannot report it).
+    // _WG_MIN_ROWS or _WG_SWAP_DESC is a usage error at load (fuses(), which reads them too, cannot report it).
     fusion_enabled();
     tc_gemm_enabled();
     wg_enabled();
     wg_swap_desc();
     wg_min_rows();
-    wg_ks();
     tc_max_parts();
     tc_tiles_per_warp();
     tc_min_rows();

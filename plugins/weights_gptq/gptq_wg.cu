@@ -104,72 +104,50 @@ struct WgMma<8> {  // m64n64k16: 32 accumulators per thread
   }
 };
 
-// Bytes of one ring stage: the x of KS chunks, then the 8 warps' codes, then their scale/zero entries.
-template <int NB, int S, int KS>
-struct WgStage {
-  static constexpr int kX = TcStage<NB, S, 1>::kX;  // one chunk's x: [4][2][NB][8] × 16 bytes
-  static constexpr int kW = TcStage<NB, S, 1>::kW;  // [warps][32] uint4
-  static constexpr int kE = TcStage<NB, S, 1>::kE;  // [warps][S][8] uint2
-  static constexpr int kBytes = KS * kX + kW + kE;
-};
-
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   xf: [KC, 4, 2, NB, 8, 4] u32 (tc_xfrag_kernel<NB, true>: chunk, k-tile, k half, row block, row,
 //   pair), bias: [N] f32 or null, rowscale: [M] f32; gridDim.y = 1: y [M, N] f32 = x · W + bias (the
-//   sums times rowscale; accumulate: y +=); gridDim.y = P > 1: part [P, M, N] f32, part z's sums
-//   (tc_reduce_kernel adds them).
-//   Dynamic shared memory: kWgStages · WgStage::kBytes, then the group table [KC · S] int32.
-// A block: kTcWarps warps = two warpgroups. KS = 1: each warpgroup its own 4 column tiles (warp w:
-// tile blockIdx.x · 8 + w), every chunk of the part. KS = 2: both warpgroups on the same 4 tiles
-// (warp w: tile blockIdx.x · 4 + w % 4), warpgroup h on chunks 2j + h of the part; a stage holds
-// both chunks, and warpgroup 1's sums are added to warpgroup 0's through shared memory at the end
-// (fixed order) — twice the blocks for a Linear without more k parts.
+//   sums times rowscale; accumulate: y +=); gridDim.y = P > 1: part [P, M, N] f32, part z's sums.
+//   Dynamic shared memory: kWgStages · TcStage<NB, S, 1>::kBytes, then the group table [KC · S] int32.
+// A block: kTcWarps warps = two warpgroups, warp w one column tile (blockIdx.x · kTcWarps + w).
 // lbo / sbo: the descriptor's offsets (NB · 128 and 128; passed in so a test can swap them).
-template <bool kTileScale, int NB, int KS>
+template <bool kTileScale, int NB>
 __global__ void __launch_bounds__(kTcWarps * 32, 2)
     gemm_wg_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
                    const float* __restrict__ bias, const uint32_t* __restrict__ xf, const float* __restrict__ rowscale,
                    float* y, float* __restrict__ part, int M, int N, int NTp, int KC, int G, bool accumulate,
                    uint32_t lbo, uint32_t sbo) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(KS == 1 || KS == 2, "one or two warpgroups per column tile");
   constexpr int S = kTileScale ? 4 : 1;
-  using St = WgStage<NB, S, KS>;
+  using St = TcStage<NB, S, 1>;
   constexpr int P = kWgAhead;
-  constexpr int kTiles = kTcWarps / KS;  // column tiles of the block
   extern __shared__ __align__(128) unsigned char wg_smem[];
   int32_t* grp = reinterpret_cast<int32_t*>(wg_smem + kWgStages * St::kBytes);  // [chunks of the part · S]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int nt = int(blockIdx.x) * kTiles + warp % kTiles;  // the warp's column tile
-  const int kh = warp / kTiles;                             // its warpgroup's chunks: kh, kh + KS, ...
+  const int nt = int(blockIdx.x) * kTcWarps + warp;  // the warp's column tile
   const bool active = nt < NTp;
   const int nz = int(gridDim.y), z = int(blockIdx.y);
   const int c0 = int(int64_t(KC) * z / nz), nch = int(int64_t(KC) * (z + 1) / nz) - c0;
-  const int nst = (nch + KS - 1) / KS;  // stages: KS chunks each
   cuda_plugin::pdl_trigger();
 
   const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(wg_smem));
   auto slot = [&](int s) { return ring + unsigned((s % kWgStages) * St::kBytes); };
-  auto issue_w = [&](int s) {  // the warp's codes of chunk c0 + KS·s + kh
-    const int c = KS * s + kh;
-    if (c < nch && active)
-      cuda_plugin::cp_async_16(slot(s) + unsigned(KS * St::kX + warp * 512 + lane * 16),
-                               qm + (int64_t(nt) * KC + c0 + c) * 32 + lane);
+  auto issue_w = [&](int s) {  // the warp's codes of chunk c0 + s
+    if (s < nch && active)
+      cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + warp * 512 + lane * 16), qm + (int64_t(nt) * KC + c0 + s) * 32 + lane);
   };
   auto issue_e = [&](int s) {  // its S scale/zero entries of 64 bytes: 4 copies each
-    const int c = KS * s + kh;
-    if (c < nch && active && lane < 4 * S) {
+    if (s < nch && active && lane < 4 * S) {
       const int i = lane >> 2;
-      const uint2* src = sz + (int64_t(nt) * G + grp[c * S + i]) * 8 + 2 * (lane & 3);
-      cuda_plugin::cp_async_16(slot(s) + unsigned(KS * St::kX + St::kW + (warp * S + i) * 64 + (lane & 3) * 16), src);
+      const uint2* src = sz + (int64_t(nt) * G + grp[s * S + i]) * 8 + 2 * (lane & 3);
+      cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + St::kW + (warp * S + i) * 64 + (lane & 3) * 16), src);
     }
   };
-  auto issue_x = [&](int s) {  // the x of the stage's chunks (NB KiB each)
-    const int c = KS * s, n = min(KS, nch - c);
-    if (n > 0) {
-      const unsigned char* src = reinterpret_cast<const unsigned char*>(xf) + int64_t(c0 + c) * St::kX;
-      for (int j = threadIdx.x; j < n * St::kX / 16; j += blockDim.x) cuda_plugin::cp_async_16(slot(s) + unsigned(16 * j), src + 16 * j);
+  auto issue_x = [&](int s) {  // the block's x of the chunk (NB KiB)
+    if (s < nch) {
+      const unsigned char* src = reinterpret_cast<const unsigned char*>(xf) + int64_t(c0 + s) * St::kX;
+      for (int j = threadIdx.x; j < St::kX / 16; j += blockDim.x) cuda_plugin::cp_async_16(slot(s) + unsigned(16 * j), src + 16 * j);
     }
   };
   for (int s = 0; s < P; ++s) issue_w(s);
@@ -189,39 +167,36 @@ __global__ void __launch_bounds__(kTcWarps * 32, 2)
   uint32_t a[4][4];  // the A fragments of the chunk's 4 k-tiles (read by wgmmas in flight)
 #pragma unroll
   for (int i = 0; i < 4; ++i) a[i][0] = a[i][1] = a[i][2] = a[i][3] = 0u;
-  // Unrolled by two: with the loop rolled, ptxas drained every wgmma at the loop's end (C7513).
-#pragma unroll 2
-  for (int s = 0; s < nst; ++s) {
+  for (int s = 0; s < nch; ++s) {
     cuda_plugin::cp_async_wait<P - 1>();  // this thread's copies of stage s (and older) landed
     fence_async_shared();
-    __syncthreads();  // everyone's; stage s − 2's wgmmas are done in every warp (waited for below)
-    issue_w(s + P);   // into stage s − 2's slot
+    __syncthreads();  // everyone's; chunk s − 2's wgmmas are done in every warp (waited for below)
+    issue_w(s + P);   // into chunk s − 2's slot
     issue_e(s + P);
     issue_x(s + P);
     cuda_plugin::cp_async_commit();
     const uint32_t st = slot(s);
-    const bool live = active && KS * s + kh < nch;  // else codes and entry 0: the fragments are 0
     uint4 q = make_uint4(0u, 0u, 0u, 0u);
     TcZs zs{0u, 0u, 0u, 0u};
-    if (live) {
-      q = lds128(st + unsigned(KS * St::kX + warp * 512 + lane * 16));
-      if constexpr (!kTileScale) zs = tc_zs(lds64(st + unsigned(KS * St::kX + St::kW + warp * 64 + g * 8)));
+    if (active) {
+      q = lds128(st + unsigned(St::kX + warp * 512 + lane * 16));
+      if constexpr (!kTileScale) zs = tc_zs(lds64(st + unsigned(St::kX + St::kW + warp * 64 + g * 8)));
     }
     const uint32_t words[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       if constexpr (kTileScale)
-        if (live) zs = tc_zs(lds64(st + unsigned(KS * St::kX + St::kW + (warp * S + i) * 64 + g * 8)));
-      wg_wait<3>();  // the wgmma that read a[i] (the previous stage's k-tile i) is done
+        if (active) zs = tc_zs(lds64(st + unsigned(St::kX + St::kW + (warp * S + i) * 64 + g * 8)));
+      wg_wait<3>();  // the wgmma that read a[i] (the previous chunk's k-tile i) is done
       wg_hold(a[i]);
       // The code word passes through an empty volatile asm after the wait, so the compiler cannot
       // compute this k-tile's A fragment earlier, inside an earlier wgmma's pipeline stage (ptxas
       // then serializes the wgmmas).
       uint32_t w = words[i];
       asm volatile("" : "+r"(w));
-      tc_dequant(a[i], w, zs);
+      tc_dequant(a[i], w, zs);  // (an inactive warp's codes and entry are 0: its fragments are 0)
       wg_fence();
-      WgMma<NB>::run(acc, a[i], wg_desc(st + unsigned(kh * St::kX + i * 2 * NB * 128), lbo, sbo));
+      WgMma<NB>::run(acc, a[i], wg_desc(st + unsigned(i * 2 * NB * 128), lbo, sbo));
       wg_commit();
     }
   }
@@ -231,17 +206,6 @@ __global__ void __launch_bounds__(kTcWarps * 32, 2)
 #pragma unroll
   for (int r = 0; r < 4 * NB; ++r) wg_pin(acc[r]);
   cuda_plugin::cp_async_wait<0>();  // (empty groups at the end)
-  if constexpr (KS == 2) {  // warpgroup 1's sums to warpgroup 0 (the ring is free: every wgmma is done)
-    float* red = reinterpret_cast<float*>(wg_smem);  // [4 warps][4·NB][32 lanes]
-    __syncthreads();
-    if (kh == 1)
-#pragma unroll
-      for (int r = 0; r < 4 * NB; ++r) red[((warp % kTiles) * 4 * NB + r) * 32 + lane] = acc[r];
-    __syncthreads();
-    if (kh == 1) return;
-#pragma unroll
-    for (int r = 0; r < 4 * NB; ++r) acc[r] += red[(warp * 4 * NB + r) * 32 + lane];
-  }
   if (!active) return;
 #pragma unroll
   for (int b = 0; b < NB; ++b)
@@ -260,13 +224,13 @@ __global__ void __launch_bounds__(kTcWarps * 32, 2)
 #endif
 }
 
-template <bool kTileScale, int NB, int KS>
+template <bool kTileScale, int NB>
 size_t wg_smem_bytes(int64_t KC) {
   constexpr int S = kTileScale ? 4 : 1;
-  return size_t(kWgStages) * WgStage<NB, S, KS>::kBytes + size_t(KC) * S * sizeof(int32_t);
+  return size_t(kWgStages) * TcStage<NB, S, 1>::kBytes + size_t(KC) * S * sizeof(int32_t);
 }
 
-template <bool kTileScale, int NB, int KS>
+template <bool kTileScale, int NB>
 int wg_plan(int64_t KC) {
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
@@ -275,62 +239,49 @@ int wg_plan(int64_t KC) {
     return 0;
   }
   if (major != 9 || minor != 0) return 0;  // sm_90a code runs on compute capability 9.0 only
-  const size_t smem = wg_smem_bytes<kTileScale, NB, KS>(KC);
+  const size_t smem = wg_smem_bytes<kTileScale, NB>(KC);
   int b = 0;
-  if (cudaFuncSetAttribute(gemm_wg_kernel<kTileScale, NB, KS>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) !=
+  if (cudaFuncSetAttribute(gemm_wg_kernel<kTileScale, NB>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) !=
           cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_wg_kernel<kTileScale, NB, KS>, kTcWarps * 32, smem) !=
-          cudaSuccess) {
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_wg_kernel<kTileScale, NB>, kTcWarps * 32, smem) != cudaSuccess) {
     (void)cudaGetLastError();  // no sm_90a image in this module, or too little shared memory: not sticky
     return 0;
   }
   return b;
 }
 
-template <bool kTileScale, int NB, int KS>
+template <bool kTileScale, int NB>
 cudaError_t wg_launch(bool pdl, cudaStream_t st, int parts, const wg::Args& a) {
-  const unsigned bx = unsigned((a.NTp + kTcWarps / KS - 1) / (kTcWarps / KS));
+  const unsigned bx = unsigned((a.NTp + kTcWarps - 1) / kTcWarps);
   uint32_t lbo = NB * 128, sbo = 128;
   if (a.swap_desc) lbo = 128, sbo = NB * 128;
-  return cuda_plugin::launch(pdl, st, dim3(bx, unsigned(parts)), dim3(kTcWarps * 32), wg_smem_bytes<kTileScale, NB, KS>(a.KC),
-                             gemm_wg_kernel<kTileScale, NB, KS>, a.qm, a.sz, a.ug, a.bias, a.xf, a.rowscale, a.y, a.part,
+  return cuda_plugin::launch(pdl, st, dim3(bx, unsigned(parts)), dim3(kTcWarps * 32), wg_smem_bytes<kTileScale, NB>(a.KC),
+                             gemm_wg_kernel<kTileScale, NB>, a.qm, a.sz, a.ug, a.bias, a.xf, a.rowscale, a.y, a.part,
                              a.M, a.N, a.NTp, a.KC, a.G, a.accumulate, lbo, sbo);
-}
-
-template <int KS>
-int plan_ks(bool tile_scale, int nb, int64_t KC) {
-  switch (nb) {
-    case 2: return tile_scale ? wg_plan<true, 2, KS>(KC) : wg_plan<false, 2, KS>(KC);
-    case 4: return tile_scale ? wg_plan<true, 4, KS>(KC) : wg_plan<false, 4, KS>(KC);
-    case 8: return tile_scale ? wg_plan<true, 8, KS>(KC) : wg_plan<false, 8, KS>(KC);
-    default: return 0;
-  }
-}
-
-template <int KS>
-cudaError_t launch_ks(bool pdl, cudaStream_t st, bool tile_scale, int nb, int parts, const wg::Args& a) {
-  switch (nb) {
-    case 2: return tile_scale ? wg_launch<true, 2, KS>(pdl, st, parts, a) : wg_launch<false, 2, KS>(pdl, st, parts, a);
-    case 4: return tile_scale ? wg_launch<true, 4, KS>(pdl, st, parts, a) : wg_launch<false, 4, KS>(pdl, st, parts, a);
-    case 8: return tile_scale ? wg_launch<true, 8, KS>(pdl, st, parts, a) : wg_launch<false, 8, KS>(pdl, st, parts, a);
-    default: return cudaErrorInvalidValue;
-  }
 }
 
 }  // namespace
 
 namespace wg {
 
-int plan(bool tile_scale, int nb, int ks, int64_t KC) {
-  return ks == 2 ? plan_ks<2>(tile_scale, nb, KC) : ks == 1 ? plan_ks<1>(tile_scale, nb, KC) : 0;
+int plan(bool tile_scale, int nb, int64_t KC) {
+  switch (nb) {
+    case 2: return tile_scale ? wg_plan<true, 2>(KC) : wg_plan<false, 2>(KC);
+    case 4: return tile_scale ? wg_plan<true, 4>(KC) : wg_plan<false, 4>(KC);
+    case 8: return tile_scale ? wg_plan<true, 8>(KC) : wg_plan<false, 8>(KC);
+    default: return 0;
+  }
 }
 
-int64_t blocks_x(int64_t NTp, int ks) { return (NTp + kTcWarps / ks - 1) / (kTcWarps / ks); }
+int64_t blocks_x(int64_t NTp) { return (NTp + kTcWarps - 1) / kTcWarps; }
 
-cudaError_t launch(bool pdl, cudaStream_t st, bool tile_scale, int nb, int ks, int parts, const Args& a) {
-  return ks == 2 ? launch_ks<2>(pdl, st, tile_scale, nb, parts, a)
-         : ks == 1 ? launch_ks<1>(pdl, st, tile_scale, nb, parts, a)
-                   : cudaErrorInvalidValue;
+cudaError_t launch(bool pdl, cudaStream_t st, bool tile_scale, int nb, int parts, const Args& a) {
+  switch (nb) {
+    case 2: return tile_scale ? wg_launch<true, 2>(pdl, st, parts, a) : wg_launch<false, 2>(pdl, st, parts, a);
+    case 4: return tile_scale ? wg_launch<true, 4>(pdl, st, parts, a) : wg_launch<false, 4>(pdl, st, parts, a);
+    case 8: return tile_scale ? wg_launch<true, 8>(pdl, st, parts, a) : wg_launch<false, 8>(pdl, st, parts, a);
+    default: return cudaErrorInvalidValue;
+  }
 }
 
 }  // namespace wg

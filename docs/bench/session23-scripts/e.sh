@@ -1,0 +1,20 @@
+# Session 23, call E: call A's gemm_wg_kernel (chunk loop rolled, one warpgroup per column tile) from
+# 33 rows, the rest of the session's host changes — suite, memcheck, rows 32..64 against
+# gemm_tc_kernel and bf16 in the same call, the batch-1 row.
+set -uo pipefail
+exec > >(tee ${OUT:-.}/session23-e.log) 2>&1
+source scripts/bench-lib.sh
+echo "commit $(cat .carry/commit)"; date -u
+echo "== default"; timeout 120 $b/test_plugin_weights_gptq 2>&1 | grep -E "ERROR|CHECK|worst|test cases" | head -20
+echo "== wg from 9 rows"; KVRUN_GPTQ_WG_MIN_ROWS=9 timeout 120 $b/test_plugin_weights_gptq -tc="CUDA*" 2>&1 | grep -E "ERROR|worst|test cases" | head -10
+echo "== memcheck, wg from 9 rows"; KVRUN_GPTQ_WG_MIN_ROWS=9 timeout 240 compute-sanitizer --tool memcheck --print-limit 5 $b/test_plugin_weights_gptq -tc="CUDA*" 2>&1 | tail -2
+echo "== model suite"; timeout 200 $b/test_model_cuda 2>&1 | grep -E "ERROR|gptq|test cases" | head -10
+row_header
+G="--batch 32,40,48,56,64 --prompt-tokens 32 --new-tokens 128"
+for i in 1 2; do
+  KVRUN_GPTQ_WGMMA=0 row "tc" -c $C/qwen7b-gptq-int8-naive.toml $G
+  KVRUN_GPTQ_WG_MIN_ROWS=9 row "wg" -c $C/qwen7b-gptq-int8-naive.toml $G
+done
+row "default" -c $C/qwen7b-gptq-int8-naive.toml --batch 1,16,32,64 --prompt-tokens 32 --new-tokens 128
+row "bf16" -c $C/qwen7b-bf16-int8-naive.toml --batch 1,16,32,48,64 --prompt-tokens 32 --new-tokens 128
+date -u
