@@ -7,8 +7,9 @@
 //    runs gemv1_mma_kernel, M ≤ 16 gemv_mma_kernel (codes dequantized to bf16 in registers,
 //    mma.sync with fp32 accumulation; up to mma_max_rows() where gemm_tc_kernel does not apply),
 //    9 ≤ M ≤ 64 gemm_tc_kernel (x as f16 fragments staged once
-//    per block, W = s·(q − z) in f16); the batch-1 and 9..64-row kernels fuse RMSNorm of x and
-//    y += (MatmulFusion). Everything else takes the paths described next.
+//    per block, W = s·(q − z) in f16), on compute capability 9.0 from 33 rows gemm_wg_kernel instead
+//    (gptq_wg.cu: the same product on warpgroup MMA, sm_90a code); the batch-1 and 9..64-row
+//    kernels fuse RMSNorm of x and y += (MatmulFusion). Everything else takes the paths described next.
 //  * M ≤ kCudaFusedMaxM (decode): gemv_kernel. A block owns four output columns and its warps
 //    split k; per 128-unit block every lane reads 16 bytes of each column (interleaved so that the
 //    warp's x reads are contiguous), turns codes into floats with integer ops only (2^23 + q as float bits),
