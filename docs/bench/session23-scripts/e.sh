@@ -20,3 +20,8 @@ done
 row "default" -c $C/qwen7b-gptq-int8-naive.toml --batch 1,16,32,64 --prompt-tokens 32 --new-tokens 128
 row "bf16" -c $C/qwen7b-bf16-int8-naive.toml --batch 1,16,32,48,64 --prompt-tokens 32 --new-tokens 128
 date -u
+# The issue-6/7 rows on this machine (no code of theirs changed this session).
+row "bf16 B1" -c $C/qwen7b-bf16-int8-naive.toml $B1
+row "bf16 B64" -c $C/qwen7b-bf16-int8-naive.toml $B64
+row "gptq B1" -c $C/qwen7b-gptq-int8-naive.toml $B1
+date -u
