@@ -748,23 +748,10 @@ __global__ void __launch_bounds__(kTcWarps * 32, TW == 1 ? 3 : 2)
     }
   };
   auto issue_x = [&](int s) {
-    if (s < nch) {
-      const unsigned char* src = reinterpret_cast<const unsigned char*>(xf) + int64_t(c0 + s) * St::kX;
-      for (int j = threadIdx.x; j < St::kX / 16; j += blockDim.x)
-        cuda_plugin::cp_async_16(slot(s) + unsigned(16 * j), src + 16 * j);
-    }
+    if (s < nch) tc_copy_x<St::kX>(slot(s), xf, int64_t(c0 + s));
   };
   constexpr int P = kTcStages - 1;
-  for (int s = 0; s < P; ++s) issue_w(s);
-  for (int i = threadIdx.x; i < nch * S; i += blockDim.x) grp[i] = table_group<S>(ug, c0 * S + i);
-  __syncthreads();  // grp
-  for (int s = 0; s < P; ++s) issue_e(s);
-  cuda_plugin::cp_async_commit();  // group: the first P stages' weights
-  cuda_plugin::pdl_wait();         // xf is the previous kernel's output
-  for (int s = 0; s < P; ++s) {
-    issue_x(s);
-    cuda_plugin::cp_async_commit();
-  }
+  tc_ring_start<P, S>(issue_w, issue_e, issue_x, grp, ug, c0, nch);
 
   float acc[TW][NB][4];
 #pragma unroll

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kvrun/cuda_plugin.cuh"
+
 namespace kvrun::gptq {
 namespace {
 
@@ -93,6 +95,31 @@ __device__ __forceinline__ void tc_dequant(uint32_t (&a)[4], uint32_t w, const T
   a[1] = f16x2_sub_mul(nibbles_f16(w >> 4), z.zz1, z.s1);
   a[2] = f16x2_sub_mul(nibbles_f16(w >> 8), z.zz0, z.s0);
   a[3] = f16x2_sub_mul(nibbles_f16(w >> 12), z.zz1, z.s1);
+}
+
+// The ring's start in gemm_tc_kernel and gemm_wg_kernel: the first P stages' weights (codes, the
+// part's group table ug → grp [nch · S], then the scale/zero entries it names: one commit group),
+// the PDL wait (x is the previous kernel's output), then each stage's x (one commit group each).
+template <int P, int S, class W, class E, class X>
+__device__ __forceinline__ void tc_ring_start(const W& issue_w, const E& issue_e, const X& issue_x, int32_t* grp,
+                                              const int32_t* __restrict__ ug, int c0, int nch) {
+  for (int s = 0; s < P; ++s) issue_w(s);
+  for (int i = threadIdx.x; i < nch * S; i += blockDim.x) grp[i] = table_group<S>(ug, c0 * S + i);
+  __syncthreads();  // grp
+  for (int s = 0; s < P; ++s) issue_e(s);
+  cuda_plugin::cp_async_commit();  // group: the first P stages' weights
+  cuda_plugin::pdl_wait();
+  for (int s = 0; s < P; ++s) {
+    issue_x(s);
+    cuda_plugin::cp_async_commit();
+  }
+}
+// One stage's x: bytes [c · kX, (c + 1) · kX) of xf to the shared-memory address dst, 16 bytes per
+// copy, the block's threads in turn.
+template <int kX>
+__device__ __forceinline__ void tc_copy_x(uint32_t dst, const void* xf, int64_t c) {
+  const unsigned char* src = reinterpret_cast<const unsigned char*>(xf) + c * kX;
+  for (int j = threadIdx.x; j < kX / 16; j += blockDim.x) cuda_plugin::cp_async_16(dst + unsigned(16 * j), src + 16 * j);
 }
 
 // *yo = sum · rs + b (sum: the scaled row's product, rs: the row scale, b: the bias or 0), or *yo +=
