@@ -32,6 +32,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kvrun/cuda_plugin.cuh"
@@ -1423,21 +1424,22 @@ int tc_parts(int64_t bx, int64_t KC, int sm_count) {
   return best;
 }
 
-// y [M, N] = x [M, ldx] (first kx columns) · W + bias for 9 ≤ M ≤ 64 through gemm_tc_kernel, or with
-// wg through gemm_wg_kernel (gptq_wg.cu: Hopper, TW = 1); ws: the workspace (tc_workspace_halfs);
-// k parts: tc_parts.
+// y [M, N] = x [M, ldx] (first kx columns) · W + bias for 9 ≤ M ≤ 8·NB ≤ 64 through gemm_tc_kernel
+// with TW tiles per warp, or with TW = 0 through gemm_wg_kernel (gptq_wg.cu: Hopper, one tile per
+// warp, NB 2 and 4..8); ws: the workspace (tc_workspace_halfs); k parts: tc_parts.
 template <bool kTileScale, int NB, int TW>
 void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                     const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
-                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, bool wg = false) {
-  const int64_t bx = (NTp + kTcWarps * TW - 1) / (kTcWarps * TW);  // (gemm_wg_kernel: TW = 1, wg::blocks_x)
+                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz) {
+  constexpr int kTiles = kTcWarps * (TW > 0 ? TW : 1);  // column tiles of a block (gemm_wg_kernel: wg::blocks_x)
+  const int64_t bx = (NTp + kTiles - 1) / kTiles;
   const int nz = tc_parts(bx, KC, sm_count);
   float* part = reinterpret_cast<float*>(ws);
   float* rowscale = reinterpret_cast<float*>(ws + tc_part_halfs(N));
   uint2* xf = reinterpret_cast<uint2*>(ws + tc_part_halfs(N) + 2 * kTcMaxM);
   const bool pdl = cuda_plugin::pdl_enabled();
+  if constexpr (TW == 0) {
 #if KVRUN_GPTQ_WG
-  if (wg) {
     GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(8 * NB)), dim3(kXfThreads), 0, tc_xfrag_kernel<NB, true>, x,
                                         ldx, M, kx, xf, rowscale, KC * 4, fz));
     wg::Args a;
@@ -1446,10 +1448,8 @@ void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2*
     a.accumulate = fz.accumulate;
     a.swap_desc = wg_swap_desc();
     GPTQ_CUDA_CHECK(wg::launch(pdl, st, kTileScale, NB, nz, a));
-  } else
 #endif
-  {
-    (void)wg;
+  } else {
     GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(8 * NB)), dim3(kXfThreads), 0, tc_xfrag_kernel<NB>, x,
                                         ldx, M, kx, xf, rowscale, KC * 4, fz));
     GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(bx), unsigned(nz)), dim3(kTcWarps * 32),
@@ -1477,14 +1477,18 @@ int tc_tiles_per_warp() {
 // not fit (plan_tc). ok(): the variants the switch selects all fit.
 struct TcPlan {
   int per_sm[3][2] = {{0, 0}, {0, 0}, {0, 0}};  // [rows 16 / 32 / 64][tiles per warp 1 / 2]
-  int wg[3] = {0, 0, 0};                        // gemm_wg_kernel's, [rows 16 / 32 / 64]; 0: not here
+  int wg[9] = {};  // gemm_wg_kernel's, [NB = rows / 8: 2, 4..8 planned]; 0: not here
   bool ok() const {
     const int w = tc_tiles_per_warp() - 1;
     return per_sm[0][w] > 0 && per_sm[1][w] > 0 && per_sm[2][w] > 0;
   }
   // gemm_wg_kernel takes the Linear's products of M rows (all three variants run here, the switch,
   // M ≥ wg_min_rows()).
-  bool takes_wg(int M) const { return wg[0] > 0 && wg[1] > 0 && wg[2] > 0 && wg_enabled() && M >= wg_min_rows(); }
+  bool takes_wg(int M) const {
+    for (int nb : {2, 4, 5, 6, 7, 8})
+      if (wg[nb] == 0) return false;
+    return wg_enabled() && M >= wg_min_rows();
+  }
 };
 
 template <bool kTileScale>
@@ -1497,9 +1501,7 @@ TcPlan plan_tc_all(int64_t KC) {
   p.per_sm[2][0] = plan_tc<kTileScale, 8, 1>(KC);
   p.per_sm[2][1] = plan_tc<kTileScale, 8, 2>(KC);
 #if KVRUN_GPTQ_WG
-  p.wg[0] = wg::plan(kTileScale, 2, KC);
-  p.wg[1] = wg::plan(kTileScale, 4, KC);
-  p.wg[2] = wg::plan(kTileScale, 8, KC);
+  for (int nb : {2, 4, 5, 6, 7, 8}) p.wg[nb] = wg::plan(kTileScale, nb, KC);
 #endif
   return p;
 }
@@ -1510,16 +1512,19 @@ template <bool kTileScale>
 void launch_gemm_tc_m(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                       const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
                       int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, const TcPlan& plan) {
-  if (plan.takes_wg(M)) {
-    if (M <= 16)
-      launch_gemm_tc<kTileScale, 2, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz,
-                                       true);
-    else if (M <= 32)
-      launch_gemm_tc<kTileScale, 4, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz,
-                                       true);
-    else
-      launch_gemm_tc<kTileScale, 8, 1>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz,
-                                       true);
+  if (plan.takes_wg(M)) {  // 8·NB rows, NB = ⌈M / 8⌉ from 33 rows (the wgmma's N: any multiple of 8)
+    auto wg = [&](auto nb) {
+      launch_gemm_tc<kTileScale, decltype(nb)::value, 0>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G,
+                                                         ws, fz);
+    };
+    switch (M <= 16 ? 2 : M <= 32 ? 4 : (M + 7) / 8) {
+      case 2: wg(std::integral_constant<int, 2>{}); break;
+      case 4: wg(std::integral_constant<int, 4>{}); break;
+      case 5: wg(std::integral_constant<int, 5>{}); break;
+      case 6: wg(std::integral_constant<int, 6>{}); break;
+      case 7: wg(std::integral_constant<int, 7>{}); break;
+      default: wg(std::integral_constant<int, 8>{}); break;
+    }
     return;
   }
   const bool two = tc_tiles_per_warp() == 2;

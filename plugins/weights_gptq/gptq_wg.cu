@@ -20,6 +20,11 @@
 //    are done (two barriers later);
 //  * cp.async writes are generic-proxy writes: each thread fences them to the async proxy
 //    (fence.proxy.async) before the barrier that publishes a stage to the wgmmas.
+//  * ptxas reports C7513 ("wgmma.mma_async instructions are serialized") for some instances: it
+//    drains the wgmmas once per chunk, at the loop's end. The loop unrolled by two has no drain
+//    but ran slower (session 23, call D: 6.54 against 6.17–6.20 ms/step at 64 rows), as did two
+//    warpgroups per column tile on alternate chunks (7.08), and each column block's last block
+//    adding the k parts instead of tc_reduce_kernel (call C: 9.04 — one block's serial tail).
 // Everything else — the k parts and their reduction, the epilogue, the numerics (W rounded to f16
 // once, x scaled by a power of two per row and rounded to f16, fp32 accumulation) — is
 // gemm_tc_kernel's; the sums can differ from its in the order the tensor cores add products.
@@ -92,6 +97,39 @@ struct WgMma<4> {  // m64n32k16: 16 accumulators per thread
   }
 };
 
+template <>
+struct WgMma<5> {  // m64n40k16: 20 accumulators per thread
+  static __device__ __forceinline__ void run(float (&d)[20], const uint32_t (&a)[4], uint64_t desc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n40k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19}, "
+        "{%20, %21, %22, %23}, %24, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc));
+  }
+};
+template <>
+struct WgMma<6> {  // m64n48k16: 24 accumulators per thread
+  static __device__ __forceinline__ void run(float (&d)[24], const uint32_t (&a)[4], uint64_t desc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n48k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}, "
+        "{%24, %25, %26, %27}, %28, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc));
+  }
+};
+template <>
+struct WgMma<7> {  // m64n56k16: 28 accumulators per thread
+  static __device__ __forceinline__ void run(float (&d)[28], const uint32_t (&a)[4], uint64_t desc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n56k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27}, "
+        "{%28, %29, %30, %31}, %32, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc));
+  }
+};
 template <>
 struct WgMma<8> {  // m64n64k16: 32 accumulators per thread
   static __device__ __forceinline__ void run(float (&d)[32], const uint32_t (&a)[4], uint64_t desc) {
@@ -256,6 +294,9 @@ int plan(bool tile_scale, int nb, int64_t KC) {
   switch (nb) {
     case 2: return tile_scale ? wg_plan<true, 2>(KC) : wg_plan<false, 2>(KC);
     case 4: return tile_scale ? wg_plan<true, 4>(KC) : wg_plan<false, 4>(KC);
+    case 5: return tile_scale ? wg_plan<true, 5>(KC) : wg_plan<false, 5>(KC);
+    case 6: return tile_scale ? wg_plan<true, 6>(KC) : wg_plan<false, 6>(KC);
+    case 7: return tile_scale ? wg_plan<true, 7>(KC) : wg_plan<false, 7>(KC);
     case 8: return tile_scale ? wg_plan<true, 8>(KC) : wg_plan<false, 8>(KC);
     default: return 0;
   }
@@ -267,6 +308,9 @@ cudaError_t launch(bool pdl, cudaStream_t st, bool tile_scale, int nb, int parts
   switch (nb) {
     case 2: return tile_scale ? wg_launch<true, 2>(pdl, st, parts, a) : wg_launch<false, 2>(pdl, st, parts, a);
     case 4: return tile_scale ? wg_launch<true, 4>(pdl, st, parts, a) : wg_launch<false, 4>(pdl, st, parts, a);
+    case 5: return tile_scale ? wg_launch<true, 5>(pdl, st, parts, a) : wg_launch<false, 5>(pdl, st, parts, a);
+    case 6: return tile_scale ? wg_launch<true, 6>(pdl, st, parts, a) : wg_launch<false, 6>(pdl, st, parts, a);
+    case 7: return tile_scale ? wg_launch<true, 7>(pdl, st, parts, a) : wg_launch<false, 7>(pdl, st, parts, a);
     case 8: return tile_scale ? wg_launch<true, 8>(pdl, st, parts, a) : wg_launch<false, 8>(pdl, st, parts, a);
     default: return cudaErrorInvalidValue;
   }

@@ -24,7 +24,7 @@ struct Args {
   bool swap_desc = false;  // (tests) the descriptor's two offsets exchanged: must give wrong sums
 };
 
-// Blocks of the kernel per SM for a Linear of KC 64-row chunks with 8·nb rows of x (nb 2, 4, 8) on
+// Blocks of the kernel per SM for a Linear of KC 64-row chunks with 8·nb rows of x (nb 2 or 4..8) on
 // the current device, after raising its shared-memory limit there; 0 where it cannot run (not a
 // compute capability 9.0 device, no sm_90a image, too little shared memory).
 int plan(bool tile_scale, int nb, int64_t KC);

@@ -10,7 +10,9 @@
 // M > 8 multiplies W rounded to f16 with x rounded to f16 (each row scaled by a power of two first,
 // exact), fp32 accumulation: each operand carries a relative rounding error ≤ 2^-11, so 4e-3. For
 // 4-bit Linears in the tensor-core layout that is gemm_tc_kernel at 9..64 rows (16 takes its 16-row
-// width, 24 its 32-row one, 33 and 64 its 64-row one; the small Linears its k split into parts);
+// width, 24 its 32-row one, 33, 47, 56 and 64 its 64-row one; the small Linears its k split into
+// parts) — on compute capability 9.0 gemm_wg_kernel from 33 rows (its 40-, 48-, 56- and 64-row
+// widths; from 16 rows with KVRUN_GPTQ_WG_MIN_ROWS=9, as scripts/gpu-check.sh runs it too);
 // otherwise an f16 copy of W and the backend's GEMM.
 #include <doctest/doctest.h>
 
@@ -131,7 +133,7 @@ TEST_CASE("CUDA Linear matches the CPU Linear") {
     CHECK(gl->device_bytes() >= cl->device_bytes());
     CHECK(gl->device_bytes() <= cl->device_bytes() + size_t(12 * c.N) +
                                      size_t((n_pad - c.N) * (kp_max / 2 + 4 * groups) + groups * c.N));
-    for (int64_t M : {1, 3, 8, 16, 24, 33, 64, 300}) {
+    for (int64_t M : {1, 3, 8, 16, 24, 33, 47, 56, 64, 300}) {
       INFO(describe(c) << " M=" << M);
       std::mt19937_64 rng(seed * 7 + uint64_t(M));
       std::uniform_real_distribution<float> U(-1.f, 1.f);
