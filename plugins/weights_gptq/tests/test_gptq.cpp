@@ -598,37 +598,44 @@ double window_ppl(Pipeline& pipe, int k) {
   return std::exp(total / (512.0 * k));
 }
 
-PipelineConfig gptq_config(const std::string& model, const std::string& cache) {
-  std::string text = "[model]\npath = \"" + test::fixture(model) + "\"\n[backend]\ndevice = \"cpu\"\n";
+PipelineConfig gptq_config(const std::string& model, const std::string& cache, const std::string& device) {
+  std::string text = "[model]\npath = \"" + test::fixture(model) + "\"\n[backend]\ndevice = \"" + device + "\"\n";
   if (!cache.empty()) text += "[cache]\ntype = \"" + cache + "\"\n";
   return parse_config(text, model + (cache.empty() ? "" : "-" + cache));
 }
 
-void gptq_fixture_suite(const std::string& model) {
+// The fixture against its transformers reference on `device` ("cpu", or "cuda": skipped without a
+// CUDA device) with the fp16 and the int8 KV cache.
+void gptq_fixture_suite(const std::string& model, const std::string& device) {
+  if (device != "cpu") {
+    std::string why;
+    KVRUN_SKIP_UNLESS(!cuda_devices(test::cuda_dirs(), &why).empty(), "no CUDA device");
+  }
   KVRUN_SKIP_UNLESS(test::have_fixture(model), "fixture model missing (set KVRUN_FIXTURES)");
+  const std::string tag = model + " (" + device + ")";
   const Reference ref = load_reference(model);
   const int K = 20;
   double want = 0;
   for (int w = 0; w < K; ++w) want += ref.window_nll[size_t(w)];
   want = std::exp(want / (512.0 * K));
 
-  Pipeline fp16(gptq_config(model, ""));
+  Pipeline fp16(gptq_config(model, "", device));
   CHECK(fp16.report().weights == "gptq");
   fp16.prepare(4 * 128, 4);
-  check_scores(fp16, ref, model + " fp16 cache", 0.05);
-  check_greedy(greedy(fp16, ref), ref, model + " fp16 cache");
+  check_scores(fp16, ref, tag + " fp16 cache", 0.05);
+  check_greedy(greedy(fp16, ref), ref, tag + " fp16 cache");
   const double ppl_fp16 = window_ppl(fp16, K);
-  std::printf("%s fp16 cache: ppl of the first %d windows %.5f vs reference %.5f (%+.3f %%)\n", model.c_str(), K,
+  std::printf("%s fp16 cache: ppl of the first %d windows %.5f vs reference %.5f (%+.3f %%)\n", tag.c_str(), K,
               ppl_fp16, want, 100 * (ppl_fp16 / want - 1));
   CHECK(std::fabs(ppl_fp16 / want - 1) < 0.01);
 
   // The int8 KV cache adds its own rounding (SPECS.md §1): log-probs move by up to a few 0.1 nat.
-  Pipeline int8(gptq_config(model, "int8"));
+  Pipeline int8(gptq_config(model, "int8", device));
   int8.prepare(4 * 128, 4);
-  check_scores(int8, ref, model + " int8 cache", 0.25);
-  check_greedy(greedy(int8, ref), ref, model + " int8 cache", &fp16);
+  check_scores(int8, ref, tag + " int8 cache", 0.25);
+  check_greedy(greedy(int8, ref), ref, tag + " int8 cache", &fp16);
   const double p = window_ppl(int8, K);
-  std::printf("%s int8 cache: ppl %.5f vs fp16 cache %.5f (%+.3f %%), vs reference %+.3f %%\n", model.c_str(), p,
+  std::printf("%s int8 cache: ppl %.5f vs fp16 cache %.5f (%+.3f %%), vs reference %+.3f %%\n", tag.c_str(), p,
               ppl_fp16, 100 * (p / ppl_fp16 - 1), 100 * (p / want - 1));
   CHECK(std::fabs(p / ppl_fp16 - 1) < 0.005);
   CHECK(std::fabs(p / want - 1) < 0.01);
@@ -636,6 +643,9 @@ void gptq_fixture_suite(const std::string& model) {
 
 }  // namespace
 
-TEST_CASE("tiny-qwen2-gptq-int4 on the CPU matches transformers") { gptq_fixture_suite("tiny-qwen2-gptq-int4"); }
-TEST_CASE("tiny-qwen2-gptq-int8 on the CPU matches transformers") { gptq_fixture_suite("tiny-qwen2-gptq-int8"); }
+TEST_CASE("tiny-qwen2-gptq-int4 on the CPU matches transformers") { gptq_fixture_suite("tiny-qwen2-gptq-int4", "cpu"); }
+TEST_CASE("tiny-qwen2-gptq-int8 on the CPU matches transformers") { gptq_fixture_suite("tiny-qwen2-gptq-int8", "cpu"); }
+// The same on cuda:0 (issue 5: the fixtures on the GPU too, not only by hand with kvrun perplexity).
+TEST_CASE("tiny-qwen2-gptq-int4 on CUDA matches transformers") { gptq_fixture_suite("tiny-qwen2-gptq-int4", "cuda"); }
+TEST_CASE("tiny-qwen2-gptq-int8 on CUDA matches transformers") { gptq_fixture_suite("tiny-qwen2-gptq-int8", "cuda"); }
 
