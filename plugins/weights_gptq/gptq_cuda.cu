@@ -836,6 +836,35 @@ __global__ void __launch_bounds__(256) tc_reduce_kernel(const float* __restrict_
   }
 }
 
+// tc_reduce_kernel four columns at a time (N % 4 == 0, y and bias 16-byte aligned): the same sums in
+// the same order, one 16-byte load per part, and 32-bit index arithmetic (total4 < 2^31) — the
+// scalar kernel's 64-bit division and remainder per element were most of its instructions.
+//   part: [P, M, N] f32 as float4, y [M, N] as float4, bias [N] as float4 or null; n4 = N / 4.
+__global__ void __launch_bounds__(256) tc_reduce4_kernel(const float4* __restrict__ part, const float* __restrict__ rowscale,
+                                                         const float4* __restrict__ bias, float4* __restrict__ y, int n4,
+                                                         int P, int total4, bool accumulate) {
+  cuda_plugin::pdl_trigger();
+  cuda_plugin::pdl_wait();
+  for (int o = int(blockIdx.x) * blockDim.x + threadIdx.x; o < total4; o += int(gridDim.x) * blockDim.x) {
+    float4 p[kTcMaxParts];
+#pragma unroll
+    for (int z = 0; z < kTcMaxParts; ++z) p[z] = z < P ? part[int64_t(z) * total4 + o] : make_float4(0.f, 0.f, 0.f, 0.f);
+    float4 v = p[0];
+#pragma unroll
+    for (int z = 1; z < kTcMaxParts; ++z)
+      if (z < P) v.x += p[z].x, v.y += p[z].y, v.z += p[z].z, v.w += p[z].w;
+    const int m = o / n4;
+    const float rs = rowscale[m];
+    const float4 b = bias ? bias[o - m * n4] : make_float4(0.f, 0.f, 0.f, 0.f);
+    float4 out = accumulate ? y[o] : make_float4(0.f, 0.f, 0.f, 0.f);
+    tc_store(&out.x, v.x, rs, b.x, accumulate);
+    tc_store(&out.y, v.y, rs, b.y, accumulate);
+    tc_store(&out.z, v.z, rs, b.z, accumulate);
+    tc_store(&out.w, v.w, rs, b.w, accumulate);
+    y[o] = out;
+  }
+}
+
 // ---- batch 1 on the tensor cores: a cp.async pipeline per warp, x prepared once per block ------
 //
 // gemv_mma_kernel at M = 1 moves 1.1–1.5 TB/s: each warp keeps only two chunks in flight in
@@ -1408,6 +1437,12 @@ int plan_tc(int64_t KC) {
 // each — plus 0.01 a part for the partial sums written and added (which also breaks ties toward
 // fewer parts). Qwen-7B at 16 tiles a block: gate·up (86 blocks) 3 parts, 258 blocks on 132 SMs;
 // q·k·v (48) 5 parts; o and down (16) 8.
+// Whether the k parts are added four columns at a time where the shapes allow (KVRUN_GPTQ_TC_REDUCE4,
+// default 1; 0: tc_reduce_kernel always — the same sums, for comparisons and its test).
+bool tc_reduce_vec() {
+  static const bool on = cuda_plugin::env_int("KVRUN_GPTQ_TC_REDUCE4", 0, 1, 1) == 1;
+  return on;
+}
 // KVRUN_GPTQ_TC_MAX_PARTS (1..kTcMaxParts, default kTcMaxParts) caps the count, for tuning.
 int tc_max_parts() {
   static const int n = cuda_plugin::env_int("KVRUN_GPTQ_TC_MAX_PARTS", 1, kTcMaxParts, kTcMaxParts);
@@ -1459,10 +1494,18 @@ void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2*
   }
   if (nz > 1) {
     const int64_t total = int64_t(M) * N;
-    GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(std::min<int64_t>((total + 255) / 256, 1 << 16))),
-                                        dim3(256), 0, tc_reduce_kernel, static_cast<const float*>(part),
-                                        static_cast<const float*>(rowscale), bias, y, int(N), nz, total,
-                                        fz.accumulate));
+    const bool vec = N % 4 == 0 && total / 4 < (int64_t(1) << 31) && reinterpret_cast<uintptr_t>(y) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(bias) % 16 == 0 && tc_reduce_vec();
+    if (vec)
+      GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(std::min<int64_t>((total / 4 + 255) / 256, 1 << 16))),
+                                          dim3(256), 0, tc_reduce4_kernel, reinterpret_cast<const float4*>(part),
+                                          static_cast<const float*>(rowscale), reinterpret_cast<const float4*>(bias),
+                                          reinterpret_cast<float4*>(y), int(N / 4), nz, int(total / 4), fz.accumulate));
+    else
+      GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(std::min<int64_t>((total + 255) / 256, 1 << 16))),
+                                          dim3(256), 0, tc_reduce_kernel, static_cast<const float*>(part),
+                                          static_cast<const float*>(rowscale), bias, y, int(N), nz, total,
+                                          fz.accumulate));
   }
 }
 
@@ -1606,14 +1649,15 @@ class CudaLinear final : public GptqLinearBase {
   CudaLinear(Device& dev, const Layout& lay, std::shared_ptr<CudaScratch> scratch)
       : GptqLinearBase(dev, lay), scratch_(std::move(scratch)) {
     scratch_->reserve_wt(size_t(lay.N * lay.Kp));  // the prefill workspace is held from load time on
-    // A malformed KVRUN_GPTQ_FUSE, _TC_GEMM, _TC_TILES, _TC_MIN_ROWS, _TC_MAX_PARTS, _WGMMA,
-    // _WG_MIN_ROWS or _WG_SWAP_DESC is a usage error at load (fuses(), which reads them too, cannot report it).
+    // A malformed KVRUN_GPTQ_FUSE, _TC_GEMM, _TC_TILES, _TC_MIN_ROWS, _TC_MAX_PARTS, _TC_REDUCE4,
+    // _WGMMA, _WG_MIN_ROWS or _WG_SWAP_DESC is a usage error at load (fuses(), which reads them too, cannot report it).
     fusion_enabled();
     tc_gemm_enabled();
     wg_enabled();
     wg_swap_desc();
     wg_min_rows();
     tc_max_parts();
+    tc_reduce_vec();
     tc_tiles_per_warp();
     tc_min_rows();
     DeviceGuard dg(dev_.info().index);
