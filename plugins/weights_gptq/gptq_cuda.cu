@@ -836,7 +836,7 @@ __global__ void __launch_bounds__(256) tc_reduce_kernel(const float* __restrict_
   }
 }
 
-// tc_reduce_kernel four columns at a time (N % 4 == 0, y and bias 16-byte aligned): the same sums in
+// tc_reduce_kernel four columns at a time (M ≥ 32, N % 4 == 0, y and bias 16-byte aligned): the same sums in
 // the same order, one 16-byte load per part, and 32-bit index arithmetic (total4 < 2^31) — the
 // scalar kernel's 64-bit division and remainder per element were most of its instructions.
 //   part: [P, M, N] f32 as float4, y [M, N] as float4, bias [N] as float4 or null; n4 = N / 4.
@@ -1494,8 +1494,11 @@ void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2*
   }
   if (nz > 1) {
     const int64_t total = int64_t(M) * N;
-    const bool vec = N % 4 == 0 && total / 4 < (int64_t(1) << 31) && reinterpret_cast<uintptr_t>(y) % 16 == 0 &&
-                     reinterpret_cast<uintptr_t>(bias) % 16 == 0 && tc_reduce_vec();
+    // From 32 rows (session 23, call H: 32 / 48 / 64 rows 2–4 % faster; 16 rows 5 % slower — a
+    // quarter of the threads, each waiting on its parts' loads).
+    const bool vec = M >= 32 && N % 4 == 0 && total / 4 < (int64_t(1) << 31) &&
+                     reinterpret_cast<uintptr_t>(y) % 16 == 0 && reinterpret_cast<uintptr_t>(bias) % 16 == 0 &&
+                     tc_reduce_vec();
     if (vec)
       GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(std::min<int64_t>((total / 4 + 255) / 256, 1 << 16))),
                                           dim3(256), 0, tc_reduce4_kernel, reinterpret_cast<const float4*>(part),
