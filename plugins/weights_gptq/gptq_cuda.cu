@@ -697,7 +697,6 @@ __global__ void __launch_bounds__(kXfThreads) tc_xfrag_kernel(const float* __res
     store4(f, fz.norm_w ? normed(load4(f), inv, norm4(f)) : load4(f));
 }
 
-
 //   qm: [NTp, KC, 32] uint4, sz: [NTp, G, 8] uint2, ug: [Kp / 8] group of each 8-row unit,
 //   xf: [KC, 4, NB, 32] uint2 (tc_xfrag_kernel), bias: [N] f32 or null,
 //   rowscale: [M] f32 (tc_xfrag_kernel); gridDim.y = 1: y [M, N] f32 = x · W + bias (the sums times
@@ -836,9 +835,9 @@ __global__ void __launch_bounds__(256) tc_reduce_kernel(const float* __restrict_
   }
 }
 
-// tc_reduce_kernel four columns at a time (M ≥ 32, N % 4 == 0, y and bias 16-byte aligned): the same sums in
-// the same order, one 16-byte load per part, and 32-bit index arithmetic (total4 < 2^31) — the
-// scalar kernel's 64-bit division and remainder per element were most of its instructions.
+// tc_reduce_kernel four columns at a time (M ≥ 32, N % 4 == 0, y and bias 16-byte aligned): the same
+// sums in the same order, one 16-byte load per part, and 32-bit index arithmetic (total4 < 2^31)
+// where the scalar kernel divides a 64-bit index per element.
 //   part: [P, M, N] f32 as float4, y [M, N] as float4, bias [N] as float4 or null; n4 = N / 4.
 __global__ void __launch_bounds__(256) tc_reduce4_kernel(const float4* __restrict__ part, const float* __restrict__ rowscale,
                                                          const float4* __restrict__ bias, float4* __restrict__ y, int n4,
