@@ -366,7 +366,6 @@ __device__ __forceinline__ LaneSz lane_sz(uint2 e) {
   return r;
 }
 
-
 // (w & 0x000F000F) | 0x43004300 in one instruction: the bf16 pair 128 + code of nibbles 0 and 4.
 // (Written as C++ the compiler emits an AND and an OR: one immediate per LOP3.)
 __device__ __forceinline__ uint32_t nibbles_bf16(uint32_t w) {
@@ -527,7 +526,6 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
       }
   }
 }
-
 
 // ---- 9 to 64 rows on the tensor cores: x fragments staged once per block ----------------------------
 //
@@ -1394,7 +1392,10 @@ bool wg_enabled() {
   static const bool on = cuda_plugin::env_int("KVRUN_GPTQ_WGMMA", 0, 1, 1) == 1;
   return on;
 }
-bool wg_swap_desc() { return cuda_plugin::env_int("KVRUN_GPTQ_WG_SWAP_DESC", 0, 1, 0) == 1; }
+bool wg_swap_desc() {
+  static const bool on = cuda_plugin::env_int("KVRUN_GPTQ_WG_SWAP_DESC", 0, 1, 0) == 1;
+  return on;
+}
 // The fewest rows gemm_wg_kernel takes (KVRUN_GPTQ_WG_MIN_ROWS, 9..64, default 33), for tuning;
 // fewer rows keep gemm_tc_kernel.
 int wg_min_rows() {
@@ -1431,22 +1432,24 @@ int plan_tc(int64_t KC) {
   return b;
 }
 
+// Whether the k parts are added four columns at a time where the shapes allow (KVRUN_GPTQ_TC_REDUCE4,
+// default 1; 0: tc_reduce_kernel always — the same sums, for comparisons in one run).
+bool tc_reduce_vec() {
+  static const bool on = cuda_plugin::env_int("KVRUN_GPTQ_TC_REDUCE4", 0, 1, 1) == 1;
+  return on;
+}
+// The most k parts tc_parts may choose (KVRUN_GPTQ_TC_MAX_PARTS, 1..kTcMaxParts, default
+// kTcMaxParts), for tuning.
+int tc_max_parts() {
+  static const int n = cuda_plugin::env_int("KVRUN_GPTQ_TC_MAX_PARTS", 1, kTcMaxParts, kTcMaxParts);
+  return n;
+}
+
 // The k parts of gemm_tc_kernel for bx column blocks: the count (1..kTcMaxParts, ≥ 4 chunks a part)
 // that minimizes the busiest SM's share of the work — ⌈bx·nz / SMs⌉ blocks of 1/nz of the k range
 // each — plus 0.01 a part for the partial sums written and added (which also breaks ties toward
 // fewer parts). Qwen-7B at 16 tiles a block: gate·up (86 blocks) 3 parts, 258 blocks on 132 SMs;
 // q·k·v (48) 5 parts; o and down (16) 8.
-// Whether the k parts are added four columns at a time where the shapes allow (KVRUN_GPTQ_TC_REDUCE4,
-// default 1; 0: tc_reduce_kernel always — the same sums, for comparisons and its test).
-bool tc_reduce_vec() {
-  static const bool on = cuda_plugin::env_int("KVRUN_GPTQ_TC_REDUCE4", 0, 1, 1) == 1;
-  return on;
-}
-// KVRUN_GPTQ_TC_MAX_PARTS (1..kTcMaxParts, default kTcMaxParts) caps the count, for tuning.
-int tc_max_parts() {
-  static const int n = cuda_plugin::env_int("KVRUN_GPTQ_TC_MAX_PARTS", 1, kTcMaxParts, kTcMaxParts);
-  return n;
-}
 int tc_parts(int64_t bx, int64_t KC, int sm_count) {
   int best = 1;
   double best_cost = 1e300;
@@ -1465,7 +1468,8 @@ template <bool kTileScale, int NB, int TW>
 void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                     const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
                     int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz) {
-  constexpr int kTiles = kTcWarps * (TW > 0 ? TW : 1);  // column tiles of a block (gemm_wg_kernel: wg::blocks_x)
+  // column blocks: kTcWarps · TW tiles each; gemm_wg_kernel's grid is wg::blocks_x (kTcWarps tiles)
+  constexpr int kTiles = kTcWarps * (TW > 0 ? TW : 1);
   const int64_t bx = (NTp + kTiles - 1) / kTiles;
   const int nz = tc_parts(bx, KC, sm_count);
   float* part = reinterpret_cast<float*>(ws);
@@ -1482,6 +1486,8 @@ void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2*
     a.accumulate = fz.accumulate;
     a.swap_desc = wg_swap_desc();
     GPTQ_CUDA_CHECK(wg::launch(pdl, st, kTileScale, NB, nz, a));
+#else
+    fail(ErrorKind::internal, "weights.gptq (CUDA): gemm_wg_kernel asked of a build without it");
 #endif
   } else {
     GPTQ_CUDA_CHECK(cuda_plugin::launch(pdl, st, dim3(unsigned(8 * NB)), dim3(kXfThreads), 0, tc_xfrag_kernel<NB>, x,
@@ -1518,19 +1524,22 @@ int tc_tiles_per_warp() {
   return n;
 }
 
+// gemm_wg_kernel's widths (8·NB rows): NB 2 up to 16 rows, 4 up to 32, then ⌈M / 8⌉.
+constexpr int kWgWidths[] = {2, 4, 5, 6, 7, 8};
+
 // Blocks per SM of the kernel's variants ([rows 16 / 32 / 64][tiles per warp 1 / 2]), 0 where one does
 // not fit (plan_tc). ok(): the variants the switch selects all fit.
 struct TcPlan {
   int per_sm[3][2] = {{0, 0}, {0, 0}, {0, 0}};  // [rows 16 / 32 / 64][tiles per warp 1 / 2]
-  int wg[9] = {};  // gemm_wg_kernel's, [NB = rows / 8: 2, 4..8 planned]; 0: not here
+  int wg[9] = {};  // gemm_wg_kernel's, [NB] for NB in kWgWidths; 0: not here
   bool ok() const {
     const int w = tc_tiles_per_warp() - 1;
     return per_sm[0][w] > 0 && per_sm[1][w] > 0 && per_sm[2][w] > 0;
   }
-  // gemm_wg_kernel takes the Linear's products of M rows (all three variants run here, the switch,
+  // gemm_wg_kernel takes the Linear's products of M rows (every width runs here, the switch,
   // M ≥ wg_min_rows()).
   bool takes_wg(int M) const {
-    for (int nb : {2, 4, 5, 6, 7, 8})
+    for (int nb : kWgWidths)
       if (wg[nb] == 0) return false;
     return wg_enabled() && M >= wg_min_rows();
   }
@@ -1546,7 +1555,7 @@ TcPlan plan_tc_all(int64_t KC) {
   p.per_sm[2][0] = plan_tc<kTileScale, 8, 1>(KC);
   p.per_sm[2][1] = plan_tc<kTileScale, 8, 2>(KC);
 #if KVRUN_GPTQ_WG
-  for (int nb : {2, 4, 5, 6, 7, 8}) p.wg[nb] = wg::plan(kTileScale, nb, KC);
+  for (int nb : kWgWidths) p.wg[nb] = wg::plan(kTileScale, nb, KC);
 #endif
   return p;
 }
@@ -1652,7 +1661,8 @@ class CudaLinear final : public GptqLinearBase {
       : GptqLinearBase(dev, lay), scratch_(std::move(scratch)) {
     scratch_->reserve_wt(size_t(lay.N * lay.Kp));  // the prefill workspace is held from load time on
     // A malformed KVRUN_GPTQ_FUSE, _TC_GEMM, _TC_TILES, _TC_MIN_ROWS, _TC_MAX_PARTS, _TC_REDUCE4,
-    // _WGMMA, _WG_MIN_ROWS or _WG_SWAP_DESC is a usage error at load (fuses(), which reads them too, cannot report it).
+    // _WGMMA, _WG_MIN_ROWS or _WG_SWAP_DESC is a usage error at load (fuses(), which reads them too,
+    // cannot report it).
     fusion_enabled();
     tc_gemm_enabled();
     wg_enabled();

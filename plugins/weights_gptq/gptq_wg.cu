@@ -278,7 +278,7 @@ int wg_plan(int64_t KC) {
 
 template <bool kTileScale, int NB>
 cudaError_t wg_launch(bool pdl, cudaStream_t st, int parts, const wg::Args& a) {
-  const unsigned bx = unsigned((a.NTp + kTcWarps - 1) / kTcWarps);
+  const unsigned bx = unsigned(wg::blocks_x(a.NTp));
   uint32_t lbo = NB * 128, sbo = 128;
   if (a.swap_desc) lbo = 128, sbo = NB * 128;
   return cuda_plugin::launch(pdl, st, dim3(bx, unsigned(parts)), dim3(kTcWarps * 32), wg_smem_bytes<kTileScale, NB>(a.KC),
