@@ -14,7 +14,7 @@ suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
   suites=(test_cuda_ops)
   for f in "$b"/test_plugin_*; do [ -x "$f" ] && [ -f "$f" ] && suites+=("$(basename "$f")"); done
-  suites+=(KVRUN_NAIVE_DECODE_WARPS=1:test_plugin_attention_naive KVRUN_NAIVE_DECODE_WARPS=4:test_plugin_attention_naive KVRUN_FLASH_DECODE=0:test_plugin_attention_flash KVRUN_GPTQ_WG_MIN_ROWS=9:test_plugin_weights_gptq test_model_cuda)
+  suites+=(KVRUN_NAIVE_DECODE_WARPS=1:test_plugin_attention_naive KVRUN_NAIVE_DECODE_WARPS=4:test_plugin_attention_naive KVRUN_FLASH_DECODE=0:test_plugin_attention_flash KVRUN_GPTQ_WGMMA=0:test_plugin_weights_gptq test_model_cuda)
 fi
 status=0
 for s in "${suites[@]}"; do

@@ -7,7 +7,7 @@
 //    runs gemv1_mma_kernel, M ≤ 16 gemv_mma_kernel (codes dequantized to bf16 in registers,
 //    mma.sync with fp32 accumulation; up to mma_max_rows() where gemm_tc_kernel does not apply),
 //    9 ≤ M ≤ 64 gemm_tc_kernel (x as f16 fragments staged once
-//    per block, W = s·(q − z) in f16), on compute capability 9.0 from 33 rows gemm_wg_kernel instead
+//    per block, W = s·(q − z) in f16), on compute capability 9.0 gemm_wg_kernel instead
 //    (gptq_wg.cu: the same product on warpgroup MMA, sm_90a code); the batch-1 and 9..64-row
 //    kernels fuse RMSNorm of x and y += (MatmulFusion). Everything else takes the paths described next.
 //  * M ≤ kCudaFusedMaxM (decode): gemv_kernel. A block owns four output columns and its warps
@@ -1396,10 +1396,19 @@ bool wg_swap_desc() {
   static const bool on = cuda_plugin::env_int("KVRUN_GPTQ_WG_SWAP_DESC", 0, 1, 0) == 1;
   return on;
 }
-// The fewest rows gemm_wg_kernel takes (KVRUN_GPTQ_WG_MIN_ROWS, 9..64, default 33), for tuning;
-// fewer rows keep gemm_tc_kernel.
+// The fewest rows gemm_wg_kernel takes (KVRUN_GPTQ_WG_MIN_ROWS, 9..64, default 9: with two tiles a
+// warp it is faster than gemm_tc_kernel from 16 rows on, session 24), for tuning; fewer rows keep
+// gemm_tc_kernel.
 int wg_min_rows() {
-  static const int n = cuda_plugin::env_int("KVRUN_GPTQ_WG_MIN_ROWS", 9, 64, 33);
+  static const int n = cuda_plugin::env_int("KVRUN_GPTQ_WG_MIN_ROWS", 9, 64, 9);
+  return n;
+}
+// Column tiles per warp of gemm_wg_kernel (KVRUN_GPTQ_WG_TILES = 1 or 2, default 2; 1 is session
+// 23's kernel, for comparisons in one run). Session 24, calls A and B, ms per step at 16 / 32 / 64
+// rows: two tiles 3.62–3.69 / 4.29–4.31 / 5.24–5.28, one 4.18–4.19 / 5.29–5.30 / 6.07–6.08
+// (gemm_tc_kernel 4.20–4.21 / 4.57–4.58 / 6.46–6.47); four (up to 32 rows) 5.05 / 4.50.
+int wg_tiles() {
+  static const int n = cuda_plugin::env_int("KVRUN_GPTQ_WG_TILES", 1, 2, 2);
   return n;
 }
 
@@ -1461,16 +1470,25 @@ int tc_parts(int64_t bx, int64_t KC, int sm_count) {
   return best;
 }
 
+// gemm_wg_kernel's column blocks for NTp tiles (0 in a build without it).
+int64_t wg_blocks_x(int64_t NTp) {
+#if KVRUN_GPTQ_WG
+  return wg::blocks_x(NTp, wg_tiles());
+#else
+  (void)NTp;
+  return 0;
+#endif
+}
+
 // y [M, N] = x [M, ldx] (first kx columns) · W + bias for 9 ≤ M ≤ 8·NB ≤ 64 through gemm_tc_kernel
-// with TW tiles per warp, or with TW = 0 through gemm_wg_kernel (gptq_wg.cu: Hopper, one tile per
-// warp, NB 2 and 4..8); ws: the workspace (tc_workspace_halfs); k parts: tc_parts.
+// with TW tiles per warp, or with TW = 0 through gemm_wg_kernel (gptq_wg.cu: Hopper, wg_tiles()
+// tiles per warp, NB 2 and 4..8); ws: the workspace (tc_workspace_halfs); k parts: tc_parts.
 template <bool kTileScale, int NB, int TW>
 void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                     const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
                     int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz) {
-  // column blocks: kTcWarps · TW tiles each; gemm_wg_kernel's grid is wg::blocks_x (kTcWarps tiles)
-  constexpr int kTiles = kTcWarps * (TW > 0 ? TW : 1);
-  const int64_t bx = (NTp + kTiles - 1) / kTiles;
+  // column blocks: kTcWarps · TW tiles each (gemm_wg_kernel: wg::blocks_x, kTcWarps · wg_tiles())
+  const int64_t bx = TW > 0 ? (NTp + kTcWarps * TW - 1) / (kTcWarps * TW) : wg_blocks_x(NTp);
   const int nz = tc_parts(bx, KC, sm_count);
   float* part = reinterpret_cast<float*>(ws);
   float* rowscale = reinterpret_cast<float*>(ws + tc_part_halfs(N));
@@ -1485,7 +1503,7 @@ void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2*
     a.y = y, a.part = part, a.M = M, a.N = int(N), a.NTp = int(NTp), a.KC = int(KC), a.G = int(G);
     a.accumulate = fz.accumulate;
     a.swap_desc = wg_swap_desc();
-    GPTQ_CUDA_CHECK(wg::launch(pdl, st, kTileScale, NB, nz, a));
+    GPTQ_CUDA_CHECK(wg::launch(pdl, st, kTileScale, NB, wg_tiles(), nz, a));
 #else
     fail(ErrorKind::internal, "weights.gptq (CUDA): gemm_wg_kernel asked of a build without it");
 #endif
@@ -1531,7 +1549,7 @@ constexpr int kWgWidths[] = {2, 4, 5, 6, 7, 8};
 // not fit (plan_tc). ok(): the variants the switch selects all fit.
 struct TcPlan {
   int per_sm[3][2] = {{0, 0}, {0, 0}, {0, 0}};  // [rows 16 / 32 / 64][tiles per warp 1 / 2]
-  int wg[9] = {};  // gemm_wg_kernel's, [NB] for NB in kWgWidths; 0: not here
+  int wg[9][2] = {};  // gemm_wg_kernel's, [NB][tiles per warp 1 / 2] for NB in kWgWidths; 0: not here
   bool ok() const {
     const int w = tc_tiles_per_warp() - 1;
     return per_sm[0][w] > 0 && per_sm[1][w] > 0 && per_sm[2][w] > 0;
@@ -1540,7 +1558,7 @@ struct TcPlan {
   // M ≥ wg_min_rows()).
   bool takes_wg(int M) const {
     for (int nb : kWgWidths)
-      if (wg[nb] == 0) return false;
+      if (wg[nb][wg_tiles() - 1] == 0) return false;
     return wg_enabled() && M >= wg_min_rows();
   }
 };
@@ -1555,7 +1573,8 @@ TcPlan plan_tc_all(int64_t KC) {
   p.per_sm[2][0] = plan_tc<kTileScale, 8, 1>(KC);
   p.per_sm[2][1] = plan_tc<kTileScale, 8, 2>(KC);
 #if KVRUN_GPTQ_WG
-  for (int nb : kWgWidths) p.wg[nb] = wg::plan(kTileScale, nb, KC);
+  for (int nb : kWgWidths)
+    for (int tw = 1; tw <= 2; ++tw) p.wg[nb][tw - 1] = wg::plan(kTileScale, nb, tw, KC);
 #endif
   return p;
 }
@@ -1566,7 +1585,7 @@ template <bool kTileScale>
 void launch_gemm_tc_m(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                       const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
                       int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, const TcPlan& plan) {
-  if (plan.takes_wg(M)) {  // 8·NB rows, NB = ⌈M / 8⌉ from 33 rows (the wgmma's N: any multiple of 8)
+  if (plan.takes_wg(M)) {  // 8·NB rows: 16 up to 16 rows, 32 up to 32, then ⌈M / 8⌉·8 (the wgmma's N: any multiple of 8)
     auto wg = [&](auto nb) {
       launch_gemm_tc<kTileScale, decltype(nb)::value, 0>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G,
                                                          ws, fz);
@@ -1661,13 +1680,14 @@ class CudaLinear final : public GptqLinearBase {
       : GptqLinearBase(dev, lay), scratch_(std::move(scratch)) {
     scratch_->reserve_wt(size_t(lay.N * lay.Kp));  // the prefill workspace is held from load time on
     // A malformed KVRUN_GPTQ_FUSE, _TC_GEMM, _TC_TILES, _TC_MIN_ROWS, _TC_MAX_PARTS, _TC_REDUCE4,
-    // _WGMMA, _WG_MIN_ROWS or _WG_SWAP_DESC is a usage error at load (fuses(), which reads them too,
+    // _WGMMA, _WG_MIN_ROWS, _WG_TILES or _WG_SWAP_DESC is a usage error at load (fuses(), which reads them too,
     // cannot report it).
     fusion_enabled();
     tc_gemm_enabled();
     wg_enabled();
     wg_swap_desc();
     wg_min_rows();
+    wg_tiles();
     tc_max_parts();
     tc_reduce_vec();
     tc_tiles_per_warp();

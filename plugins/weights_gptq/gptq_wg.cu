@@ -5,8 +5,9 @@
 //
 // What changes against gemm_tc_kernel (session 21's ncu: ~7 instructions per mma.sync, the x
 // fragments read by every warp from shared memory, the tensor pipe at a quarter of its rate):
-//  * a warpgroup (4 warps, one column tile of 16 each: 64 weight columns, the wgmma's M) issues one
-//    wgmma.m64n{8·NB}k16 per k-tile. A — the dequantized codes, s · (q − z) in f16 — comes from
+//  * a warpgroup (4 warps, TW column tiles of 16 each: TW · 64 weight columns, TW wgmma M's) issues
+//    TW wgmma.m64n{8·NB}k16 per k-tile (TW = 2 by default, KVRUN_GPTQ_WG_TILES; session 23's
+//    kernel had one). A — the dequantized codes, s · (q − z) in f16 — comes from
 //    registers in the mma.m16n8k16 A layout the warps already build (tc_dequant); B — x, 16 k × 8·NB
 //    rows — comes from shared memory through a matrix descriptor, read by the tensor cores once per
 //    warpgroup instead of by load instructions in every warp;
@@ -32,6 +33,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "gptq_tc.cuh"
 #include "gptq_wg.hpp"
@@ -40,7 +42,9 @@
 namespace kvrun::gptq {
 namespace {
 
-constexpr int kWgStages = 5;            // ring slots
+// Ring slots. With two tiles a warp, 4 and 7 ran as fast as 5 (session 24, call B: 64 rows 5.22–5.27
+// and 5.27–5.29 against 5.24 ms/step).
+constexpr int kWgStages = 5;
 constexpr int kWgAhead = kWgStages - 2;  // chunks in flight while one is multiplied (and one may still be read)
 
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
@@ -146,25 +150,32 @@ struct WgMma<8> {  // m64n64k16: 32 accumulators per thread
 //   xf: [KC, 4, 2, NB, 8, 4] u32 (tc_xfrag_kernel<NB, true>: chunk, k-tile, k half, row block, row,
 //   pair), bias: [N] f32 or null, rowscale: [M] f32; gridDim.y = 1: y [M, N] f32 = x · W + bias (the
 //   sums times rowscale; accumulate: y +=); gridDim.y = P > 1: part [P, M, N] f32, part z's sums.
-//   Dynamic shared memory: kWgStages · TcStage<NB, S, 1>::kBytes, then the group table [KC · S] int32.
-// A block: kTcWarps warps = two warpgroups, warp w one column tile (blockIdx.x · kTcWarps + w).
+//   Dynamic shared memory: kWgStages · TcStage<NB, S, TW>::kBytes, then the group table [KC · S] int32.
+// A block: kTcWarps warps = two warpgroups; warp w has the TW consecutive column tiles
+// (blockIdx.x · kTcWarps + w) · TW + j, j < TW, and its warpgroup issues one wgmma per k-tile and j
+// (TW · 64 weight columns per warpgroup, all reading the same x stage: with TW = 2 a block's x copy
+// and its per-chunk overhead — barrier, waits, address arithmetic — serve twice the weights).
+// The A fragments of the last kHold k-tiles stay live for the wgmmas in flight (4 with one tile a
+// warp, 2 with two: registers).
 // lbo / sbo: the descriptor's offsets (NB · 128 and 128; passed in so a test can swap them).
-template <bool kTileScale, int NB>
-__global__ void __launch_bounds__(kTcWarps * 32, 2)
+template <bool kTileScale, int NB, int TW>
+__global__ void __launch_bounds__(kTcWarps * 32, TW == 1 ? 2 : 1)
     gemm_wg_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
                    const float* __restrict__ bias, const uint32_t* __restrict__ xf, const float* __restrict__ rowscale,
                    float* y, float* __restrict__ part, int M, int N, int NTp, int KC, int G, bool accumulate,
                    uint32_t lbo, uint32_t sbo) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int S = kTileScale ? 4 : 1;
-  using St = TcStage<NB, S, 1>;
+  static_assert(TW == 1 || TW == 2, "tiles per warp");
+  constexpr int kHold = 4 / TW;  // k-tiles whose A fragments stay live (wgmma groups in flight)
+  using St = TcStage<NB, S, TW>;
   constexpr int P = kWgAhead;
   extern __shared__ __align__(128) unsigned char wg_smem[];
   int32_t* grp = reinterpret_cast<int32_t*>(wg_smem + kWgStages * St::kBytes);  // [chunks of the part · S]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int nt = int(blockIdx.x) * kTcWarps + warp;  // the warp's column tile
-  const bool active = nt < NTp;
+  const int nt0 = (int(blockIdx.x) * kTcWarps + warp) * TW;  // the warp's first column tile
+  const int ntw = max(0, min(TW, NTp - nt0));                // its tiles that exist (0..TW)
   const int nz = int(gridDim.y), z = int(blockIdx.y);
   const int c0 = int(int64_t(KC) * z / nz), nch = int(int64_t(KC) * (z + 1) / nz) - c0;
   cuda_plugin::pdl_trigger();
@@ -172,27 +183,40 @@ __global__ void __launch_bounds__(kTcWarps * 32, 2)
   const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(wg_smem));
   auto slot = [&](int s) { return ring + unsigned((s % kWgStages) * St::kBytes); };
   auto issue_w = [&](int s) {  // the warp's codes of chunk c0 + s
-    if (s < nch && active)
-      cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + warp * 512 + lane * 16), qm + (int64_t(nt) * KC + c0 + s) * 32 + lane);
+    if (s < nch)
+#pragma unroll
+      for (int j = 0; j < TW; ++j)
+        if (j < ntw)
+          cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + (warp * TW + j) * 512 + lane * 16),
+                                   qm + (int64_t(nt0 + j) * KC + c0 + s) * 32 + lane);
   };
-  auto issue_e = [&](int s) {  // its S scale/zero entries of 64 bytes: 4 copies each
-    if (s < nch && active && lane < 4 * S) {
-      const int i = lane >> 2;
-      const uint2* src = sz + (int64_t(nt) * G + grp[s * S + i]) * 8 + 2 * (lane & 3);
-      cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + St::kW + (warp * S + i) * 64 + (lane & 3) * 16), src);
-    }
+  auto issue_e = [&](int s) {  // its TW · S scale/zero entries of 64 bytes: 4 copies each
+    if (s < nch)
+#pragma unroll
+      for (int c = lane; c < 4 * S * TW; c += 32) {
+        const int e = c >> 2, j = e / S, i = e % S;
+        if (j < ntw) {
+          const uint2* src = sz + (int64_t(nt0 + j) * G + grp[s * S + i]) * 8 + 2 * (c & 3);
+          cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + St::kW + ((warp * TW + j) * S + i) * 64 + (c & 3) * 16),
+                                   src);
+        }
+      }
   };
   auto issue_x = [&](int s) {  // the block's x of the chunk (NB KiB)
     if (s < nch) tc_copy_x<St::kX>(slot(s), xf, int64_t(c0 + s));
   };
   tc_ring_start<P, S>(issue_w, issue_e, issue_x, grp, ug, c0, nch);
 
-  float acc[4 * NB];
+  float acc[TW][4 * NB];
 #pragma unroll
-  for (int r = 0; r < 4 * NB; ++r) acc[r] = 0.f;
-  uint32_t a[4][4];  // the A fragments of the chunk's 4 k-tiles (read by wgmmas in flight)
+  for (int j = 0; j < TW; ++j)
 #pragma unroll
-  for (int i = 0; i < 4; ++i) a[i][0] = a[i][1] = a[i][2] = a[i][3] = 0u;
+    for (int r = 0; r < 4 * NB; ++r) acc[j][r] = 0.f;
+  uint32_t a[kHold][TW][4];  // A fragments of the last kHold k-tiles (read by wgmmas in flight)
+#pragma unroll
+  for (int h = 0; h < kHold; ++h)
+#pragma unroll
+    for (int j = 0; j < TW; ++j) a[h][j][0] = a[h][j][1] = a[h][j][2] = a[h][j][3] = 0u;
   for (int s = 0; s < nch; ++s) {
     cuda_plugin::cp_async_wait<P - 1>();  // this thread's copies of stage s (and older) landed
     fence_async_shared();
@@ -202,61 +226,81 @@ __global__ void __launch_bounds__(kTcWarps * 32, 2)
     issue_x(s + P);
     cuda_plugin::cp_async_commit();
     const uint32_t st = slot(s);
-    uint4 q = make_uint4(0u, 0u, 0u, 0u);
-    TcZs zs{0u, 0u, 0u, 0u};
-    if (active) {
-      q = lds128(st + unsigned(St::kX + warp * 512 + lane * 16));
-      if constexpr (!kTileScale) zs = tc_zs(lds64(st + unsigned(St::kX + St::kW + warp * 64 + g * 8)));
+    uint32_t words[TW][4];
+    TcZs zs[TW];
+#pragma unroll
+    for (int j = 0; j < TW; ++j) {
+      uint4 q = make_uint4(0u, 0u, 0u, 0u);
+      zs[j] = TcZs{0u, 0u, 0u, 0u};
+      if (j < ntw) {
+        q = lds128(st + unsigned(St::kX + (warp * TW + j) * 512 + lane * 16));
+        if constexpr (!kTileScale) zs[j] = tc_zs(lds64(st + unsigned(St::kX + St::kW + (warp * TW + j) * 64 + g * 8)));
+      }
+      words[j][0] = q.x, words[j][1] = q.y, words[j][2] = q.z, words[j][3] = q.w;
     }
-    const uint32_t words[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       if constexpr (kTileScale)
-        if (active) zs = tc_zs(lds64(st + unsigned(St::kX + St::kW + (warp * S + i) * 64 + g * 8)));
-      wg_wait<3>();  // the wgmma that read a[i] (the previous chunk's k-tile i) is done
-      wg_hold(a[i]);
-      // The code word passes through an empty volatile asm after the wait, so the compiler cannot
-      // compute this k-tile's A fragment earlier, inside an earlier wgmma's pipeline stage (ptxas
-      // then serializes the wgmmas).
-      uint32_t w = words[i];
-      asm volatile("" : "+r"(w));
-      tc_dequant(a[i], w, zs);  // (an inactive warp's codes and entry are 0: its fragments are 0)
+#pragma unroll
+        for (int j = 0; j < TW; ++j)
+          if (j < ntw) zs[j] = tc_zs(lds64(st + unsigned(St::kX + St::kW + ((warp * TW + j) * S + i) * 64 + g * 8)));
+      wg_wait<kHold - 1>();  // the wgmmas that read a[i % kHold] (kHold k-tiles ago) are done
+      uint32_t(&ai)[TW][4] = a[i % kHold];
+#pragma unroll
+      for (int j = 0; j < TW; ++j) {
+        wg_hold(ai[j]);
+        // The code word passes through an empty volatile asm after the wait, so the compiler cannot
+        // compute this k-tile's A fragment earlier, inside an earlier wgmma's pipeline stage (ptxas
+        // then serializes the wgmmas).
+        uint32_t w = words[j][i];
+        asm volatile("" : "+r"(w));
+        tc_dequant(ai[j], w, zs[j]);  // (a missing tile's codes and entry are 0: its fragments are 0)
+      }
       wg_fence();
-      WgMma<NB>::run(acc, a[i], wg_desc(st + unsigned(i * 2 * NB * 128), lbo, sbo));
+#pragma unroll
+      for (int j = 0; j < TW; ++j) WgMma<NB>::run(acc[j], ai[j], wg_desc(st + unsigned(i * 2 * NB * 128), lbo, sbo));
       wg_commit();
     }
   }
   wg_wait<0>();
 #pragma unroll
-  for (int i = 0; i < 4; ++i) wg_hold(a[i]);
+  for (int h = 0; h < kHold; ++h)
 #pragma unroll
-  for (int r = 0; r < 4 * NB; ++r) wg_pin(acc[r]);
+    for (int j = 0; j < TW; ++j) wg_hold(a[h][j]);
+#pragma unroll
+  for (int j = 0; j < TW; ++j)
+#pragma unroll
+    for (int r = 0; r < 4 * NB; ++r) wg_pin(acc[j][r]);
   cuda_plugin::cp_async_wait<0>();  // (empty groups at the end)
-  if (!active) return;
 #pragma unroll
-  for (int b = 0; b < NB; ++b)
+  for (int j = 0; j < TW; ++j) {
+    if (j >= ntw) break;
+    const int nt = nt0 + j;
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int m = 8 * b + 2 * t + (r & 1);
-      const int n = nt * 16 + g + 8 * (r >> 1);
-      if (m >= M || n >= N) continue;
-      if (nz > 1)
-        part[(int64_t(z) * M + m) * N + n] = acc[4 * b + r];
-      else
-        tc_store(y + int64_t(m) * N + n, acc[4 * b + r], rowscale[m], bias ? bias[n] : 0.f, accumulate);
-    }
+    for (int b = 0; b < NB; ++b)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int m = 8 * b + 2 * t + (r & 1);
+        const int n = nt * 16 + g + 8 * (r >> 1);
+        if (m >= M || n >= N) continue;
+        if (nz > 1)
+          part[(int64_t(z) * M + m) * N + n] = acc[j][4 * b + r];
+        else
+          tc_store(y + int64_t(m) * N + n, acc[j][4 * b + r], rowscale[m], bias ? bias[n] : 0.f, accumulate);
+      }
+  }
 #else
   __trap();  // built for sm_90a only (gptq_wg.hpp); never launched elsewhere
 #endif
 }
 
-template <bool kTileScale, int NB>
+template <bool kTileScale, int NB, int TW>
 size_t wg_smem_bytes(int64_t KC) {
   constexpr int S = kTileScale ? 4 : 1;
-  return size_t(kWgStages) * TcStage<NB, S, 1>::kBytes + size_t(KC) * S * sizeof(int32_t);
+  return size_t(kWgStages) * TcStage<NB, S, TW>::kBytes + size_t(KC) * S * sizeof(int32_t);
 }
 
-template <bool kTileScale, int NB>
+template <bool kTileScale, int NB, int TW>
 int wg_plan(int64_t KC) {
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
@@ -265,55 +309,68 @@ int wg_plan(int64_t KC) {
     return 0;
   }
   if (major != 9 || minor != 0) return 0;  // sm_90a code runs on compute capability 9.0 only
-  const size_t smem = wg_smem_bytes<kTileScale, NB>(KC);
+  const size_t smem = wg_smem_bytes<kTileScale, NB, TW>(KC);
   int b = 0;
-  if (cudaFuncSetAttribute(gemm_wg_kernel<kTileScale, NB>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) !=
+  if (cudaFuncSetAttribute(gemm_wg_kernel<kTileScale, NB, TW>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) !=
           cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_wg_kernel<kTileScale, NB>, kTcWarps * 32, smem) != cudaSuccess) {
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_wg_kernel<kTileScale, NB, TW>, kTcWarps * 32, smem) !=
+          cudaSuccess) {
     (void)cudaGetLastError();  // no sm_90a image in this module, or too little shared memory: not sticky
     return 0;
   }
   return b;
 }
 
-template <bool kTileScale, int NB>
+template <bool kTileScale, int NB, int TW>
 cudaError_t wg_launch(bool pdl, cudaStream_t st, int parts, const wg::Args& a) {
-  const unsigned bx = unsigned(wg::blocks_x(a.NTp));
+  const unsigned bx = unsigned(wg::blocks_x(a.NTp, TW));
   uint32_t lbo = NB * 128, sbo = 128;
   if (a.swap_desc) lbo = 128, sbo = NB * 128;
-  return cuda_plugin::launch(pdl, st, dim3(bx, unsigned(parts)), dim3(kTcWarps * 32), wg_smem_bytes<kTileScale, NB>(a.KC),
-                             gemm_wg_kernel<kTileScale, NB>, a.qm, a.sz, a.ug, a.bias, a.xf, a.rowscale, a.y, a.part,
-                             a.M, a.N, a.NTp, a.KC, a.G, a.accumulate, lbo, sbo);
+  return cuda_plugin::launch(pdl, st, dim3(bx, unsigned(parts)), dim3(kTcWarps * 32),
+                             wg_smem_bytes<kTileScale, NB, TW>(a.KC), gemm_wg_kernel<kTileScale, NB, TW>, a.qm, a.sz,
+                             a.ug, a.bias, a.xf, a.rowscale, a.y, a.part, a.M, a.N, a.NTp, a.KC, a.G, a.accumulate, lbo,
+                             sbo);
+}
+
+// f(integral_constant kTileScale, integral_constant NB, integral_constant TW) for the runtime values,
+// or `otherwise` where the kernel has no such instance.
+template <class F, class R>
+R wg_dispatch(bool tile_scale, int nb, int tw, R otherwise, F&& f) {
+  auto by_tw = [&](auto ts, auto nbc) -> R {
+    if (tw == 1) return f(ts, nbc, std::integral_constant<int, 1>{});
+    if (tw == 2) return f(ts, nbc, std::integral_constant<int, 2>{});
+    return otherwise;
+  };
+  auto by_nb = [&](auto ts) -> R {
+    switch (nb) {
+      case 2: return by_tw(ts, std::integral_constant<int, 2>{});
+      case 4: return by_tw(ts, std::integral_constant<int, 4>{});
+      case 5: return by_tw(ts, std::integral_constant<int, 5>{});
+      case 6: return by_tw(ts, std::integral_constant<int, 6>{});
+      case 7: return by_tw(ts, std::integral_constant<int, 7>{});
+      case 8: return by_tw(ts, std::integral_constant<int, 8>{});
+      default: return otherwise;
+    }
+  };
+  return tile_scale ? by_nb(std::true_type{}) : by_nb(std::false_type{});
 }
 
 }  // namespace
 
 namespace wg {
 
-int plan(bool tile_scale, int nb, int64_t KC) {
-  switch (nb) {
-    case 2: return tile_scale ? wg_plan<true, 2>(KC) : wg_plan<false, 2>(KC);
-    case 4: return tile_scale ? wg_plan<true, 4>(KC) : wg_plan<false, 4>(KC);
-    case 5: return tile_scale ? wg_plan<true, 5>(KC) : wg_plan<false, 5>(KC);
-    case 6: return tile_scale ? wg_plan<true, 6>(KC) : wg_plan<false, 6>(KC);
-    case 7: return tile_scale ? wg_plan<true, 7>(KC) : wg_plan<false, 7>(KC);
-    case 8: return tile_scale ? wg_plan<true, 8>(KC) : wg_plan<false, 8>(KC);
-    default: return 0;
-  }
+int plan(bool tile_scale, int nb, int tw, int64_t KC) {
+  return wg_dispatch(tile_scale, nb, tw, 0, [&](auto ts, auto nbc, auto twc) {
+    return wg_plan<decltype(ts)::value, decltype(nbc)::value, decltype(twc)::value>(KC);
+  });
 }
 
-int64_t blocks_x(int64_t NTp) { return (NTp + kTcWarps - 1) / kTcWarps; }
+int64_t blocks_x(int64_t NTp, int tw) { return (NTp + int64_t(kTcWarps) * tw - 1) / (int64_t(kTcWarps) * tw); }
 
-cudaError_t launch(bool pdl, cudaStream_t st, bool tile_scale, int nb, int parts, const Args& a) {
-  switch (nb) {
-    case 2: return tile_scale ? wg_launch<true, 2>(pdl, st, parts, a) : wg_launch<false, 2>(pdl, st, parts, a);
-    case 4: return tile_scale ? wg_launch<true, 4>(pdl, st, parts, a) : wg_launch<false, 4>(pdl, st, parts, a);
-    case 5: return tile_scale ? wg_launch<true, 5>(pdl, st, parts, a) : wg_launch<false, 5>(pdl, st, parts, a);
-    case 6: return tile_scale ? wg_launch<true, 6>(pdl, st, parts, a) : wg_launch<false, 6>(pdl, st, parts, a);
-    case 7: return tile_scale ? wg_launch<true, 7>(pdl, st, parts, a) : wg_launch<false, 7>(pdl, st, parts, a);
-    case 8: return tile_scale ? wg_launch<true, 8>(pdl, st, parts, a) : wg_launch<false, 8>(pdl, st, parts, a);
-    default: return cudaErrorInvalidValue;
-  }
+cudaError_t launch(bool pdl, cudaStream_t st, bool tile_scale, int nb, int tw, int parts, const Args& a) {
+  return wg_dispatch(tile_scale, nb, tw, cudaErrorInvalidValue, [&](auto ts, auto nbc, auto twc) {
+    return wg_launch<decltype(ts)::value, decltype(nbc)::value, decltype(twc)::value>(pdl, st, parts, a);
+  });
 }
 
 }  // namespace wg

@@ -24,13 +24,14 @@ struct Args {
   bool swap_desc = false;  // (tests) the descriptor's two offsets exchanged: must give wrong sums
 };
 
-// Blocks of the kernel per SM for a Linear of KC 64-row chunks with 8·nb rows of x (nb 2 or 4..8) on
-// the current device, after raising its shared-memory limit there; 0 where it cannot run (not a
-// compute capability 9.0 device, no sm_90a image, too little shared memory).
-int plan(bool tile_scale, int nb, int64_t KC);
-// Column blocks of the grid (8 column tiles of 16 each).
-int64_t blocks_x(int64_t NTp);
-// Enqueues the kernel on st: gridDim (blocks_x(NTp), parts).
-cudaError_t launch(bool pdl, cudaStream_t st, bool tile_scale, int nb, int parts, const Args& a);
+// Blocks of the kernel per SM for a Linear of KC 64-row chunks with 8·nb rows of x (nb 2 or 4..8)
+// and tw column tiles per warp (1 or 2) on the current device, after raising its shared-memory limit
+// there; 0 where it cannot run (not a compute capability 9.0 device, no sm_90a image, too little
+// shared memory).
+int plan(bool tile_scale, int nb, int tw, int64_t KC);
+// Column blocks of the grid (8 · tw column tiles of 16 each).
+int64_t blocks_x(int64_t NTp, int tw);
+// Enqueues the kernel on st: gridDim (blocks_x(NTp, tw), parts).
+cudaError_t launch(bool pdl, cudaStream_t st, bool tile_scale, int nb, int tw, int parts, const Args& a);
 
 }  // namespace kvrun::gptq::wg
