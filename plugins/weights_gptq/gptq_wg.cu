@@ -158,6 +158,9 @@ struct WgMma<8> {  // m64n64k16: 32 accumulators per thread
 // The A fragments of the last kHold k-tiles stay live for the wgmmas in flight (4 with one tile a
 // warp, 2 with two: registers).
 // lbo / sbo: the descriptor's offsets (NB · 128 and 128; passed in so a test can swap them).
+// Two tiles a warp: 1 block per SM asked of ptxas (141 registers at 64 rows; asked for 2, ptxas
+// spills 188 bytes a thread at 128 registers and 64 rows ran 5.80–5.82 against 5.53 ms/step,
+// session 24, call C).
 template <bool kTileScale, int NB, int TW>
 __global__ void __launch_bounds__(kTcWarps * 32, TW == 1 ? 2 : 1)
     gemm_wg_kernel(const uint4* __restrict__ qm, const uint2* __restrict__ sz, const int32_t* __restrict__ ug,
