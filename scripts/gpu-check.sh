@@ -8,13 +8,14 @@ mkdir -p "$out"
 b=build-cuda/tests
 # A suite is an executable of build-cuda/tests, optionally with environment settings before it
 # (VAR=value:test_name). Default: every CUDA suite the build has — the kernels, every plugin's,
-# the naive decode with one-warp and four-warp blocks forced, the GPTQ suite with the Hopper
-# 9..64-row kernel from 9 rows (its 16- and 32-row forms), and the model suite last.
+# the naive decode with one-warp and four-warp blocks forced, the GPTQ suite with the mma.sync
+# 9..64-row kernel (the A100 path; Hopper takes the warpgroup-MMA one) and with the warpgroup-MMA
+# kernel's one-tile form forced, and the model suite last.
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
   suites=(test_cuda_ops)
   for f in "$b"/test_plugin_*; do [ -x "$f" ] && [ -f "$f" ] && suites+=("$(basename "$f")"); done
-  suites+=(KVRUN_NAIVE_DECODE_WARPS=1:test_plugin_attention_naive KVRUN_NAIVE_DECODE_WARPS=4:test_plugin_attention_naive KVRUN_FLASH_DECODE=0:test_plugin_attention_flash KVRUN_GPTQ_WGMMA=0:test_plugin_weights_gptq test_model_cuda)
+  suites+=(KVRUN_NAIVE_DECODE_WARPS=1:test_plugin_attention_naive KVRUN_NAIVE_DECODE_WARPS=4:test_plugin_attention_naive KVRUN_FLASH_DECODE=0:test_plugin_attention_flash KVRUN_GPTQ_WGMMA=0:test_plugin_weights_gptq KVRUN_GPTQ_WG_TILES=1:test_plugin_weights_gptq test_model_cuda)
 fi
 status=0
 for s in "${suites[@]}"; do

@@ -1403,12 +1403,13 @@ int wg_min_rows() {
   static const int n = cuda_plugin::env_int("KVRUN_GPTQ_WG_MIN_ROWS", 9, 64, 9);
   return n;
 }
-// Column tiles per warp of gemm_wg_kernel (KVRUN_GPTQ_WG_TILES = 1 or 2, default 2; 1 is session
-// 23's kernel, for comparisons in one run). Session 24, calls A and B, ms per step at 16 / 32 / 64
-// rows: two tiles 3.62–3.69 / 4.29–4.31 / 5.24–5.28, one 4.18–4.19 / 5.29–5.30 / 6.07–6.08
-// (gemm_tc_kernel 4.20–4.21 / 4.57–4.58 / 6.46–6.47); four (up to 32 rows) 5.05 / 4.50.
+// Column tiles per warp of gemm_wg_kernel (KVRUN_GPTQ_WG_TILES): 0 (default) chooses per Linear
+// (TcPlan::wg_tiles_for), 1 or 2 forces that count, for comparisons in one run (1 is session 23's
+// kernel). Session 24, calls A and B, ms per step at 16 / 32 / 64 rows: two tiles 3.62–3.69 /
+// 4.29–4.31 / 5.24–5.28, one 4.18–4.19 / 5.29–5.30 / 6.07–6.08 (gemm_tc_kernel 4.20–4.21 /
+// 4.57–4.58 / 6.46–6.47); four (up to 32 rows) 5.05 / 4.50.
 int wg_tiles() {
-  static const int n = cuda_plugin::env_int("KVRUN_GPTQ_WG_TILES", 1, 2, 2);
+  static const int n = cuda_plugin::env_int("KVRUN_GPTQ_WG_TILES", 0, 2, 0);
   return n;
 }
 
@@ -1470,25 +1471,15 @@ int tc_parts(int64_t bx, int64_t KC, int sm_count) {
   return best;
 }
 
-// gemm_wg_kernel's column blocks for NTp tiles (0 in a build without it).
-int64_t wg_blocks_x(int64_t NTp) {
-#if KVRUN_GPTQ_WG
-  return wg::blocks_x(NTp, wg_tiles());
-#else
-  (void)NTp;
-  return 0;
-#endif
-}
-
 // y [M, N] = x [M, ldx] (first kx columns) · W + bias for 9 ≤ M ≤ 8·NB ≤ 64 through gemm_tc_kernel
-// with TW tiles per warp, or with TW = 0 through gemm_wg_kernel (gptq_wg.cu: Hopper, wg_tiles()
-// tiles per warp, NB 2 and 4..8); ws: the workspace (tc_workspace_halfs); k parts: tc_parts.
+// with TW tiles per warp, or with TW = 0 through gemm_wg_kernel (gptq_wg.cu: Hopper, wtw tiles per
+// warp, NB 2 and 4..8); ws: the workspace (tc_workspace_halfs); k parts: tc_parts.
 template <bool kTileScale, int NB, int TW>
 void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                     const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
-                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz) {
-  // column blocks: kTcWarps · TW tiles each (gemm_wg_kernel: wg::blocks_x, kTcWarps · wg_tiles())
-  const int64_t bx = TW > 0 ? (NTp + kTcWarps * TW - 1) / (kTcWarps * TW) : wg_blocks_x(NTp);
+                    int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, int wtw = 0) {
+  // column blocks: kTcWarps · TW tiles each (gemm_wg_kernel: kTcWarps · wtw, wg::blocks_x)
+  const int64_t bx = (NTp + kTcWarps * (TW > 0 ? TW : wtw) - 1) / (kTcWarps * (TW > 0 ? TW : wtw));
   const int nz = tc_parts(bx, KC, sm_count);
   float* part = reinterpret_cast<float*>(ws);
   float* rowscale = reinterpret_cast<float*>(ws + tc_part_halfs(N));
@@ -1503,7 +1494,7 @@ void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2*
     a.y = y, a.part = part, a.M = M, a.N = int(N), a.NTp = int(NTp), a.KC = int(KC), a.G = int(G);
     a.accumulate = fz.accumulate;
     a.swap_desc = wg_swap_desc();
-    GPTQ_CUDA_CHECK(wg::launch(pdl, st, kTileScale, NB, wg_tiles(), nz, a));
+    GPTQ_CUDA_CHECK(wg::launch(pdl, st, kTileScale, NB, wtw, nz, a));
 #else
     fail(ErrorKind::internal, "weights.gptq (CUDA): gemm_wg_kernel asked of a build without it");
 #endif
@@ -1558,8 +1549,21 @@ struct TcPlan {
   // M ≥ wg_min_rows()).
   bool takes_wg(int M) const {
     for (int nb : kWgWidths)
-      if (wg[nb][wg_tiles() - 1] == 0) return false;
+      if ((wg_tiles() != 2 && wg[nb][0] == 0) || (wg_tiles() != 1 && wg[nb][1] == 0)) return false;
     return wg_enabled() && M >= wg_min_rows();
+  }
+  // gemm_wg_kernel's tiles per warp at width 8·nb for a Linear of NTp column tiles and KC chunks
+  // (wg_tiles() where it forces one): two, unless two tiles' grid — tc_parts' k parts included —
+  // passes one wave of the blocks an SM holds. Two tiles share each x stage between twice the
+  // weights, but at 64 rows they take 141 registers, one block per SM; there q·k·v and gate·up
+  // (240 and 258 blocks on 132 SMs) ran faster with one tile (three blocks per SM) and o and down
+  // (128 blocks) with two (session 24, call D: 64 rows 5.01–5.02 against 5.27–5.29 ms/step;
+  // with one tile for them at 16–48 rows, where two tiles fit two blocks per SM, 3–8 % slower).
+  int wg_tiles_for(int nb, int64_t NTp, int64_t KC, int sm_count) const {
+    if (wg_tiles() != 0) return wg_tiles();
+    const int64_t bx = (NTp + 2 * kTcWarps - 1) / (2 * kTcWarps);
+    const int64_t blocks = bx * tc_parts(bx, KC, sm_count);
+    return blocks > int64_t(wg[nb][1]) * sm_count ? 1 : 2;
   }
 };
 
@@ -1587,8 +1591,9 @@ void launch_gemm_tc_m(cudaStream_t st, int sm_count, const uint4* qm, const uint
                       int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, const TcPlan& plan) {
   if (plan.takes_wg(M)) {  // 8·NB rows: 16 up to 16 rows, 32 up to 32, then ⌈M / 8⌉·8 (the wgmma's N: any multiple of 8)
     auto wg = [&](auto nb) {
-      launch_gemm_tc<kTileScale, decltype(nb)::value, 0>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G,
-                                                         ws, fz);
+      constexpr int kNb = decltype(nb)::value;
+      launch_gemm_tc<kTileScale, kNb, 0>(st, sm_count, qm, sz, ug, bias, x, ldx, kx, y, M, N, NTp, KC, G, ws, fz,
+                                         plan.wg_tiles_for(kNb, NTp, KC, sm_count));
     };
     switch (M <= 16 ? 2 : M <= 32 ? 4 : (M + 7) / 8) {
       case 2: wg(std::integral_constant<int, 2>{}); break;
