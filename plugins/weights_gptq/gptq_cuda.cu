@@ -727,23 +727,10 @@ __global__ void __launch_bounds__(kTcWarps * 32, TW == 1 ? 3 : 2)
   // Copies of chunk c0 + s: the warp's codes (weights), its scale/zero entries (weights; need the
   // group table), the block's x fragments (after the PDL wait).
   auto issue_w = [&](int s) {
-    if (s < nch)
-#pragma unroll
-      for (int j = 0; j < TW; ++j)
-        if (j < ntw)
-          cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + (warp * TW + j) * 512 + lane * 16),
-                                   qm + (int64_t(nt0 + j) * KC + c0 + s) * 32 + lane);
+    if (s < nch) tc_issue_codes<St, TW>(slot(s), qm, nt0, ntw, KC, c0, s, warp, lane);
   };
   auto issue_e = [&](int s) {
-    // TW · S entries of 64 bytes: 4 copies each, lane = 4 · (j · S + i) + quarter
-    if (s < nch && lane < 4 * S * TW) {
-      const int e = lane >> 2, j = e / S, i = e % S;
-      if (j < ntw) {
-        const uint2* src = sz + (int64_t(nt0 + j) * G + grp[s * S + i]) * 8 + 2 * (lane & 3);
-        cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + St::kW + ((warp * TW + j) * S + i) * 64 + (lane & 3) * 16),
-                                 src);
-      }
-    }
+    if (s < nch) tc_issue_entries<St, TW, S>(slot(s), sz, grp, nt0, ntw, G, s, warp, lane);
   };
   auto issue_x = [&](int s) {
     if (s < nch) tc_copy_x<St::kX>(slot(s), xf, int64_t(c0 + s));

@@ -97,6 +97,35 @@ __device__ __forceinline__ void tc_dequant(uint32_t (&a)[4], uint32_t w, const T
   a[3] = f16x2_sub_mul(nibbles_f16(w >> 12), z.zz1, z.s1);
 }
 
+// A warp's copies of chunk c0 + s into the ring stage at shared-memory address st (St: TcStage)
+// in gemm_tc_kernel and gemm_wg_kernel — its TW column tiles nt0 .. nt0 + ntw − 1 (the rest do not
+// exist):
+//  * tc_issue_codes: each tile's 512 bytes of codes, qm [NTp, KC, 32] uint4;
+//  * tc_issue_entries: each tile's S scale/zero entries of 64 bytes, 4 copies each (lane = 4 ·
+//    (j · S + i) + quarter), sz [NTp, G, 8] uint2, at the groups grp [chunks · S] names (the part's
+//    group table in shared memory).
+template <class St, int TW>
+__device__ __forceinline__ void tc_issue_codes(uint32_t st, const uint4* __restrict__ qm, int nt0, int ntw, int KC,
+                                               int c0, int s, int warp, int lane) {
+#pragma unroll
+  for (int j = 0; j < TW; ++j)
+    if (j < ntw)
+      cuda_plugin::cp_async_16(st + unsigned(St::kX + (warp * TW + j) * 512 + lane * 16),
+                               qm + (int64_t(nt0 + j) * KC + c0 + s) * 32 + lane);
+}
+template <class St, int TW, int S>
+__device__ __forceinline__ void tc_issue_entries(uint32_t st, const uint2* __restrict__ sz, const int32_t* grp,
+                                                 int nt0, int ntw, int G, int s, int warp, int lane) {
+  static_assert(4 * S * TW <= 32, "one copy a lane");
+  if (lane < 4 * S * TW) {
+    const int e = lane >> 2, j = e / S, i = e % S;
+    if (j < ntw) {
+      const uint2* src = sz + (int64_t(nt0 + j) * G + grp[s * S + i]) * 8 + 2 * (lane & 3);
+      cuda_plugin::cp_async_16(st + unsigned(St::kX + St::kW + ((warp * TW + j) * S + i) * 64 + (lane & 3) * 16), src);
+    }
+  }
+}
+
 // The ring's start in gemm_tc_kernel and gemm_wg_kernel: the first P stages' weights (codes, the
 // part's group table ug → grp [nch · S], then the scale/zero entries it names: one commit group),
 // the PDL wait (x is the previous kernel's output), then each stage's x (one commit group each).

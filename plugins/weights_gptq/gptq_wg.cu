@@ -186,24 +186,10 @@ __global__ void __launch_bounds__(kTcWarps * 32, TW == 1 ? 2 : 1)
   const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(wg_smem));
   auto slot = [&](int s) { return ring + unsigned((s % kWgStages) * St::kBytes); };
   auto issue_w = [&](int s) {  // the warp's codes of chunk c0 + s
-    if (s < nch)
-#pragma unroll
-      for (int j = 0; j < TW; ++j)
-        if (j < ntw)
-          cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + (warp * TW + j) * 512 + lane * 16),
-                                   qm + (int64_t(nt0 + j) * KC + c0 + s) * 32 + lane);
+    if (s < nch) tc_issue_codes<St, TW>(slot(s), qm, nt0, ntw, KC, c0, s, warp, lane);
   };
-  auto issue_e = [&](int s) {  // its TW · S scale/zero entries of 64 bytes: 4 copies each
-    if (s < nch)
-#pragma unroll
-      for (int c = lane; c < 4 * S * TW; c += 32) {
-        const int e = c >> 2, j = e / S, i = e % S;
-        if (j < ntw) {
-          const uint2* src = sz + (int64_t(nt0 + j) * G + grp[s * S + i]) * 8 + 2 * (c & 3);
-          cuda_plugin::cp_async_16(slot(s) + unsigned(St::kX + St::kW + ((warp * TW + j) * S + i) * 64 + (c & 3) * 16),
-                                   src);
-        }
-      }
+  auto issue_e = [&](int s) {  // its TW · S scale/zero entries
+    if (s < nch) tc_issue_entries<St, TW, S>(slot(s), sz, grp, nt0, ntw, G, s, warp, lane);
   };
   auto issue_x = [&](int s) {  // the block's x of the chunk (NB KiB)
     if (s < nch) tc_copy_x<St::kX>(slot(s), xf, int64_t(c0 + s));
