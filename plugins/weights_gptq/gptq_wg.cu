@@ -15,14 +15,15 @@
 //    kWg form): per k-tile, core matrices of 8 rows × 8 k (16 bytes a row, 128 contiguous bytes),
 //    [k half h][row block b] at (h · NB + b) · 128 — the k order inside a tile is the mma layout's
 //    (k-index 8h + 2t + e holds x's column 4t + 2h + e), the one the packed codes use;
-//  * the wgmmas are asynchronous: one commit group per k-tile, and before a k-tile's A registers are
-//    written again the group that read them (the previous chunk's) is waited for (wait_group 3); the
+//  * the wgmmas are asynchronous: one commit group per k-tile (its TW wgmmas), and before a set of
+//    A registers is written again the group that read them is waited for (wait_group 3 with one
+//    tile a warp, whose four k-tiles' fragments stay live; wait_group 1 with two, two k-tiles'); the
 //    ring has one slot more than gemm_tc_kernel's so a chunk's slot is refilled only once its wgmmas
 //    are done (two barriers later);
 //  * cp.async writes are generic-proxy writes: each thread fences them to the async proxy
 //    (fence.proxy.async) before the barrier that publishes a stage to the wgmmas.
-//  * ptxas reports C7513 ("wgmma.mma_async instructions are serialized") for some instances: it
-//    drains the wgmmas once per chunk, at the loop's end. The loop unrolled by two has no drain
+//  * ptxas reports C7513 ("wgmma.mma_async instructions are serialized") for the instances with a
+//    scale per 16-row tile (groups below 64 rows): it drains the wgmmas once per chunk. The loop unrolled by two has no drain
 //    but ran slower (session 23, call D: 6.54 against 6.17–6.20 ms/step at 64 rows), as did two
 //    warpgroups per column tile on alternate chunks (7.08), and each column block's last block
 //    adding the k parts instead of tc_reduce_kernel (call C: 9.04 — one block's serial tail).
