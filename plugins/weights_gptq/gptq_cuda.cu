@@ -584,12 +584,15 @@ struct LinearFusion {
 // conversion (rows up to kXfHeld · 4 · kXfThreads = 12288 values: one round trip to x before the
 // block's max, none after); longer rows read the rest twice. (Session 20's loop — scalar loads,
 // the row read twice — took 12.6 µs a call at 64 rows, 20 % of a batch-64 step under ncu.)
+// 512 threads (session 24, call G, same call): 16 / 32 / 64 rows 3.45–3.46 / 4.08–4.12 / 4.83
+// ms/step against 3.65–3.66 / 4.24–4.25 / 4.97 with 256 threads and 3.57–3.58 / 4.18–4.19 / 4.83–4.84
+// with 1024.
 // With fz.norm_w (Linear::forward_fused, MatmulFusion::norm_w) the row is RMSNorm(x)·norm_w first,
 // with rms_norm's roundings ((x · 1/rms) · w, Σx² in fp32), and the power of two is that of the
 // normalized row; the norm weights are read before the PDL wait (weights).
 //   x: [M, ldx] f32, the first kx columns valid; xf: [KC, 4, NB, 32] uint2; rowscale: [M] f32;
 //   nkt = KC · 4 k-tiles.
-constexpr int kXfThreads = 256, kXfHeld = 12;
+constexpr int kXfThreads = 512, kXfHeld = 6;
 template <int NB, bool kWg = false>
 __global__ void __launch_bounds__(kXfThreads) tc_xfrag_kernel(const float* __restrict__ x, int64_t ldx, int M, int64_t kx,
                                                               uint2* __restrict__ xf, float* __restrict__ rowscale,
