@@ -1468,6 +1468,9 @@ template <bool kTileScale, int NB, int TW>
 void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2* sz, const int32_t* ug,
                     const float* bias, const float* x, int64_t ldx, int64_t kx, float* y, int M, int64_t N,
                     int64_t NTp, int64_t KC, int64_t G, uint16_t* ws, const LinearFusion& fz, int wtw = 0) {
+  if (TW == 0 && wtw != 1 && wtw != 2)
+    fail(ErrorKind::internal, "weights.gptq (CUDA): gemm_wg_kernel launched with " + std::to_string(wtw) +
+                                  " tiles a warp (1 or 2)");
   // column blocks: kTcWarps · TW tiles each (gemm_wg_kernel: kTcWarps · wtw, wg::blocks_x)
   const int64_t bx = (NTp + kTcWarps * (TW > 0 ? TW : wtw) - 1) / (kTcWarps * (TW > 0 ? TW : wtw));
   const int nz = tc_parts(bx, KC, sm_count);
