@@ -1471,8 +1471,7 @@ void launch_gemm_tc(cudaStream_t st, int sm_count, const uint4* qm, const uint2*
   if (TW == 0 && wtw != 1 && wtw != 2)
     fail(ErrorKind::internal, "weights.gptq (CUDA): gemm_wg_kernel launched with " + std::to_string(wtw) +
                                   " tiles a warp (1 or 2)");
-  // column blocks: kTcWarps · TW tiles each (gemm_wg_kernel: kTcWarps · wtw, wg::blocks_x)
-  const int64_t bx = (NTp + kTcWarps * (TW > 0 ? TW : wtw) - 1) / (kTcWarps * (TW > 0 ? TW : wtw));
+  const int64_t bx = tc_blocks_x(NTp, TW > 0 ? TW : wtw);  // column blocks (gemm_wg_kernel's: wtw tiles a warp)
   const int nz = tc_parts(bx, KC, sm_count);
   float* part = reinterpret_cast<float*>(ws);
   float* rowscale = reinterpret_cast<float*>(ws + tc_part_halfs(N));
@@ -1554,7 +1553,7 @@ struct TcPlan {
   // with one tile for them at 16–48 rows, where two tiles fit two blocks per SM, 3–8 % slower).
   int wg_tiles_for(int nb, int64_t NTp, int64_t KC, int sm_count) const {
     if (wg_tiles() != 0) return wg_tiles();
-    const int64_t bx = (NTp + 2 * kTcWarps - 1) / (2 * kTcWarps);
+    const int64_t bx = tc_blocks_x(NTp, 2);
     const int64_t blocks = bx * tc_parts(bx, KC, sm_count);
     return blocks > int64_t(wg[nb][1]) * sm_count ? 1 : 2;
   }

@@ -52,6 +52,12 @@ constexpr int kTcMinM = 9;    // rows of x at least: up to 8, gemv_mma_kernel is
 constexpr int kTcMaxM = 64;   // rows of x at most (NB = 8)
 constexpr int kTcMaxParts = 8;
 
+// Column blocks of either kernel's grid for NTp column tiles of 16, `tiles` per warp (kTcWarps ·
+// tiles a block).
+constexpr int64_t tc_blocks_x(int64_t NTp, int tiles) {
+  return (NTp + int64_t(kTcWarps) * tiles - 1) / (int64_t(kTcWarps) * tiles);
+}
+
 // Bytes of one ring stage: x fragments, then the warps' codes, then their scale/zero entries
 // (TW column tiles per warp).
 template <int NB, int S, int TW>

@@ -313,7 +313,7 @@ int wg_plan(int64_t KC) {
 
 template <bool kTileScale, int NB, int TW>
 cudaError_t wg_launch(bool pdl, cudaStream_t st, int parts, const wg::Args& a) {
-  const unsigned bx = unsigned(wg::blocks_x(a.NTp, TW));
+  const unsigned bx = unsigned(tc_blocks_x(a.NTp, TW));
   uint32_t lbo = NB * 128, sbo = 128;
   if (a.swap_desc) lbo = 128, sbo = NB * 128;
   return cuda_plugin::launch(pdl, st, dim3(bx, unsigned(parts)), dim3(kTcWarps * 32),
@@ -354,8 +354,6 @@ int plan(bool tile_scale, int nb, int tw, int64_t KC) {
     return wg_plan<decltype(ts)::value, decltype(nbc)::value, decltype(twc)::value>(KC);
   });
 }
-
-int64_t blocks_x(int64_t NTp, int tw) { return (NTp + int64_t(kTcWarps) * tw - 1) / (int64_t(kTcWarps) * tw); }
 
 cudaError_t launch(bool pdl, cudaStream_t st, bool tile_scale, int nb, int tw, int parts, const Args& a) {
   return wg_dispatch(tile_scale, nb, tw, cudaErrorInvalidValue, [&](auto ts, auto nbc, auto twc) {

@@ -29,9 +29,7 @@ struct Args {
 // there; 0 where it cannot run (not a compute capability 9.0 device, no sm_90a image, too little
 // shared memory).
 int plan(bool tile_scale, int nb, int tw, int64_t KC);
-// Column blocks of the grid (8 · tw column tiles of 16 each).
-int64_t blocks_x(int64_t NTp, int tw);
-// Enqueues the kernel on st: gridDim (blocks_x(NTp, tw), parts).
+// Enqueues the kernel on st: gridDim (tc_blocks_x(NTp, tw), parts) (gptq_tc.cuh).
 cudaError_t launch(bool pdl, cudaStream_t st, bool tile_scale, int nb, int tw, int parts, const Args& a);
 
 }  // namespace kvrun::gptq::wg

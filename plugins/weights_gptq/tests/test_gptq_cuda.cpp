@@ -11,8 +11,8 @@
 // exact), fp32 accumulation: each operand carries a relative rounding error ≤ 2^-11, so 4e-3. For
 // 4-bit Linears in the tensor-core layout that is gemm_tc_kernel at 9..64 rows (16 takes its 16-row
 // width, 24 its 32-row one, 33, 47, 56 and 64 its 64-row one; the small Linears its k split into
-// parts) — on compute capability 9.0 gemm_wg_kernel from 33 rows (its 40-, 48-, 56- and 64-row
-// widths; from 16 rows with KVRUN_GPTQ_WG_MIN_ROWS=9, as scripts/gpu-check.sh runs it too);
+// parts) — on compute capability 9.0 gemm_wg_kernel instead (its 16-, 32-, 40-, 48-, 56- and 64-row
+// widths; scripts/gpu-check.sh runs the suite with KVRUN_GPTQ_WGMMA=0 too, and with one tile a warp);
 // otherwise an f16 copy of W and the backend's GEMM.
 #include <doctest/doctest.h>
 
