@@ -3,8 +3,10 @@
 # argument recompiles SRC (a .cu file of the plugin, as the build compiles it) with FLAGS added,
 # relinks the plugin with it and leaves the result in .carry/var/NAME/ — run a row there with
 # KVRUN_PLUGIN_PATH=.carry/var/NAME (searched before the build's own plugins). Run after
-# scripts/gpu-pack.sh; it replaces .carry/var. E.g.
-#   scripts/gpu-variants.sh plugins/weights_gptq/kvrun_weights_gptq.so gptq_wg.cu s4=-DKVRUN_WG_STAGES=4
+# scripts/gpu-pack.sh; it replaces .carry/var. FLAGS act only through a hook the source leaves,
+# such as `#ifndef KVRUN_XF_THREADS / #define KVRUN_XF_THREADS 256 / #endif` around a constant
+# (session 24 added such hooks for its calls and removed them after). E.g.
+#   scripts/gpu-variants.sh plugins/weights_gptq/kvrun_weights_gptq.so gptq_cuda.cu xf512=-DKVRUN_XF_THREADS=512
 set -euo pipefail
 cd "$(dirname "$0")/../build-cuda"
 export PATH=/usr/local/cuda/bin:$PATH
