@@ -15,6 +15,14 @@ newest=$(find core/include backends plugins \( -name '*.cuh' -o -name '*.hpp' -o
   sort -n | tail -1 | cut -d' ' -f2-)
 [ -n "$newest" ] && find build-cuda -name '*.cu.o' ! -newer "$newest" -delete
 ninja -C build-cuda
+# Every kernel launched with programmatic dependent launch must wait on the device for the kernel
+# before it (scripts/pdl-audit.py: its SASS must hold griddepcontrol.wait). Needs cuobjdump and
+# nvdisasm, which not every CUDA install has (docs/GPU.md says where to get them).
+if command -v cuobjdump >/dev/null && command -v nvdisasm >/dev/null; then
+  python3 scripts/pdl-audit.py build-cuda
+else
+  echo "gpu-pack: cuobjdump or nvdisasm not on PATH: the PDL audit (scripts/pdl-audit.py) did not run" >&2
+fi
 mkdir -p .carry/lib
 # Only the linked outputs travel (objects stay here): shared objects, executables — less the test
 # executables that have no GPU case (scripts/gpu-check.sh runs none of them), ~2 MB of the 64 MiB a
