@@ -17,7 +17,6 @@ Usage: scripts/pdl-audit.py [BUILD_DIR]   (default build-cuda; cuobjdump and nvd
 they are not in every CUDA install: `pip download --no-deps nvidia-cuda-cuobjdump
 nvidia-cuda-nvdisasm` and unzip the wheels gives both, docs/GPU.md)
 """
-import os
 import re
 import subprocess
 import sys
